@@ -1,0 +1,147 @@
+"""The `vigil` command. Exit codes: 0 success, 1 failure at run time
+(agent unreachable, state directory taken), 2 usage or configuration error,
+with one line per problem on stderr naming the file and key path."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from agent import __version__, config as config_mod
+from agent.records import Record
+from agent.schema import ConfigError, Invalid, parse_duration
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"vigil: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description="vigil monitoring agent")
+    parser.add_argument("--version", action="version", version=f"vigil {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: object, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--config", metavar="FILE", help="default: /etc/vigil/agent.toml if present")
+        p.set_defaults(func=func)
+        return p
+
+    command("run", cmd_run, "run the agent daemon")
+    once = command("once", cmd_once, "collect once and print the metrics")
+    once.add_argument("--json", action="store_true", help="one JSON record per line")
+    once.add_argument(
+        "--window",
+        default="1s",
+        metavar="DURATION",
+        help="time between the two samples that rates and CPU shares need (default 1s)",
+    )
+    command("check-config", cmd_check_config, "validate the configuration and exit")
+    status = command("status", cmd_status, "show the running agent's state")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    return parser
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    print(f"{cfg.source}: ok")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    from agent import logsetup, statedir
+    from agent.runtime import Agent
+
+    logsetup.configure(cfg.agent.log_level, cfg.agent.log_format)
+    agent = Agent(cfg, args.config)
+    try:
+        code = _run_loop(agent.run())
+    except statedir.StateDirError as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if agent.stuck_threads:
+        # A collector thread blocked in the kernel would hold up interpreter
+        # exit past systemd's stop timeout; everything else is already closed.
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
+def _run_loop(coro: object) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        import asyncio
+
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    result: int = uvloop.run(coro)
+    return result
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    try:
+        window = parse_duration(args.window)
+    except Invalid as exc:
+        print(f"vigil: --window: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from agent import output
+    from agent.runtime import build_collectors
+    from collectors.source import PsutilSource
+
+    collectors = build_collectors(cfg, PsutilSource())
+    records: list[Record] = []
+    # Two passes: rates and CPU shares need a difference between two samples.
+    for attempt in range(2):
+        records.clear()
+        for collector in collectors:
+            result = collector.collect(time.time(), time.monotonic())
+            records.extend(result)  # type: ignore[arg-type]
+        if attempt == 0:
+            time.sleep(window)
+    sys.stdout.write(output.json_lines(records) if args.json else output.metrics_table(records))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    if not cfg.api.listen:
+        print(
+            f"vigil: {cfg.source}: api.listen is not set, so the agent has no local endpoint "
+            'to ask; set [api] listen = "127.0.0.1:8651"',
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    host, port = config_mod.split_host_port(cfg.api.listen)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            status = json.load(resp)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"vigil: no agent answering at {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    from agent import output
+
+    sys.stdout.write(json.dumps(status, indent=2) + "\n" if args.json else output.status_text(status))
+    return EXIT_OK

@@ -1,0 +1,152 @@
+"""The agent's configuration: TOML parsed once into frozen sections.
+
+Every table is optional; `load(None)` gives the built-in defaults (host
+metrics every 10 s, kept locally). See docs/configuration.md for every key.
+Later features add their sections to `Config`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.schema import ConfigError, Duration, Invalid, Problem, build, opt
+from collectors import HOST_COLLECTORS
+from collectors.disk import DiskConfig
+from collectors.diskio import DiskIOConfig
+from collectors.network import NetworkConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
+
+
+def default_state_dir() -> Path:
+    """systemd's StateDirectory= when set, /var/lib/vigil for root, else the
+    user's XDG state directory, so `vigil run` works unprivileged too."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/vigil")
+    xdg = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(xdg) / "vigil"
+
+
+def _check_host_id(value: str) -> str | None:
+    if not value or len(value) > 253 or any(c.isspace() or c == "/" for c in value):
+        return "must be 1 to 253 characters with no spaces or slashes"
+    return None
+
+
+def _check_listen(value: str) -> str | None:
+    try:
+        split_host_port(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check_enabled(names: tuple[str, ...]) -> str | None:
+    unknown = [n for n in names if n not in HOST_COLLECTORS]
+    if unknown:
+        return f"unknown collector {unknown[0]!r}; known: {', '.join(HOST_COLLECTORS)}"
+    return None
+
+
+def split_host_port(listen: str) -> tuple[str, int]:
+    """"127.0.0.1:8651", "[::1]:8651", "localhost:8651" -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'expected "HOST:PORT" such as "127.0.0.1:8651", got {listen!r}')
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    host_id: str = opt(factory=socket.gethostname, check=_check_host_id)
+    state_dir: Path = opt(factory=default_state_dir)
+    interval: Duration = opt(10.0, min=0.05)
+    # Each run starts up to this much later than its slot, at random, so a
+    # fleet started together does not collect and push in lockstep.
+    jitter: Duration | None = None  # default: a tenth of the interval, at most 1s
+    collect_timeout: Duration | None = opt(None, min=0.01)  # default: the interval
+    stop_timeout: Duration = opt(10.0, min=0.1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+
+@dataclass(frozen=True)
+class HostSection:
+    enabled: tuple[str, ...] = opt(tuple(HOST_COLLECTORS), check=_check_enabled)
+    interval: Duration | None = opt(None, min=0.05)  # default: [agent] interval
+    disk: DiskConfig = field(default_factory=DiskConfig)
+    diskio: DiskIOConfig = field(default_factory=DiskIOConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+
+
+@dataclass(frozen=True)
+class ApiSection:
+    listen: str | None = opt(None, check=_check_listen)
+    allow_remote: bool = False  # listening beyond loopback must be asked for
+
+    def __post_init__(self) -> None:
+        if self.listen and not self.allow_remote and not is_loopback(split_host_port(self.listen)[0]):
+            raise Invalid(
+                f"listen = {self.listen!r} is not a loopback address; set allow_remote = true "
+                "to expose the endpoint beyond this host",
+                key="listen",
+            )
+
+
+@dataclass(frozen=True)
+class Config:
+    agent: AgentSection = field(default_factory=AgentSection)
+    host: HostSection = field(default_factory=HostSection)
+    api: ApiSection = field(default_factory=ApiSection)
+    # Where this came from; not a TOML key.
+    source: str = field(default="(built-in defaults)", init=False, compare=False)
+
+    def interval_for(self, collector: str) -> float:
+        if collector in HOST_COLLECTORS and self.host.interval is not None:
+            return self.host.interval
+        return self.agent.interval
+
+
+def parse(text: str, file: str) -> Config:
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([Problem(file, "", f"not valid TOML: {exc}")]) from exc
+    config = build(Config, data, file)
+    object.__setattr__(config, "source", file)
+    return config
+
+
+def load(path: str | os.PathLike[str] | None) -> Config:
+    """Load `path`; with None, /etc/vigil/agent.toml if it exists, else the defaults."""
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.exists():
+            return Config()
+        path = DEFAULT_CONFIG_PATH
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from exc
+    return parse(text, str(path))

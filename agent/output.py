@@ -1,0 +1,95 @@
+"""How `vigil once` and `vigil status` print: JSON lines for programs,
+aligned tables with human units for people."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agent.records import Record
+
+
+def json_lines(records: Iterable[Record]) -> str:
+    return "".join(json.dumps(r.to_dict(), separators=(",", ":")) + "\n" for r in records)
+
+
+def human(name: str, value: float) -> str:
+    """A value as a person reads it, by the unit the metric name ends with."""
+    if name.endswith("_bytes") or name.endswith("_bytes_total"):
+        return _binary(value)
+    if name.endswith("_bytes_per_second"):
+        return _binary(value) + "/s"
+    if name.endswith("_percent"):
+        return f"{value:.1f} %"
+    if name.endswith("timestamp_seconds") or name.endswith("time_seconds") and value > 1e9:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    if name.endswith("_seconds") or name.endswith("_seconds_total"):
+        return _duration(value)
+    if name.endswith("_per_second"):
+        return f"{value:,.1f}/s"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}"
+
+
+def _binary(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    return (f"{days}d " if days else "") + f"{hours}h {rest // 60}m"
+
+
+def metrics_table(records: Iterable[Record]) -> str:
+    rows = []
+    for r in records:
+        if r.kind != "metric":
+            continue
+        labels = ",".join(f"{k}={v}" for k, v in sorted(r.labels.items()))
+        rows.append((r.name, labels, human(r.name, r.value)))
+    return table(("METRIC", "LABELS", "VALUE"), rows, right=(2,))
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = []
+    for row in (header, *rows):
+        cells = [
+            str(cell).rjust(w) if i in right else str(cell).ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def status_text(status: Mapping[str, Any]) -> str:
+    head = (
+        f"vigil agent {status['version']} on {status['host_id']} (pid {status['pid']})\n"
+        f"up {_duration(status['uptime_seconds'])}, config {status['config']}, "
+        f"state {status['state_dir']}, {status['errors']} collector errors\n\n"
+    )
+    now = time.time()
+    rows = []
+    for c in status["collectors"]:
+        ago = f"{now - c['last_run']:.0f}s ago" if c["last_run"] else "never"
+        took = _duration(c["last_duration_seconds"]) if c["last_duration_seconds"] is not None else "-"
+        state = "FAILING" if c["failing"] else "ok"
+        rows.append(
+            (c["name"], state, f"{c['interval_seconds']:g}s", ago, took, str(c["samples"]),
+             str(c["errors"]), str(c["timeouts"]), str(c["overruns"]), c["last_error"] or "")
+        )  # fmt: skip
+    header = ("COLLECTOR", "STATE", "EVERY", "LAST RUN", "TOOK", "SAMPLES", "ERRORS", "TIMEOUTS",
+              "OVERRUNS", "LAST ERROR")  # fmt: skip
+    return head + table(header, rows)

@@ -1,0 +1,63 @@
+"""The records every collector produces (DESIGN.md, "Data model").
+
+A record carries the wall-clock time it was observed (UTC, float seconds)
+and a kind. Records are immutable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
+
+MetricType = Literal["gauge", "counter"]
+NO_LABELS: Mapping[str, str] = MappingProxyType({})
+
+
+class Metric(NamedTuple):
+    """One sample. A named tuple: immutable and cheap, as a host makes hundreds per interval."""
+
+    name: str
+    value: float
+    ts: float
+    labels: Mapping[str, str] = NO_LABELS
+    type: MetricType = "gauge"
+
+    kind = "metric"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "metric",
+            "name": self.name,
+            "labels": dict(self.labels),
+            "value": self.value,
+            "type": self.type,
+            "ts": self.ts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A log match, security finding, alert transition or lifecycle event."""
+
+    type: str  # log | security | alert | check | lifecycle
+    ts: float
+    message: str
+    severity: str = "info"
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    kind = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "event",
+            "type": self.type,
+            "severity": self.severity,
+            "message": self.message,
+            "fields": dict(self.fields),
+            "ts": self.ts,
+        }
+
+
+Record = Metric | Event

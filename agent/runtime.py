@@ -1,0 +1,259 @@
+"""The agent daemon (`vigil run`): collectors under supervision, signals,
+reload, the systemd notify protocol and the local endpoint.
+
+Lifecycle: lock the state directory, start one Schedule per collector,
+wait for each collector's first attempt, then READY=1. SIGHUP re-reads the
+config: a bad one is logged and the running one kept; a good one replaces
+the collectors (their counters in CollectorStats carry over). SIGTERM or
+SIGINT: STOPPING=1, cancel everything within `stop_timeout`, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+
+from agent import __version__, config as config_mod, logsetup, statedir
+from agent.api import ApiServer
+from agent.config import Config
+from agent.exposition import render
+from agent.records import Metric, Record
+from agent.scheduler import CollectorStats, Schedule
+from agent.sdnotify import Notifier
+from agent.selfmetrics import SelfCollector
+from collectors import HOST_COLLECTORS
+from collectors.base import Collector, Spec
+from collectors.source import HostSource, PsutilSource
+
+log = structlog.get_logger()
+
+
+def build_collectors(config: Config, source: HostSource) -> list[Collector]:
+    """The host collectors `[host] enabled` asks for, with their options."""
+    options = {"disk": config.host.disk, "diskio": config.host.diskio, "network": config.host.network}
+    out: list[Collector] = []
+    for name in config.host.enabled:
+        cls: Any = HOST_COLLECTORS[name]
+        out.append(cls(source, options[name]) if name in options else cls(source))
+    return out
+
+
+class Agent:
+    def __init__(self, config: Config, config_path: str | None, source: HostSource | None = None):
+        self.config = config
+        self.config_path = config_path
+        self.source = source or PsutilSource()
+        self.started = time.time()
+        self.stats: dict[str, CollectorStats] = {}
+        self.latest: dict[str, Sequence[Record]] = {}
+        self.specs: dict[str, Spec] = {}
+        self.schedules: list[Schedule] = []
+        self._retired: list[Schedule] = []  # replaced by a reload while a thread was stuck
+        self.tasks: list[asyncio.Task[None]] = []
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="collector")
+        self.notifier = Notifier(None)
+        self.api: ApiServer | None = None
+        self.lock = statedir.StateLock(config.agent.state_dir)
+        self._stop = asyncio.Event()
+        self._reloading: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def run(self) -> int:
+        statedir.prepare(self.config.agent.state_dir)
+        self.lock.acquire()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        self.notifier = Notifier.from_env()
+        log.info(
+            "agent_starting",
+            version=__version__,
+            pid=os.getpid(),
+            config=self.config.source,
+            host_id=self.config.agent.host_id,
+            state_dir=str(self.config.agent.state_dir),
+        )
+        await self.start_collectors()
+        await self.start_api()
+        await self.first_round()
+        self.notifier.send("READY=1", f"STATUS={self.status_line()}")
+        log.info("agent_ready", collectors=[s.name for s in self.schedules])
+        watchdog = asyncio.create_task(self.watchdog())
+        await self._stop.wait()
+        self.notifier.send("STOPPING=1", "STATUS=stopping")
+        watchdog.cancel()
+        try:
+            await asyncio.wait_for(self.shutdown(), self.config.agent.stop_timeout)
+        except asyncio.TimeoutError:
+            log.warning("stop_deadline_passed", stop_timeout=self.config.agent.stop_timeout)
+        log.info("agent_stopped")
+        self.lock.release()
+        self.notifier.close()
+        return 0
+
+    @property
+    def stuck_threads(self) -> bool:
+        """True when a collector thread is still blocked (it would hold up interpreter exit)."""
+        return any(s.stuck for s in self.schedules + self._retired)
+
+    def request_stop(self, sig: signal.Signals) -> None:
+        log.info("stop_requested", signal=sig.name)
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.create_task(self.reload())
+
+    async def shutdown(self) -> None:
+        await self.stop_collectors()
+        if self.api is not None:
+            await self.api.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- collectors ----------------------------------------------------------
+
+    async def start_collectors(self) -> None:
+        cfg = self.config
+        collectors = build_collectors(cfg, self.source)
+        collectors.append(SelfCollector(self.stats, self.started))
+        self.specs = {spec.name: spec for c in collectors for spec in c.specs}
+        for collector in collectors:
+            interval = cfg.interval_for(collector.name)
+            timeout = cfg.agent.collect_timeout or interval
+            jitter = cfg.agent.jitter if cfg.agent.jitter is not None else min(interval / 10, 1.0)
+            stats = self.stats.setdefault(collector.name, CollectorStats())
+            schedule = Schedule(collector, interval, timeout, jitter, self.on_records, stats, self.executor)
+            self.schedules.append(schedule)
+            self.tasks.append(asyncio.create_task(schedule.run(), name=f"collector:{collector.name}"))
+
+    async def stop_collectors(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self._retired = [s for s in self._retired + self.schedules if s.stuck]
+        self.tasks.clear()
+        self.schedules.clear()
+
+    async def first_round(self) -> None:
+        """Wait until every collector has tried once (each bounded by its timeout)."""
+        await asyncio.gather(*(s.first_attempt.wait() for s in self.schedules))
+
+    def on_records(self, collector: str, records: Sequence[Record]) -> None:
+        self.latest[collector] = records
+
+    # -- reload ----------------------------------------------------------------
+
+    async def reload(self) -> None:
+        log.info("reload_requested", config=self.config_path)
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.run_in_executor(self.executor, config_mod.load, self.config_path)
+        except config_mod.ConfigError as exc:
+            log.error(
+                "reload_failed_keeping_old_config",
+                config=self.config_path,
+                errors=[str(p) for p in exc.problems],
+            )
+            self.notifier.send(f"STATUS=reload failed, running the previous config; {self.status_line()}")
+            return
+        if new.agent.state_dir != self.config.agent.state_dir:
+            log.warning("state_dir_change_needs_restart", kept=str(self.config.agent.state_dir))
+            new = _with_state_dir(new, self.config.agent.state_dir)
+        self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        old, self.config = self.config, new
+        logsetup.configure(new.agent.log_level, new.agent.log_format)
+        await self.stop_collectors()
+        self.latest.clear()
+        await self.start_collectors()
+        if new.api != old.api:
+            if self.api is not None:
+                await self.api.stop()
+                self.api = None
+            await self.start_api()
+        self.notifier.send("READY=1", f"STATUS={self.status_line()}")
+        log.info("reloaded", config=new.source, collectors=[s.name for s in self.schedules])
+
+    # -- endpoint, status, watchdog ---------------------------------------------
+
+    async def start_api(self) -> None:
+        listen = self.config.api.listen
+        if not listen:
+            return
+        api = ApiServer(listen, self.metrics_text, self.status)
+        try:
+            await api.start()
+        except OSError as exc:
+            # Collection goes on without the endpoint; the operator sees why.
+            log.error("api_listen_failed", listen=listen, error=exc.strerror or str(exc))
+            return
+        self.api = api
+
+    def metrics_text(self) -> str:
+        samples = (r for records in self.latest.values() for r in records if isinstance(r, Metric))
+        return render(samples, self.specs)
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "version": __version__,
+            "host_id": self.config.agent.host_id,
+            "pid": os.getpid(),
+            "started": self.started,
+            "uptime_seconds": now - self.started,
+            "config": self.config.source,
+            "state_dir": str(self.config.agent.state_dir),
+            "errors": sum(st.errors + st.timeouts for st in self.stats.values()),
+            "collectors": [
+                {
+                    "name": s.name,
+                    "interval_seconds": s.interval,
+                    "runs": s.stats.runs,
+                    "errors": s.stats.errors,
+                    "timeouts": s.stats.timeouts,
+                    "overruns": s.stats.overruns,
+                    "samples": s.stats.samples,
+                    "last_run": s.stats.last_run,
+                    "last_success": s.stats.last_success,
+                    "last_duration_seconds": s.stats.last_duration,
+                    "last_error": s.stats.last_error,
+                    "failing": s.stats.failures_in_a_row > 0,
+                }
+                for s in self.schedules
+            ],
+        }
+
+    def status_line(self) -> str:
+        failing = [s.name for s in self.schedules if s.stats.failures_in_a_row]
+        line = f"{len(self.schedules)} collectors running"
+        return line + (f"; failing: {', '.join(failing)}" if failing else "")
+
+    async def watchdog(self) -> None:
+        """WATCHDOG=1 at half of WatchdogSec while the loop runs and no
+        supervisor task has died; otherwise systemd restarts us."""
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            dead = [t.get_name() for t in self.tasks if t.done()]
+            if dead:
+                log.error("watchdog_withheld", dead_tasks=dead)
+            else:
+                self.notifier.send("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+
+def _with_state_dir(config: Config, state_dir: Any) -> Config:
+    agent = dataclasses.replace(config.agent, state_dir=state_dir)
+    new = dataclasses.replace(config, agent=agent)
+    object.__setattr__(new, "source", config.source)
+    return new

@@ -1,0 +1,258 @@
+"""Typed, frozen configuration objects built from TOML.
+
+A config section is a frozen dataclass; this module walks its fields and
+converts a TOML table into it, collecting every problem (unknown key, wrong
+type, bad value) with the key path that caused it, so `vigil check-config`
+can report them all at once. Section classes only declare fields; extra
+constraints go in field metadata (see `opt`).
+
+Field types understood: str, bool, int, float, Path, Duration (float
+seconds from "10s"), Size (int bytes from "256MiB"), Literal[...],
+X | None, tuple[X, ...] (TOML arrays), dict[str, str], and nested section
+dataclasses (tables, or arrays of tables as tuple[Section, ...]).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+
+Duration = Annotated[float, "duration"]
+Size = Annotated[int, "size"]
+
+T = TypeVar("T")
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+    "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}  # fmt: skip
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
+
+
+class Invalid(ValueError):
+    """A value that cannot be converted; the message says what was expected.
+    `key` names the field at fault when a section's __post_init__ raises it."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def parse_duration(value: object) -> float:
+    """"10s", "1m30s", "250ms", "2h", "7d" -> seconds. Bare numbers are refused:
+    "interval = 10" could mean seconds or milliseconds, and guessing is worse."""
+    if not isinstance(value, str):
+        raise Invalid(f'expected a duration string with a unit, like "10s" or "5m", got {value!r}')
+    text = value.strip().replace(" ", "")
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise Invalid(f'expected a duration like "10s", "500ms", "5m", "1h30m", got {value!r}')
+    return total
+
+
+def parse_size(value: object) -> int:
+    """256MiB, "1GB", "64k" or a plain integer of bytes -> bytes.
+    KB/MB/GB are powers of 1000, KiB/MiB/GiB and K/M/G powers of 1024."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise Invalid(f"expected a size of zero or more bytes, got {value}")
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.fullmatch(value.strip().lower())
+        if m and m.group(2) in _SIZE_UNITS:
+            return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    raise Invalid(f'expected a size like "256MiB", "10MB" or a number of bytes, got {value!r}')
+
+
+def opt(
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Callable[[], Any] | None = None,
+    min: float | None = None,  # noqa: A002 - reads well at the call site
+    check: Callable[[Any], str | None] | None = None,
+    each: Callable[[Any], str | None] | None = None,
+) -> Any:
+    """A section field with a default and optional constraints.
+
+    `min` bounds numbers and durations; `check` returns an error text or None;
+    `each` is such a check applied to every item of an array.
+    """
+    meta = {"min": min, "check": check, "each": each}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Every problem found in one configuration file."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _describe(tp: Any) -> str:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        return {"duration": 'a duration like "10s"', "size": 'a size like "256MiB"'}[args[1]]
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        if dataclasses.is_dataclass(args[0]):
+            return "an array of tables"
+        return f"an array of {_describe(args[0])}"
+    if origin is dict:
+        return "a table of strings"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    names = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
+             Path: "a path string"}  # fmt: skip
+    return names.get(tp, str(tp))
+
+
+class _Builder:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.problems.append(Problem(self.file, path, message))
+
+    def section(self, cls: type[T], data: object, path: str) -> T | None:
+        if not isinstance(data, Mapping):
+            self.fail(path, f"expected a table, got {type(data).__name__} {data!r}")
+            return None
+        hints = typing.get_type_hints(cls, include_extras=True)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+        for key in data:
+            if key not in fields:
+                close = difflib.get_close_matches(key, list(fields), n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                known = ", ".join(sorted(fields))
+                self.fail(_join(path, key), f"unknown key{hint}; known keys here: {known}")
+        values: dict[str, Any] = {}
+        ok = True
+        for name, f in fields.items():
+            if name not in data:
+                continue
+            key_path = _join(path, name)
+            before = len(self.problems)
+            value = self.value(hints[name], data[name], key_path)
+            if len(self.problems) == before:
+                self.constraints(f.metadata, value, key_path)
+            if len(self.problems) != before:
+                ok = False
+                continue
+            values[name] = value
+        if not ok:
+            return None
+        try:
+            return cls(**values)
+        except Invalid as exc:  # a cross-field check in __post_init__
+            self.fail(_join(path, exc.key) if exc.key else path, str(exc))
+            return None
+
+    def value(self, tp: Any, raw: object, path: str) -> Any:
+        origin, args = get_origin(tp), get_args(tp)
+        try:
+            if origin is Annotated:
+                return parse_duration(raw) if args[1] == "duration" else parse_size(raw)
+            if origin in (Union, types.UnionType):
+                inner = [a for a in args if a is not type(None)]
+                return self.value(inner[0], raw, path)
+            if origin is Literal:
+                if raw not in args:
+                    raise Invalid(f"expected {_describe(tp)}, got {raw!r}")
+                return raw
+            if origin is tuple:
+                if not isinstance(raw, list):
+                    raise Invalid(f"expected {_describe(tp)}, got {raw!r}")
+                return tuple(self.value(args[0], item, f"{path}[{i}]") for i, item in enumerate(raw))
+            if origin is dict:
+                if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+                    raise Invalid(f"expected {_describe(tp)}, got {raw!r}")
+                return dict(raw)
+            if dataclasses.is_dataclass(tp):
+                return self.section(tp, raw, path)  # type: ignore[arg-type]
+            return _scalar(tp, raw)
+        except Invalid as exc:
+            self.fail(path, str(exc))
+            return None
+
+
+    def constraints(self, meta: Mapping[str, Any], value: Any, path: str) -> None:
+        if value is None:
+            return
+        low = meta.get("min")
+        if low is not None and value < low:
+            self.fail(path, f"must be at least {low}, got {value}")
+        check, each = meta.get("check"), meta.get("each")
+        if check is not None and (err := check(value)):
+            self.fail(path, err)
+        for i, item in enumerate(value if each is not None else ()):
+            if err := each(item):
+                self.fail(f"{path}[{i}]", err)
+
+
+def _scalar(tp: Any, raw: object) -> Any:
+    if tp is bool and isinstance(raw, bool):
+        return raw
+    if tp is int and isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if tp is float and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return float(raw)
+    if tp is str and isinstance(raw, str):
+        return raw
+    if tp is Path and isinstance(raw, str) and raw:
+        return Path(raw).expanduser()
+    raise Invalid(f"expected {_describe(tp)}, got {type(raw).__name__} {raw!r}")
+
+
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def build(cls: type[T], data: Mapping[str, Any], file: str) -> T:
+    """Build section `cls` from parsed TOML, or raise ConfigError listing every problem."""
+    builder = _Builder(file)
+    result = builder.section(cls, data, "")
+    if builder.problems or result is None:
+        raise ConfigError(builder.problems)
+    return result
+
+
+def check_regex(pattern: str) -> str | None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"not a valid regular expression ({exc}): {pattern!r}"
+    return None
+

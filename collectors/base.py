@@ -1,0 +1,54 @@
+"""The small protocol every collector follows.
+
+A collector is one module that only produces records: it declares its
+`name`, the metrics it can emit (`specs`, used for `/metrics` help text and
+checked against docs/metrics.md by a test), and `collect()`. It knows
+nothing of scheduling, buffering, shipping or alerting.
+
+`collect(ts, mono)` receives the wall-clock time to stamp records with and
+a monotonic time for rate computations, so tests can drive it step by step.
+Collectors whose `collect` can block (file systems, /proc) keep
+`blocking = True` and the scheduler runs them in a worker thread, where a
+hang is timed out without stalling the event loop; an `async def collect`
+is awaited on the loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from agent.records import MetricType, Record
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One metric a collector may emit: its name, type, and what it means."""
+
+    name: str
+    type: MetricType
+    help: str
+
+
+class Collector:
+    name: ClassVar[str]
+    specs: ClassVar[tuple[Spec, ...]] = ()
+    blocking: ClassVar[bool] = True
+
+    def collect(self, ts: float, mono: float) -> Sequence[Record] | Awaitable[Sequence[Record]]:
+        raise NotImplementedError
+
+
+def gauge(name: str, help: str) -> Spec:
+    return Spec(name, "gauge", help)
+
+
+def counter(name: str, help: str) -> Spec:
+    return Spec(name, "counter", help)
+
+
+def any_of(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One compiled regex matching any of `patterns` (None when there are none)."""
+    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None

@@ -1,0 +1,96 @@
+"""Disk space and inodes per mounted file system."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+import structlog
+
+from agent.records import Metric, Record
+from agent.schema import opt
+from collectors.base import Collector, gauge
+from collectors.source import HostSource
+
+log = structlog.get_logger("vigil.collectors.disk")
+
+# Pseudo, in-memory and container layer file systems: their "space" is not
+# something an operator provisions, and they multiply series on container hosts.
+DEFAULT_EXCLUDE_FSTYPES = (
+    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs",
+    "devpts", "devtmpfs", "efivarfs", "fuse.lxcfs", "fusectl", "hugetlbfs", "mqueue",
+    "nsfs", "overlay", "proc", "pstore", "ramfs", "rpc_pipefs", "securityfs",
+    "selinuxfs", "squashfs", "sysfs", "tmpfs", "tracefs", "aufs", "iso9660",
+)  # fmt: skip
+DEFAULT_EXCLUDE_MOUNTS = (
+    "/proc", "/proc/*", "/sys", "/sys/*", "/dev", "/dev/*", "/run/*",
+    "/var/lib/docker/*", "/var/lib/containers/*", "/var/lib/kubelet/*", "/snap/*",
+)  # fmt: skip
+
+
+def _check_glob(pattern: str) -> str | None:
+    return None if pattern else "must not be empty"
+
+
+@dataclass(frozen=True)
+class DiskConfig:
+    exclude_fstypes: tuple[str, ...] = DEFAULT_EXCLUDE_FSTYPES
+    exclude_mounts: tuple[str, ...] = opt(DEFAULT_EXCLUDE_MOUNTS, each=_check_glob)
+    include_mounts: tuple[str, ...] = opt((), each=_check_glob)  # globs kept despite the above
+
+
+class DiskCollector(Collector):
+    name = "disk"
+    specs = (
+        gauge("disk_total_bytes", "Size of the file system."),
+        gauge("disk_free_bytes", "Space available to unprivileged users."),
+        gauge("disk_used_bytes", "Space in use."),
+        gauge("disk_used_percent", "Space in use as df shows it: used / (used + free)."),
+        gauge("disk_inodes", "Inodes of the file system."),
+        gauge("disk_inodes_free", "Inodes free."),
+        gauge("disk_inodes_used_percent", "Share of inodes in use."),
+    )
+
+    def __init__(self, source: HostSource, config: DiskConfig | None = None) -> None:
+        self.source = source
+        self.config = config or DiskConfig()
+
+    def wanted(self, mountpoint: str, fstype: str) -> bool:
+        cfg = self.config
+        if any(fnmatch.fnmatchcase(mountpoint, g) for g in cfg.include_mounts):
+            return True
+        if fstype in cfg.exclude_fstypes:
+            return False
+        return not any(fnmatch.fnmatchcase(mountpoint, g) for g in cfg.exclude_mounts)
+
+    def collect(self, ts: float, mono: float) -> list[Record]:
+        out: list[Record] = []
+        seen: set[str] = set()
+        for m in self.source.mounts():
+            if m.mountpoint in seen or not self.wanted(m.mountpoint, m.fstype):
+                continue
+            seen.add(m.mountpoint)
+            try:
+                fs = self.source.fs_usage(m.mountpoint)
+            except OSError as exc:  # stale NFS handle, permission: skip this mount only
+                log.debug("statvfs_failed", mount=m.mountpoint, error=str(exc))
+                continue
+            if fs.total_bytes <= 0:
+                continue
+            labels = {"mount": m.mountpoint, "device": m.device, "fstype": m.fstype}
+            avail = fs.used_bytes + fs.free_bytes
+            out += [
+                Metric("disk_total_bytes", fs.total_bytes, ts, labels),
+                Metric("disk_free_bytes", fs.free_bytes, ts, labels),
+                Metric("disk_used_bytes", fs.used_bytes, ts, labels),
+                Metric("disk_used_percent", 100.0 * fs.used_bytes / avail if avail else 0.0, ts, labels),
+            ]
+            if fs.inodes_total > 0:  # btrfs and some network file systems report none
+                used = fs.inodes_total - fs.inodes_free
+                out += [
+                    Metric("disk_inodes", fs.inodes_total, ts, labels),
+                    Metric("disk_inodes_free", fs.inodes_free, ts, labels),
+                    Metric("disk_inodes_used_percent", 100.0 * used / fs.inodes_total, ts, labels),
+                ]
+        return out
+

@@ -1,0 +1,183 @@
+"""Where host collectors read the system from.
+
+Collectors never call psutil directly: they take a `HostSource`, so tests
+drive them with recorded values step by step (a counter that wraps, a CPU
+that disappears) and production uses `PsutilSource`. Every method returns
+plain numbers in base units (bytes, seconds) keyed by name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+import psutil
+
+# psutil's Linux cpu_times: guest and guest_nice are already counted in user
+# and nice by the kernel, so they are left out of totals.
+CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    device: str
+    mountpoint: str
+    fstype: str
+
+
+@dataclass(frozen=True, slots=True)
+class FsUsage:
+    total_bytes: int
+    free_bytes: int  # available to unprivileged users, as df shows
+    used_bytes: int
+    inodes_total: int
+    inodes_free: int
+
+
+class HostSource(Protocol):
+    def cpu_times(self) -> dict[str, dict[str, float]]:
+        """Seconds per mode, keyed by "all" and by CPU number ("0", "1", ...)."""
+
+    def cpu_count(self) -> int: ...
+
+    def load_average(self) -> tuple[float, float, float]: ...
+
+    def memory(self) -> dict[str, float]:
+        """total, available, used, free, cached, buffers (bytes)."""
+
+    def swap(self) -> dict[str, float]:
+        """total, used, free, sin, sout (bytes)."""
+
+    def mounts(self) -> list[Mount]: ...
+
+    def fs_usage(self, mountpoint: str) -> FsUsage: ...
+
+    def disk_io(self) -> dict[str, dict[str, float]]:
+        """Per device: reads, writes, read_bytes, write_bytes, busy_seconds."""
+
+    def net_io(self) -> dict[str, dict[str, float]]:
+        """Per interface: {receive,transmit}_{bytes,packets,errors,drops}."""
+
+    def interface_kind(self, name: str) -> str:
+        """"loopback", "virtual" or "physical"."""
+
+    def boot_time(self) -> float: ...
+
+    def process_count(self) -> int: ...
+
+    def open_files(self) -> tuple[int, int]:
+        """System-wide allocated file handles and the limit."""
+
+
+class PsutilSource:
+    """The real host, read through psutil and a few /proc and /sys files."""
+
+    def __init__(self, proc: str = "/proc", sys: str = "/sys") -> None:
+        self.proc, self.sys = proc, sys
+        self._kinds: dict[str, str] = {}
+
+    def cpu_times(self) -> dict[str, dict[str, float]]:
+        result = {"all": _modes(psutil.cpu_times())}
+        for i, times in enumerate(psutil.cpu_times(percpu=True)):
+            result[str(i)] = _modes(times)
+        return result
+
+    def cpu_count(self) -> int:
+        return psutil.cpu_count() or 1
+
+    def load_average(self) -> tuple[float, float, float]:
+        return os.getloadavg()
+
+    def memory(self) -> dict[str, float]:
+        vm = psutil.virtual_memory()
+        return {
+            "total": vm.total,
+            "available": vm.available,
+            "used": vm.used,
+            "free": vm.free,
+            "cached": getattr(vm, "cached", 0),
+            "buffers": getattr(vm, "buffers", 0),
+        }
+
+    def swap(self) -> dict[str, float]:
+        sw = psutil.swap_memory()
+        return {"total": sw.total, "used": sw.used, "free": sw.free, "sin": sw.sin, "sout": sw.sout}
+
+    def mounts(self) -> list[Mount]:
+        return [Mount(p.device, p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+
+    def fs_usage(self, mountpoint: str) -> FsUsage:
+        st = os.statvfs(mountpoint)
+        return FsUsage(
+            total_bytes=st.f_blocks * st.f_frsize,
+            free_bytes=st.f_bavail * st.f_frsize,
+            used_bytes=(st.f_blocks - st.f_bfree) * st.f_frsize,
+            inodes_total=st.f_files,
+            inodes_free=st.f_ffree,
+        )
+
+    def disk_io(self) -> dict[str, dict[str, float]]:
+        counters = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
+        return {
+            dev: {
+                "reads": c.read_count,
+                "writes": c.write_count,
+                "read_bytes": c.read_bytes,
+                "write_bytes": c.write_bytes,
+                "busy_seconds": getattr(c, "busy_time", 0) / 1000.0,
+            }
+            for dev, c in counters.items()
+        }
+
+    def net_io(self) -> dict[str, dict[str, float]]:
+        counters = psutil.net_io_counters(pernic=True, nowrap=False) or {}
+        # Forget interfaces that are gone, so container churn cannot grow the cache.
+        self._kinds = {n: k for n, k in self._kinds.items() if n in counters}
+        return {
+            nic: {
+                "receive_bytes": c.bytes_recv,
+                "transmit_bytes": c.bytes_sent,
+                "receive_packets": c.packets_recv,
+                "transmit_packets": c.packets_sent,
+                "receive_errors": c.errin,
+                "transmit_errors": c.errout,
+                "receive_drops": c.dropin,
+                "transmit_drops": c.dropout,
+            }
+            for nic, c in counters.items()
+        }
+
+    def interface_kind(self, name: str) -> str:
+        # Interfaces keep their kind for their lifetime; reading /sys once each is enough.
+        kind = self._kinds.get(name)
+        if kind is None:
+            kind = _interface_kind(self.sys, name)
+            self._kinds[name] = kind
+        return kind
+
+    def boot_time(self) -> float:
+        return psutil.boot_time()
+
+    def process_count(self) -> int:
+        return len(psutil.pids())
+
+    def open_files(self) -> tuple[int, int]:
+        with open(f"{self.proc}/sys/fs/file-nr") as f:
+            allocated, _unused, limit = f.read().split()
+        return int(allocated), int(limit)
+
+
+def _modes(times: object) -> dict[str, float]:
+    return {mode: getattr(times, mode) for mode in CPU_MODES if hasattr(times, mode)}
+
+
+def _interface_kind(sys: str, name: str) -> str:
+    try:
+        with open(f"{sys}/class/net/{name}/flags") as f:
+            if int(f.read().strip(), 16) & 0x8:  # IFF_LOOPBACK
+                return "loopback"
+        target = os.readlink(f"{sys}/class/net/{name}")
+    except OSError:
+        return "loopback" if name == "lo" else "physical"
+    return "virtual" if "/devices/virtual/" in target else "physical"
