@@ -8,16 +8,16 @@ import argparse
 import json
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from agent import __version__, config as config_mod
-from agent.records import Record
 from agent.schema import ConfigError, Invalid, parse_duration
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,14 +86,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _run_loop(coro: object) -> int:
+def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         import asyncio
 
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    result: int = uvloop.run(coro)
+        return asyncio.run(coro)
+    result: T = uvloop.run(coro)
     return result
 
 
@@ -104,21 +104,19 @@ def cmd_once(args: argparse.Namespace) -> int:
     except Invalid as exc:
         print(f"vigil: --window: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from agent import output
-    from agent.runtime import build_collectors
-    from collectors.source import PsutilSource
+    from agent import logsetup, output
+    from agent.runtime import collect_once
 
-    collectors = build_collectors(cfg, PsutilSource())
-    records: list[Record] = []
-    # Two passes: rates and CPU shares need a difference between two samples.
-    for attempt in range(2):
-        records.clear()
-        for collector in collectors:
-            result = collector.collect(time.time(), time.monotonic())
-            records.extend(result)  # type: ignore[arg-type]
-        if attempt == 0:
-            time.sleep(window)
+    logsetup.configure("error", "console")  # stdout carries the records; problems go to stderr
+    records, errors = _run_loop(collect_once(cfg, window))
     sys.stdout.write(output.json_lines(records) if args.json else output.metrics_table(records))
+    for name, error in errors.items():
+        print(f"vigil: collector {name} failed: {error}", file=sys.stderr)
+    if errors:
+        # A timed-out collector's thread may still be blocked and would hold up exit.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_FAILURE)
     return EXIT_OK
 
 

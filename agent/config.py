@@ -96,6 +96,10 @@ class AgentSection:
 class HostSection:
     enabled: tuple[str, ...] = opt(tuple(HOST_COLLECTORS), check=_check_enabled)
     interval: Duration | None = opt(None, min=0.05)  # default: [agent] interval
+    # Where the host's procfs and sysfs are: "/host/proc" when the agent runs in
+    # a container with the host's mounted there.
+    procfs: Path = Path("/proc")
+    sysfs: Path = Path("/sys")
     disk: DiskConfig = field(default_factory=DiskConfig)
     diskio: DiskIOConfig = field(default_factory=DiskIOConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)

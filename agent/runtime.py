@@ -46,11 +46,39 @@ def build_collectors(config: Config, source: HostSource) -> list[Collector]:
     return out
 
 
+async def collect_once(config: Config, window: float) -> tuple[list[Record], dict[str, str]]:
+    """Every enabled host collector twice, `window` apart (rates and CPU
+    shares need two samples), under the daemon's timeouts and error handling.
+    Returns the records of the second pass and the errors by collector."""
+    source = PsutilSource(config.host.procfs, config.host.sysfs)
+    latest: dict[str, Sequence[Record]] = {}
+    schedules = [
+        Schedule(
+            c,
+            interval=window,
+            timeout=config.agent.collect_timeout or max(config.interval_for(c.name), 1.0),
+            jitter=0.0,
+            sink=latest.__setitem__,
+            stats=CollectorStats(),
+        )
+        for c in build_collectors(config, source)
+    ]
+    for attempt in range(2):
+        latest.clear()
+        started = time.monotonic()
+        await asyncio.gather(*(s.run_once() for s in schedules if not s.stuck))
+        if attempt == 0:
+            await asyncio.sleep(max(0.0, window - (time.monotonic() - started)))
+    records = [r for s in schedules for r in latest.get(s.name, ())]
+    errors = {s.name: s.stats.last_error or "" for s in schedules if s.name not in latest}
+    return records, errors
+
+
 class Agent:
     def __init__(self, config: Config, config_path: str | None, source: HostSource | None = None):
         self.config = config
         self.config_path = config_path
-        self.source = source or PsutilSource()
+        self.source = source or PsutilSource(config.host.procfs, config.host.sysfs)
         self.started = time.time()
         self.stats: dict[str, CollectorStats] = {}
         self.latest: dict[str, Sequence[Record]] = {}

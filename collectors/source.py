@@ -73,8 +73,10 @@ class HostSource(Protocol):
 class PsutilSource:
     """The real host, read through psutil and a few /proc and /sys files."""
 
-    def __init__(self, proc: str = "/proc", sys: str = "/sys") -> None:
-        self.proc, self.sys = proc, sys
+    def __init__(self, procfs: str = "/proc", sysfs: str = "/sys") -> None:
+        self.proc, self.sys = str(procfs), str(sysfs)
+        # psutil reads every system-wide file under this one module setting.
+        psutil.PROCFS_PATH = self.proc
         self._kinds: dict[str, str] = {}
 
     def cpu_times(self) -> dict[str, dict[str, float]]:

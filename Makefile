@@ -1,0 +1,61 @@
+# Quickstart: `make run` (set up, then run the agent with a demo config)
+# and `make test` (set up, install the programs the tests use, run them).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck bench test-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Local-only demo: prints one collection, then runs the daemon with its
+# endpoint on 127.0.0.1:8651 (try `curl localhost:8651/metrics` or
+# `.venv/bin/vigil status --config packaging/demo.toml`). Ctrl-C stops it.
+run: $(STAMP)
+	@mkdir -p run
+	$(BIN)/vigil once --config packaging/demo.toml
+	@echo
+	@echo "== vigil run: metrics at http://127.0.0.1:8651/metrics, status with:"
+	@echo "   $(BIN)/vigil status --config packaging/demo.toml"
+	$(BIN)/vigil run --config packaging/demo.toml
+
+# Programs the tests drive for real, from Debian's packages: promtool
+# (package prometheus) and systemd-analyze (package systemd). Installed only
+# when missing and when we are root; otherwise those tests skip and say why.
+test-deps:
+	@missing=""; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing from Debian:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "not root or no apt-get: tests needing$$missing will skip"; \
+		fi; \
+	fi
+
+test: $(STAMP) test-deps
+	$(BIN)/ruff check agent collectors tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent collectors tests bench
+	$(BIN)/ruff format --check agent collectors tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# Benchmarks print figures; they are not tests. collectd comes from Debian.
+bench: $(STAMP)
+	@command -v collectd >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends collectd-core >/dev/null; }
+	$(BIN)/python bench/host_metrics.py
+
+clean:
+	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache

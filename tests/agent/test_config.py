@@ -1,0 +1,136 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import config
+from agent.schema import ConfigError
+
+
+def problems(text, tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        config.load(path)
+    return [str(p) for p in exc.value.problems], str(path)
+
+
+def test_no_file_gives_defaults(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", tmp_path / "missing.toml")
+    cfg = config.load(None)
+    assert cfg.agent.interval == 10.0
+    assert cfg.host.enabled == ("cpu", "load", "memory", "disk", "diskio", "network", "system")
+    assert cfg.api.listen is None
+    assert cfg.interval_for("cpu") == 10.0
+
+
+def test_empty_file_gives_defaults_and_units_are_parsed(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text("")
+    assert config.load(path).agent.stop_timeout == 10.0
+    path.write_text('[agent]\ninterval = "1m30s"\nstop_timeout = "500ms"\n[host]\ninterval = "5s"\n')
+    cfg = config.load(path)
+    assert cfg.agent.interval == 90.0 and cfg.agent.stop_timeout == 0.5
+    assert cfg.interval_for("disk") == 5.0 and cfg.interval_for("self") == 90.0
+
+
+def test_config_is_frozen(tmp_path):
+    cfg = config.Config()
+    with pytest.raises(AttributeError):
+        cfg.agent.interval = 1.0  # type: ignore[misc]
+
+
+def test_every_problem_is_reported_with_file_and_key_path(tmp_path):
+    found, path = problems(
+        """
+[agent]
+intervall = "10s"
+interval = 10
+log_level = "loud"
+[host]
+enabled = ["cpu", "gpu"]
+[host.diskio]
+exclude_devices = ["^sd", "(unclosed"]
+[host.network]
+include_loopback = "yes"
+[api]
+listen = "0.0.0.0:8651"
+[surprise]
+""",
+        tmp_path,
+    )
+    expected = [
+        'agent.intervall: unknown key (did you mean "interval"?)',
+        'agent.interval: expected a duration string with a unit, like "10s"',
+        "agent.log_level: expected one of 'debug', 'info', 'warning', 'error', got 'loud'",
+        "host.enabled: unknown collector 'gpu'",
+        "host.diskio.exclude_devices[1]: not a valid regular expression",
+        "host.network.include_loopback: expected true or false, got str 'yes'",
+        "api.listen: listen = '0.0.0.0:8651' is not a loopback address; set allow_remote = true",
+        "surprise: unknown key",
+    ]
+    assert len(found) == len(expected)
+    for want in expected:
+        assert any(p.startswith(f"{path}: {want}") for p in found), (want, found)
+
+
+def test_remote_listen_allowed_when_asked(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text('[api]\nlisten = "0.0.0.0:8651"\nallow_remote = true\n')
+    assert config.load(path).api.listen == "0.0.0.0:8651"
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("[agent\n", "not valid TOML"),
+        ('[agent]\ninterval = "1ms"\n', "agent.interval: must be at least 0.05"),
+        ("[agent]\nhost_id = 'a b'\n", "agent.host_id: must be 1 to 253 characters"),
+        ("agent = 3\n", "agent: expected a table"),
+        ('[api]\nlisten = "nope"\n', 'api.listen: expected "HOST:PORT"'),
+        ("[host.disk]\nexclude_mounts = [1]\n", "host.disk.exclude_mounts[0]: expected a string"),
+        ('[host]\nprocfs = ""\n', "host.procfs: expected a path string"),
+    ],
+)
+def test_single_errors(tmp_path, text, want):
+    found, path = problems(text, tmp_path)
+    assert any(want in p for p in found), found
+    assert all(p.startswith(path) for p in found)
+
+
+def vigil(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_config_exit_codes(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('[agent]\ninterval = "5s"\n')
+    result = vigil("check-config", "--config", str(good))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[agent]\ninterval = "5 parsecs"\nbogus = 1\n')
+    result = vigil("check-config", "--config", str(bad))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2  # every error at once, one line each
+    assert all(str(bad) in line for line in lines)
+    assert any("agent.interval" in line for line in lines)
+    assert any("agent.bogus" in line for line in lines)
+
+    result = vigil("check-config", "--config", str(tmp_path / "absent.toml"))
+    assert result.returncode == 2
+    assert "absent.toml: cannot read" in result.stderr
+
+    assert vigil("no-such-command").returncode == 2
+
+
+def test_example_configs_are_valid():
+    root = Path(__file__).parents[2] / "packaging"
+    for name in ("agent.example.toml", "demo.toml"):
+        result = vigil("check-config", "--config", str(root / name))
+        assert result.returncode == 0, result.stderr

@@ -1,0 +1,175 @@
+"""The supervisor: errors, hangs, overlap, backoff and clock jumps, with
+real threads and a real (uv)loop; collectors here are tiny stand-ins."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+import uvloop
+
+from agent import scheduler
+from agent.records import Metric
+from agent.scheduler import CollectorStats, Schedule
+from collectors.base import Collector
+
+
+class Recorder(Collector):
+    """Counts calls and concurrent entries; behaviour per call from `plan`."""
+
+    name = "recorder"
+
+    def __init__(self, plan=None):
+        self.plan = plan or (lambda n: None)
+        self.calls: list[float] = []
+        self.wall: list[float] = []
+        self.active = 0
+        self.max_active = 0
+        self.lock = threading.Lock()
+
+    def collect(self, ts, mono):
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            self.calls.append(time.monotonic())
+            self.wall.append(ts)
+            n = len(self.calls)
+        try:
+            self.plan(n)
+            return [Metric("x", n, ts)]
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+async def run_until(schedules, condition, timeout=10.0):
+    tasks = [asyncio.create_task(s.run()) for s in schedules]
+    deadline = time.monotonic() + timeout
+    try:
+        while not condition():
+            if time.monotonic() > deadline:
+                pytest.fail("condition not reached")
+            await asyncio.sleep(0.01)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def make(collector, interval=0.05, timeout=1.0, jitter=0.0, sink=None):
+    received = []
+    s = Schedule(collector, interval, timeout, jitter, sink or (lambda n, r: received.append(r)),
+                 CollectorStats())  # fmt: skip
+    s.received = received
+    return s
+
+
+def test_raising_collector_is_counted_retried_with_backoff_and_others_keep_running():
+    def boom(n):
+        raise RuntimeError(f"broken #{n}")
+
+    bad, good = make(Recorder(boom), interval=0.02), make(Recorder(), interval=0.02)
+    uvloop.run(run_until([bad, good], lambda: len(bad.collector.calls) >= 5))
+    assert bad.stats.errors == bad.stats.runs >= 5
+    assert bad.stats.last_error == f"RuntimeError: broken #{bad.stats.runs}"
+    assert bad.received == []
+    gaps = [b - a for a, b in zip(bad.collector.calls, bad.collector.calls[1:])]
+    # 1, 2, 4, 8 intervals apart: each retry waits longer than the last
+    for i, gap in enumerate(gaps):
+        assert gap >= 0.02 * 2**i * 0.9, gaps
+    assert len(good.received) > len(bad.collector.calls)
+    assert good.stats.errors == 0
+
+
+def test_backoff_factor_doubles_and_is_capped():
+    s = make(Recorder(), interval=10.0)
+    factors = []
+    for failures in range(0, 10):
+        s.stats.failures_in_a_row = failures
+        factors.append(s._backoff_factor())
+    assert factors == [1, 1, 2, 4, 8, 16, 30, 30, 30, 30]  # capped at 300s / 10s
+
+
+def test_recovery_resets_the_failure_count():
+    flaky = make(Recorder(lambda n: n <= 2 and (_ for _ in ()).throw(OSError("transient"))))
+    uvloop.run(run_until([flaky], lambda: len(flaky.received) >= 2))
+    assert flaky.stats.errors == 2
+    assert flaky.stats.failures_in_a_row == 0
+    assert flaky.stats.last_success is not None
+
+
+def test_hung_collector_times_out_never_overlaps_and_resumes_when_unblocked():
+    release = threading.Event()
+
+    def hang_first(n):
+        if n == 1:
+            release.wait(30)
+
+    hung, good = make(Recorder(hang_first), timeout=0.1), make(Recorder())
+
+    async def scenario():
+        await run_until([hung, good], lambda: hung.stats.timeouts == 1 and hung.stats.overruns >= 5)
+        assert len(hung.collector.calls) == 1  # slots skipped while its thread is stuck
+        assert hung.stuck
+        release.set()
+        await run_until([hung], lambda: len(hung.received) >= 2)
+
+    uvloop.run(scenario())
+    assert hung.collector.max_active == 1
+    assert good.stats.errors == good.stats.timeouts == 0 and len(good.received) >= 5
+    assert not hung.stuck
+
+
+def test_slow_run_skips_missed_slots_instead_of_bursting():
+    slow = make(Recorder(lambda n: time.sleep(0.12)), interval=0.05)
+    uvloop.run(run_until([slow], lambda: len(slow.received) >= 4))
+    gaps = [b - a for a, b in zip(slow.collector.calls, slow.collector.calls[1:])]
+    assert min(gaps) >= 0.12  # never two runs back to back to "catch up"
+    assert slow.stats.overruns >= 4
+    assert slow.collector.max_active == 1
+
+
+def test_async_collector_that_hangs_is_cancelled_at_its_timeout():
+    class Hanging(Collector):
+        name = "hanging"
+        blocking = False
+
+        async def collect(self, ts, mono):
+            await asyncio.sleep(3600)
+
+    s = make(Hanging(), timeout=0.05)
+    uvloop.run(run_until([s], lambda: s.stats.timeouts >= 2))
+    assert s.stats.last_error == "timed out after 0.05s"
+    assert not s.stuck  # cancelled, not abandoned
+
+
+def test_wall_clock_jumps_neither_stall_nor_burst(monkeypatch):
+    offset = {"value": 0.0}
+    real_time = time.time
+    monkeypatch.setattr(scheduler.time, "time", lambda: real_time() + offset["value"])
+    rec = Recorder()
+
+    def jump(n):
+        if n == 3:
+            offset["value"] = -3600.0  # clock set back an hour
+        if n == 6:
+            offset["value"] = +7200.0  # then forward two
+
+    rec.plan = jump
+    s = make(rec, interval=0.05)
+    uvloop.run(run_until([s], lambda: len(rec.calls) >= 10))
+    gaps = [b - a for a, b in zip(rec.calls, rec.calls[1:])]
+    assert min(gaps) >= 0.04  # no burst after the jump forward
+    assert max(gaps) < 1.0  # no stall after the jump back
+    assert rec.wall[3] < rec.wall[2] - 3000  # records carry the (jumped) wall clock
+
+
+def test_jitter_delays_each_run_within_bounds():
+    rec = Recorder()
+    s = make(rec, interval=0.05, jitter=0.04)
+    s.rng.seed(7)
+    uvloop.run(run_until([s], lambda: len(rec.calls) >= 8))
+    offsets = [(t - rec.calls[0]) % 0.05 for t in rec.calls]
+    assert len({round(o, 2) for o in offsets}) > 1  # not all on the grid
