@@ -7,6 +7,7 @@ import logging
 import sys
 
 import structlog
+import structlog.tracebacks
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:
@@ -21,7 +22,9 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if as_json:
-        processors.append(structlog.processors.dict_tracebacks)
+        # Tracebacks as data, without local variables: those could hold secrets.
+        transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        processors.append(structlog.processors.ExceptionRenderer(transformer))
     processors.append(renderer)
     structlog.configure(
         processors=processors,

@@ -1,0 +1,54 @@
+"""The documentation covers what the code has: every metric a collector can
+emit is in docs/metrics.md, every configuration key in docs/configuration.md."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from pathlib import Path
+
+from agent.config import Config
+from agent.selfmetrics import SelfCollector
+from collectors import HOST_COLLECTORS
+
+DOCS = Path(__file__).parents[1] / "docs"
+
+
+def test_every_metric_is_documented_once_with_its_type():
+    text = (DOCS / "metrics.md").read_text()
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \| (gauge|counter) \|", text, re.M)
+    documented = dict(rows)
+    assert len(rows) == len(documented), "a metric is documented twice"
+    specs = [s for cls in [*HOST_COLLECTORS.values(), SelfCollector] for s in cls.specs]
+    for spec in specs:
+        assert documented.get(spec.name) == spec.type, spec.name
+    assert set(documented) == {s.name for s in specs}, "documented metrics nobody emits"
+
+
+def _keys(cls, prefix=""):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name
+
+
+def test_every_config_key_is_documented():
+    text = (DOCS / "configuration.md").read_text()
+    tables = {}
+    current = None
+    for line in text.splitlines():
+        if m := re.match(r"^#+ `\[([a-z.]+)\]`", line):
+            current = m.group(1)
+            tables[current] = set()
+        elif current and (m := re.match(r"^\| `([a-z_]+)` \|", line)):
+            tables[current].add(m.group(1))
+    keys = list(_keys(Config))
+    assert "host.network.include_loopback" in keys and "agent.interval" in keys
+    for key in keys:
+        table, _, name = key.rpartition(".")
+        assert name in tables.get(table, set()), f"[{table}] {name} is not in docs/configuration.md"
