@@ -18,7 +18,9 @@ log = structlog.get_logger()
 
 
 class ApiServer:
-    def __init__(self, listen: str, metrics: Callable[[], str], status: Callable[[], dict[str, Any]]):
+    def __init__(
+        self, listen: str, metrics: Callable[[], str], status: Callable[[], dict[str, Any]]
+    ):
         self.listen = listen
         self.metrics = metrics
         self.status = status

@@ -13,7 +13,8 @@ import urllib.request
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
-from agent import __version__, config as config_mod
+from agent import __version__
+from agent import config as config_mod
 from agent.schema import ConfigError, Invalid, parse_duration
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -141,5 +142,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     from agent import output
 
-    sys.stdout.write(json.dumps(status, indent=2) + "\n" if args.json else output.status_text(status))
+    sys.stdout.write(
+        json.dumps(status, indent=2) + "\n" if args.json else output.status_text(status)
+    )
     return EXIT_OK

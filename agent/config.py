@@ -62,7 +62,7 @@ def _check_enabled(names: tuple[str, ...]) -> str | None:
 
 
 def split_host_port(listen: str) -> tuple[str, int]:
-    """"127.0.0.1:8651", "[::1]:8651", "localhost:8651" -> (host, port)."""
+    """ "127.0.0.1:8651", "[::1]:8651", "localhost:8651" -> (host, port)."""
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f'expected "HOST:PORT" such as "127.0.0.1:8651", got {listen!r}')
@@ -83,9 +83,9 @@ class AgentSection:
     host_id: str = opt(factory=socket.gethostname, check=_check_host_id)
     state_dir: Path = opt(factory=default_state_dir)
     interval: Duration = opt(10.0, min=0.05)
-    # Each run starts up to this much later than its slot, at random, so a
-    # fleet started together does not collect and push in lockstep.
-    jitter: Duration | None = None  # default: a tenth of the interval, at most 1s
+    # Each run starts up to this much after its slot, at random. Off by
+    # default: collectors that share an interval then wake the process once.
+    jitter: Duration = 0.0
     collect_timeout: Duration | None = opt(None, min=0.01)  # default: the interval
     stop_timeout: Duration = opt(10.0, min=0.1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -111,7 +111,11 @@ class ApiSection:
     allow_remote: bool = False  # listening beyond loopback must be asked for
 
     def __post_init__(self) -> None:
-        if self.listen and not self.allow_remote and not is_loopback(split_host_port(self.listen)[0]):
+        if (
+            self.listen
+            and not self.allow_remote
+            and not is_loopback(split_host_port(self.listen)[0])
+        ):
             raise Invalid(
                 f"listen = {self.listen!r} is not a loopback address; set allow_remote = true "
                 "to expose the endpoint beyond this host",

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from agent.records import Record
+from agent.records import Metric, Record
 
 
 def json_lines(records: Iterable[Record]) -> str:
@@ -23,7 +23,7 @@ def human(name: str, value: float) -> str:
         return _binary(value) + "/s"
     if name.endswith("_percent"):
         return f"{value:.1f} %"
-    if name.endswith("timestamp_seconds") or name.endswith("time_seconds") and value > 1e9:
+    if name.endswith("timestamp_seconds") or (name.endswith("time_seconds") and value > 1e9):
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
     if name.endswith("_seconds") or name.endswith("_seconds_total"):
         return _duration(value)
@@ -53,16 +53,18 @@ def _duration(seconds: float) -> str:
 
 
 def metrics_table(records: Iterable[Record]) -> str:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in records:
-        if r.kind != "metric":
+        if not isinstance(r, Metric):
             continue
         labels = ",".join(f"{k}={v}" for k, v in sorted(r.labels.items()))
         rows.append((r.name, labels, human(r.name, r.value)))
     return table(("METRIC", "LABELS", "VALUE"), rows, right=(2,))
 
 
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> str:
+def table(
+    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: tuple[int, ...] = ()
+) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = []
     for row in (header, *rows):
@@ -81,15 +83,37 @@ def status_text(status: Mapping[str, Any]) -> str:
         f"state {status['state_dir']}, {status['errors']} collector errors\n\n"
     )
     now = time.time()
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for c in status["collectors"]:
         ago = f"{now - c['last_run']:.0f}s ago" if c["last_run"] else "never"
-        took = _duration(c["last_duration_seconds"]) if c["last_duration_seconds"] is not None else "-"
+        took = (
+            _duration(c["last_duration_seconds"]) if c["last_duration_seconds"] is not None else "-"
+        )
         state = "FAILING" if c["failing"] else "ok"
         rows.append(
-            (c["name"], state, f"{c['interval_seconds']:g}s", ago, took, str(c["samples"]),
-             str(c["errors"]), str(c["timeouts"]), str(c["overruns"]), c["last_error"] or "")
-        )  # fmt: skip
-    header = ("COLLECTOR", "STATE", "EVERY", "LAST RUN", "TOOK", "SAMPLES", "ERRORS", "TIMEOUTS",
-              "OVERRUNS", "LAST ERROR")  # fmt: skip
+            (
+                c["name"],
+                state,
+                f"{c['interval_seconds']:g}s",
+                ago,
+                took,
+                str(c["samples"]),
+                str(c["errors"]),
+                str(c["timeouts"]),
+                str(c["overruns"]),
+                c["last_error"] or "",
+            )
+        )
+    header = (
+        "COLLECTOR",
+        "STATE",
+        "EVERY",
+        "LAST RUN",
+        "TOOK",
+        "SAMPLES",
+        "ERRORS",
+        "TIMEOUTS",
+        "OVERRUNS",
+        "LAST ERROR",
+    )
     return head + table(header, rows)

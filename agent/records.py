@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 MetricType = Literal["gauge", "counter"]
 NO_LABELS: Mapping[str, str] = MappingProxyType({})
@@ -24,7 +24,9 @@ class Metric(NamedTuple):
     labels: Mapping[str, str] = NO_LABELS
     type: MetricType = "gauge"
 
-    kind = "metric"
+    @property
+    def kind(self) -> Literal["metric"]:
+        return "metric"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,7 +49,7 @@ class Event:
     severity: str = "info"
     fields: Mapping[str, Any] = field(default_factory=dict)
 
-    kind = "event"
+    kind: ClassVar[Literal["event"]] = "event"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -21,24 +21,30 @@ from typing import Any
 
 import structlog
 
-from agent import __version__, config as config_mod, logsetup, statedir
+from agent import __version__, logsetup, statedir
+from agent import config as config_mod
 from agent.api import ApiServer
 from agent.config import Config
 from agent.exposition import render
 from agent.records import Metric, Record
 from agent.scheduler import CollectorStats, Schedule
+from agent.schema import ConfigError
 from agent.sdnotify import Notifier
 from agent.selfmetrics import SelfCollector
 from collectors import HOST_COLLECTORS
 from collectors.base import Collector, Spec
-from collectors.source import HostSource, PsutilSource
+from collectors.source import HostSource, default_source
 
 log = structlog.get_logger()
 
 
 def build_collectors(config: Config, source: HostSource) -> list[Collector]:
     """The host collectors `[host] enabled` asks for, with their options."""
-    options = {"disk": config.host.disk, "diskio": config.host.diskio, "network": config.host.network}
+    options = {
+        "disk": config.host.disk,
+        "diskio": config.host.diskio,
+        "network": config.host.network,
+    }
     out: list[Collector] = []
     for name in config.host.enabled:
         cls: Any = HOST_COLLECTORS[name]
@@ -50,7 +56,7 @@ async def collect_once(config: Config, window: float) -> tuple[list[Record], dic
     """Every enabled host collector twice, `window` apart (rates and CPU
     shares need two samples), under the daemon's timeouts and error handling.
     Returns the records of the second pass and the errors by collector."""
-    source = PsutilSource(config.host.procfs, config.host.sysfs)
+    source = default_source(str(config.host.procfs), str(config.host.sysfs))
     latest: dict[str, Sequence[Record]] = {}
     schedules = [
         Schedule(
@@ -78,7 +84,7 @@ class Agent:
     def __init__(self, config: Config, config_path: str | None, source: HostSource | None = None):
         self.config = config
         self.config_path = config_path
-        self.source = source or PsutilSource(config.host.procfs, config.host.sysfs)
+        self.source = source or default_source(str(config.host.procfs), str(config.host.sysfs))
         self.started = time.time()
         self.stats: dict[str, CollectorStats] = {}
         self.latest: dict[str, Sequence[Record]] = {}
@@ -113,13 +119,20 @@ class Agent:
         )
         await self.start_collectors()
         await self.start_api()
-        await self.first_round()
-        self.notifier.send("READY=1", f"STATUS={self.status_line()}")
-        log.info("agent_ready", collectors=[s.name for s in self.schedules])
-        watchdog = asyncio.create_task(self.watchdog())
-        await self._stop.wait()
+        stopping = asyncio.create_task(self._stop.wait())
+        # A stop request during start-up must not wait for slow first runs.
+        await asyncio.wait(
+            [asyncio.create_task(self.first_round()), stopping], return_when=asyncio.FIRST_COMPLETED
+        )
+        watchdog = None
+        if not stopping.done():
+            self.notifier.send("READY=1", f"STATUS={self.status_line()}")
+            log.info("agent_ready", collectors=[s.name for s in self.schedules])
+            watchdog = asyncio.create_task(self.watchdog())
+        await stopping
         self.notifier.send("STOPPING=1", "STATUS=stopping")
-        watchdog.cancel()
+        if watchdog is not None:
+            watchdog.cancel()
         try:
             await asyncio.wait_for(self.shutdown(), self.config.agent.stop_timeout)
         except asyncio.TimeoutError:
@@ -158,11 +171,15 @@ class Agent:
         for collector in collectors:
             interval = cfg.interval_for(collector.name)
             timeout = cfg.agent.collect_timeout or interval
-            jitter = cfg.agent.jitter if cfg.agent.jitter is not None else min(interval / 10, 1.0)
+            jitter = cfg.agent.jitter
             stats = self.stats.setdefault(collector.name, CollectorStats())
-            schedule = Schedule(collector, interval, timeout, jitter, self.on_records, stats, self.executor)
+            schedule = Schedule(
+                collector, interval, timeout, jitter, self.on_records, stats, self.executor
+            )
             self.schedules.append(schedule)
-            self.tasks.append(asyncio.create_task(schedule.run(), name=f"collector:{collector.name}"))
+            self.tasks.append(
+                asyncio.create_task(schedule.run(), name=f"collector:{collector.name}")
+            )
 
     async def stop_collectors(self) -> None:
         for task in self.tasks:
@@ -174,7 +191,14 @@ class Agent:
 
     async def first_round(self) -> None:
         """Wait until every collector has tried once (each bounded by its timeout)."""
-        await asyncio.gather(*(s.first_attempt.wait() for s in self.schedules))
+
+        async def attempted(schedule: Schedule, task: asyncio.Task[None]) -> None:
+            # a supervisor that died will never report its first attempt
+            first = asyncio.create_task(schedule.first_attempt.wait())
+            await asyncio.wait([first, task], return_when=asyncio.FIRST_COMPLETED)
+            first.cancel()
+
+        await asyncio.gather(*(attempted(s, t) for s, t in zip(self.schedules, self.tasks)))
 
     def on_records(self, collector: str, records: Sequence[Record]) -> None:
         self.latest[collector] = records
@@ -186,13 +210,15 @@ class Agent:
         loop = asyncio.get_running_loop()
         try:
             new = await loop.run_in_executor(self.executor, config_mod.load, self.config_path)
-        except config_mod.ConfigError as exc:
+        except ConfigError as exc:
             log.error(
                 "reload_failed_keeping_old_config",
                 config=self.config_path,
                 errors=[str(p) for p in exc.problems],
             )
-            self.notifier.send(f"STATUS=reload failed, running the previous config; {self.status_line()}")
+            self.notifier.send(
+                f"STATUS=reload failed, running the previous config; {self.status_line()}"
+            )
             return
         if new.agent.state_dir != self.config.agent.state_dir:
             log.warning("state_dir_change_needs_restart", kept=str(self.config.agent.state_dir))

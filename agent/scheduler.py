@@ -125,7 +125,7 @@ class Schedule:
             stats.timeouts += 1
             self._failed(f"timed out after {self.timeout:g}s")
             log.warning("collector_timeout", collector=self.name, timeout=self.timeout)
-        except Exception as exc:  # noqa: BLE001 - a collector must never take the daemon down
+        except Exception as exc:
             stats.errors += 1
             self._failed(f"{type(exc).__name__}: {exc}")
             log.error(

@@ -31,11 +31,21 @@ T = TypeVar("T")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-    "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
-}  # fmt: skip
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "k": 1024,
+    "m": 1024**2,
+    "g": 1024**3,
+    "t": 1024**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
 _SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
 
 
@@ -49,7 +59,7 @@ class Invalid(ValueError):
 
 
 def parse_duration(value: object) -> float:
-    """"10s", "1m30s", "250ms", "2h", "7d" -> seconds. Bare numbers are refused:
+    """ "10s", "1m30s", "250ms", "2h", "7d" -> seconds. Bare numbers are refused:
     "interval = 10" could mean seconds or milliseconds, and guessing is worse."""
     if not isinstance(value, str):
         raise Invalid(f'expected a duration string with a unit, like "10s" or "5m", got {value!r}')
@@ -83,7 +93,7 @@ def opt(
     default: Any = dataclasses.MISSING,
     *,
     factory: Callable[[], Any] | None = None,
-    min: float | None = None,  # noqa: A002 - reads well at the call site
+    min: float | None = None,
     check: Callable[[Any], str | None] | None = None,
     each: Callable[[Any], str | None] | None = None,
 ) -> Any:
@@ -131,8 +141,13 @@ def _describe(tp: Any) -> str:
         return "a table of strings"
     if dataclasses.is_dataclass(tp):
         return "a table"
-    names = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
-             Path: "a path string"}  # fmt: skip
+    names = {
+        str: "a string",
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        Path: "a path string",
+    }
     return names.get(tp, str(tp))
 
 
@@ -193,9 +208,13 @@ class _Builder:
             if origin is tuple:
                 if not isinstance(raw, list):
                     raise Invalid(f"expected {_describe(tp)}, got {raw!r}")
-                return tuple(self.value(args[0], item, f"{path}[{i}]") for i, item in enumerate(raw))
+                return tuple(
+                    self.value(args[0], item, f"{path}[{i}]") for i, item in enumerate(raw)
+                )
             if origin is dict:
-                if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+                if not isinstance(raw, Mapping) or not all(
+                    isinstance(v, str) for v in raw.values()
+                ):
                     raise Invalid(f"expected {_describe(tp)}, got {raw!r}")
                 return dict(raw)
             if dataclasses.is_dataclass(tp):
@@ -204,7 +223,6 @@ class _Builder:
         except Invalid as exc:
             self.fail(path, str(exc))
             return None
-
 
     def constraints(self, meta: Mapping[str, Any], value: Any, path: str) -> None:
         if value is None:
@@ -215,9 +233,10 @@ class _Builder:
         check, each = meta.get("check"), meta.get("each")
         if check is not None and (err := check(value)):
             self.fail(path, err)
-        for i, item in enumerate(value if each is not None else ()):
-            if err := each(item):
-                self.fail(f"{path}[{i}]", err)
+        if each is not None:
+            for i, item in enumerate(value):
+                if err := each(item):
+                    self.fail(f"{path}[{i}]", err)
 
 
 def _scalar(tp: Any, raw: object) -> Any:
@@ -232,8 +251,6 @@ def _scalar(tp: Any, raw: object) -> Any:
     if tp is Path and isinstance(raw, str) and raw:
         return Path(raw).expanduser()
     raise Invalid(f"expected {_describe(tp)}, got {type(raw).__name__} {raw!r}")
-
-
 
 
 def _join(path: str, key: str) -> str:
@@ -255,4 +272,3 @@ def check_regex(pattern: str) -> str | None:
     except re.error as exc:
         return f"not a valid regular expression ({exc}): {pattern!r}"
     return None
-

@@ -16,6 +16,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 class SelfCollector(Collector):
     name = "self"
+    blocking = False  # os.times() and /proc/self/statm: kernel memory, no storage to wait on
     specs = (
         gauge("vigil_agent_info", "Always 1; the version label says which agent runs."),
         gauge("vigil_agent_start_time_seconds", "When the agent started, as a Unix timestamp."),
@@ -33,7 +34,9 @@ class SelfCollector(Collector):
         ),
     )
 
-    def __init__(self, stats: Mapping[str, CollectorStats], started: float, proc: str = "/proc") -> None:
+    def __init__(
+        self, stats: Mapping[str, CollectorStats], started: float, proc: str = "/proc"
+    ) -> None:
         self.stats = stats
         self.started = started
         self.statm = f"{proc}/self/statm"
@@ -61,6 +64,11 @@ class SelfCollector(Collector):
             if st.last_success is not None:
                 out.append(Metric("vigil_collector_samples", st.samples, ts, labels))
                 out.append(
-                    Metric("vigil_collector_last_success_timestamp_seconds", st.last_success, ts, labels)
+                    Metric(
+                        "vigil_collector_last_success_timestamp_seconds",
+                        st.last_success,
+                        ts,
+                        labels,
+                    )
                 )
         return out

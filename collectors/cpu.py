@@ -12,6 +12,7 @@ _NOT_BUSY = ("idle", "iowait")
 
 class CpuCollector(Collector):
     name = "cpu"
+    blocking = False  # procfs reads: kernel memory, no storage to wait on
     specs = (
         gauge("cpu_usage_percent", "Share of time the CPU was busy (not idle, not iowait)."),
         gauge("cpu_mode_percent", "Share of time the CPU spent in each mode."),
@@ -33,7 +34,9 @@ class CpuCollector(Collector):
         return out
 
 
-def _percentages(cpu: str, before: dict[str, float], after: dict[str, float], ts: float) -> list[Record]:
+def _percentages(
+    cpu: str, before: dict[str, float], after: dict[str, float], ts: float
+) -> list[Record]:
     """Per-mode shares over one interval. A mode counter that went backwards
     (the kernel's iowait does) counts as zero; a CPU whose total went
     backwards (offlined, counters reset) gives nothing this interval."""
@@ -47,5 +50,7 @@ def _percentages(cpu: str, before: dict[str, float], after: dict[str, float], ts
     busy = total - sum(deltas.get(m, 0.0) for m in _NOT_BUSY)
     out: list[Record] = [Metric("cpu_usage_percent", 100.0 * busy / total, ts, labels)]
     for mode, delta in deltas.items():
-        out.append(Metric("cpu_mode_percent", 100.0 * delta / total, ts, {"cpu": cpu, "mode": mode}))
+        out.append(
+            Metric("cpu_mode_percent", 100.0 * delta / total, ts, {"cpu": cpu, "mode": mode})
+        )
     return out

@@ -17,15 +17,48 @@ log = structlog.get_logger("vigil.collectors.disk")
 # Pseudo, in-memory and container layer file systems: their "space" is not
 # something an operator provisions, and they multiply series on container hosts.
 DEFAULT_EXCLUDE_FSTYPES = (
-    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs",
-    "devpts", "devtmpfs", "efivarfs", "fuse.lxcfs", "fusectl", "hugetlbfs", "mqueue",
-    "nsfs", "overlay", "proc", "pstore", "ramfs", "rpc_pipefs", "securityfs",
-    "selinuxfs", "squashfs", "sysfs", "tmpfs", "tracefs", "aufs", "iso9660",
-)  # fmt: skip
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "efivarfs",
+    "fuse.lxcfs",
+    "fusectl",
+    "hugetlbfs",
+    "mqueue",
+    "nsfs",
+    "overlay",
+    "proc",
+    "pstore",
+    "ramfs",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "sysfs",
+    "tmpfs",
+    "tracefs",
+    "aufs",
+    "iso9660",
+)
 DEFAULT_EXCLUDE_MOUNTS = (
-    "/proc", "/proc/*", "/sys", "/sys/*", "/dev", "/dev/*", "/run/*",
-    "/var/lib/docker/*", "/var/lib/containers/*", "/var/lib/kubelet/*", "/snap/*",
-)  # fmt: skip
+    "/proc",
+    "/proc/*",
+    "/sys",
+    "/sys/*",
+    "/dev",
+    "/dev/*",
+    "/run/*",
+    "/var/lib/docker/*",
+    "/var/lib/containers/*",
+    "/var/lib/kubelet/*",
+    "/snap/*",
+)
 
 
 def _check_glob(pattern: str) -> str | None:
@@ -83,7 +116,9 @@ class DiskCollector(Collector):
                 Metric("disk_total_bytes", fs.total_bytes, ts, labels),
                 Metric("disk_free_bytes", fs.free_bytes, ts, labels),
                 Metric("disk_used_bytes", fs.used_bytes, ts, labels),
-                Metric("disk_used_percent", 100.0 * fs.used_bytes / avail if avail else 0.0, ts, labels),
+                Metric(
+                    "disk_used_percent", 100.0 * fs.used_bytes / avail if avail else 0.0, ts, labels
+                ),
             ]
             if fs.inodes_total > 0:  # btrfs and some network file systems report none
                 used = fs.inodes_total - fs.inodes_free
@@ -93,4 +128,3 @@ class DiskCollector(Collector):
                     Metric("disk_inodes_used_percent", 100.0 * used / fs.inodes_total, ts, labels),
                 ]
         return out
-

@@ -36,6 +36,7 @@ class DiskIOConfig:
 
 class DiskIOCollector(Collector):
     name = "diskio"
+    blocking = False  # procfs reads: kernel memory, no storage to wait on
     specs = (
         counter("disk_reads_total", "Read operations completed since boot."),
         counter("disk_writes_total", "Write operations completed since boot."),

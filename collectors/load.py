@@ -11,6 +11,7 @@ PERIODS = ("1m", "5m", "15m")
 
 class LoadCollector(Collector):
     name = "load"
+    blocking = False  # procfs reads: kernel memory, no storage to wait on
     specs = (
         gauge("load_average", "Run-queue load average over the period."),
         gauge("load_average_per_cpu", "Load average divided by the number of logical CPUs."),

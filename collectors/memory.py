@@ -9,6 +9,7 @@ from collectors.source import HostSource
 
 class MemoryCollector(Collector):
     name = "memory"
+    blocking = False  # procfs reads: kernel memory, no storage to wait on
     specs = (
         gauge("memory_total_bytes", "Physical memory."),
         gauge("memory_available_bytes", "Memory available to start new work without swapping."),

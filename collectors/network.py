@@ -12,7 +12,10 @@ from collectors.source import HostSource
 
 # source field -> (counter name, rate name); rates are per second over the last interval.
 FIELDS = {
-    f"{direction}_{what}": (f"network_{direction}_{what}_total", f"network_{direction}_{what}_per_second")
+    f"{direction}_{what}": (
+        f"network_{direction}_{what}_total",
+        f"network_{direction}_{what}_per_second",
+    )
     for direction in ("receive", "transmit")
     for what in ("bytes", "packets", "errors", "drops")
 }
@@ -29,6 +32,7 @@ class NetworkConfig:
 
 class NetworkCollector(Collector):
     name = "network"
+    blocking = False  # procfs reads: kernel memory, no storage to wait on
     specs = (
         counter("network_receive_bytes_total", "Bytes received."),
         counter("network_transmit_bytes_total", "Bytes transmitted."),

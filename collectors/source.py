@@ -1,14 +1,18 @@
 """Where host collectors read the system from.
 
-Collectors never call psutil directly: they take a `HostSource`, so tests
-drive them with recorded values step by step (a counter that wraps, a CPU
-that disappears) and production uses `PsutilSource`. Every method returns
-plain numbers in base units (bytes, seconds) keyed by name.
+Collectors never read the system themselves: they take a `HostSource`, so
+tests drive them with recorded values step by step (a counter that wraps, a
+CPU that disappears). Two real sources: `ProcfsSource` (collectors/procfs.py)
+reads Linux's procfs directly and is the default on Linux, for its small
+footprint; `PsutilSource` here works wherever psutil does and is the
+reference the procfs one is tested against. Every method returns plain
+numbers in base units (bytes, seconds) keyed by name.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,7 +64,7 @@ class HostSource(Protocol):
         """Per interface: {receive,transmit}_{bytes,packets,errors,drops}."""
 
     def interface_kind(self, name: str) -> str:
-        """"loopback", "virtual" or "physical"."""
+        """ "loopback", "virtual" or "physical"."""
 
     def boot_time(self) -> float: ...
 
@@ -96,7 +100,7 @@ class PsutilSource:
         return {
             "total": vm.total,
             "available": vm.available,
-            "used": vm.used,
+            "used": vm.total - vm.available,  # as psutil 7 does; older releases differ
             "free": vm.free,
             "cached": getattr(vm, "cached", 0),
             "buffers": getattr(vm, "buffers", 0),
@@ -110,14 +114,7 @@ class PsutilSource:
         return [Mount(p.device, p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
 
     def fs_usage(self, mountpoint: str) -> FsUsage:
-        st = os.statvfs(mountpoint)
-        return FsUsage(
-            total_bytes=st.f_blocks * st.f_frsize,
-            free_bytes=st.f_bavail * st.f_frsize,
-            used_bytes=(st.f_blocks - st.f_bfree) * st.f_frsize,
-            inodes_total=st.f_files,
-            inodes_free=st.f_ffree,
-        )
+        return statvfs_usage(mountpoint)
 
     def disk_io(self) -> dict[str, dict[str, float]]:
         counters = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
@@ -154,12 +151,11 @@ class PsutilSource:
         # Interfaces keep their kind for their lifetime; reading /sys once each is enough.
         kind = self._kinds.get(name)
         if kind is None:
-            kind = _interface_kind(self.sys, name)
-            self._kinds[name] = kind
+            kind = self._kinds[name] = interface_kind_from_sysfs(self.sys, name)
         return kind
 
     def boot_time(self) -> float:
-        return psutil.boot_time()
+        return float(psutil.boot_time())
 
     def process_count(self) -> int:
         return len(psutil.pids())
@@ -174,12 +170,32 @@ def _modes(times: object) -> dict[str, float]:
     return {mode: getattr(times, mode) for mode in CPU_MODES if hasattr(times, mode)}
 
 
-def _interface_kind(sys: str, name: str) -> str:
+def statvfs_usage(mountpoint: str) -> FsUsage:
+    st = os.statvfs(mountpoint)
+    return FsUsage(
+        total_bytes=st.f_blocks * st.f_frsize,
+        free_bytes=st.f_bavail * st.f_frsize,
+        used_bytes=(st.f_blocks - st.f_bfree) * st.f_frsize,
+        inodes_total=st.f_files,
+        inodes_free=st.f_ffree,
+    )
+
+
+def interface_kind_from_sysfs(sysfs: str, name: str) -> str:
     try:
-        with open(f"{sys}/class/net/{name}/flags") as f:
+        with open(f"{sysfs}/class/net/{name}/flags") as f:
             if int(f.read().strip(), 16) & 0x8:  # IFF_LOOPBACK
                 return "loopback"
-        target = os.readlink(f"{sys}/class/net/{name}")
+        target = os.readlink(f"{sysfs}/class/net/{name}")
     except OSError:
         return "loopback" if name == "lo" else "physical"
     return "virtual" if "/devices/virtual/" in target else "physical"
+
+
+def default_source(procfs: str = "/proc", sysfs: str = "/sys") -> HostSource:
+    """ProcfsSource on Linux, PsutilSource elsewhere."""
+    if sys.platform.startswith("linux"):
+        from collectors.procfs import ProcfsSource
+
+        return ProcfsSource(procfs, sysfs)
+    return PsutilSource(procfs, sysfs)

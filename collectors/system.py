@@ -9,6 +9,7 @@ from collectors.source import HostSource
 
 class SystemCollector(Collector):
     name = "system"
+    blocking = False  # procfs reads: kernel memory, no storage to wait on
     specs = (
         gauge("system_uptime_seconds", "Seconds since the host booted."),
         gauge("system_boot_time_seconds", "When the host booted, as a Unix timestamp."),

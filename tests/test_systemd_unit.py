@@ -29,17 +29,28 @@ def unit(tmp_path):
 
 
 def test_unit_passes_systemd_analyze_verify(unit):
-    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "vigil-agent.service" not in result.stderr, result.stderr  # no warnings about us
 
 
 def test_unit_declares_what_the_agent_relies_on():
     text = UNIT.read_text()
-    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=vigil",
-                 "ProtectSystem=strict", "ProtectHome=yes", "NoNewPrivileges=yes",
-                 "PrivateTmp=yes", "MemoryMax=", "User=vigil", "SupplementaryGroups=adm"):  # fmt: skip
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "StateDirectory=vigil",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "MemoryMax=",
+        "User=vigil",
+        "SupplementaryGroups=adm",
+    ):
         assert line in text, line
     sysusers = (UNIT.parent / "vigil.sysusers.conf").read_text()
     assert re.search(r"^u vigil ", sysusers, re.M) and re.search(r"^m vigil adm$", sysusers, re.M)
@@ -48,11 +59,16 @@ def test_unit_declares_what_the_agent_relies_on():
 def test_security_exposure_score(unit, capsys):
     result = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     match = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", result.stdout)
     assert match, result.stdout[-2000:] + result.stderr
     score, verdict = float(match.group(1)), match.group(2)
     with capsys.disabled():
-        print(f"\nsystemd-analyze security: exposure {score} {verdict} (0 = fully locked down, 10 = none)")
+        print(
+            f"\nsystemd-analyze security: exposure {score} {verdict}"
+            " (0 = fully locked down, 10 = none)"
+        )
     assert verdict in ("OK", "SAFE"), result.stdout

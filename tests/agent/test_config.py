@@ -29,7 +29,9 @@ def test_empty_file_gives_defaults_and_units_are_parsed(tmp_path):
     path = tmp_path / "agent.toml"
     path.write_text("")
     assert config.load(path).agent.stop_timeout == 10.0
-    path.write_text('[agent]\ninterval = "1m30s"\nstop_timeout = "500ms"\n[host]\ninterval = "5s"\n')
+    path.write_text(
+        '[agent]\ninterval = "1m30s"\nstop_timeout = "500ms"\n[host]\ninterval = "5s"\n'
+    )
     cfg = config.load(path)
     assert cfg.agent.interval == 90.0 and cfg.agent.stop_timeout == 0.5
     assert cfg.interval_for("disk") == 5.0 and cfg.interval_for("self") == 90.0

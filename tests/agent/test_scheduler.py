@@ -60,8 +60,14 @@ async def run_until(schedules, condition, timeout=10.0):
 
 def make(collector, interval=0.05, timeout=1.0, jitter=0.0, sink=None):
     received = []
-    s = Schedule(collector, interval, timeout, jitter, sink or (lambda n, r: received.append(r)),
-                 CollectorStats())  # fmt: skip
+    s = Schedule(
+        collector,
+        interval,
+        timeout,
+        jitter,
+        sink or (lambda n, r: received.append(r)),
+        CollectorStats(),
+    )
     s.received = received
     return s
 

@@ -5,9 +5,16 @@ from agent.schema import Invalid, parse_duration, parse_size
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("10s", 10.0), ("250ms", 0.25), ("5m", 300.0), ("1h30m", 5400.0), ("2d", 172800.0),
-     ("1.5s", 1.5), (" 1m 30s ", 90.0)],
-)  # fmt: skip
+    [
+        ("10s", 10.0),
+        ("250ms", 0.25),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("2d", 172800.0),
+        ("1.5s", 1.5),
+        (" 1m 30s ", 90.0),
+    ],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -20,9 +27,17 @@ def test_bad_durations_say_what_was_expected(bad):
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("256MiB", 256 * 2**20), ("1GB", 10**9), ("64k", 65536), ("10 MB", 10**7), (4096, 4096),
-     ("1.5GiB", 3 * 2**29), ("2TiB", 2 * 2**40), ("512", 512)],
-)  # fmt: skip
+    [
+        ("256MiB", 256 * 2**20),
+        ("1GB", 10**9),
+        ("64k", 65536),
+        ("10 MB", 10**7),
+        (4096, 4096),
+        ("1.5GiB", 3 * 2**29),
+        ("2TiB", 2 * 2**40),
+        ("512", 512),
+    ],
+)
 def test_sizes(text, size):
     assert parse_size(text) == size
 

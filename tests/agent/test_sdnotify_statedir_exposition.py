@@ -64,7 +64,9 @@ def test_lock_names_the_holder(tmp_path):
 
 
 def test_exposition_format():
-    specs = {s.name: s for s in (gauge("temp_celsius", 'line1\nback\\slash'), counter("x_total", "X"))}
+    specs = {
+        s.name: s for s in (gauge("temp_celsius", "line1\nback\\slash"), counter("x_total", "X"))
+    }
     text = render(
         [
             Metric("x_total", 3, 0.0, {"a": 'q"uote', "b": "new\nline"}, "counter"),
@@ -84,4 +86,9 @@ def test_exposition_format():
     )
     assert escape_label("a\\b") == "a\\\\b"
     assert [format_value(v) for v in (float("nan"), float("inf"), -float("inf"), 1e300, 0.1)] == [
-        "NaN", "+Inf", "-Inf", "1e+300", "0.1"]  # fmt: skip
+        "NaN",
+        "+Inf",
+        "-Inf",
+        "1e+300",
+        "0.1",
+    ]

@@ -5,8 +5,16 @@ from tests.collectors.fakes import RecordedSource, by_key
 
 
 def times(user, system, idle, iowait=0.0, steal=0.0, nice=0.0, irq=0.0, softirq=0.0):
-    return {"user": user, "nice": nice, "system": system, "idle": idle, "iowait": iowait,
-            "irq": irq, "softirq": softirq, "steal": steal}  # fmt: skip
+    return {
+        "user": user,
+        "nice": nice,
+        "system": system,
+        "idle": idle,
+        "iowait": iowait,
+        "irq": irq,
+        "softirq": softirq,
+        "steal": steal,
+    }
 
 
 def run(steps):

@@ -44,7 +44,9 @@ def test_disk_space_inodes_and_filters():
 
 
 def test_disk_filters_are_configurable():
-    src = RecordedSource(mounts=[[Mount("tmpfs", "/run/user/0", "tmpfs"), Mount("x", "/srv", "xfs")]])
+    src = RecordedSource(
+        mounts=[[Mount("tmpfs", "/run/user/0", "tmpfs"), Mount("x", "/srv", "xfs")]]
+    )
     src.fs = {"/run/user/0": FsUsage(10, 5, 5, 10, 5), "/srv": FsUsage(10, 5, 5, 10, 5)}
     assert {r.labels["mount"] for r in DiskCollector(src).collect(0, 0)} == {"/srv"}
     cfg = DiskConfig(include_mounts=("/run/user/*",), exclude_mounts=("/srv",))
@@ -53,10 +55,18 @@ def test_disk_filters_are_configurable():
 
 def test_memory_and_swap():
     src = RecordedSource(
-        memory=[{"total": 16 * GiB, "available": 4 * GiB, "used": 10 * GiB, "free": 1 * GiB,
-                 "cached": 4 * GiB, "buffers": 1 * GiB}],
+        memory=[
+            {
+                "total": 16 * GiB,
+                "available": 4 * GiB,
+                "used": 10 * GiB,
+                "free": 1 * GiB,
+                "cached": 4 * GiB,
+                "buffers": 1 * GiB,
+            }
+        ],
         swap=[{"total": 0, "used": 0, "free": 0, "sin": 0, "sout": 0}],
-    )  # fmt: skip
+    )
     got = by_key(MemoryCollector(src).collect(0, 0))
     assert got[("memory_used_percent", ())] == pytest.approx(75.0)
     assert got[("memory_available_bytes", ())] == 4 * GiB

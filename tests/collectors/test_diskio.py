@@ -5,13 +5,19 @@ from tests.collectors.fakes import RecordedSource, by_key
 
 
 def dev(reads, writes, rbytes, wbytes, busy):
-    return {"reads": reads, "writes": writes, "read_bytes": rbytes, "write_bytes": wbytes,
-            "busy_seconds": busy}  # fmt: skip
+    return {
+        "reads": reads,
+        "writes": writes,
+        "read_bytes": rbytes,
+        "write_bytes": wbytes,
+        "busy_seconds": busy,
+    }
 
 
 def test_rates_and_busy_percent():
-    src = RecordedSource(disk_io=[{"sda": dev(100, 50, 4096, 8192, 1.0)},
-                                  {"sda": dev(200, 70, 413696, 90112, 3.5)}])  # fmt: skip
+    src = RecordedSource(
+        disk_io=[{"sda": dev(100, 50, 4096, 8192, 1.0)}, {"sda": dev(200, 70, 413696, 90112, 3.5)}]
+    )
     c = DiskIOCollector(src)
     c.collect(0.0, 0.0)
     src.step()

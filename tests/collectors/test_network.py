@@ -6,8 +6,13 @@ from tests.collectors.fakes import RecordedSource, by_key
 
 def nic(rx_bytes, tx_bytes=0, rx_packets=0, rx_errors=0, rx_drops=0):
     counters = dict.fromkeys(FIELDS, 0)
-    counters.update(receive_bytes=rx_bytes, transmit_bytes=tx_bytes, receive_packets=rx_packets,
-                    receive_errors=rx_errors, receive_drops=rx_drops)  # fmt: skip
+    counters.update(
+        receive_bytes=rx_bytes,
+        transmit_bytes=tx_bytes,
+        receive_packets=rx_packets,
+        receive_errors=rx_errors,
+        receive_drops=rx_drops,
+    )
     return counters
 
 
@@ -20,7 +25,9 @@ def collect_steps(src, collector, n):
 
 
 def test_counters_and_rates_per_interface():
-    src = RecordedSource(net_io=[{"eth0": nic(1000, 500)}, {"eth0": nic(21000, 1500, rx_packets=30)}])
+    src = RecordedSource(
+        net_io=[{"eth0": nic(1000, 500)}, {"eth0": nic(21000, 1500, rx_packets=30)}]
+    )
     first, second = collect_steps(src, NetworkCollector(src), 2)
     dev = (("device", "eth0"),)
     assert first[("network_receive_bytes_total", dev)] == 1000
@@ -40,9 +47,7 @@ def test_wrap_reset_and_vanishing_interface_never_give_negative_or_absurd_rates(
         ]
     )
     steps = collect_steps(src, NetworkCollector(src), 4)
-    rates = [
-        {k: v for k, v in s.items() if k[0].endswith("_per_second")} for s in steps
-    ]
+    rates = [{k: v for k, v in s.items() if k[0].endswith("_per_second")} for s in steps]
     assert ("network_receive_bytes_per_second", (("device", "eth0"),)) not in rates[1]
     assert rates[2][("network_receive_bytes_per_second", (("device", "eth0"),))] == 100.0
     assert ("network_receive_bytes_per_second", (("device", "eth1"),)) not in rates[2]

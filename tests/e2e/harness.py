@@ -54,8 +54,9 @@ class NotifySocket:
 
 
 class Agent:
-    def __init__(self, tmp: Path, config: str, env: dict[str, str] | None = None,
-                 notify: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self, tmp: Path, config: str, env: dict[str, str] | None = None, notify: bool = True
+    ) -> None:
         self.tmp = tmp
         self.config_path = tmp / "agent.toml"
         self.config_path.write_text(config)

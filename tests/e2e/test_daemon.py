@@ -75,14 +75,18 @@ def test_sighup_reloads_a_good_config_and_keeps_the_old_on_a_bad_one(tmp_path):
         )
         agent.signal(signal.SIGHUP)
         agent.notify.wait("READY=1", count=2)
-        wait_for(lambda: [c["name"] for c in status(port)["collectors"]] == ["cpu", "memory", "self"],
-                 what="reloaded collectors")  # fmt: skip
+        wait_for(
+            lambda: [c["name"] for c in status(port)["collectors"]] == ["cpu", "memory", "self"],
+            what="reloaded collectors",
+        )
         assert status(port)["collectors"][0]["interval_seconds"] == 0.3
 
         # bad: the agent logs why and keeps running the previous config
         agent.config_path.write_text(config(tmp_path, '[host]\nenabled = ["gpu"]\n', port=port))
         agent.signal(signal.SIGHUP)
-        failed = wait_for(lambda: agent.events("reload_failed_keeping_old_config"), what="reload failure")
+        failed = wait_for(
+            lambda: agent.events("reload_failed_keeping_old_config"), what="reload failure"
+        )
         assert "host.enabled" in failed[0]["errors"][0]
         assert str(agent.config_path) in failed[0]["errors"][0]
         assert [c["name"] for c in status(port)["collectors"]] == ["cpu", "memory", "self"]
@@ -99,8 +103,10 @@ def test_second_agent_on_the_same_state_dir_refuses_to_start(tmp_path):
         first.notify.wait("READY=1")
         second = subprocess.run(
             [*VIGIL, "run", "--config", str(first.config_path)],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert second.returncode == 1
         assert f"another vigil agent (pid {first.proc.pid})" in second.stderr
         assert str(tmp_path / "state") in second.stderr
@@ -125,17 +131,15 @@ def test_lock_is_released_by_kill_9(tmp_path):
 
 def fake_procfs(tmp_path):
     """A procfs where one file is garbage (its collector raises every run)
-    and one is a FIFO nobody writes (its collector hangs in open())."""
+    and one is a FIFO nobody writes (its collector hangs opening it)."""
     root = tmp_path / "proc"
     (root / "net").mkdir(parents=True)
     (root / "sys" / "fs").mkdir(parents=True)
-    for name in ("stat", "meminfo", "vmstat", "filesystems"):
+    (root / "self").mkdir()
+    for name in ("stat", "meminfo", "vmstat", "loadavg", "net/dev", "sys/fs/file-nr", "1"):
         (root / name).symlink_to(f"/proc/{name}")
-    (root / "self").symlink_to("/proc/self")
-    (root / "1").symlink_to("/proc/1")
-    (root / "sys" / "fs" / "file-nr").symlink_to("/proc/sys/fs/file-nr")
     (root / "diskstats").write_text("this is not\na diskstats file\n")
-    os.mkfifo(root / "net" / "dev")
+    os.mkfifo(root / "self" / "mounts")  # the disk collector reads the mount table here
     return root
 
 
@@ -150,19 +154,22 @@ def test_crashing_and_hanging_collectors_do_not_stop_the_others(tmp_path):
         def by_name():
             return {c["name"]: c for c in status(port)["collectors"]}
 
-        wait_for(lambda: by_name()["diskio"]["errors"] >= 2 and by_name()["memory"]["runs"] >= 10,
-                 timeout=30, what="errors and progress")  # fmt: skip
+        wait_for(
+            lambda: by_name()["diskio"]["errors"] >= 2 and by_name()["memory"]["runs"] >= 10,
+            timeout=30,
+            what="errors and progress",
+        )
         c = by_name()
         assert c["diskio"]["failing"] and c["diskio"]["last_error"].startswith("ValueError")
-        assert c["network"]["timeouts"] == 1 and c["network"]["overruns"] >= 1
-        assert c["network"]["last_error"] == "timed out after 0.3s"
-        for healthy in ("cpu", "memory", "system", "load", "self"):
+        assert c["disk"]["timeouts"] == 1 and c["disk"]["overruns"] >= 1
+        assert c["disk"]["last_error"] == "timed out after 0.3s"
+        for healthy in ("cpu", "memory", "system", "load", "network", "self"):
             assert c[healthy]["errors"] == 0 and c[healthy]["timeouts"] == 0, c[healthy]
         assert agent.events("collector_error")[0]["collector"] == "diskio"
-        assert agent.events("collector_timeout")[0]["collector"] == "network"
+        assert agent.events("collector_timeout")[0]["collector"] == "disk"
         metrics = wait_http(f"http://127.0.0.1:{port}/metrics")
         assert 'vigil_collector_errors_total{collector="diskio"}' in metrics
-        assert 'vigil_collector_timeouts_total{collector="network"} 1' in metrics
+        assert 'vigil_collector_timeouts_total{collector="disk"} 1' in metrics
         assert "memory_available_bytes" in metrics
     finally:
         code = agent.stop()  # a thread is still blocked on the FIFO: stop anyway
@@ -173,8 +180,9 @@ def test_crashing_and_hanging_collectors_do_not_stop_the_others(tmp_path):
 def test_run_with_a_bad_config_exits_2_naming_file_and_key(tmp_path, bad):
     path = tmp_path / "agent.toml"
     path.write_text(bad)
-    result = subprocess.run([*VIGIL, "run", "--config", str(path)], capture_output=True,
-                            text=True, timeout=30)  # fmt: skip
+    result = subprocess.run(
+        [*VIGIL, "run", "--config", str(path)], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2
     assert str(path) in result.stderr
     assert ("agent.interval" in result.stderr) or ("nope" in result.stderr)

@@ -13,15 +13,33 @@ from tests.e2e.harness import VIGIL, Agent, free_port, http_get, wait_http
 
 # What `vigil once --json` must show on any Linux host (DESIGN.md, issue #2).
 EXPECTED = {
-    "cpu_usage_percent", "cpu_mode_percent", "cpus_online", "load_average",
-    "load_average_per_cpu", "memory_total_bytes", "memory_available_bytes", "memory_used_bytes",
-    "memory_cached_bytes", "memory_buffers_bytes", "memory_used_percent", "swap_total_bytes",
-    "swap_used_percent", "disk_used_percent", "disk_free_bytes", "disk_inodes_used_percent",
-    "disk_reads_per_second", "disk_written_bytes_per_second", "disk_busy_percent",
-    "network_receive_bytes_total", "network_transmit_bytes_per_second",
-    "network_receive_drops_total", "system_uptime_seconds", "system_boot_time_seconds",
-    "system_processes", "system_open_files",
-}  # fmt: skip
+    "cpu_usage_percent",
+    "cpu_mode_percent",
+    "cpus_online",
+    "load_average",
+    "load_average_per_cpu",
+    "memory_total_bytes",
+    "memory_available_bytes",
+    "memory_used_bytes",
+    "memory_cached_bytes",
+    "memory_buffers_bytes",
+    "memory_used_percent",
+    "swap_total_bytes",
+    "swap_used_percent",
+    "disk_used_percent",
+    "disk_free_bytes",
+    "disk_inodes_used_percent",
+    "disk_reads_per_second",
+    "disk_written_bytes_per_second",
+    "disk_busy_percent",
+    "network_receive_bytes_total",
+    "network_transmit_bytes_per_second",
+    "network_receive_drops_total",
+    "system_uptime_seconds",
+    "system_boot_time_seconds",
+    "system_processes",
+    "system_open_files",
+}
 
 
 def run(*args, timeout=60):
@@ -45,7 +63,9 @@ def test_once_json_prints_one_record_per_line_with_the_host_metrics(no_config):
         assert isinstance(r["value"], (int, float)) and r["ts"] > 1.6e9
     names = {r["name"] for r in records}
     assert names >= EXPECTED, EXPECTED - names
-    cpu_all = [r for r in records if r["name"] == "cpu_usage_percent" and r["labels"]["cpu"] == "all"]
+    cpu_all = [
+        r for r in records if r["name"] == "cpu_usage_percent" and r["labels"]["cpu"] == "all"
+    ]
     assert len(cpu_all) == 1 and 0 <= cpu_all[0]["value"] <= 100
     root = [r for r in records if r["name"] == "disk_used_percent" and r["labels"]["mount"] == "/"]
     assert root, "the root file system is reported"
@@ -72,19 +92,27 @@ def test_metrics_endpoint_is_valid_prometheus_text_and_status_answers(tmp_path):
     try:
         agent.notify.wait("READY=1")
         # rates need a second run of their collector
-        wait_for(lambda: "disk_reads_per_second" in wait_http(f"http://127.0.0.1:{port}/metrics"),
-                 what="rates")  # fmt: skip
+        wait_for(
+            lambda: "disk_reads_per_second" in wait_http(f"http://127.0.0.1:{port}/metrics"),
+            what="rates",
+        )
         code, headers, text = http_get(f"http://127.0.0.1:{port}/metrics")
         assert code == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        for name in EXPECTED | {"vigil_agent_cpu_seconds_total", "vigil_collector_duration_seconds"}:
+        for name in EXPECTED | {
+            "vigil_agent_cpu_seconds_total",
+            "vigil_collector_duration_seconds",
+        }:
             assert f"\n# TYPE {name} " in text, name
-        assert '# TYPE network_receive_bytes_total counter' in text
+        assert "# TYPE network_receive_bytes_total counter" in text
         assert 'vigil_agent_info{version="0.1.0"} 1' in text
 
         if shutil.which("promtool") is None:
-            pytest.skip("promtool (Debian package prometheus) is not installed; `make test` installs it")
-        lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
-                              text=True, timeout=30)  # fmt: skip
+            pytest.skip(
+                "promtool (Debian package prometheus) is not installed; `make test` installs it"
+            )
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+        )
         assert lint.returncode == 0, lint.stdout + lint.stderr
         assert lint.stdout == lint.stderr == ""
 
@@ -95,7 +123,9 @@ def test_metrics_endpoint_is_valid_prometheus_text_and_status_answers(tmp_path):
         shown = run("status", "--config", str(agent.config_path))
         assert shown.returncode == 0, shown.stderr
         assert f"(pid {agent.proc.pid})" in shown.stdout
-        assert any(line.startswith("diskio ") and " ok " in line for line in shown.stdout.splitlines())
+        assert any(
+            line.startswith("diskio ") and " ok " in line for line in shown.stdout.splitlines()
+        )
         raw = run("status", "--json", "--config", str(agent.config_path))
         assert json.loads(raw.stdout)["host_id"] == body["host_id"]
     finally:
@@ -118,7 +148,10 @@ def test_endpoint_port_taken_keeps_collecting(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        cfg = f'[agent]\nstate_dir = "{tmp_path / "s"}"\ninterval = "200ms"\n[api]\nlisten = "127.0.0.1:{port}"\n'
+        cfg = (
+            f'[agent]\nstate_dir = "{tmp_path / "s"}"\ninterval = "200ms"\n'
+            f'[api]\nlisten = "127.0.0.1:{port}"\n'
+        )
         agent = Agent(tmp_path, cfg)
         try:
             agent.notify.wait("READY=1")
