@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import random
 import signal
 import time
 from collections.abc import Sequence
@@ -89,6 +90,7 @@ class Agent:
         self.stats: dict[str, CollectorStats] = {}
         self.latest: dict[str, Sequence[Record]] = {}
         self.specs: dict[str, Spec] = {}
+        self.phases: dict[float, float] = {}  # interval -> this agent's random grid offset
         self.schedules: list[Schedule] = []
         self._retired: list[Schedule] = []  # replaced by a reload while a thread was stuck
         self.tasks: list[asyncio.Task[None]] = []
@@ -172,9 +174,17 @@ class Agent:
             interval = cfg.interval_for(collector.name)
             timeout = cfg.agent.collect_timeout or interval
             jitter = cfg.agent.jitter
+            phase = self.phases.setdefault(interval, random.uniform(0.0, interval))
             stats = self.stats.setdefault(collector.name, CollectorStats())
             schedule = Schedule(
-                collector, interval, timeout, jitter, self.on_records, stats, self.executor
+                collector,
+                interval,
+                timeout,
+                jitter,
+                self.on_records,
+                stats,
+                self.executor,
+                phase=phase,
             )
             self.schedules.append(schedule)
             self.tasks.append(

@@ -1,11 +1,14 @@
 """Runs each collector on its own supervised schedule.
 
-One asyncio task per collector. Runs are placed on a grid of the interval
-on the event loop's monotonic clock (a wall-clock jump neither stalls nor
-bursts collection), each delayed by a random jitter so a fleet does not
-collect in lockstep. A run never overlaps the previous one: a run that
-ends past its next slot skips the missed slots and counts them as
-overruns, instead of catching up in a burst.
+One asyncio task per collector. The first run is immediate; later runs
+sit on a grid of the interval on the event loop's monotonic clock (a
+wall-clock jump neither stalls nor bursts collection), shifted by a phase
+the agent draws at random once per interval, so a fleet started together
+does not collect in lockstep while collectors sharing an interval still
+wake the process together. An optional jitter delays each run further. A
+run never overlaps the previous one: a run that ends past its next slot
+skips the missed slots and counts them as overruns, instead of catching up
+in a burst.
 
 Blocking collectors run in a worker thread, bounded by a timeout. Python
 cannot kill a thread, so a run that times out is abandoned: its thread
@@ -69,12 +72,14 @@ class Schedule:
         stats: CollectorStats,
         executor: Executor | None = None,
         rng: random.Random | None = None,
+        phase: float = 0.0,
     ) -> None:
         self.collector = collector
         self.name = collector.name
         self.interval = interval
         self.timeout = timeout
         self.jitter = jitter
+        self.phase = phase  # where on the interval grid runs sit, after the first
         self.sink = sink
         self.stats = stats
         self.executor = executor
@@ -90,6 +95,7 @@ class Schedule:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         slot = loop.time()
+        first_slot = True
         while True:
             delay = slot + self.rng.uniform(0.0, self.jitter) - loop.time()
             if delay > 0:
@@ -100,6 +106,9 @@ class Schedule:
             else:
                 await self.run_once()
             self.first_attempt.set()
+            if first_slot:
+                slot += self.phase
+                first_slot = False
             slot += self.interval * self._backoff_factor()
             now = loop.time()
             if slot <= now:  # past the next slot already: skip, never burst

@@ -179,3 +179,19 @@ def test_jitter_delays_each_run_within_bounds():
     uvloop.run(run_until([s], lambda: len(rec.calls) >= 8))
     offsets = [(t - rec.calls[0]) % 0.05 for t in rec.calls]
     assert len({round(o, 2) for o in offsets}) > 1  # not all on the grid
+
+
+def test_first_run_is_immediate_and_later_runs_sit_on_the_shifted_grid():
+    rec = Recorder()
+    s = Schedule(rec, 0.1, 1.0, 0.0, lambda n, r: None, CollectorStats(), phase=0.06)
+
+    async def scenario():
+        started = time.monotonic()
+        await run_until([s], lambda: len(rec.calls) >= 4)
+        return started
+
+    started = uvloop.run(scenario())
+    assert rec.calls[0] - started < 0.05  # not delayed by the phase
+    gaps = [b - a for a, b in zip(rec.calls, rec.calls[1:])]
+    assert gaps[0] >= 0.15  # one interval plus the phase
+    assert all(g >= 0.09 for g in gaps[1:])
