@@ -75,10 +75,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     logsetup.configure(cfg.agent.log_level, cfg.agent.log_format)
     agent = Agent(cfg, args.config)
     try:
-        code = _run_loop(agent.run())
+        agent.claim_state_dir()
     except statedir.StateDirError as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    code = _run_loop(agent.run())
     if agent.stuck_threads:
         # A collector thread blocked in the kernel would hold up interpreter
         # exit past systemd's stop timeout; everything else is already closed.

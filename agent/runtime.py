@@ -1,7 +1,7 @@
 """The agent daemon (`vigil run`): collectors under supervision, signals,
 reload, the systemd notify protocol and the local endpoint.
 
-Lifecycle: lock the state directory, start one Schedule per collector,
+Lifecycle: lock the state directory (before the loop starts), start one Schedule per collector,
 wait for each collector's first attempt, then READY=1. SIGHUP re-reads the
 config: a bad one is logged and the running one kept; a good one replaces
 the collectors (their counters in CollectorStats carry over). SIGTERM or
@@ -103,9 +103,13 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------
 
-    async def run(self) -> int:
+    def claim_state_dir(self) -> None:
+        """Create and lock the state directory; before the loop starts, as it blocks."""
         statedir.prepare(self.config.agent.state_dir)
         self.lock.acquire()
+
+    async def run(self) -> int:
+        """Run until SIGTERM or SIGINT; `claim_state_dir()` first."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)

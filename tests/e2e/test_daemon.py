@@ -186,3 +186,14 @@ def test_run_with_a_bad_config_exits_2_naming_file_and_key(tmp_path, bad):
     assert result.returncode == 2
     assert str(path) in result.stderr
     assert ("agent.interval" in result.stderr) or ("nope" in result.stderr)
+
+
+def test_state_dir_that_cannot_be_created_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    path = tmp_path / "agent.toml"
+    path.write_text(f'[agent]\nstate_dir = "{blocker / "state"}"\n')
+    result = subprocess.run([*VIGIL, "run", "--config", str(path)], capture_output=True,
+                            text=True, timeout=30)  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot create state directory {blocker / 'state'}" in result.stderr
