@@ -10,6 +10,7 @@ from agent import __version__
 from agent.records import Metric, Record
 from agent.scheduler import CollectorStats
 from collectors.base import Collector, counter, gauge
+from collectors.source import read
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -43,8 +44,7 @@ class SelfCollector(Collector):
 
     def collect(self, ts: float, mono: float) -> list[Record]:
         times = os.times()
-        with open(self.statm) as f:
-            rss = int(f.read().split()[1]) * _PAGE
+        rss = int(read(self.statm).split()[1]) * _PAGE
         out: list[Record] = [
             Metric("vigil_agent_info", 1, ts, {"version": __version__}),
             Metric("vigil_agent_start_time_seconds", self.started, ts),

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import os
 
-from collectors.source import CPU_MODES, FsUsage, Mount, interface_kind_from_sysfs, statvfs_usage
+from collectors.source import (
+    CPU_MODES,
+    FsUsage,
+    Mount,
+    interface_kind_from_sysfs,
+    read,
+    statvfs_usage,
+)
 
 HZ = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's own size
 _N_MODES = len(CPU_MODES)  # user nice system idle iowait irq softirq steal (guest is in user)
-
-
-def read(path: str) -> str:
-    with open(path, encoding="ascii", errors="replace") as f:
-        return f.read()
 
 
 # -- pure parsers ------------------------------------------------------------

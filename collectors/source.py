@@ -161,13 +161,19 @@ class PsutilSource:
         return len(psutil.pids())
 
     def open_files(self) -> tuple[int, int]:
-        with open(f"{self.proc}/sys/fs/file-nr") as f:
-            allocated, _unused, limit = f.read().split()
+        allocated, _unused, limit = read(f"{self.proc}/sys/fs/file-nr").split()
         return int(allocated), int(limit)
 
 
 def _modes(times: object) -> dict[str, float]:
     return {mode: getattr(times, mode) for mode in CPU_MODES if hasattr(times, mode)}
+
+
+def read(path: str) -> str:
+    """A whole procfs or sysfs file. The kernel makes these from memory, so
+    reading one never waits on storage: procfs collectors do it on the loop."""
+    with open(path, encoding="ascii", errors="replace") as f:
+        return f.read()
 
 
 def statvfs_usage(mountpoint: str) -> FsUsage:
@@ -183,9 +189,8 @@ def statvfs_usage(mountpoint: str) -> FsUsage:
 
 def interface_kind_from_sysfs(sysfs: str, name: str) -> str:
     try:
-        with open(f"{sysfs}/class/net/{name}/flags") as f:
-            if int(f.read().strip(), 16) & 0x8:  # IFF_LOOPBACK
-                return "loopback"
+        if int(read(f"{sysfs}/class/net/{name}/flags").strip(), 16) & 0x8:  # IFF_LOOPBACK
+            return "loopback"
         target = os.readlink(f"{sysfs}/class/net/{name}")
     except OSError:
         return "loopback" if name == "lo" else "physical"

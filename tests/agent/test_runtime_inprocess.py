@@ -1,0 +1,49 @@
+"""The whole daemon in this process, under the conftest's blocking-call
+check: start-up, collection, the endpoint, a reload and a stop must never
+make a blocking call on the event loop (end-to-end tests in tests/e2e run
+it as a real process; this one can see inside the loop)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import uvloop
+
+from agent import config, logsetup
+from agent.runtime import Agent
+from tests.e2e.harness import free_port
+
+
+def test_daemon_never_blocks_its_loop(tmp_path):
+    port = free_port()
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\ninterval = "100ms"\n'
+        f'[api]\nlisten = "127.0.0.1:{port}"\n'
+    )
+    logsetup.configure("warning", "json")
+    agent = Agent(config.load(path), str(path))
+    agent.claim_state_dir()
+
+    async def scenario():
+        running = asyncio.create_task(agent.run())
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                if agent.stats.get("diskio") and agent.stats["diskio"].runs >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                text = await resp.text()
+            async with http.get(f"http://127.0.0.1:{port}/status") as resp:
+                status = await resp.json()
+            agent.request_reload()
+            await agent._reloading
+        agent.request_stop(__import__("signal").SIGTERM)
+        return await running, text, status
+
+    code, text, status = uvloop.run(scenario())
+    assert code == 0
+    assert "disk_reads_per_second" in text and "memory_available_bytes" in text
+    assert [(c["name"], c["last_error"]) for c in status["collectors"] if c["errors"]] == []
+    assert agent.stats["cpu"].runs >= 3
