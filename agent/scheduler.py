@@ -104,7 +104,11 @@ class Schedule:
                 self.stats.overruns += 1
                 log.warning("collector_still_running", collector=self.name)
             else:
-                await self.run_once()
+                try:
+                    await self.run_once()
+                except Exception as exc:  # noqa: BLE001 - the sink or logging failed: keep going
+                    self.stats.errors += 1
+                    self._failed(f"{type(exc).__name__}: {exc}")
             self.first_attempt.set()
             if first_slot:
                 slot += self.phase

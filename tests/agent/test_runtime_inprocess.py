@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import structlog
 import uvloop
 
 from agent import config, logsetup
@@ -42,7 +43,10 @@ def test_daemon_never_blocks_its_loop(tmp_path):
         agent.request_stop(__import__("signal").SIGTERM)
         return await running, text, status
 
-    code, text, status = uvloop.run(scenario())
+    try:
+        code, text, status = uvloop.run(scenario())
+    finally:
+        structlog.reset_defaults()
     assert code == 0
     assert "disk_reads_per_second" in text and "memory_available_bytes" in text
     assert [(c["name"], c["last_error"]) for c in status["collectors"] if c["errors"]] == []

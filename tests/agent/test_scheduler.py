@@ -195,3 +195,13 @@ def test_first_run_is_immediate_and_later_runs_sit_on_the_shifted_grid():
     gaps = [b - a for a, b in zip(rec.calls, rec.calls[1:])]
     assert gaps[0] >= 0.15  # one interval plus the phase
     assert all(g >= 0.09 for g in gaps[1:])
+
+
+def test_a_failing_sink_is_counted_and_does_not_end_the_schedule():
+    def sink(name, records):
+        raise OSError("buffer unwritable")
+
+    s = make(Recorder(), sink=sink)
+    uvloop.run(run_until([s], lambda: len(s.collector.calls) >= 3))
+    assert s.stats.errors >= 2
+    assert s.stats.last_error == "OSError: buffer unwritable"
