@@ -106,7 +106,7 @@ class Schedule:
             else:
                 try:
                     await self.run_once()
-                except Exception as exc:  # noqa: BLE001 - the sink or logging failed: keep going
+                except Exception as exc:  # the sink or logging failed: keep going
                     self.stats.errors += 1
                     self._failed(f"{type(exc).__name__}: {exc}")
             self.first_attempt.set()
