@@ -25,10 +25,10 @@ import asyncio
 import inspect
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -164,27 +164,32 @@ class Schedule:
         self.stats.last_error = error
 
     async def _call(self, ts: float, mono: float) -> Sequence[Record]:
+        # asyncio.wait, not wait_for: before Python 3.12, wait_for can swallow
+        # a cancellation that races with the result, and a stop would hang.
         if not self.collector.blocking:
             result = self.collector.collect(ts, mono)
-            if inspect.isawaitable(result):
-                return await asyncio.wait_for(_awaited(result), self.timeout)
-            return result
+            if not inspect.isawaitable(result):
+                return result
+            task = asyncio.ensure_future(result)
+            try:
+                done, _ = await asyncio.wait({task}, timeout=self.timeout)
+            finally:
+                if not task.done():  # timed out, or we are being cancelled
+                    task.cancel()
+            if not done:
+                raise asyncio.TimeoutError
+            return task.result()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self.executor, self.collector.collect, ts, mono)
-        try:
-            # shield: on timeout keep the future, to know when the thread is free again
-            result = await asyncio.wait_for(asyncio.shield(future), self.timeout)
-        except asyncio.TimeoutError:
+        finished, _ = await asyncio.wait({future}, timeout=self.timeout)
+        if not finished:
+            # Keep the future, to know when the thread is free again.
             self._abandoned = future
             future.add_done_callback(self._late_return)
-            raise
-        return result  # type: ignore[return-value]
+            raise asyncio.TimeoutError
+        return cast("Sequence[Record]", future.result())  # a blocking collect returns records
 
     def _late_return(self, future: asyncio.Future[Any]) -> None:
         if not future.cancelled():
             future.exception()  # retrieved, so asyncio does not warn about it
         log.info("collector_returned_after_timeout", collector=self.name)
-
-
-async def _awaited(result: Awaitable[Sequence[Record]]) -> Sequence[Record]:
-    return await result

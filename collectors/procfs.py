@@ -15,8 +15,8 @@ import os
 from collectors.source import (
     CPU_MODES,
     FsUsage,
+    InterfaceKinds,
     Mount,
-    interface_kind_from_sysfs,
     read,
     statvfs_usage,
 )
@@ -166,7 +166,7 @@ class ProcfsSource:
     def __init__(self, procfs: str = "/proc", sysfs: str = "/sys") -> None:
         self.proc, self.sys = str(procfs), str(sysfs)
         self._boot: float | None = None
-        self._kinds: dict[str, str] = {}
+        self._kinds = InterfaceKinds(self.sys)
 
     def cpu_times(self) -> dict[str, dict[str, float]]:
         cpus, self._boot = parse_stat(read(f"{self.proc}/stat"))
@@ -199,14 +199,11 @@ class ProcfsSource:
 
     def net_io(self) -> dict[str, dict[str, float]]:
         counters = parse_net_dev(read(f"{self.proc}/net/dev"))
-        self._kinds = {n: k for n, k in self._kinds.items() if n in counters}
+        self._kinds.prune(counters)
         return counters
 
     def interface_kind(self, name: str) -> str:
-        kind = self._kinds.get(name)
-        if kind is None:
-            kind = self._kinds[name] = interface_kind_from_sysfs(self.sys, name)
-        return kind
+        return self._kinds.get(name)
 
     def boot_time(self) -> float:
         if self._boot is None:  # fixed for the life of the host; read once

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,7 +82,7 @@ class PsutilSource:
         self.proc, self.sys = str(procfs), str(sysfs)
         # psutil reads every system-wide file under this one module setting.
         psutil.PROCFS_PATH = self.proc
-        self._kinds: dict[str, str] = {}
+        self._kinds = InterfaceKinds(self.sys)
 
     def cpu_times(self) -> dict[str, dict[str, float]]:
         result = {"all": _modes(psutil.cpu_times())}
@@ -131,8 +132,7 @@ class PsutilSource:
 
     def net_io(self) -> dict[str, dict[str, float]]:
         counters = psutil.net_io_counters(pernic=True, nowrap=False) or {}
-        # Forget interfaces that are gone, so container churn cannot grow the cache.
-        self._kinds = {n: k for n, k in self._kinds.items() if n in counters}
+        self._kinds.prune(counters)
         return {
             nic: {
                 "receive_bytes": c.bytes_recv,
@@ -148,11 +148,7 @@ class PsutilSource:
         }
 
     def interface_kind(self, name: str) -> str:
-        # Interfaces keep their kind for their lifetime; reading /sys once each is enough.
-        kind = self._kinds.get(name)
-        if kind is None:
-            kind = self._kinds[name] = interface_kind_from_sysfs(self.sys, name)
-        return kind
+        return self._kinds.get(name)
 
     def boot_time(self) -> float:
         return float(psutil.boot_time())
@@ -185,6 +181,26 @@ def statvfs_usage(mountpoint: str) -> FsUsage:
         inodes_total=st.f_files,
         inodes_free=st.f_ffree,
     )
+
+
+class InterfaceKinds:
+    """Each interface's kind, read from sysfs once: an interface keeps its kind
+    for its lifetime. `prune` forgets the gone, so container churn (veth
+    pairs come and go) cannot grow the cache."""
+
+    def __init__(self, sysfs: str) -> None:
+        self.sysfs = sysfs
+        self._kinds: dict[str, str] = {}
+
+    def get(self, name: str) -> str:
+        kind = self._kinds.get(name)
+        if kind is None:
+            kind = self._kinds[name] = interface_kind_from_sysfs(self.sysfs, name)
+        return kind
+
+    def prune(self, present: Iterable[str]) -> None:
+        keep = set(present)
+        self._kinds = {n: k for n, k in self._kinds.items() if n in keep}
 
 
 def interface_kind_from_sysfs(sysfs: str, name: str) -> str:

@@ -55,7 +55,9 @@ async def run_until(schedules, condition, timeout=10.0):
     finally:
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # a schedule that ignored its cancellation would otherwise hang the test
+        _, pending = await asyncio.wait(tasks, timeout=5)
+        assert not pending, "a schedule did not stop when cancelled"
 
 
 def make(collector, interval=0.05, timeout=1.0, jitter=0.0, sink=None):

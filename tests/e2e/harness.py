@@ -19,6 +19,18 @@ from tests.conftest import wait_for
 VIGIL = [sys.executable, "-m", "agent"]
 
 
+def agent_config(
+    tmp: Path, extra: str = "", interval: str = "200ms", port: int | None = None
+) -> str:
+    """A config for a test agent: its own state dir, a short interval, and
+    the local endpoint on `port` when given."""
+    api = f'[api]\nlisten = "127.0.0.1:{port}"\n' if port else ""
+    return (
+        f'[agent]\nstate_dir = "{tmp / "state"}"\ninterval = "{interval}"\n'
+        f'stop_timeout = "5s"\n{extra}\n{api}'
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

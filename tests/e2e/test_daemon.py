@@ -13,14 +13,7 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.e2e.harness import VIGIL, Agent, free_port, wait_exit, wait_http
-
-
-def config(tmp_path, extra="", interval="200ms", port=None):
-    api = f'[api]\nlisten = "127.0.0.1:{port}"\n' if port else ""
-    return (
-        f'[agent]\nstate_dir = "{tmp_path / "state"}"\ninterval = "{interval}"\n'
-        f'stop_timeout = "5s"\n{extra}\n{api}'
-    )
+from tests.e2e.harness import agent_config as config
 
 
 def status(port):

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.harness import VIGIL, Agent, free_port, http_get, wait_http
+from tests.e2e.harness import VIGIL, Agent, agent_config, free_port, http_get, wait_http
 
 # What `vigil once --json` must show on any Linux host (DESIGN.md, issue #2).
 EXPECTED = {
@@ -84,11 +84,7 @@ def test_once_table_is_readable(no_config):
 
 def test_metrics_endpoint_is_valid_prometheus_text_and_status_answers(tmp_path):
     port = free_port()
-    cfg = (
-        f'[agent]\nstate_dir = "{tmp_path / "state"}"\ninterval = "200ms"\n'
-        f'[api]\nlisten = "127.0.0.1:{port}"\n'
-    )
-    agent = Agent(tmp_path, cfg)
+    agent = Agent(tmp_path, agent_config(tmp_path, port=port))
     try:
         agent.notify.wait("READY=1")
         # rates need a second run of their collector
@@ -148,11 +144,7 @@ def test_endpoint_port_taken_keeps_collecting(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        cfg = (
-            f'[agent]\nstate_dir = "{tmp_path / "s"}"\ninterval = "200ms"\n'
-            f'[api]\nlisten = "127.0.0.1:{port}"\n'
-        )
-        agent = Agent(tmp_path, cfg)
+        agent = Agent(tmp_path, agent_config(tmp_path, port=port))
         try:
             agent.notify.wait("READY=1")
             failed = wait_for(lambda: agent.events("api_listen_failed"), what="listen failure")
