@@ -144,6 +144,8 @@ class Agent:
         except asyncio.TimeoutError:
             log.warning("stop_deadline_passed", stop_timeout=self.config.agent.stop_timeout)
         log.info("agent_stopped")
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
         self.lock.release()
         self.notifier.close()
         return 0

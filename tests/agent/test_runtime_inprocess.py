@@ -6,6 +6,7 @@ it as a real process; this one can see inside the loop)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import aiohttp
 import structlog
@@ -40,7 +41,7 @@ def test_daemon_never_blocks_its_loop(tmp_path):
                 status = await resp.json()
             agent.request_reload()
             await agent._reloading
-        agent.request_stop(__import__("signal").SIGTERM)
+        agent.request_stop(signal.SIGTERM)
         return await running, text, status
 
     try:
@@ -51,3 +52,5 @@ def test_daemon_never_blocks_its_loop(tmp_path):
     assert "disk_reads_per_second" in text and "memory_available_bytes" in text
     assert [(c["name"], c["last_error"]) for c in status["collectors"] if c["errors"]] == []
     assert agent.stats["cpu"].runs >= 3
+    # the process gets its default signal handling back
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
