@@ -1,8 +1,9 @@
 """The agent daemon (`vigil run`): collectors under supervision, signals,
 reload, the systemd notify protocol and the local endpoint.
 
-Lifecycle: lock the state directory (before the loop starts), start one Schedule per collector,
-wait for each collector's first attempt, then READY=1. SIGHUP re-reads the
+Lifecycle: lock the state directory (before the loop starts), start one
+Schedule per collector, wait for each collector's first attempt, then
+READY=1. SIGHUP re-reads the
 config: a bad one is logged and the running one kept; a good one replaces
 the collectors (their counters in CollectorStats carry over). SIGTERM or
 SIGINT: STOPPING=1, cancel everything within `stop_timeout`, exit 0.
@@ -244,6 +245,8 @@ class Agent:
         logsetup.configure(new.agent.log_level, new.agent.log_format)
         await self.stop_collectors()
         self.latest.clear()
+        if (new.host.procfs, new.host.sysfs) != (old.host.procfs, old.host.sysfs):
+            self.source = default_source(str(new.host.procfs), str(new.host.sysfs))
         await self.start_collectors()
         if new.api != old.api:
             if self.api is not None:
