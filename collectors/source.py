@@ -167,9 +167,16 @@ def _modes(times: object) -> dict[str, float]:
 
 def read(path: str) -> str:
     """A whole procfs or sysfs file. The kernel makes these from memory, so
-    reading one never waits on storage: procfs collectors do it on the loop."""
-    with open(path, encoding="ascii", errors="replace") as f:
-        return f.read()
+    reading one never waits on storage: procfs collectors do it on the loop.
+    Raw os calls: three system calls a file where open() makes seven."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii", "replace")
 
 
 def statvfs_usage(mountpoint: str) -> FsUsage:

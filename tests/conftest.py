@@ -28,7 +28,7 @@ def no_blocking_on_the_loop() -> Iterator[None]:
         # procfs and sysfs files are made by the kernel from memory and never
         # wait on storage; the procfs collectors read them on the loop by design
         # (docs/operations.md), through this one function.
-        bb.functions["io.TextIOWrapper.read"].can_block_in("collectors/source.py", {"read"})
+        bb.functions["os.read"].can_block_in("collectors/source.py", {"read"})
         bb.functions["os.readlink"].can_block_in(
             "collectors/source.py", {"interface_kind_from_sysfs"}
         )
