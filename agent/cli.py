@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("check-config", cmd_check_config, "validate the configuration and exit")
     status = command("status", cmd_status, "show the running agent's state")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    buffer = command("buffer", cmd_buffer, "look into the on-disk buffer")
+    buffer.add_argument("action", choices=["inspect", "verify", "repair"])
     return parser
 
 
@@ -120,6 +122,22 @@ def cmd_once(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         os._exit(EXIT_FAILURE)
     return EXIT_OK
+
+
+def cmd_buffer(args: argparse.Namespace) -> int:
+    from agent import buffertool
+
+    cfg = config_mod.load(args.config)
+    directory = buffertool.buffer_dir(cfg.agent.state_dir)
+    if args.action == "inspect":
+        text, code = buffertool.inspect(directory)
+    elif args.action == "verify":
+        text, code = buffertool.verify(directory)
+    else:
+        text, code = buffertool.repair(directory, cfg.agent.state_dir)
+    refused = code != 0 and args.action == "repair"
+    (sys.stderr if refused else sys.stdout).write(text)
+    return code
 
 
 def cmd_status(args: argparse.Namespace) -> int:
