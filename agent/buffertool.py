@@ -63,8 +63,12 @@ def inspect(directory: Path) -> tuple[str, int]:
     acked, dropped, problem = _ledger(directory)
     stream_path = directory / "stream"
     stream = stream_path.read_text().strip() if stream_path.exists() else "(none yet)"
-    lines = [f"buffer     {directory}", f"stream     {stream}", f"acked      {acked}",
-             f"dropped    {dropped} records (buffer full)"]  # fmt: skip
+    lines = [
+        f"buffer     {directory}",
+        f"stream     {stream}",
+        f"acked      {acked}",
+        f"dropped    {dropped} records (buffer full)",
+    ]
     waiting, size, oldest = 0, 0, None
     rows = []
     for path in sorted(directory.glob("*" + SEGMENT_SUFFIX)):

@@ -186,7 +186,8 @@ def test_state_dir_that_cannot_be_created_is_a_clear_error(tmp_path):
     blocker.write_text("not a directory")
     path = tmp_path / "agent.toml"
     path.write_text(f'[agent]\nstate_dir = "{blocker / "state"}"\n')
-    result = subprocess.run([*VIGIL, "run", "--config", str(path)], capture_output=True,
-                            text=True, timeout=30)  # fmt: skip
+    result = subprocess.run(
+        [*VIGIL, "run", "--config", str(path)], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 1
     assert f"cannot create state directory {blocker / 'state'}" in result.stderr
