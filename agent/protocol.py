@@ -1,0 +1,222 @@
+"""The wire protocol between agent and hub, version 1 (docs/protocol.md).
+
+The one module both sides use: the agent encodes batches with it, the hub
+decodes and validates them with it, and the golden vectors in
+tests/fixtures/protocol pin the bytes. Nothing here does I/O.
+
+A batch is a msgpack map::
+
+    {"v": 1, "host": str, "stream": str, "first": int, "last": int,
+     "agent": str, "sent": float, "records": [record, ...]}
+
+`first`..`last` are the per-stream sequence numbers of the records, so
+`last - first + 1 == len(records)`. A record is a map with "kind"
+("metric" or "event") and "ts" (float seconds, UTC); a metric also has
+"name" (str), "labels" (map of str to str), "value" (number) and "type"
+("gauge" or "counter"); an event has "type" (str) and may have more.
+
+The body is sent with `Content-Encoding: zstd` (also accepted: gzip,
+identity). The hub decompresses with a limit, so a small compressed body
+that expands enormously (a decompression bomb) is refused, not expanded.
+
+A host's token is an HMAC-SHA256 of its host id under the hub's secret:
+the hub keeps no token list, and one host's token never verifies for
+another host id.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import hmac
+import io
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import zstandard
+
+VERSION = 1
+ENCODINGS = ("zstd", "gzip", "identity")
+MAX_COMPRESSED = 8 << 20  # bytes on the wire
+MAX_DECOMPRESSED = 64 << 20  # bytes after decompression
+MAX_RECORDS = 100_000
+_TOKEN_CONTEXT = b"vigil host token v1\x00"
+
+
+class ProtocolError(ValueError):
+    """A malformed batch: answered with 400 and never retried."""
+
+
+class TooLarge(ValueError):
+    """A body over the size limits, compressed or not: answered with 413."""
+
+
+class UnsupportedEncoding(ValueError):
+    """A Content-Encoding the hub does not speak: answered with 415."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    host: str
+    stream: str
+    first: int
+    last: int
+    agent: str
+    sent: float
+    records: list[dict[str, Any]]
+
+
+# -- tokens ------------------------------------------------------------------
+
+
+def host_token(host_id: str, secret: bytes) -> str:
+    return hmac.new(secret, _TOKEN_CONTEXT + host_id.encode(), hashlib.sha256).hexdigest()
+
+
+def token_matches(host_id: str, token: str, secret: bytes) -> bool:
+    return hmac.compare_digest(host_token(host_id, secret), token)
+
+
+# -- encoding (agent side) -----------------------------------------------------
+
+
+def encode_batch(
+    host: str,
+    stream: str,
+    first: int,
+    records: Sequence[Mapping[str, Any]],
+    agent: str,
+    sent: float,
+) -> bytes:
+    body = {
+        "v": VERSION,
+        "host": host,
+        "stream": stream,
+        "first": first,
+        "last": first + len(records) - 1,
+        "agent": agent,
+        "sent": sent,
+        "records": list(records),
+    }
+    return msgpack.packb(body)  # type: ignore[no-any-return]
+
+
+def compress(body: bytes, encoding: str = "zstd") -> bytes:
+    if encoding == "zstd":
+        return zstandard.ZstdCompressor(level=3).compress(body)
+    if encoding == "gzip":
+        return gzip.compress(body, mtime=0)
+    if encoding == "identity":
+        return body
+    raise UnsupportedEncoding(encoding)
+
+
+# -- decoding (hub side) -----------------------------------------------------
+
+
+def decompress(data: bytes, encoding: str, limit: int = MAX_DECOMPRESSED) -> bytes:
+    """Undo Content-Encoding, refusing to produce more than `limit` bytes."""
+    if len(data) > MAX_COMPRESSED:
+        raise TooLarge(f"body of {len(data)} bytes is over {MAX_COMPRESSED}")
+    encoding = (encoding or "identity").strip().lower()
+    try:
+        if encoding == "identity":
+            out = data
+        elif encoding == "zstd":
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+            chunks, size = [], 0
+            while size <= limit and (chunk := reader.read(min(1 << 20, limit + 1 - size))):
+                chunks.append(chunk)
+                size += len(chunk)
+            out = b"".join(chunks)
+        elif encoding == "gzip":
+            d = zlib.decompressobj(wbits=31)
+            out = d.decompress(data, limit + 1)
+            if not d.eof and len(out) <= limit:
+                raise ProtocolError("gzip body is truncated")
+        else:
+            raise UnsupportedEncoding(f"Content-Encoding {encoding!r}; use zstd, gzip or identity")
+    except zstandard.ZstdError as exc:
+        raise ProtocolError(f"bad zstd body: {exc}") from exc
+    except zlib.error as exc:
+        raise ProtocolError(f"bad gzip body: {exc}") from exc
+    if len(out) > limit:
+        raise TooLarge(f"body expands beyond {limit} bytes")
+    return out
+
+
+def decode_batch(body: bytes) -> Batch:
+    """Parse and validate a batch; ProtocolError names what is wrong."""
+    try:
+        data = msgpack.unpackb(body, raw=False, strict_map_key=True, max_array_len=MAX_RECORDS)
+    except (ValueError, msgpack.UnpackException, TypeError) as exc:
+        raise ProtocolError(f"not a msgpack batch: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("a batch must be a map")
+    if data.get("v") != VERSION:
+        raise ProtocolError(f"unsupported protocol version {data.get('v')!r}; this hub speaks 1")
+    host = _str(data, "host", 253)
+    stream = _str(data, "stream", 64)
+    first, last = _int(data, "first"), _int(data, "last")
+    records = data.get("records")
+    if not isinstance(records, list) or not records:
+        raise ProtocolError("records must be a non-empty array")
+    if first < 1 or last - first + 1 != len(records):
+        raise ProtocolError(f"first={first}, last={last} do not match {len(records)} records")
+    for i, record in enumerate(records):
+        _check_record(record, i)
+    return Batch(host, stream, first, last, _str(data, "agent", 64), _num(data, "sent"), records)
+
+
+def _str(data: Mapping[str, Any], key: str, max_len: int) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise ProtocolError(f"{key} must be a string of 1 to {max_len} characters")
+    return value
+
+
+def _int(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ProtocolError(f"{key} must be an integer")
+    return value
+
+
+def _num(data: Mapping[str, Any], key: str) -> float:
+    value = data.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ProtocolError(f"{key} must be a finite number")
+    return float(value)
+
+
+def _check_record(record: object, i: int) -> None:
+    where = f"records[{i}]"
+    if not isinstance(record, dict):
+        raise ProtocolError(f"{where} must be a map")
+    try:
+        _num(record, "ts")
+        kind = record.get("kind")
+        if kind == "metric":
+            _str(record, "name", 200)
+            labels = record.get("labels", {})
+            if not isinstance(labels, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+            ):
+                raise ProtocolError("labels must map strings to strings")
+            value = record.get("value")
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ProtocolError("value must be a number")
+            if record.get("type", "gauge") not in ("gauge", "counter"):
+                raise ProtocolError("type must be gauge or counter")
+        elif kind == "event":
+            _str(record, "type", 64)
+        elif kind == "check":
+            _str(record, "name", 200)
+        else:
+            raise ProtocolError(f"kind must be metric, event or check, not {kind!r}")
+    except ProtocolError as exc:
+        raise ProtocolError(f"{where}: {exc}") from None

@@ -1,0 +1,121 @@
+"""The wire protocol against its golden vectors (docs/protocol.md), and the
+hub side's refusals: malformed batches, unknown encodings, bombs."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+from pathlib import Path
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent import protocol as p
+
+GOLDEN = Path(__file__).parents[1] / "fixtures" / "protocol"
+RECORDS = [
+    {"kind": "metric", "name": "cpu_usage_percent", "labels": {"cpu": "all"}, "value": 12.5,
+     "type": "gauge", "ts": 1767225600.0},
+    {"kind": "metric", "name": "network_receive_bytes_total", "labels": {"device": "eth0"},
+     "value": 123456789, "type": "counter", "ts": 1767225600.0},
+    {"kind": "event", "type": "lifecycle", "severity": "info", "message": "agent started",
+     "fields": {}, "ts": 1767225601.25},
+]  # fmt: skip
+STREAM = "5f0c9d2e8a7b4c1d9e3f2a1b0c4d5e6f"
+
+
+def test_golden_batch_encodes_to_the_documented_bytes():
+    body = p.encode_batch("web-01", STREAM, 41, RECORDS, "0.1.0", 1767225602.5)
+    assert body == (GOLDEN / "batch-v1.msgpack").read_bytes()
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    assert body.hex() in doc.replace("\n", "")
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding"),
+    [
+        ("batch-v1.msgpack", "identity"),
+        ("batch-v1.msgpack.gz", "gzip"),
+        ("batch-v1.msgpack.zst", "zstd"),
+    ],
+)
+def test_golden_bodies_decode_in_every_encoding(name, encoding):
+    batch = p.decode_batch(p.decompress((GOLDEN / name).read_bytes(), encoding))
+    assert (batch.host, batch.stream, batch.first, batch.last) == ("web-01", STREAM, 41, 43)
+    assert batch.records == RECORDS and batch.agent == "0.1.0" and batch.sent == 1767225602.5
+
+
+def test_golden_token_matches_an_independent_hmac():
+    # printf 'vigil host token v1\0web-01' | openssl dgst -sha256 -hmac 'example hub secret'
+    expected = "e083f71ed34c0d529639267844b38725a4122beaf4b0781b03bcde3402e21245"
+    assert p.host_token("web-01", b"example hub secret") == expected
+    assert p.token_matches("web-01", expected, b"example hub secret")
+    assert not p.token_matches("web-02", expected, b"example hub secret")  # bound to the host
+    assert not p.token_matches("web-01", expected, b"another secret")
+
+
+def body(**changes):
+    data = {
+        "v": 1,
+        "host": "h",
+        "stream": STREAM,
+        "first": 1,
+        "last": 1,
+        "agent": "0.1.0",
+        "sent": 1.0,
+        "records": [dict(RECORDS[0])],
+    }
+    data.update(changes)
+    return msgpack.packb(data)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "not a msgpack batch"),
+        (b"\xc1", "not a msgpack batch"),
+        (msgpack.packb([1, 2]), "must be a map"),
+        (body(v=2), "unsupported protocol version 2"),
+        (body(host=""), "host must be a string"),
+        (body(first="1"), "first must be an integer"),
+        (body(last=5), "do not match 1 records"),
+        (body(first=0, last=0), "do not match"),
+        (body(records=[]), "non-empty array"),
+        (body(records=[{"kind": "metric", "name": "x", "value": "1", "ts": 1.0}]), "value must be"),
+        (
+            body(
+                records=[{"kind": "metric", "name": "x", "value": 1, "ts": 1.0, "labels": {"a": 1}}]
+            ),
+            "labels must map",
+        ),
+        (body(records=[{"kind": "wat", "ts": 1.0}]), "records[0]: kind must be"),
+        (body(records=[{"kind": "event", "type": "log"}]), "records[0]: ts must be"),
+        (body(sent=float("inf")), "sent must be a finite number"),
+    ],
+)
+def test_malformed_batches_say_what_is_wrong(raw, message):
+    with pytest.raises(p.ProtocolError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        p.decode_batch(raw)
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_never_crash_the_decoder(data):
+    with contextlib.suppress(p.ProtocolError):
+        p.decode_batch(data)
+
+
+def test_bombs_and_oversize_bodies_are_refused_without_expanding():
+    bomb = p.compress(b"\0" * (100 << 20), "zstd")
+    assert len(bomb) < 100_000
+    with pytest.raises(p.TooLarge):
+        p.decompress(bomb, "zstd")
+    with pytest.raises(p.TooLarge):
+        p.decompress(gzip.compress(b"\0" * (100 << 20)), "gzip")
+    with pytest.raises(p.TooLarge):
+        p.decompress(b"x" * (p.MAX_COMPRESSED + 1), "identity")
+    with pytest.raises(p.UnsupportedEncoding):
+        p.decompress(b"x", "br")
+    with pytest.raises(p.ProtocolError):
+        p.decompress(b"not gzip at all", "gzip")
