@@ -60,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     buffer = command("buffer", cmd_buffer, "look into the on-disk buffer")
     buffer.add_argument("action", choices=["inspect", "verify", "repair"])
+    hub = sub.add_parser("hub", help="the central collector", description="the central collector")
+    hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="COMMAND")
+    hub_run = hub_sub.add_parser("run", help="run the hub", description="run the hub")
+    hub_run.set_defaults(func=cmd_hub_run)
+    hub_token = hub_sub.add_parser("token", help="print a host's ingest token")
+    hub_token.add_argument("host", metavar="HOST")
+    hub_token.set_defaults(func=cmd_hub_token)
+    for p in (hub_run, hub_token):
+        p.add_argument("--config", metavar="FILE", help="default: /etc/vigil/hub.toml if present")
     return parser
 
 
@@ -138,6 +147,35 @@ def cmd_buffer(args: argparse.Namespace) -> int:
     refused = code != 0 and args.action == "repair"
     (sys.stderr if refused else sys.stdout).write(text)
     return code
+
+
+# The hub is imported only by these commands: the agent itself never loads it.
+def cmd_hub_run(args: argparse.Namespace) -> int:
+    from agent import logsetup
+    from hub import config as hub_config
+    from hub.server import serve
+
+    cfg = hub_config.load(args.config)
+    logsetup.configure("info", "auto")
+    try:
+        return _run_loop(serve(cfg))
+    except (OSError, ValueError) as exc:
+        print(f"vigil: hub: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def cmd_hub_token(args: argparse.Namespace) -> int:
+    from agent.protocol import host_token
+    from hub import config as hub_config
+    from hub.app import load_secret
+
+    cfg = hub_config.load(args.config)
+    try:
+        print(host_token(args.host, load_secret(cfg)))
+    except (OSError, ValueError) as exc:
+        print(f"vigil: hub: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -29,15 +29,15 @@ else:  # pragma: no cover - exercised on 3.10 only
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
 
 
-def default_state_dir() -> Path:
-    """systemd's StateDirectory= when set, /var/lib/vigil for root, else the
+def default_state_dir(name: str = "vigil") -> Path:
+    """systemd's StateDirectory= when set, /var/lib/NAME for root, else the
     user's XDG state directory, so `vigil run` works unprivileged too."""
     if os.environ.get("STATE_DIRECTORY"):
         return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
     if os.geteuid() == 0:
-        return Path("/var/lib/vigil")
+        return Path("/var/lib") / name
     xdg = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(xdg) / "vigil"
+    return Path(xdg) / name
 
 
 def _check_host_id(value: str) -> str | None:
@@ -46,7 +46,7 @@ def _check_host_id(value: str) -> str | None:
     return None
 
 
-def _check_listen(value: str) -> str | None:
+def check_listen(value: str) -> str | None:
     try:
         split_host_port(value)
     except ValueError as exc:
@@ -107,7 +107,7 @@ class HostSection:
 
 @dataclass(frozen=True)
 class ApiSection:
-    listen: str | None = opt(None, check=_check_listen)
+    listen: str | None = opt(None, check=check_listen)
     allow_remote: bool = False  # listening beyond loopback must be asked for
 
     def __post_init__(self) -> None:
@@ -137,14 +137,16 @@ class Config:
         return self.agent.interval
 
 
-def parse(text: str, file: str) -> Config:
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A TOML file as a dict, or ConfigError naming the file."""
     try:
+        text = Path(path).read_text(encoding="utf-8")
         data: dict[str, Any] = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([Problem(file, "", f"not valid TOML: {exc}")]) from exc
-    config = build(Config, data, file)
-    object.__setattr__(config, "source", file)
-    return config
+        raise ConfigError([Problem(str(path), "", f"not valid TOML: {exc}")]) from exc
+    return data
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:
@@ -153,8 +155,6 @@ def load(path: str | os.PathLike[str] | None) -> Config:
         if not DEFAULT_CONFIG_PATH.exists():
             return Config()
         path = DEFAULT_CONFIG_PATH
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from exc
-    return parse(text, str(path))
+    config = build(Config, read_toml(path), str(path))
+    object.__setattr__(config, "source", str(path))
+    return config

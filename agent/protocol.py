@@ -19,9 +19,9 @@ The body is sent with `Content-Encoding: zstd` (also accepted: gzip,
 identity). The hub decompresses with a limit, so a small compressed body
 that expands enormously (a decompression bomb) is refused, not expanded.
 
-A host's token is an HMAC-SHA256 of its host id under the hub's secret:
-the hub keeps no token list, and one host's token never verifies for
-another host id.
+A host's token is its host id and an HMAC-SHA256 of that id under the
+hub's secret: the hub keeps no token list, checks a token before reading
+the body, and refuses a batch whose host is not the token's.
 """
 
 from __future__ import annotations
@@ -74,11 +74,18 @@ class Batch:
 
 
 def host_token(host_id: str, secret: bytes) -> str:
-    return hmac.new(secret, _TOKEN_CONTEXT + host_id.encode(), hashlib.sha256).hexdigest()
+    """HOST.MAC: the host id in clear, so the hub can check the token before
+    reading a byte of the body, and the MAC that binds it to that host."""
+    mac = hmac.new(secret, _TOKEN_CONTEXT + host_id.encode(), hashlib.sha256).hexdigest()
+    return f"{host_id}.{mac}"
 
 
-def token_matches(host_id: str, token: str, secret: bytes) -> bool:
-    return hmac.compare_digest(host_token(host_id, secret), token)
+def token_host(token: str, secret: bytes) -> str | None:
+    """The host id a token was issued for, or None if it is not genuine."""
+    host_id, dot, _ = token.rpartition(".")
+    if not dot or not host_id:
+        return None
+    return host_id if hmac.compare_digest(host_token(host_id, secret), token) else None
 
 
 # -- encoding (agent side) -----------------------------------------------------

@@ -16,13 +16,31 @@ from agent import protocol as p
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "protocol"
 RECORDS = [
-    {"kind": "metric", "name": "cpu_usage_percent", "labels": {"cpu": "all"}, "value": 12.5,
-     "type": "gauge", "ts": 1767225600.0},
-    {"kind": "metric", "name": "network_receive_bytes_total", "labels": {"device": "eth0"},
-     "value": 123456789, "type": "counter", "ts": 1767225600.0},
-    {"kind": "event", "type": "lifecycle", "severity": "info", "message": "agent started",
-     "fields": {}, "ts": 1767225601.25},
-]  # fmt: skip
+    {
+        "kind": "metric",
+        "name": "cpu_usage_percent",
+        "labels": {"cpu": "all"},
+        "value": 12.5,
+        "type": "gauge",
+        "ts": 1767225600.0,
+    },
+    {
+        "kind": "metric",
+        "name": "network_receive_bytes_total",
+        "labels": {"device": "eth0"},
+        "value": 123456789,
+        "type": "counter",
+        "ts": 1767225600.0,
+    },
+    {
+        "kind": "event",
+        "type": "lifecycle",
+        "severity": "info",
+        "message": "agent started",
+        "fields": {},
+        "ts": 1767225601.25,
+    },
+]
 STREAM = "5f0c9d2e8a7b4c1d9e3f2a1b0c4d5e6f"
 
 
@@ -49,11 +67,14 @@ def test_golden_bodies_decode_in_every_encoding(name, encoding):
 
 def test_golden_token_matches_an_independent_hmac():
     # printf 'vigil host token v1\0web-01' | openssl dgst -sha256 -hmac 'example hub secret'
-    expected = "e083f71ed34c0d529639267844b38725a4122beaf4b0781b03bcde3402e21245"
-    assert p.host_token("web-01", b"example hub secret") == expected
-    assert p.token_matches("web-01", expected, b"example hub secret")
-    assert not p.token_matches("web-02", expected, b"example hub secret")  # bound to the host
-    assert not p.token_matches("web-01", expected, b"another secret")
+    mac = "e083f71ed34c0d529639267844b38725a4122beaf4b0781b03bcde3402e21245"
+    secret = b"example hub secret"
+    assert p.host_token("web-01", secret) == f"web-01.{mac}"
+    assert p.token_host(f"web-01.{mac}", secret) == "web-01"
+    assert p.token_host(f"web-02.{mac}", secret) is None  # bound to its host
+    assert p.token_host(f"web-01.{mac}", b"another secret") is None
+    assert p.token_host(mac, secret) is None
+    assert p.token_host(p.host_token("db.eu-1.example", secret), secret) == "db.eu-1.example"
 
 
 def body(**changes):

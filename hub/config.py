@@ -1,0 +1,50 @@
+"""The hub's configuration (`vigil hub run --config FILE`), built with the
+same schema rules as the agent's: every key optional, errors name the key."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.config import check_listen, default_state_dir, is_loopback, read_toml, split_host_port
+from agent.schema import Invalid, Size, build, opt
+
+DEFAULT_CONFIG_PATH = Path("/etc/vigil/hub.toml")
+
+
+@dataclass(frozen=True)
+class HubSection:
+    listen: str = opt("127.0.0.1:8650", check=check_listen)
+    data_dir: Path = opt(factory=lambda: default_state_dir("vigil-hub"))
+    # Signs host tokens. Absent: made on first start in data_dir/hub.secret.
+    secret_file: Path | None = None
+    # Guards the read API. Absent: open, but only if the hub listens on loopback.
+    read_token_file: Path | None = None
+    max_body: Size = opt(8 << 20, min=1024)  # compressed bytes accepted per request
+    max_decompressed: Size = opt(64 << 20, min=1024)
+
+    def __post_init__(self) -> None:
+        host = split_host_port(self.listen)[0]
+        if self.read_token_file is None and not is_loopback(host):
+            raise Invalid(
+                f"listen = {self.listen!r} is not loopback, so the read API needs read_token_file",
+                key="read_token_file",
+            )
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    hub: HubSection = field(default_factory=HubSection)
+    source: str = field(default="(built-in defaults)", init=False, compare=False)
+
+
+def load(path: str | os.PathLike[str] | None) -> HubConfig:
+    """Load `path`; with None, /etc/vigil/hub.toml if it exists, else the defaults."""
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.exists():
+            return HubConfig()
+        path = DEFAULT_CONFIG_PATH
+    config = build(HubConfig, read_toml(path), str(path))
+    object.__setattr__(config, "source", str(path))
+    return config

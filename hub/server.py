@@ -1,0 +1,47 @@
+"""`vigil hub run`: serve until SIGTERM or SIGINT, then finish the request
+in hand (its commit included) and exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+from aiohttp import web
+
+from agent import __version__
+from agent.config import split_host_port
+from agent.sdnotify import Notifier
+from hub.app import Hub, load_read_token, load_secret
+from hub.config import HubConfig
+
+log = structlog.get_logger()
+
+
+async def serve(config: HubConfig) -> int:
+    hub = Hub(config, load_secret(config), load_read_token(config))
+    # auto_decompress=False: the hub decompresses itself, with its limits.
+    runner = web.AppRunner(hub.app(), access_log=None, handle_signals=False, auto_decompress=False)
+    await runner.setup()
+    host, port = split_host_port(config.hub.listen)
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    notifier = Notifier.from_env()
+    notifier.send("READY=1", f"STATUS=listening on {config.hub.listen}")
+    log.info(
+        "hub_listening",
+        listen=config.hub.listen,
+        data_dir=str(config.hub.data_dir),
+        version=__version__,
+    )
+    await stop.wait()
+    notifier.send("STOPPING=1")
+    await runner.cleanup()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    log.info("hub_stopped")
+    notifier.close()
+    return 0

@@ -1,0 +1,172 @@
+"""The hub's embedded store: SQLite in WAL mode.
+
+Durability: `synchronous=FULL`, so a commit is on disk before `ingest`
+returns, and the hub answers 2xx only after that. Idempotence: each
+(host, stream) keeps the highest sequence number stored; in the same
+transaction as the records, a batch is trimmed to what lies above that mark,
+so a replay after a crash (ours or the agent's) stores nothing twice. A
+batch that starts beyond the mark leaves a gap: those records were lost on
+the agent (its buffer was full), and the gap is counted per stream.
+
+Not thread-safe: the hub calls it from one worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from agent.protocol import Batch
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hosts (
+    id TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    agent_version TEXT NOT NULL,
+    clock_offset REAL NOT NULL          -- hub time minus the agent's send time
+);
+CREATE TABLE IF NOT EXISTS streams (
+    host TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    lost INTEGER NOT NULL DEFAULT 0,    -- sequence numbers never received (gaps)
+    PRIMARY KEY (host, stream)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    host TEXT NOT NULL,
+    name TEXT NOT NULL,
+    labels TEXT NOT NULL,               -- JSON, keys sorted: one string per series
+    ts REAL NOT NULL,
+    value REAL,
+    type TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_by_series ON metrics (host, name, ts);
+CREATE TABLE IF NOT EXISTS events (
+    host TEXT NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,                 -- log, alert, check, security, lifecycle
+    body TEXT NOT NULL                  -- the record as JSON
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (host, ts);
+"""
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def ingest(self, batch: Batch, received: float) -> tuple[int, int]:
+        """Store what `batch` adds; return (the stream's last_seq, records stored)."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                "SELECT last_seq FROM streams WHERE host = ? AND stream = ?",
+                (batch.host, batch.stream),
+            ).fetchone()
+            mark = row[0] if row else 0
+            fresh = batch.records[max(0, mark + 1 - batch.first) :] if batch.last > mark else []
+            gap = max(0, batch.first - mark - 1) if fresh else 0
+            metrics, events = [], []
+            for r in fresh:
+                if r["kind"] == "metric":
+                    labels = json.dumps(r.get("labels", {}), sort_keys=True, separators=(",", ":"))
+                    metrics.append(
+                        (batch.host, r["name"], labels, r["ts"], r["value"], r.get("type", "gauge"))
+                    )
+                else:
+                    kind = r.get("type", "check") if r["kind"] == "event" else "check"
+                    events.append((batch.host, r["ts"], kind, json.dumps(r, default=str)))
+            db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", metrics)
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
+            db.execute(
+                "INSERT INTO streams VALUES (?, ?, ?, ?) ON CONFLICT (host, stream) DO UPDATE"
+                " SET last_seq = max(last_seq, excluded.last_seq), lost = lost + excluded.lost",
+                (batch.host, batch.stream, max(mark, batch.last), gap),
+            )
+            db.execute(
+                "INSERT INTO hosts VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " last_seen = excluded.last_seen, agent_version = excluded.agent_version,"
+                " clock_offset = excluded.clock_offset",
+                (batch.host, received, received, batch.agent, received - batch.sent),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return max(mark, batch.last), len(fresh)
+
+    # -- reads ---------------------------------------------------------------
+
+    def hosts(self) -> list[dict[str, Any]]:
+        streams: dict[str, list[dict[str, Any]]] = {}
+        for host, stream, last_seq, lost in self.db.execute(
+            "SELECT host, stream, last_seq, lost FROM streams ORDER BY host, stream"
+        ):
+            streams.setdefault(host, []).append(
+                {"stream": stream, "last_seq": last_seq, "lost": lost}
+            )
+        return [
+            {
+                "id": host,
+                "first_seen": first,
+                "last_seen": last,
+                "agent_version": version,
+                "clock_offset": offset,
+                "streams": streams.get(host, []),
+            }
+            for host, first, last, version, offset in self.db.execute(
+                "SELECT id, first_seen, last_seen, agent_version, clock_offset"
+                " FROM hosts ORDER BY id"
+            )
+        ]
+
+    def metrics(
+        self, host: str | None, name: str | None, since: float, until: float, limit: int
+    ) -> list[dict[str, Any]]:
+        query = "SELECT host, name, labels, ts, value FROM metrics WHERE ts >= ? AND ts <= ?"
+        args: list[Any] = [since, until]
+        if host:
+            query += " AND host = ?"
+            args.append(host)
+        if name:
+            query += " AND name = ?"
+            args.append(name)
+        query += " ORDER BY host, name, labels, ts LIMIT ?"
+        args.append(limit)
+        series: dict[tuple[str, str, str], list[list[float]]] = {}
+        for h, n, labels, ts, value in self.db.execute(query, args):
+            series.setdefault((h, n, labels), []).append([ts, value])
+        return [
+            {"host": h, "name": n, "labels": json.loads(labels), "points": points}
+            for (h, n, labels), points in series.items()
+        ]
+
+    def events(
+        self, host: str | None, kind: str | None, since: float, limit: int
+    ) -> list[dict[str, Any]]:
+        query = "SELECT host, ts, kind, body FROM events WHERE ts >= ?"
+        args: list[Any] = [since]
+        if host:
+            query += " AND host = ?"
+            args.append(host)
+        if kind:
+            query += " AND kind = ?"
+            args.append(kind)
+        query += " ORDER BY ts DESC LIMIT ?"
+        args.append(limit)
+        return [
+            {**json.loads(body), "host": h, "ts": ts, "kind": k}
+            for h, ts, k, body in self.db.execute(query, args)
+        ]

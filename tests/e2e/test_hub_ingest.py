@@ -1,0 +1,171 @@
+"""`vigil hub run` as a real process: ingest is durable, idempotent and
+refuses bad input with the right 4xx, and the read API shows the result."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from agent import protocol
+from tests.e2e.harness import VIGIL, free_port, wait_exit, wait_http
+
+GOLDEN = Path(__file__).parents[1] / "fixtures" / "protocol"
+STREAM = "5f0c9d2e8a7b4c1d9e3f2a1b0c4d5e6f"
+
+
+class HubProcess:
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.config = tmp / "hub.toml"
+        self.config.write_text(
+            f'[hub]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{tmp / "hub"}"\n'
+            'max_body = "1MiB"\nmax_decompressed = "4MiB"\n'
+        )
+        self.log = open(tmp / "hub.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [*VIGIL, "hub", "run", "--config", str(self.config)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_http(self.url + "/healthz")
+
+    def token(self, host: str) -> str:
+        out = subprocess.run(
+            [*VIGIL, "hub", "token", host, "--config", str(self.config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return out.stdout.strip()
+
+    def post(self, body: bytes, token: str | None, encoding: str = "zstd") -> tuple[int, dict]:
+        headers = {"Content-Encoding": encoding, "Content-Type": "application/msgpack"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url + "/v1/ingest", data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.load(resp)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+    def get(self, path: str) -> dict:
+        return json.loads(wait_http(self.url + path))
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        code = wait_exit(self.proc)
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def hub(tmp_path):
+    h = HubProcess(tmp_path)
+    yield h
+    if h.proc.poll() is None:
+        h.stop()
+
+
+def batch(first: int, n: int, host: str = "web-01", encoding: str = "zstd") -> bytes:
+    recs = [
+        {
+            "kind": "metric",
+            "name": "m",
+            "labels": {"i": str(first + i)},
+            "value": first + i,
+            "type": "gauge",
+            "ts": 1767225600.0 + first + i,
+        }
+        for i in range(n)
+    ]
+    return protocol.compress(
+        protocol.encode_batch(host, STREAM, first, recs, "0.1.0", 1.0), encoding
+    )
+
+
+def test_golden_batch_is_stored_once_and_replays_are_acknowledged(hub, tmp_path):
+    token = hub.token("web-01")
+    secret = (tmp_path / "hub" / "hub.secret").read_bytes().strip()
+    assert token == protocol.host_token("web-01", secret)
+    golden = (GOLDEN / "batch-v1.msgpack.zst").read_bytes()
+    assert hub.post(golden, token) == (200, {"last_seq": 43, "stored": 3})
+    assert hub.post(golden, token) == (200, {"last_seq": 43, "stored": 0})  # replay
+    gz = (GOLDEN / "batch-v1.msgpack.gz").read_bytes()
+    assert hub.post(gz, token, "gzip") == (200, {"last_seq": 43, "stored": 0})
+    # an overlapping batch is trimmed, not refused: 42-45 stores 44 and 45
+    status, body = hub.post(batch(42, 4), token)
+    assert (status, body) == (200, {"last_seq": 45, "stored": 2})
+    # a gap (the agent dropped 46-49) is accepted and counted
+    assert hub.post(batch(50, 2, encoding="identity"), token, "identity")[1]["last_seq"] == 51
+
+    [host] = hub.get("/v1/hosts")["hosts"]
+    assert host["id"] == "web-01" and host["agent_version"] == "0.1.0"
+    # lost: 1-40 (the stream's first batch started at 41) and 46-49
+    assert host["streams"] == [{"stream": STREAM, "last_seq": 51, "lost": 44}]
+    series = hub.get("/v1/metrics?host=web-01&name=cpu_usage_percent")["series"]
+    assert series == [
+        {
+            "host": "web-01",
+            "name": "cpu_usage_percent",
+            "labels": {"cpu": "all"},
+            "points": [[1767225600.0, 12.5]],
+        }
+    ]
+    assert len(hub.get("/v1/metrics?name=m")["series"]) == 4  # 44, 45, 50, 51: once each
+    [event] = hub.get("/v1/events?kind=lifecycle")["events"]
+    assert event["message"] == "agent started" and event["ts"] == 1767225601.25
+
+    # durable: after a restart the data and the high-water mark are still there
+    assert hub.stop() == 0
+    again = HubProcess(tmp_path)
+    try:
+        assert again.post(golden, token) == (200, {"last_seq": 51, "stored": 0})
+        assert len(again.get("/v1/metrics?name=m")["series"]) == 4
+    finally:
+        assert again.stop() == 0
+
+
+def test_bad_input_gets_the_right_4xx_and_the_hub_stays_up(hub):
+    token = hub.token("web-01")
+    good = batch(1, 2)
+    mac = token.rpartition(".")[2]
+    assert hub.post(good, None)[0] == 401
+    assert hub.post(good, "web-01.00ff")[0] == 401  # forged
+    assert hub.post(good, f"web-02.{mac}")[0] == 401  # another host's name on our MAC
+    assert hub.post(good, hub.token("web-02"))[0] == 403  # genuine, but not this batch's host
+    assert hub.post(b"\xc1\xc1\xc1", token, "identity")[0] == 400
+    assert hub.post(protocol.compress(b"\x93\x01\x02"), token)[0] == 400  # msgpack, not a batch
+    assert hub.post(protocol.compress(msgpack.packb({"v": 1}))[:-4], token)[0] == 400  # cut
+    bomb = protocol.compress(b"\0" * (50 << 20))
+    status, body = hub.post(bomb, token)
+    assert status == 413 and "expands beyond" in body["error"]
+    assert hub.post(b"x" * (2 << 20), token, "identity")[0] == 413
+    assert hub.post(good, token, "br")[0] == 415
+    assert hub.get("/healthz") == {"status": "ok"}
+    assert hub.post(good, token) == (200, {"last_seq": 2, "stored": 2})
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[hub]\nmax_body = "lots"\n', "hub.max_body"),
+        ('[hub]\nlisten = "0.0.0.0:8650"\n', "hub.read_token_file"),
+    ],
+)
+def test_hub_config_errors_name_the_key(tmp_path, text, key):
+    path = tmp_path / "hub.toml"
+    path.write_text(text)
+    result = subprocess.run(
+        [*VIGIL, "hub", "run", "--config", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert f"{path}: {key}:" in result.stderr
