@@ -13,15 +13,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# Local-only demo: prints one collection, then runs the daemon with its
-# endpoint on 127.0.0.1:8651 (try `curl localhost:8651/metrics` or
-# `.venv/bin/vigil status --config packaging/demo.toml`). Ctrl-C stops it.
+# The demo: a hub and an agent pushing to it, both on loopback, state in
+# ./run. Prints one collection, then runs both until Ctrl-C. While it runs:
+#   curl -s localhost:8650/v1/hosts        the hub's view of the fleet
+#   curl -s localhost:8651/metrics         the agent's own endpoint
+#   .venv/bin/vigil status --config packaging/demo.toml
 run: $(STAMP)
 	@mkdir -p run
+	$(BIN)/vigil hub token demo --config packaging/hub-demo.toml > run/token
 	$(BIN)/vigil once --config packaging/demo.toml
 	@echo
-	@echo "== vigil run: metrics at http://127.0.0.1:8651/metrics, status with:"
-	@echo "   $(BIN)/vigil status --config packaging/demo.toml"
+	@echo "== hub on 127.0.0.1:8650 (curl -s localhost:8650/v1/hosts), agent endpoint on 127.0.0.1:8651"
+	@echo "== status: $(BIN)/vigil status --config packaging/demo.toml"
+	@$(BIN)/vigil hub run --config packaging/hub-demo.toml & hub=$$!; \
+	trap 'kill $$hub 2>/dev/null; wait $$hub 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/vigil run --config packaging/demo.toml
 
 # Programs the tests drive for real, from Debian's packages: promtool

@@ -86,10 +86,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     logsetup.configure(cfg.agent.log_level, cfg.agent.log_format)
     agent = Agent(cfg, args.config)
     try:
-        agent.claim_state_dir()
+        agent.prepare()
     except statedir.StateDirError as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except OSError as exc:
+        print(f"vigil: {cfg.source}: hub.token_file: cannot read: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     code = _run_loop(agent.run())
     if agent.stuck_threads:
         # A collector thread blocked in the kernel would hold up interpreter

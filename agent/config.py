@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.schema import ConfigError, Duration, Invalid, Problem, build, opt
+from agent.schema import ConfigError, Duration, Invalid, Problem, Size, build, opt
 from collectors import HOST_COLLECTORS
 from collectors.disk import DiskConfig
 from collectors.diskio import DiskIOConfig
@@ -123,10 +123,48 @@ class ApiSection:
             )
 
 
+def _check_url(value: str) -> str | None:
+    if not value.startswith(("http://", "https://")) or len(value) < 10:
+        return f'expected an http:// or https:// URL such as "http://127.0.0.1:8650", got {value!r}'
+    return None
+
+
+@dataclass(frozen=True)
+class HubSection:
+    """Where to push. Without a [hub] table the agent keeps everything local."""
+
+    url: str | None = opt(None, check=_check_url)
+    token: str | None = None
+    token_file: Path | None = None
+    ca_file: Path | None = None  # trust this CA instead of the system's, for https
+    timeout: Duration = opt(10.0, min=0.1)  # one request
+    max_backoff: Duration = opt(60.0, min=0.1)  # between retries while the hub is away
+
+    def __post_init__(self) -> None:
+        if self.url and not (self.token or self.token_file):
+            raise Invalid("a hub url needs token or token_file", key="token")
+        if self.token and self.token_file:
+            raise Invalid("set token or token_file, not both", key="token_file")
+
+
+@dataclass(frozen=True)
+class BufferSection:
+    max_bytes: Size = opt(256 << 20, min=1 << 20)
+    fsync: Literal["batch", "interval"] = "batch"
+    fsync_interval: Duration = opt(1.0, min=0.01)
+    # A batch is written to the buffer (and so can be sent) when it is this
+    # old, this many records or this many bytes, whichever comes first.
+    flush_interval: Duration = opt(1.0, min=0.01)
+    batch_records: int = opt(5000, min=1)
+    batch_bytes: Size = opt(1 << 20, min=1024)
+
+
 @dataclass(frozen=True)
 class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     host: HostSection = field(default_factory=HostSection)
+    hub: HubSection = field(default_factory=HubSection)
+    buffer: BufferSection = field(default_factory=BufferSection)
     api: ApiSection = field(default_factory=ApiSection)
     # Where this came from; not a TOML key.
     source: str = field(default="(built-in defaults)", init=False, compare=False)

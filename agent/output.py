@@ -116,4 +116,16 @@ def status_text(status: Mapping[str, Any]) -> str:
         "OVERRUNS",
         "LAST ERROR",
     )
-    return head + table(header, rows)
+    text = head + table(header, rows)
+    ship = status.get("shipper")
+    if ship:
+        last = f"{now - ship['last_success']:.0f}s ago" if ship["last_success"] else "never"
+        text += (
+            f"\nhub {ship['hub']}: last success {last}, {ship['sent_records']} records sent, "
+            f"{ship['retries']} retries, {ship['dead_letter_batches']} dead-lettered\n"
+            f"buffer: {ship['buffer_records']} records waiting ({ship['buffer_bytes']} bytes), "
+            f"lag {ship['lag_seconds']:.0f}s, {ship['dropped_records']} dropped\n"
+        )
+        if ship["last_error"]:
+            text += f"last error: {ship['last_error']}\n"
+    return text

@@ -33,6 +33,8 @@ from agent.scheduler import CollectorStats, Schedule
 from agent.schema import ConfigError
 from agent.sdnotify import Notifier
 from agent.selfmetrics import SelfCollector
+from agent.shipper import SPECS as SHIPPER_SPECS
+from agent.shipper import Shipper, read_token
 from collectors import HOST_COLLECTORS
 from collectors.base import Collector, Spec
 from collectors.source import HostSource, default_source
@@ -99,18 +101,23 @@ class Agent:
         self.notifier = Notifier(None)
         self.api: ApiServer | None = None
         self.lock = statedir.StateLock(config.agent.state_dir)
+        self.shipper: Shipper | None = None
+        self._token: str | None = None
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
-    def claim_state_dir(self) -> None:
-        """Create and lock the state directory; before the loop starts, as it blocks."""
+    def prepare(self) -> None:
+        """Before the loop starts, as it blocks: create and lock the state
+        directory, read the hub token."""
         statedir.prepare(self.config.agent.state_dir)
         self.lock.acquire()
+        if self.config.hub.url:
+            self._token = read_token(self.config)
 
     async def run(self) -> int:
-        """Run until SIGTERM or SIGINT; `claim_state_dir()` first."""
+        """Run until SIGTERM or SIGINT; `prepare()` first."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
@@ -124,6 +131,7 @@ class Agent:
             host_id=self.config.agent.host_id,
             state_dir=str(self.config.agent.state_dir),
         )
+        await self.start_shipper()
         await self.start_collectors()
         await self.start_api()
         stopping = asyncio.create_task(self._stop.wait())
@@ -165,18 +173,32 @@ class Agent:
             self._reloading = asyncio.create_task(self.reload())
 
     async def shutdown(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.agent.stop_timeout * 0.8
         await self.stop_collectors()
+        if self.shipper is not None:
+            await self.shipper.stop(deadline)  # the open batch goes to disk first
         if self.api is not None:
             await self.api.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def start_shipper(self) -> None:
+        if not self.config.hub.url:
+            return
+        if self._token is None:
+            loop = asyncio.get_running_loop()
+            self._token = await loop.run_in_executor(self.executor, read_token, self.config)
+        self.shipper = Shipper(self.config, self._token)
+        await self.shipper.start()
 
     # -- collectors ----------------------------------------------------------
 
     async def start_collectors(self) -> None:
         cfg = self.config
         collectors = build_collectors(cfg, self.source)
-        collectors.append(SelfCollector(self.stats, self.started))
+        collectors.append(SelfCollector(self.stats, self.started, extra=self.shipper_metrics))
         self.specs = {spec.name: spec for c in collectors for spec in c.specs}
+        self.specs.update((spec.name, spec) for spec in SHIPPER_SPECS)
         for collector in collectors:
             interval = cfg.interval_for(collector.name)
             timeout = cfg.agent.collect_timeout or interval
@@ -219,6 +241,11 @@ class Agent:
 
     def on_records(self, collector: str, records: Sequence[Record]) -> None:
         self.latest[collector] = records
+        if self.shipper is not None:
+            self.shipper.add(records)
+
+    def shipper_metrics(self, ts: float) -> list[Record]:
+        return self.shipper.metrics(ts) if self.shipper is not None else []
 
     # -- reload ----------------------------------------------------------------
 
@@ -248,6 +275,15 @@ class Agent:
         if (new.host.procfs, new.host.sysfs) != (old.host.procfs, old.host.sysfs):
             self.source = default_source(str(new.host.procfs), str(new.host.sysfs))
         await self.start_collectors()
+        if (new.hub, new.buffer, new.agent.host_id) != (old.hub, old.buffer, old.agent.host_id):
+            if self.shipper is not None:
+                await self.shipper.stop(loop.time() + 1.0)
+                self.shipper = None
+            self._token = None
+            try:
+                await self.start_shipper()
+            except OSError as exc:
+                log.error("hub_token_unreadable", error=str(exc))
         if new.api != old.api:
             if self.api is not None:
                 await self.api.stop()
@@ -286,6 +322,7 @@ class Agent:
             "config": self.config.source,
             "state_dir": str(self.config.agent.state_dir),
             "errors": sum(st.errors + st.timeouts for st in self.stats.values()),
+            "shipper": self.shipper.status() if self.shipper is not None else None,
             "collectors": [
                 {
                     "name": s.name,

@@ -4,7 +4,7 @@ like any other (so they reach /metrics, the hub, and alert rules)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from agent import __version__
 from agent.records import Metric, Record
@@ -36,11 +36,16 @@ class SelfCollector(Collector):
     )
 
     def __init__(
-        self, stats: Mapping[str, CollectorStats], started: float, proc: str = "/proc"
+        self,
+        stats: Mapping[str, CollectorStats],
+        started: float,
+        proc: str = "/proc",
+        extra: Callable[[float], list[Record]] | None = None,
     ) -> None:
         self.stats = stats
         self.started = started
         self.statm = f"{proc}/self/statm"
+        self.extra = extra  # more self-metrics, e.g. the shipper's
 
     def collect(self, ts: float, mono: float) -> list[Record]:
         times = os.times()
@@ -71,4 +76,6 @@ class SelfCollector(Collector):
                         labels,
                     )
                 )
+        if self.extra is not None:
+            out += self.extra(ts)
         return out

@@ -26,7 +26,7 @@ def test_daemon_never_blocks_its_loop(tmp_path):
     )
     logsetup.configure("warning", "json")
     agent = Agent(config.load(path), str(path))
-    agent.claim_state_dir()
+    agent.prepare()
 
     async def scenario():
         running = asyncio.create_task(agent.run())

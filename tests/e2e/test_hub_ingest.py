@@ -20,8 +20,8 @@ STREAM = "5f0c9d2e8a7b4c1d9e3f2a1b0c4d5e6f"
 
 
 class HubProcess:
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
+    def __init__(self, tmp: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.config = tmp / "hub.toml"
         self.config.write_text(
             f'[hub]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{tmp / "hub"}"\n'

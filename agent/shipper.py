@@ -1,0 +1,329 @@
+"""The shipper: moves records from collectors through the disk buffer to the hub.
+
+Path of a record: a collector's run hands its records to `add`; they wait
+in memory until the open batch is `flush_interval` old or holds
+`batch_records` records (or about `batch_bytes`), then are appended to the
+disk buffer as one frame. The ship loop reads the oldest unsent records
+from the buffer, POSTs them (msgpack, zstd) and advances the buffer's
+ledger only on a 2xx, to the high-water mark the hub returns.
+
+Failures:
+
+- No answer, 5xx, 408: retry the same records after an exponential backoff
+  with full jitter (a random wait up to min(max_backoff, 1 s x 2^n)), so a
+  fleet coming back does not hit the hub in step.
+- 429, 503: wait as long as `Retry-After` says (or the backoff).
+- 400, 413, 415: the hub will never take this batch. It goes to
+  `STATE_DIR/deadletter/` (body and reason), is counted, and acknowledged
+  locally so the queue moves on.
+- 401, 403: a configuration fault (wrong token, wrong host id). The data
+  stays; the shipper backs off and logs `hub_auth_failed` each time, which
+  alerting can use.
+
+One request is in flight at a time, so order per stream is kept trivially.
+Buffer I/O runs in one worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import ssl
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent import __version__, protocol
+from agent.buffer import Batch, DiskBuffer
+from agent.config import Config
+from agent.records import Metric, Record
+from collectors.base import Spec, counter, gauge
+
+log = structlog.get_logger()
+
+RECORD_BYTES_ESTIMATE = 120  # msgpack size of a typical metric record, for the byte threshold
+
+SPECS: tuple[Spec, ...] = (
+    gauge("vigil_buffer_bytes", "Bytes in the disk buffer's segments."),
+    gauge("vigil_buffer_records", "Records buffered and not yet acknowledged by the hub."),
+    counter("vigil_buffer_dropped_records_total", "Records dropped because the buffer was full."),
+    gauge("vigil_shipper_lag_seconds", "Age of the oldest record not yet acknowledged by the hub."),
+    counter("vigil_shipper_sent_records_total", "Records the hub acknowledged."),
+    counter("vigil_shipper_retries_total", "Sends that failed and will be tried again."),
+    counter("vigil_shipper_dead_letter_batches_total", "Batches the hub refused for good."),
+    gauge(
+        "vigil_shipper_last_success_timestamp_seconds",
+        "When the hub last acknowledged a batch, as a Unix timestamp.",
+    ),
+)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds or as an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def full_jitter(attempt: int, cap: float, rng: random.Random) -> float:
+    return rng.uniform(0.0, min(cap, 2.0 ** min(attempt, 30)))
+
+
+class Shipper:
+    def __init__(self, config: Config, token: str, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.url = (config.hub.url or "").rstrip("/") + "/v1/ingest"
+        self.token = token
+        self.rng = rng or random.Random()
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
+        self.buffer: DiskBuffer | None = None
+        self.deadletter = config.agent.state_dir / "deadletter"
+        self.pending: list[dict[str, Any]] = []
+        self.pending_since = 0.0
+        self.wake = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.session: Any = None
+        # self-metrics and status
+        self.sent_records = 0
+        self.retries = 0
+        self.dead_letters = 0
+        self.last_success: float | None = None
+        self.last_error: str | None = None
+        self.oldest_unacked_ts: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        import aiohttp  # only agents that push pay for it
+
+        cfg = self.config.buffer
+        self.buffer = await self._in_thread(
+            DiskBuffer,
+            self.config.agent.state_dir / "buffer",
+            cfg.max_bytes,
+            cfg.fsync,
+            cfg.fsync_interval,
+        )
+        for repair in self.buffer.repairs:
+            log.warning("buffer_repaired", what=repair)
+        ssl_context: ssl.SSLContext | bool = True
+        if self.config.hub.ca_file is not None:
+            ssl_context = ssl.create_default_context(cafile=str(self.config.hub.ca_file))
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.hub.timeout),
+            connector=aiohttp.TCPConnector(ssl=ssl_context, limit=1),
+        )
+        self.tasks = [
+            asyncio.create_task(self._flush_loop(), name="shipper:flush"),
+            asyncio.create_task(self._ship_loop(), name="shipper:ship"),
+        ]
+        log.info("shipper_started", hub=self.config.hub.url, stream=self.buffer.stream,
+                 waiting=self.buffer.pending_records)  # fmt: skip
+
+    async def stop(self, deadline: float) -> None:
+        """Write the open batch to disk, push what can be pushed before
+        `deadline` (loop time), then close. What is left waits on disk."""
+        loop = asyncio.get_running_loop()
+        await self.flush()
+        while self.buffer is not None and self.buffer.pending_records and loop.time() < deadline:
+            if self.last_error is not None:  # the hub is away: do not wait for it
+                break
+            await asyncio.sleep(0.05)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+        if self.buffer is not None:
+            await self._in_thread(self.buffer.close)
+        self.thread.shutdown(wait=True)
+
+    async def _in_thread(self, func: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.thread, func, *args)
+
+    # -- collecting into batches ---------------------------------------------------
+
+    def add(self, records: Sequence[Record]) -> None:
+        if not self.pending:
+            self.pending_since = time.monotonic()
+        self.pending.extend(r.to_dict() for r in records)
+        cfg = self.config.buffer
+        if (
+            len(self.pending) >= cfg.batch_records
+            or len(self.pending) * RECORD_BYTES_ESTIMATE >= cfg.batch_bytes
+        ):
+            asyncio.get_running_loop().create_task(self.flush())
+
+    async def flush(self) -> None:
+        if not self.pending or self.buffer is None:
+            return
+        batch, self.pending = self.pending, []
+        limit = self.config.buffer.batch_records
+        for i in range(0, len(batch), limit):
+            await self._in_thread(self.buffer.append, batch[i : i + limit])
+        self.wake.set()
+
+    async def _flush_loop(self) -> None:
+        interval = self.config.buffer.flush_interval
+        while True:
+            await asyncio.sleep(interval / 4)
+            if self.pending and time.monotonic() - self.pending_since >= interval:
+                await self.flush()
+
+    # -- shipping --------------------------------------------------------------
+
+    async def _ship_loop(self) -> None:
+        assert self.buffer is not None
+        attempt = 0
+        cfg = self.config.buffer
+        while True:
+            batch: Batch | None = await self._in_thread(
+                self.buffer.read, cfg.batch_records, cfg.batch_bytes
+            )
+            if batch is None:
+                self.oldest_unacked_ts = None
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            self.oldest_unacked_ts = _oldest_ts(batch.records)
+            wait = await self._send(batch)
+            if wait is None:
+                attempt = 0
+                continue
+            attempt += 1
+            self.retries += 1
+            await self._in_thread(self.buffer.rewind)
+            await asyncio.sleep(
+                wait if wait > 0 else full_jitter(attempt, self.config.hub.max_backoff, self.rng)
+            )
+
+    async def _send(self, batch: Batch) -> float | None:
+        """Send one batch. None when done with it (stored or dead-lettered);
+        otherwise how long to wait before retrying (0: use the backoff)."""
+        import aiohttp
+
+        assert self.buffer is not None
+        body = protocol.encode_batch(self.config.agent.host_id, self.buffer.stream, batch.first,
+                                     batch.records, __version__, time.time())  # fmt: skip
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Content-Type": "application/msgpack",
+            "Content-Encoding": "zstd",
+        }
+        try:
+            async with self.session.post(
+                self.url, data=protocol.compress(body), headers=headers
+            ) as resp:
+                status, text = resp.status, await resp.text()
+                after = retry_after(resp.headers.get("Retry-After"))
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            self._failed(f"hub unreachable: {type(exc).__name__}: {exc}")
+            return 0.0
+        if 200 <= status < 300:
+            try:
+                last_seq = int(json.loads(text)["last_seq"])
+            except (ValueError, KeyError, TypeError):
+                last_seq = batch.last
+            await self._in_thread(self.buffer.ack, min(last_seq, batch.last))
+            self.sent_records += batch.last - batch.first + 1
+            self.last_success = time.time()
+            if self.last_error is not None:
+                log.info("hub_reachable_again", hub=self.config.hub.url)
+            self.last_error = None
+            return None
+        if status in (400, 413, 415):
+            await self._dead_letter(batch, body, status, text)
+            return None
+        if status in (401, 403):
+            log.error("hub_auth_failed", status=status, hub=self.config.hub.url, answer=text[:200],
+                      host_id=self.config.agent.host_id)  # fmt: skip
+            self._failed(f"hub refused our token ({status})", quiet=True)
+            return 0.0
+        self._failed(f"hub answered {status}: {text[:200]}")
+        return after if status in (429, 503) and after is not None else 0.0
+
+    def _failed(self, error: str, quiet: bool = False) -> None:
+        if error != self.last_error and not quiet:
+            log.warning("ship_failed", error=error, hub=self.config.hub.url)
+        self.last_error = error
+
+    async def _dead_letter(self, batch: Batch, body: bytes, status: int, answer: str) -> None:
+        assert self.buffer is not None
+        name = f"{self.buffer.stream}-{batch.first}-{batch.last}"
+
+        def write() -> None:
+            self.deadletter.mkdir(mode=0o750, parents=True, exist_ok=True)
+            (self.deadletter / f"{name}.msgpack").write_bytes(body)
+            (self.deadletter / f"{name}.reason").write_text(f"{status} {answer}\n")
+            assert self.buffer is not None
+            self.buffer.ack(batch.last)
+
+        await self._in_thread(write)
+        self.dead_letters += 1
+        log.error("batch_dead_lettered", status=status, first=batch.first, last=batch.last,
+                  answer=answer[:200], path=str(self.deadletter / f"{name}.msgpack"))  # fmt: skip
+
+    # -- self-metrics and status ----------------------------------------------------
+
+    def metrics(self, ts: float) -> list[Record]:
+        buf = self.buffer
+        if buf is None:
+            return []
+        lag = ts - self.oldest_unacked_ts if self.oldest_unacked_ts is not None else 0.0
+        out: list[Record] = [
+            Metric("vigil_buffer_bytes", buf.bytes, ts),
+            Metric("vigil_buffer_records", buf.pending_records + len(self.pending), ts),
+            Metric("vigil_buffer_dropped_records_total", buf.dropped_records, ts, type="counter"),
+            Metric("vigil_shipper_lag_seconds", max(0.0, lag), ts),
+            Metric("vigil_shipper_sent_records_total", self.sent_records, ts, type="counter"),
+            Metric("vigil_shipper_retries_total", self.retries, ts, type="counter"),
+            Metric(
+                "vigil_shipper_dead_letter_batches_total", self.dead_letters, ts, type="counter"
+            ),
+        ]
+        if self.last_success is not None:
+            out.append(
+                Metric("vigil_shipper_last_success_timestamp_seconds", self.last_success, ts)
+            )
+        return out
+
+    def status(self) -> dict[str, Any]:
+        buf = self.buffer
+        return {
+            "hub": self.config.hub.url,
+            "stream": buf.stream if buf else None,
+            "buffer_bytes": buf.bytes if buf else 0,
+            "buffer_records": (buf.pending_records if buf else 0) + len(self.pending),
+            "dropped_records": buf.dropped_records if buf else 0,
+            "acked_seq": buf.acked if buf else 0,
+            "sent_records": self.sent_records,
+            "retries": self.retries,
+            "dead_letter_batches": self.dead_letters,
+            "last_success": self.last_success,
+            "last_error": self.last_error,
+            "lag_seconds": time.time() - self.oldest_unacked_ts if self.oldest_unacked_ts else 0.0,
+        }
+
+
+def _oldest_ts(records: list[Any]) -> float | None:
+    stamps = [r["ts"] for r in records[:1] if isinstance(r, dict) and "ts" in r]
+    return float(stamps[0]) if stamps else None
+
+
+def read_token(config: Config) -> str:
+    if config.hub.token:
+        return config.hub.token
+    assert config.hub.token_file is not None
+    return Path(config.hub.token_file).read_text().strip()
