@@ -68,3 +68,35 @@ def test_records_reach_the_hub_and_a_hub_outage_loses_nothing(tmp_path):
         assert agent.stop() == 0
         if hub.proc.poll() is None:
             hub.stop()
+
+
+def test_kill_9_loop_neither_loses_nor_duplicates(tmp_path):
+    (tmp_path / "hubside").mkdir()
+    hub = HubProcess(tmp_path / "hubside")
+    config = hub_agent_config(tmp_path, hub.port, hub.token("edge-7"), None)
+    try:
+        for _ in range(4):
+            agent = Agent(tmp_path, config)
+            agent.notify.wait("READY=1")
+            seen = (stream_of(hub) or {}).get("last_seq", 0)
+            wait_for(
+                lambda s=seen: (stream_of(hub) or {}).get("last_seq", 0) > s + 20,
+                what="more records at the hub",
+            )
+            agent.proc.kill()  # SIGKILL: no flush, no goodbye
+            agent.proc.wait()
+            agent.stop()
+            (tmp_path / "notify.sock").unlink()
+        agent = Agent(tmp_path, config)  # a last clean run delivers the rest
+        agent.notify.wait("READY=1")
+        assert agent.stop() == 0
+        wait_for(lambda: stream_of(hub)["last_seq"] > 0, what="stream")
+        stream = stream_of(hub)
+        # kill -9 loses only what was still in memory (< flush_interval); no gaps on disk
+        assert stream["lost"] == 0
+        points = hub.get("/v1/metrics?host=edge-7&name=memory_total_bytes")["series"][0]["points"]
+        stamps = [ts for ts, _ in points]
+        assert len(stamps) == len(set(stamps)), "a record was stored twice"
+        assert stamps == sorted(stamps)
+    finally:
+        hub.stop()
