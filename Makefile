@@ -46,13 +46,13 @@ test-deps:
 	fi
 
 test: $(STAMP) test-deps
-	$(BIN)/ruff check agent collectors tests bench
+	$(BIN)/ruff check agent collectors hub tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check agent collectors tests bench
-	$(BIN)/ruff format --check agent collectors tests bench
+	$(BIN)/ruff check agent collectors hub tests bench
+	$(BIN)/ruff format --check agent collectors hub tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -60,7 +60,9 @@ typecheck: $(STAMP)
 # Benchmarks print figures; they are not tests. collectd comes from Debian.
 bench: $(STAMP)
 	@command -v collectd >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends collectd-core >/dev/null; }
-	$(BIN)/python bench/host_metrics.py
+	$(BIN)/python -m bench.host_metrics
+	$(BIN)/python -m bench.buffer
+	$(BIN)/python -m bench.hub_ingest
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,7 @@ and load at `Interval 1` and no write plugin. Prints the CPU seconds each
 used, per collection cycle, the ratio vigil/collectd, and vigil's peak and
 steady RSS. Targets (issue #2): ratio <= 0.5, steady RSS <= 40 MB.
 
-    .venv/bin/python bench/host_metrics.py [--seconds 60] [--warmup 5]
+    .venv/bin/python -m bench.host_metrics [--seconds 60] [--warmup 5]
 
 A benchmark, not a test: it prints figures and asserts nothing.
 """
@@ -16,7 +16,6 @@ A benchmark, not a test: it prints figures and asserts nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
@@ -25,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.common import cpu_seconds
 
 COLLECTD_CONF = """\
 Interval 1
@@ -46,16 +47,6 @@ state_dir = "{base}/state"
 interval = "1s"
 log_format = "json"
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of all the process's threads, in nanoseconds from schedstat
-    (/proc/PID/stat counts in 10 ms ticks: too coarse for a few ms a cycle)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError, ValueError):  # a thread that just ended
-            total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
 
 
 def rss_kib(pid: int, key: str) -> int:
