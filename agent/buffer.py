@@ -277,9 +277,19 @@ class DiskBuffer:
         first = self.next_seq
         frame = encode_frame(first, len(records), msgpack.packb(list(records)))
         writer = self._writer_for(len(frame))
-        writer.write(frame)
-        writer.flush()
         segment = self.segments[-1]
+        try:
+            written = 0
+            while written < len(frame):  # unbuffered: a full disk can cut a write short
+                written += writer.write(frame[written:]) or 0
+        except OSError:
+            # A full disk (or any write error): cut the partial frame off, so
+            # the next append does not land after garbage, and let the caller
+            # decide. Nothing already buffered is touched.
+            writer.close()
+            self._writer = None
+            os.truncate(segment.path, segment.size)
+            raise
         segment.last = first + len(records) - 1
         segment.size += len(frame)
         self.next_seq = segment.last + 1
@@ -296,7 +306,7 @@ class DiskBuffer:
         if self._writer is None and self.segments:
             last = self.segments[-1]
             if last.size + frame_size <= self.segment_bytes:
-                self._writer = open(last.path, "ab")  # noqa: SIM115 - kept open for appends
+                self._writer = open(last.path, "ab", buffering=0)  # noqa: SIM115
                 return self._writer
         self._roll()
         assert self._writer is not None
@@ -307,7 +317,7 @@ class DiskBuffer:
             self.sync()
             self._writer.close()
         path = self.directory / f"{self.next_seq:020d}{SEGMENT_SUFFIX}"
-        self._writer = open(path, "ab")  # noqa: SIM115 - kept open for appends
+        self._writer = open(path, "ab", buffering=0)  # noqa: SIM115 - kept for appends
         self.segments.append(Segment(path, self.next_seq, self.next_seq - 1, 0))
         _fsync_dir(self.directory)
 
@@ -390,15 +400,15 @@ class DiskBuffer:
         if last_seq <= self.acked:
             return
         self.acked = min(last_seq, self.next_seq - 1)
-        self._write_ledger()
-        while (
-            self.segments
-            and self.segments[0].last <= self.acked
-            and (len(self.segments) > 1 or self._writer is None)
-        ):
+        # Segments first, ledger second: on a full disk the ledger's temporary
+        # file needs the space they free. Safe across a crash in between: they
+        # hold only records the hub has, and the newest segment is never
+        # deleted here, so sequence numbers still continue from it.
+        while len(self.segments) > 1 and self.segments[0].last <= self.acked:
             done = self.segments.pop(0)
             self._close_reader(done.path)
             done.path.unlink()
+        self._write_ledger()
 
     def _write_ledger(self) -> None:
         payload = msgpack.packb({"dropped": self.dropped_records, "stream": self.stream})

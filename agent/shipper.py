@@ -48,6 +48,7 @@ from collectors.base import Spec, counter, gauge
 log = structlog.get_logger()
 
 RECORD_BYTES_ESTIMATE = 120  # msgpack size of a typical metric record, for the byte threshold
+MAX_HELD_BATCHES = 10  # how much waits in memory while the buffer cannot be written
 
 SPECS: tuple[Spec, ...] = (
     gauge("vigil_buffer_bytes", "Bytes in the disk buffer's segments."),
@@ -101,6 +102,8 @@ class Shipper:
         self.dead_letters = 0
         self.last_success: float | None = None
         self.last_error: str | None = None
+        self.write_error: str | None = None
+        self.memory_dropped = 0  # held in memory while the disk refused, then dropped
         self.oldest_unacked_ts: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------
@@ -172,8 +175,27 @@ class Shipper:
         batch, self.pending = self.pending, []
         limit = self.config.buffer.batch_records
         for i in range(0, len(batch), limit):
-            await self._in_thread(self.buffer.append, batch[i : i + limit])
+            try:
+                await self._in_thread(self.buffer.append, batch[i : i + limit])
+            except OSError as exc:
+                # Disk full or failing: keep the rest in memory and try again at
+                # the next flush, within a bound; what falls off is counted.
+                self._hold(batch[i:], exc)
+                break
+        else:
+            self.write_error = None
         self.wake.set()
+
+    def _hold(self, records: list[dict[str, Any]], exc: OSError) -> None:
+        error = f"cannot write the buffer: {exc.strerror or exc}"
+        if error != self.write_error:
+            log.error("buffer_write_failed", error=error, held=len(records))
+        self.write_error = error
+        self.pending = records + self.pending
+        excess = len(self.pending) - MAX_HELD_BATCHES * self.config.buffer.batch_records
+        if excess > 0:
+            del self.pending[:excess]  # the oldest go first, as in the disk buffer
+            self.memory_dropped += excess
 
     async def _flush_loop(self) -> None:
         interval = self.config.buffer.flush_interval
@@ -285,7 +307,12 @@ class Shipper:
         out: list[Record] = [
             Metric("vigil_buffer_bytes", buf.bytes, ts),
             Metric("vigil_buffer_records", buf.pending_records + len(self.pending), ts),
-            Metric("vigil_buffer_dropped_records_total", buf.dropped_records, ts, type="counter"),
+            Metric(
+                "vigil_buffer_dropped_records_total",
+                buf.dropped_records + self.memory_dropped,
+                ts,
+                type="counter",
+            ),
             Metric("vigil_shipper_lag_seconds", max(0.0, lag), ts),
             Metric("vigil_shipper_sent_records_total", self.sent_records, ts, type="counter"),
             Metric("vigil_shipper_retries_total", self.retries, ts, type="counter"),
@@ -306,7 +333,8 @@ class Shipper:
             "stream": buf.stream if buf else None,
             "buffer_bytes": buf.bytes if buf else 0,
             "buffer_records": (buf.pending_records if buf else 0) + len(self.pending),
-            "dropped_records": buf.dropped_records if buf else 0,
+            "dropped_records": (buf.dropped_records if buf else 0) + self.memory_dropped,
+            "write_error": self.write_error,
             "acked_seq": buf.acked if buf else 0,
             "sent_records": self.sent_records,
             "retries": self.retries,

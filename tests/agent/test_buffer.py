@@ -213,3 +213,45 @@ def test_scan_reports_a_sequence_jump(tmp_path):
     path.write_bytes(encode_frame(1, 2, b"\x90") + encode_frame(9, 1, b"\x90"))
     scan = scan_segment(path)
     assert scan.frames == 1 and "jumps from 2 to 9" in scan.error
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: a real file system that really fills up."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_full_disk_refuses_the_write_cleanly_and_resumes_when_space_returns(small_disk):
+    import errno
+
+    buf = DiskBuffer(small_disk / "buffer", max_bytes=64 << 20, segment_bytes=256 << 10)
+    appended = 0
+    with pytest.raises(OSError) as exc:
+        while True:
+            buf.append(records(appended, 50))
+            appended += 50
+    assert exc.value.errno == errno.ENOSPC
+    assert buf.next_seq == appended + 1  # the refused batch took no numbers
+    filler = small_disk / "filler"
+    # space returns (the operator deletes something): appending works again
+    for victim in sorted((small_disk / "buffer").glob("*.seg"))[:1]:
+        filler.write_bytes(b"")  # nothing else to delete here: drop what was sent instead
+        got = drain(buf, ack=False)
+        assert [r["n"] for r in got] == list(range(appended))
+        buf.ack(buf.segments[0].last)  # the hub took the oldest segment: it is deleted
+        assert not victim.exists()
+    first, _ = buf.append(records(appended, 50))
+    assert first == appended + 1
+    buf.close()
+    with DiskBuffer(small_disk / "buffer") as reopened:  # nothing torn by the failed write
+        assert not reopened.repairs
+        assert reopened.next_seq == appended + 51
