@@ -181,6 +181,8 @@ class DiskBuffer:
         self.directory = Path(self.directory)
         if self.segment_bytes is None:
             self.segment_bytes = min(16 << 20, max(64 << 10, self.max_bytes // 8))
+        self._roll_at = min(64 << 10, self.segment_bytes)  # a sent segment this big is freed
+        self._floor = 0
         self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
         self._writer: BinaryIO | None = None
         self._last_fsync = self.clock()
@@ -191,7 +193,7 @@ class DiskBuffer:
         self.stream = self._load_stream(ledger_stream)
         self._recover_segments()
         last = self.segments[-1].last if self.segments else 0
-        self.next_seq = max(self.acked, last) + 1
+        self.next_seq = max(self.acked, last, self._floor - 1) + 1
 
     # -- opening -------------------------------------------------------------
 
@@ -238,6 +240,9 @@ class DiskBuffer:
 
     def _recover_segments(self) -> None:
         paths = sorted(self.directory.glob("*" + SEGMENT_SUFFIX))
+        # A segment is named by the first number it was to hold: even empty,
+        # it proves every number below was handed out. Never reuse one.
+        self._floor = max((_first_seq_of(p) for p in paths), default=0)
         for i, path in enumerate(paths):
             scan = scan_segment(path)
             if scan.error is not None:
@@ -316,9 +321,11 @@ class DiskBuffer:
         if self._writer is not None:
             self.sync()
             self._writer.close()
+            self._writer = None
         path = self.directory / f"{self.next_seq:020d}{SEGMENT_SUFFIX}"
+        if not (self.segments and self.segments[-1].path == path):  # not already begun
+            self.segments.append(Segment(path, self.next_seq, self.next_seq - 1, 0))
         self._writer = open(path, "ab", buffering=0)  # noqa: SIM115 - kept for appends
-        self.segments.append(Segment(path, self.next_seq, self.next_seq - 1, 0))
         _fsync_dir(self.directory)
 
     def sync(self) -> None:
@@ -400,10 +407,15 @@ class DiskBuffer:
         if last_seq <= self.acked:
             return
         self.acked = min(last_seq, self.next_seq - 1)
+        newest = self.segments[-1] if self.segments else None
+        if newest is not None and newest.last <= self.acked and newest.size >= self._roll_at:
+            # All sent: start a new (empty) segment so this one can go too;
+            # on a small disk the space it holds may be all there is.
+            self._roll()
         # Segments first, ledger second: on a full disk the ledger's temporary
         # file needs the space they free. Safe across a crash in between: they
-        # hold only records the hub has, and the newest segment is never
-        # deleted here, so sequence numbers still continue from it.
+        # hold only records the hub has, and the newest segment (maybe empty)
+        # is never deleted here, so its name keeps numbers from being reused.
         while len(self.segments) > 1 and self.segments[0].last <= self.acked:
             done = self.segments.pop(0)
             self._close_reader(done.path)
@@ -445,6 +457,11 @@ class DiskBuffer:
             self._writer.close()
             self._writer = None
         self._close_reader()
+
+
+def _first_seq_of(path: Path) -> int:
+    stem = path.name[: -len(SEGMENT_SUFFIX)]
+    return int(stem) if stem.isdigit() else 0
 
 
 def _is_stream_id(text: str) -> bool:

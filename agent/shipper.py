@@ -207,29 +207,39 @@ class Shipper:
     # -- shipping --------------------------------------------------------------
 
     async def _ship_loop(self) -> None:
-        assert self.buffer is not None
         attempt = 0
-        cfg = self.config.buffer
         while True:
-            batch: Batch | None = await self._in_thread(
-                self.buffer.read, cfg.batch_records, cfg.batch_bytes
-            )
-            if batch is None:
-                self.oldest_unacked_ts = None
-                self.wake.clear()
-                await self.wake.wait()
-                continue
-            self.oldest_unacked_ts = _oldest_ts(batch.records)
-            wait = await self._send(batch)
+            try:
+                wait = await self._ship_one()
+            except OSError as exc:  # the buffer's disk failed: never end the loop
+                self._failed(f"buffer I/O error: {exc.strerror or exc}")
+                wait = 0.0
             if wait is None:
                 attempt = 0
                 continue
             attempt += 1
             self.retries += 1
-            await self._in_thread(self.buffer.rewind)
-            await asyncio.sleep(
-                wait if wait > 0 else full_jitter(attempt, self.config.hub.max_backoff, self.rng)
+            if self.buffer is not None:
+                await self._in_thread(self.buffer.rewind)
+            backoff = full_jitter(attempt, self.config.hub.max_backoff, self.rng)
+            await asyncio.sleep(wait if wait > 0 else backoff)
+
+    async def _ship_one(self) -> float | None:
+        """Send the next batch, or wait for one. None when there is nothing
+        to retry; otherwise how long to wait first (0: the backoff)."""
+        assert self.buffer is not None
+        cfg = self.config.buffer
+        while True:
+            self.wake.clear()  # before reading: a flush during the read still wakes us
+            batch: Batch | None = await self._in_thread(
+                self.buffer.read, cfg.batch_records, cfg.batch_bytes
             )
+            if batch is not None:
+                break
+            self.oldest_unacked_ts = None
+            await self.wake.wait()
+        self.oldest_unacked_ts = _oldest_ts(batch.records)
+        return await self._send(batch)
 
     async def _send(self, batch: Batch) -> float | None:
         """Send one batch. None when done with it (stored or dead-lettered);

@@ -255,3 +255,22 @@ def test_full_disk_refuses_the_write_cleanly_and_resumes_when_space_returns(smal
     with DiskBuffer(small_disk / "buffer") as reopened:  # nothing torn by the failed write
         assert not reopened.repairs
         assert reopened.next_seq == appended + 51
+
+
+def test_numbers_are_never_reused_even_if_the_ledger_is_stale(tmp_path):
+    buf = DiskBuffer(tmp_path, segment_bytes=1 << 20)
+    while buf.bytes < 70_000:  # big enough that a full acknowledgement frees it
+        buf.append(records(buf.next_seq - 1, 50))
+    stale_ledger = (tmp_path / "ledger").read_bytes() if (tmp_path / "ledger").exists() else None
+    last = buf.next_seq - 1
+    buf.ack(last)  # everything sent: a fresh empty segment, the old one deleted
+    assert [s.records for s in buf.segments] == [0]
+    buf.close()
+    # a crash between deleting the segment and writing the ledger
+    if stale_ledger is None:
+        (tmp_path / "ledger").unlink()
+    else:
+        (tmp_path / "ledger").write_bytes(stale_ledger)
+    with DiskBuffer(tmp_path) as reopened:
+        assert reopened.read() is None
+        assert reopened.append(records(0, 1))[0] == last + 1

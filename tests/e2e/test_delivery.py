@@ -100,3 +100,71 @@ def test_kill_9_loop_neither_loses_nor_duplicates(tmp_path):
         assert stamps == sorted(stamps)
     finally:
         hub.stop()
+
+
+def test_full_disk_no_crash_counted_drops_and_delivery_resumes(tmp_path):
+    import os
+    import subprocess
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
+    try:
+        run_full_disk_scenario(tmp_path, small)
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=True)
+
+
+def run_full_disk_scenario(tmp_path, small):
+    (tmp_path / "hubside").mkdir()
+    hub_port, api = free_port(), free_port()
+    token_hub = HubProcess(tmp_path / "hubside", hub_port)  # only to make the token
+    token = token_hub.token("edge-7")
+    token_hub.stop()
+    config = agent_config(
+        small,
+        f'host_id = "edge-7"\n[hub]\nurl = "http://127.0.0.1:{hub_port}"\n'
+        f'token = "{token}"\nmax_backoff = "500ms"\n'
+        '[buffer]\nflush_interval = "100ms"\nbatch_records = 100\n',
+        interval="50ms",
+        port=api,
+    )
+    agent = Agent(tmp_path, config)
+    hub = None
+    try:
+        agent.notify.wait("READY=1")
+
+        def shipper():
+            return json.loads(wait_http(f"http://127.0.0.1:{api}/status"))["shipper"]
+
+        # the hub is away and the disk fills: writes are refused, then drops are counted
+        wait_for(
+            lambda: shipper()["write_error"] and shipper()["dropped_records"] > 0,
+            timeout=60,
+            what="a full disk",
+        )
+        assert "No space left" in shipper()["write_error"]
+        assert agent.proc.poll() is None  # no crash
+        failed = agent.events("buffer_write_failed")
+        assert len(failed) == 1  # logged once, not once per flush
+
+        hub = HubProcess(tmp_path / "hubside", hub_port)
+        wait_for(
+            lambda: shipper()["write_error"] is None and shipper()["sent_records"] > 0,
+            timeout=60,
+            what="delivery to resume and the disk to accept writes",
+        )
+        wait_for(
+            lambda: (stream_of(hub) or {}).get("last_seq", 0) >= shipper()["acked_seq"] > 0,
+            what="the hub to hold what the agent counts as acknowledged",
+        )
+        assert stream_of(hub)["lost"] == 0  # memory drops never took sequence numbers
+    finally:
+        code = agent.stop()
+        if hub is not None:
+            hub.stop()
+    assert code == 0
