@@ -168,3 +168,28 @@ def run_full_disk_scenario(tmp_path, small):
         if hub is not None:
             hub.stop()
     assert code == 0
+
+
+def test_batches_the_hub_refuses_for_good_are_dead_lettered_and_the_queue_moves_on(tmp_path):
+    (tmp_path / "hubside").mkdir()
+    hub = HubProcess(tmp_path / "hubside", max_body="1024")  # every real batch is too large
+    api = free_port()
+    agent = Agent(tmp_path, hub_agent_config(tmp_path, hub.port, hub.token("edge-7"), api))
+    try:
+        agent.notify.wait("READY=1")
+
+        def shipper():
+            return json.loads(wait_http(f"http://127.0.0.1:{api}/status"))["shipper"]
+
+        wait_for(lambda: shipper()["dead_letter_batches"] >= 3, what="dead letters")
+        letters = sorted((tmp_path / "state" / "deadletter").glob("*.msgpack"))
+        assert len(letters) >= 3
+        reason = letters[0].with_suffix(".reason").read_text()
+        assert reason.startswith("413 ")
+        assert shipper()["acked_seq"] > 0  # the queue moved on past them
+        assert agent.events("batch_dead_lettered")[0]["status"] == 413
+        metrics = wait_http(f"http://127.0.0.1:{api}/metrics")
+        assert "vigil_shipper_dead_letter_batches_total" in metrics
+    finally:
+        assert agent.stop() == 0
+        hub.stop()
