@@ -42,7 +42,7 @@ import structlog
 from agent import __version__, protocol
 from agent.buffer import Batch, DiskBuffer
 from agent.config import Config
-from agent.records import Metric, Record
+from agent.records import Event, Metric, Record
 from collectors.base import Spec, counter, gauge
 
 log = structlog.get_logger()
@@ -58,6 +58,7 @@ SPECS: tuple[Spec, ...] = (
     counter("vigil_shipper_sent_records_total", "Records the hub acknowledged."),
     counter("vigil_shipper_retries_total", "Sends that failed and will be tried again."),
     counter("vigil_shipper_dead_letter_batches_total", "Batches the hub refused for good."),
+    counter("vigil_shipper_auth_failures_total", "Sends the hub refused for the token (401, 403)."),
     gauge(
         "vigil_shipper_last_success_timestamp_seconds",
         "When the hub last acknowledged a batch, as a Unix timestamp.",
@@ -100,6 +101,7 @@ class Shipper:
         self.sent_records = 0
         self.retries = 0
         self.dead_letters = 0
+        self.auth_failures = 0
         self.last_success: float | None = None
         self.last_error: str | None = None
         self.write_error: str | None = None
@@ -132,8 +134,12 @@ class Shipper:
             asyncio.create_task(self._flush_loop(), name="shipper:flush"),
             asyncio.create_task(self._ship_loop(), name="shipper:ship"),
         ]
-        log.info("shipper_started", hub=self.config.hub.url, stream=self.buffer.stream,
-                 waiting=self.buffer.pending_records)  # fmt: skip
+        log.info(
+            "shipper_started",
+            hub=self.config.hub.url,
+            stream=self.buffer.stream,
+            waiting=self.buffer.pending_records,
+        )
 
     async def stop(self, deadline: float) -> None:
         """Write the open batch to disk, push what can be pushed before
@@ -247,8 +253,14 @@ class Shipper:
         import aiohttp
 
         assert self.buffer is not None
-        body = protocol.encode_batch(self.config.agent.host_id, self.buffer.stream, batch.first,
-                                     batch.records, __version__, time.time())  # fmt: skip
+        body = protocol.encode_batch(
+            self.config.agent.host_id,
+            self.buffer.stream,
+            batch.first,
+            batch.records,
+            __version__,
+            time.time(),
+        )
         headers = {
             "Authorization": f"Bearer {self.token}",
             "Content-Type": "application/msgpack",
@@ -279,12 +291,40 @@ class Shipper:
             await self._dead_letter(batch, body, status, text)
             return None
         if status in (401, 403):
-            log.error("hub_auth_failed", status=status, hub=self.config.hub.url, answer=text[:200],
-                      host_id=self.config.agent.host_id)  # fmt: skip
-            self._failed(f"hub refused our token ({status})", quiet=True)
+            self._auth_failed(status, text)
             return 0.0
         self._failed(f"hub answered {status}: {text[:200]}")
         return after if status in (429, 503) and after is not None else 0.0
+
+    def _auth_failed(self, status: int, answer: str) -> None:
+        """A configuration fault: the data stays, and the fault is a metric
+        (for alert rules) and, once per episode, an event that reaches the
+        hub's history when the token is fixed."""
+        self.auth_failures += 1
+        log.error(
+            "hub_auth_failed",
+            status=status,
+            hub=self.config.hub.url,
+            answer=answer[:200],
+            host_id=self.config.agent.host_id,
+        )
+        first = not (self.last_error or "").startswith("hub refused our token")
+        self._failed(f"hub refused our token ({status}): {answer[:200]}", quiet=True)
+        if first:
+            message = (
+                f"the hub refused this host's token ({status}); data is kept until it is fixed"
+            )
+            self.add(
+                [
+                    Event(
+                        "lifecycle",
+                        time.time(),
+                        message,
+                        "high",
+                        {"status": status, "hub": self.config.hub.url},
+                    )
+                ]
+            )
 
     def _failed(self, error: str, quiet: bool = False) -> None:
         if error != self.last_error and not quiet:
@@ -304,8 +344,14 @@ class Shipper:
 
         await self._in_thread(write)
         self.dead_letters += 1
-        log.error("batch_dead_lettered", status=status, first=batch.first, last=batch.last,
-                  answer=answer[:200], path=str(self.deadletter / f"{name}.msgpack"))  # fmt: skip
+        log.error(
+            "batch_dead_lettered",
+            status=status,
+            first=batch.first,
+            last=batch.last,
+            answer=answer[:200],
+            path=str(self.deadletter / f"{name}.msgpack"),
+        )
 
     # -- self-metrics and status ----------------------------------------------------
 
@@ -329,6 +375,7 @@ class Shipper:
             Metric(
                 "vigil_shipper_dead_letter_batches_total", self.dead_letters, ts, type="counter"
             ),
+            Metric("vigil_shipper_auth_failures_total", self.auth_failures, ts, type="counter"),
         ]
         if self.last_success is not None:
             out.append(
@@ -349,6 +396,7 @@ class Shipper:
             "sent_records": self.sent_records,
             "retries": self.retries,
             "dead_letter_batches": self.dead_letters,
+            "auth_failures": self.auth_failures,
             "last_success": self.last_success,
             "last_error": self.last_error,
             "lag_seconds": time.time() - self.oldest_unacked_ts if self.oldest_unacked_ts else 0.0,

@@ -193,3 +193,25 @@ def test_batches_the_hub_refuses_for_good_are_dead_lettered_and_the_queue_moves_
     finally:
         assert agent.stop() == 0
         hub.stop()
+
+
+def test_a_wrong_token_keeps_the_data_and_is_reported(tmp_path):
+    (tmp_path / "hubside").mkdir()
+    hub = HubProcess(tmp_path / "hubside")
+    api = free_port()
+    wrong = hub.token("someone-else")  # genuine, but for another host
+    agent = Agent(tmp_path, hub_agent_config(tmp_path, hub.port, wrong, api))
+    try:
+        agent.notify.wait("READY=1")
+
+        def shipper():
+            return json.loads(wait_http(f"http://127.0.0.1:{api}/status"))["shipper"]
+
+        wait_for(lambda: shipper()["auth_failures"] >= 2, what="auth failures")
+        assert shipper()["sent_records"] == 0 and shipper()["buffer_records"] > 0
+        assert shipper()["last_error"].startswith("hub refused our token (403)")
+        assert agent.events("hub_auth_failed")[0]["status"] == 403
+        assert hub.get("/v1/hosts") == {"hosts": []}  # nothing written as another host
+    finally:
+        assert agent.stop() == 0
+        hub.stop()
