@@ -215,3 +215,51 @@ def test_a_wrong_token_keeps_the_data_and_is_reported(tmp_path):
     finally:
         assert agent.stop() == 0
         hub.stop()
+
+
+def test_hub_killed_mid_stream_stores_nothing_twice(tmp_path):
+    """kill -9 of the hub while the agent pushes every 50 ms: some kills land
+    after a commit and before the reply, so the agent sends that batch again
+    to the restarted hub, which must trim it."""
+    import random
+
+    (tmp_path / "hubside").mkdir()
+    hub = HubProcess(tmp_path / "hubside")
+    port, api = hub.port, free_port()
+    config = agent_config(
+        tmp_path,
+        f'host_id = "edge-7"\n[hub]\nurl = "http://127.0.0.1:{port}"\n'
+        f'token = "{hub.token("edge-7")}"\nmax_backoff = "200ms"\n'
+        '[buffer]\nflush_interval = "50ms"\n',
+        interval="50ms",
+        port=api,
+    )
+    agent = Agent(tmp_path, config)
+    rng = random.Random(7)
+    try:
+        agent.notify.wait("READY=1")
+        for _ in range(6):
+            seen = (stream_of(hub) or {}).get("last_seq", 0)
+            wait_for(
+                lambda s=seen, h=hub: (stream_of(h) or {}).get("last_seq", 0) > s,
+                what="the hub storing more",
+            )
+            time.sleep(rng.uniform(0, 0.1))  # a random point in the push cycle, not a wait
+            hub.proc.kill()
+            hub.proc.wait()
+            hub.log.close()
+            hub = HubProcess(tmp_path / "hubside", port)
+
+        def caught_up():
+            status = json.loads(wait_http(f"http://127.0.0.1:{api}/status"))["shipper"]
+            return status["last_error"] is None and status["buffer_records"] < 50
+
+        wait_for(caught_up, timeout=30, what="the agent caught up")
+        stream = stream_of(hub)
+        assert stream["lost"] == 0
+        series = hub.get("/v1/metrics?host=edge-7&name=memory_total_bytes")["series"]
+        stamps = [ts for ts, _ in series[0]["points"]]
+        assert len(stamps) == len(set(stamps)), "a record was stored twice"
+    finally:
+        assert agent.stop() == 0
+        hub.stop()
