@@ -13,7 +13,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from agent.schema import ConfigError, Duration, Invalid, Problem, Size, build, opt
 from collectors import HOST_COLLECTORS
@@ -27,6 +27,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
+T = TypeVar("T")
 
 
 def default_state_dir(name: str = "vigil") -> Path:
@@ -187,12 +188,18 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def load(path: str | os.PathLike[str] | None) -> Config:
-    """Load `path`; with None, /etc/vigil/agent.toml if it exists, else the defaults."""
+def load_config(cls: type[T], path: str | os.PathLike[str] | None, default: Path) -> T:
+    """Build `cls` from `path`; with None, from `default` if it exists, else
+    the built-in defaults. The result remembers its file in `source`."""
     if path is None:
-        if not DEFAULT_CONFIG_PATH.exists():
-            return Config()
-        path = DEFAULT_CONFIG_PATH
-    config = build(Config, read_toml(path), str(path))
+        if not default.exists():
+            return cls()
+        path = default
+    config = build(cls, read_toml(path), str(path))
     object.__setattr__(config, "source", str(path))
     return config
+
+
+def load(path: str | os.PathLike[str] | None) -> Config:
+    """The agent's config: `path`, else /etc/vigil/agent.toml if it exists, else the defaults."""
+    return load_config(Config, path, DEFAULT_CONFIG_PATH)

@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.config import check_listen, default_state_dir, is_loopback, read_toml, split_host_port
-from agent.schema import Invalid, Size, build, opt
+from agent.config import check_listen, default_state_dir, is_loopback, load_config, split_host_port
+from agent.schema import Invalid, Size, opt
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/hub.toml")
 
@@ -40,11 +40,5 @@ class HubConfig:
 
 
 def load(path: str | os.PathLike[str] | None) -> HubConfig:
-    """Load `path`; with None, /etc/vigil/hub.toml if it exists, else the defaults."""
-    if path is None:
-        if not DEFAULT_CONFIG_PATH.exists():
-            return HubConfig()
-        path = DEFAULT_CONFIG_PATH
-    config = build(HubConfig, read_toml(path), str(path))
-    object.__setattr__(config, "source", str(path))
-    return config
+    """The hub's config: `path`, else /etc/vigil/hub.toml if it exists, else the defaults."""
+    return load_config(HubConfig, path, DEFAULT_CONFIG_PATH)

@@ -135,14 +135,13 @@ class Store:
     def metrics(
         self, host: str | None, name: str | None, since: float, until: float, limit: int
     ) -> list[dict[str, Any]]:
-        query = "SELECT host, name, labels, ts, value FROM metrics WHERE ts >= ? AND ts <= ?"
         args: list[Any] = [since, until]
-        if host:
-            query += " AND host = ?"
-            args.append(host)
-        if name:
-            query += " AND name = ?"
-            args.append(name)
+        query = _matching(
+            "SELECT host, name, labels, ts, value FROM metrics WHERE ts >= ? AND ts <= ?",
+            args,
+            host=host,
+            name=name,
+        )
         query += " ORDER BY host, name, labels, ts LIMIT ?"
         args.append(limit)
         series: dict[tuple[str, str, str], list[list[float]]] = {}
@@ -156,17 +155,22 @@ class Store:
     def events(
         self, host: str | None, kind: str | None, since: float, limit: int
     ) -> list[dict[str, Any]]:
-        query = "SELECT host, ts, kind, body FROM events WHERE ts >= ?"
         args: list[Any] = [since]
-        if host:
-            query += " AND host = ?"
-            args.append(host)
-        if kind:
-            query += " AND kind = ?"
-            args.append(kind)
+        query = _matching(
+            "SELECT host, ts, kind, body FROM events WHERE ts >= ?", args, host=host, kind=kind
+        )
         query += " ORDER BY ts DESC LIMIT ?"
         args.append(limit)
         return [
             {**json.loads(body), "host": h, "ts": ts, "kind": k}
             for h, ts, k, body in self.db.execute(query, args)
         ]
+
+
+def _matching(query: str, args: list[Any], **equal: str | None) -> str:
+    """Add `AND column = ?` for each filter given (column names are ours, not input)."""
+    for column, value in equal.items():
+        if value:
+            query += f" AND {column} = ?"
+            args.append(value)
+    return query
