@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import random
 import ssl
@@ -124,8 +125,11 @@ class Shipper:
         for repair in self.buffer.repairs:
             log.warning("buffer_repaired", what=repair)
         ssl_context: ssl.SSLContext | bool = True
-        if self.config.hub.ca_file is not None:
-            ssl_context = ssl.create_default_context(cafile=str(self.config.hub.ca_file))
+        if self.config.hub.ca_file is not None:  # reads the file: off the loop
+            make = functools.partial(
+                ssl.create_default_context, cafile=str(self.config.hub.ca_file)
+            )
+            ssl_context = await self._in_thread(make)
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.config.hub.timeout),
             connector=aiohttp.TCPConnector(ssl=ssl_context, limit=1),
