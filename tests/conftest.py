@@ -8,8 +8,12 @@ deadline, never a bare sleep.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -34,6 +38,20 @@ def no_blocking_on_the_loop() -> Iterator[None]:
         )
         bb.functions["os.listdir"].can_block_in("collectors/procfs.py", {"process_count"})
         yield
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `path`: a real file system that really
+    fills up. Needs root (CI runs as root); skips the test otherwise."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 def wait_for(condition: Callable[[], T | None], timeout: float = 10.0, what: str = "") -> T:

@@ -11,6 +11,7 @@ import msgpack
 import pytest
 
 from agent.buffer import HEADER, DiskBuffer, encode_frame, read_frame, scan_segment
+from tests.conftest import small_tmpfs
 
 
 def records(start: int, n: int) -> list[dict]:
@@ -217,17 +218,8 @@ def test_scan_reports_a_sequence_jump(tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 1 MiB tmpfs: a real file system that really fills up."""
-    import os
-    import subprocess
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
+    with small_tmpfs(tmp_path / "small", "1m") as mount:
+        yield mount
 
 
 def test_full_disk_refuses_the_write_cleanly_and_resumes_when_space_returns(small_disk):

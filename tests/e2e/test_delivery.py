@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.conftest import wait_for
+from tests.conftest import small_tmpfs, wait_for
 from tests.e2e.harness import Agent, agent_config, free_port, wait_http
 from tests.e2e.test_hub_ingest import HubProcess
 
@@ -103,20 +103,8 @@ def test_kill_9_loop_neither_loses_nor_duplicates(tmp_path):
 
 
 def test_full_disk_no_crash_counted_drops_and_delivery_resumes(tmp_path):
-    import os
-    import subprocess
-
-    import pytest
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "small", "256k") as small:
         run_full_disk_scenario(tmp_path, small)
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=True)
 
 
 def run_full_disk_scenario(tmp_path, small):
