@@ -18,13 +18,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def unit(tmp_path):
+@pytest.fixture(params=["vigil-agent.service", "vigil-hub.service"])
+def unit(tmp_path, request):
     # verify checks that ExecStart exists: point it at this checkout's vigil,
     # as a package install puts it at /usr/bin/vigil.
     vigil = Path(sys.executable).parent / "vigil"
-    path = tmp_path / "vigil-agent.service"
-    path.write_text(UNIT.read_text().replace("/usr/bin/vigil", str(vigil)))
+    path = tmp_path / request.param
+    path.write_text((UNIT.parent / request.param).read_text().replace("/usr/bin/vigil", str(vigil)))
     return path
 
 
@@ -33,7 +33,7 @@ def test_unit_passes_systemd_analyze_verify(unit):
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert "vigil-agent.service" not in result.stderr, result.stderr  # no warnings about us
+    assert unit.name not in result.stderr, result.stderr  # no warnings about us
 
 
 def test_unit_declares_what_the_agent_relies_on():
@@ -68,7 +68,7 @@ def test_security_exposure_score(unit, capsys):
     score, verdict = float(match.group(1)), match.group(2)
     with capsys.disabled():
         print(
-            f"\nsystemd-analyze security: exposure {score} {verdict}"
+            f"\nsystemd-analyze security {unit.name}: exposure {score} {verdict}"
             " (0 = fully locked down, 10 = none)"
         )
     assert verdict in ("OK", "SAFE"), result.stdout
