@@ -21,10 +21,15 @@ class HubSection:
     secret_file: Path | None = None
     # Guards the read API. Absent: open, but only if the hub listens on loopback.
     read_token_file: Path | None = None
+    # HTTPS: both set, or neither (plain HTTP, e.g. behind a TLS proxy).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     max_body: Size = opt(8 << 20, min=1024)  # compressed bytes accepted per request
     max_decompressed: Size = opt(64 << 20, min=1024)
 
     def __post_init__(self) -> None:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise Invalid("set tls_cert_file and tls_key_file together", key="tls_key_file")
         host = split_host_port(self.listen)[0]
         if self.read_token_file is None and not is_loopback(host):
             raise Invalid(

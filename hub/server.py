@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 
 import structlog
 from aiohttp import web
@@ -24,7 +25,11 @@ async def serve(config: HubConfig) -> int:
     runner = web.AppRunner(hub.app(), access_log=None, handle_signals=False, auto_decompress=False)
     await runner.setup()
     host, port = split_host_port(config.hub.listen)
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    tls = None
+    if config.hub.tls_cert_file is not None and config.hub.tls_key_file is not None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(config.hub.tls_cert_file, config.hub.tls_key_file)
+    await web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
