@@ -1,7 +1,7 @@
-"""The central collector (`vigil hub run`): not built yet.
+"""The central collector (`vigil hub run`): ingest API, store, read API.
 
-Its ingest API, store and read API are the subject of the delivery issue;
-this package exists so the layout in DESIGN.md is in place. It must never
-import `collectors`; the wire schema it shares with the agent will live in
-`agent/protocol.py`.
+`config` (the hub's TOML), `store` (SQLite, durable and idempotent),
+`app` (the HTTP handlers), `server` (the process). It shares the wire
+schema with the agent through `agent/protocol.py` and never imports
+`collectors`.
 """
