@@ -31,6 +31,17 @@ def agent_config(
     )
 
 
+def hub_token(config: Path, host: str) -> str:
+    """What `vigil hub token HOST` prints for the hub configured in `config`."""
+    return subprocess.run(
+        [*VIGIL, "hub", "token", host, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ import msgpack
 import pytest
 
 from agent import protocol
-from tests.e2e.harness import VIGIL, free_port, wait_exit, wait_http
+from tests.e2e.harness import VIGIL, free_port, hub_token, wait_exit, wait_http
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "protocol"
 STREAM = "5f0c9d2e8a7b4c1d9e3f2a1b0c4d5e6f"
@@ -37,14 +37,7 @@ class HubProcess:
         wait_http(self.url + "/healthz")
 
     def token(self, host: str) -> str:
-        out = subprocess.run(
-            [*VIGIL, "hub", "token", host, "--config", str(self.config)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        return out.stdout.strip()
+        return hub_token(self.config, host)
 
     def post(self, body: bytes, token: str | None, encoding: str = "zstd") -> tuple[int, dict]:
         headers = {"Content-Encoding": encoding, "Content-Type": "application/msgpack"}

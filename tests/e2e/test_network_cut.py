@@ -14,7 +14,15 @@ import urllib.request
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.harness import VIGIL, Agent, agent_config, free_port, wait_exit, wait_http
+from tests.e2e.harness import (
+    VIGIL,
+    Agent,
+    agent_config,
+    free_port,
+    hub_token,
+    wait_exit,
+    wait_http,
+)
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
@@ -56,14 +64,7 @@ def hub_in_netns(tmp_path):
         )
         url = f"http://{hub_ip}:{port}"
         wait_http(url + "/healthz")
-        token = subprocess.run(
-            [*VIGIL, "hub", "token", "edge-7", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout
-        yield {"url": url, "token": token.strip(), "link": host_if}
+        yield {"url": url, "token": hub_token(config, "edge-7"), "link": host_if}
     finally:
         if proc is not None:
             proc.terminate()

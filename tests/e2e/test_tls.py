@@ -10,7 +10,15 @@ import subprocess
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.harness import VIGIL, Agent, agent_config, free_port, wait_exit, wait_http
+from tests.e2e.harness import (
+    VIGIL,
+    Agent,
+    agent_config,
+    free_port,
+    hub_token,
+    wait_exit,
+    wait_http,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 
@@ -74,13 +82,7 @@ def test_agent_pushes_over_https_trusting_the_configured_ca(tmp_path, certificat
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    token = subprocess.run(
-        [*VIGIL, "hub", "token", "edge-7", "--config", str(hub_config)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
+    token = hub_token(hub_config, "edge-7")
     url = f"https://127.0.0.1:{port}"
 
     def run_agent(where, ca_line):
