@@ -97,6 +97,7 @@ class Shipper:
         self.pending_since = 0.0
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
         self.session: Any = None
         # self-metrics and status
         self.sent_records = 0
@@ -177,7 +178,9 @@ class Shipper:
             len(self.pending) >= cfg.batch_records
             or len(self.pending) * RECORD_BYTES_ESTIMATE >= cfg.batch_bytes
         ):
-            asyncio.get_running_loop().create_task(self.flush())
+            task = asyncio.get_running_loop().create_task(self.flush())
+            self._flushes.add(task)  # asyncio keeps only weak references to tasks
+            task.add_done_callback(self._flushes.discard)
 
     async def flush(self) -> None:
         if not self.pending or self.buffer is None:
