@@ -106,6 +106,24 @@ def read_frame(f: BinaryIO) -> tuple[int, int, bytes] | None:
     return first, count, payload
 
 
+def read_ledger(path: Path) -> tuple[int, int, str | None]:
+    """(acknowledged seq, dropped records, stream id or None) from a ledger
+    file. FileNotFoundError if there is none; ValueError (or KeyError,
+    TypeError, AttributeError) if it is damaged."""
+    with open(path, "rb") as f:
+        frame = read_frame(f)
+    if frame is None:
+        raise FrameError("ledger is empty")
+    acked, _, payload = frame
+    state = msgpack.unpackb(payload)
+    stream = state.get("stream")
+    return (
+        acked,
+        int(state["dropped"]),
+        stream if isinstance(stream, str) and _is_stream_id(stream) else None,
+    )
+
+
 @dataclass
 class Segment:
     path: Path
@@ -222,15 +240,8 @@ class DiskBuffer:
         """Read the acknowledged position and counters; return the stream id it names."""
         path = self.directory / "ledger"
         try:
-            with open(path, "rb") as f:
-                frame = read_frame(f)
-            if frame is None:
-                raise FrameError("empty")
-            acked, _, payload = frame
-            state = msgpack.unpackb(payload)
-            self.acked, self.dropped_records = acked, int(state["dropped"])
-            stream = state.get("stream")
-            return stream if isinstance(stream, str) and _is_stream_id(stream) else None
+            self.acked, self.dropped_records, stream = read_ledger(path)
+            return stream
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -11,14 +11,20 @@ agent is stopped (inspect and verify also work while it runs: they only read).
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from pathlib import Path
 
 import msgpack
 
-from agent.buffer import SEGMENT_SUFFIX, DiskBuffer, FrameError, read_frame, scan_segment
+from agent.buffer import (
+    SEGMENT_SUFFIX,
+    DiskBuffer,
+    FrameError,
+    read_frame,
+    read_ledger,
+    scan_segment,
+)
+from agent.statedir import StateDirError, StateLock
 
 
 def buffer_dir(state_dir: Path) -> Path:
@@ -28,15 +34,11 @@ def buffer_dir(state_dir: Path) -> Path:
 def _ledger(directory: Path) -> tuple[int, int, str | None]:
     """(acked, dropped, problem) read without changing anything."""
     try:
-        with open(directory / "ledger", "rb") as f:
-            frame = read_frame(f)
-        if frame is None:
-            return 0, 0, "ledger is empty"
-        acked, _, payload = frame
-        return acked, int(msgpack.unpackb(payload)["dropped"]), None
+        acked, dropped, _ = read_ledger(directory / "ledger")
+        return acked, dropped, None
     except FileNotFoundError:
         return 0, 0, None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return 0, 0, f"ledger unreadable: {exc}"
 
 
@@ -110,21 +112,20 @@ def verify(directory: Path) -> tuple[str, int]:
 
 
 def repair(directory: Path, state_dir: Path) -> tuple[str, int]:
-    lock = state_dir / "agent.lock"
-    if lock.exists():
-        fd = os.open(lock, os.O_RDONLY)
+    lock = StateLock(state_dir)
+    if lock.path.exists():  # the agent's own lock: held while it runs
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        except BlockingIOError:
+            lock.acquire()
+        except StateDirError:
             return (
                 "the agent is running: stop it first (it repairs the buffer itself on start)\n",
                 1,
             )
-        finally:
-            os.close(fd)
-    with DiskBuffer(directory) as buf:
-        done = buf.repairs
+    try:
+        with DiskBuffer(directory) as buf:
+            done = buf.repairs
+    finally:
+        lock.release()
     if not done:
         return "nothing to repair\n", 0
     return "".join(f"repaired: {r}\n" for r in done), 0
