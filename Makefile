@@ -30,12 +30,13 @@ run: $(STAMP)
 	$(BIN)/vigil run --config packaging/demo.toml
 
 # Programs the tests drive for real, from Debian's packages: promtool
-# (package prometheus) and systemd-analyze (package systemd). Installed only
+# (package prometheus), systemd-analyze (package systemd) and logrotate. Installed only
 # when missing and when we are root; otherwise those tests skip and say why.
 test-deps:
 	@missing=""; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v logrotate >/dev/null 2>&1 || missing="$$missing logrotate"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing from Debian:$$missing"; \

@@ -19,6 +19,7 @@ from agent.schema import ConfigError, Duration, Invalid, Problem, Size, build, o
 from collectors import HOST_COLLECTORS
 from collectors.disk import DiskConfig
 from collectors.diskio import DiskIOConfig
+from collectors.logs.config import LogDetectorsConfig, LogsConfig
 from collectors.network import NetworkConfig
 
 if sys.version_info >= (3, 11):
@@ -167,6 +168,8 @@ class Config:
     hub: HubSection = field(default_factory=HubSection)
     buffer: BufferSection = field(default_factory=BufferSection)
     api: ApiSection = field(default_factory=ApiSection)
+    logs: tuple[LogsConfig, ...] = ()
+    log_detectors: LogDetectorsConfig = field(default_factory=LogDetectorsConfig)
     # Where this came from; not a TOML key.
     source: str = field(default="(built-in defaults)", init=False, compare=False)
 

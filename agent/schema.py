@@ -136,7 +136,7 @@ def _describe(tp: Any) -> str:
     if origin is tuple:
         if dataclasses.is_dataclass(args[0]):
             return "an array of tables"
-        return f"an array of {_describe(args[0])}"
+        return "an array of strings" if args[0] is str else f"an array of {_describe(args[0])}"
     if origin is dict:
         return "a table of strings"
     if dataclasses.is_dataclass(tp):
@@ -175,6 +175,10 @@ class _Builder:
         ok = True
         for name, f in fields.items():
             if name not in data:
+                required = f.default is f.default_factory is dataclasses.MISSING
+                if required:
+                    self.fail(_join(path, name), f"required: {_describe(hints[name])}")
+                    ok = False
                 continue
             key_path = _join(path, name)
             before = len(self.problems)

@@ -42,6 +42,7 @@ import structlog
 
 from agent import __version__, protocol
 from agent.buffer import Batch, DiskBuffer
+from agent.checkpoint import CheckpointStore
 from agent.config import Config
 from agent.records import Event, Metric, Record
 from collectors.base import Spec, counter, gauge
@@ -166,6 +167,18 @@ class Shipper:
 
     async def _in_thread(self, func: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.thread, func, *args)
+
+    async def load_checkpoint(self, store: CheckpointStore, name: str) -> Any:
+        return await self._in_thread(store.load, name, self.buffer)
+
+    async def commit_checkpoint(
+        self, store: CheckpointStore, records: list[dict[str, Any]], parts: dict[str, Any]
+    ) -> None:
+        """Append `records` and commit `parts` with them (agent/checkpoint.py),
+        in the buffer's thread so no other append comes in between."""
+        await self._in_thread(store.commit, self.buffer, records, parts)
+        if records:
+            self.wake.set()
 
     # -- collecting into batches ---------------------------------------------------
 

@@ -1,0 +1,124 @@
+"""The `[[logs]]` tables: which files to follow and what to look for in them.
+Every key is documented in docs/configuration.md; the behaviour in docs/logs.md."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agent.schema import Duration, Invalid, Size, check_regex, opt
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+DETECTORS = ("auth", "volume", "new_errors")
+# Rotated files that logrotate compressed: never read as text. Matched
+# against the file name, so "*.log*" globs skip app.log.2.gz.
+COMPRESSED = ("*.gz", "*.bz2", "*.xz", "*.zst", "*.lz4", "*.zip", "*.Z")
+
+
+def _check_name(value: str) -> str | None:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}", value):
+        return "must start with a letter or _ and hold only letters, digits, _ . -"
+    return None
+
+
+def _check_detector(value: str) -> str | None:
+    return None if value in DETECTORS else f"expected one of {', '.join(DETECTORS)}"
+
+
+def _check_glob(value: str) -> str | None:
+    if not value.startswith("/"):
+        return f"must be an absolute path or glob, got {value!r}"
+    return None
+
+
+def _check_pattern(value: str) -> str | None:
+    if err := check_regex(value):
+        return err
+    try:  # the scan runs on bytes: a \u escape, say, is valid only on str
+        re.compile(value.encode())
+    except (re.error, UnicodeEncodeError) as exc:
+        return f"not usable on raw log bytes ({exc}): {value!r}"
+    return None
+
+
+def _check_match(values: dict[str, str]) -> str | None:
+    for key, pattern in values.items():
+        if err := check_regex(pattern):
+            return f"{key}: {err}"
+    return None
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    name: str = opt(check=_check_name)
+    # A Python regular expression searched in each line (for JSON logs: in
+    # the message field). Empty: only `match` decides.
+    pattern: str = opt("", check=_check_pattern)
+    severity: Literal["critical", "high", "medium", "low", "info"] = "medium"
+    # Named groups of `pattern` to put in the event; empty: all of them.
+    fields: tuple[str, ...] = ()
+    # JSON logs: field -> regex the field's whole value must match.
+    match: dict[str, str] = opt(factory=dict, check=_check_match)
+
+    def __post_init__(self) -> None:
+        if not self.pattern and not self.match:
+            raise Invalid("a rule needs a pattern, a match, or both", key="pattern")
+        groups = set(re.compile(self.pattern).groupindex) if self.pattern else set()
+        missing = [f for f in self.fields if f not in groups]
+        if missing:
+            raise Invalid(
+                f"{', '.join(missing)} not a named group of the pattern "
+                f"(write them as (?P<name>...))",
+                key="fields",
+            )
+
+
+@dataclass(frozen=True)
+class LogsConfig:
+    paths: tuple[str, ...] = opt(each=_check_glob)
+    exclude: tuple[str, ...] = COMPRESSED
+    format: Literal["text", "json"] = "text"
+    # Where to start in files that exist when this table is first used;
+    # files that appear later are always read from their beginning.
+    start_at: Literal["end", "beginning"] = "end"
+    encoding: str = "utf-8"
+    max_line_bytes: Size = opt(64 * 1024, min=256)
+    # A periodic stat of every file, on top of change notifications, so a
+    # lost notification costs at most this much delay.
+    poll_interval: Duration = opt(2.0, min=0.05)
+    watch: Literal["auto", "poll"] = "auto"
+    # How long to keep reading a file after it was rotated away or deleted
+    # and stopped growing: writers that have not reopened it yet still write.
+    rotate_wait: Duration = opt(5.0, min=0.0)
+    json_message_key: str = "message"
+    json_level_key: str = "level"
+    context_lines: int = opt(3, min=0)
+    events_per_minute: int = opt(20, min=1)  # per rule; the rest are counted in a summary
+    default_rules: bool = True
+    detectors: tuple[str, ...] = opt(DETECTORS, each=_check_detector)
+    rules: tuple[RuleConfig, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise Invalid("needs at least one path or glob", key="paths")
+        try:
+            "".encode(self.encoding)
+        except LookupError:
+            raise Invalid(f"unknown encoding {self.encoding!r}", key="encoding") from None
+        names = [r.name for r in self.rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise Invalid(f"rule names must be unique: {', '.join(dupes)}", key="rules")
+
+
+@dataclass(frozen=True)
+class LogDetectorsConfig:
+    """`[log_detectors]`: tuning shared by every [[logs]] table that enables a detector."""
+
+    auth_threshold: int = opt(10, min=1)  # failures from one address within auth_window
+    auth_window: Duration = opt(300.0, min=1.0)
+    volume_factor: float = opt(3.0, min=1.0)  # a minute this many times the baseline is a spike
+    volume_min_lines: int = opt(100, min=1)  # and at least this many lines
+    volume_learn: Duration = opt(1800.0, min=60.0)  # history needed before judging
+    max_templates: int = opt(4096, min=16)  # error signatures remembered per host

@@ -1,0 +1,460 @@
+"""Following log files through rotation without losing or repeating a line.
+
+Identity. A file is its (device, inode), confirmed by a fingerprint: a hash
+of its first bytes (up to FP_BYTES, fewer while the file is shorter). The
+fingerprint tells a reused inode from the file we knew, and a copy of a
+file (copytruncate's `app.log.1`) from a new file.
+
+Offsets. A file's offset is the end of the last complete line handed out;
+a partial last line is read again next time, until its newline arrives.
+The tailer persists offsets only once the events from the lines before
+them are in the buffer (agent/checkpoint.py), so after a crash reading
+resumes at a line boundary whose consequences are all recorded.
+
+What each rotation looks like here:
+
+- rename + create: the path now names a new inode. The old file stays open
+  and is read to its end; it is closed once it has not grown for
+  `rotate_wait` (or at once when it is deleted). If the new name still
+  matches the glob, the file just changes its `file` label.
+- copytruncate: the same inode shrinks below our offset. Reading restarts
+  at 0. What the writer added between our last read and the truncation
+  would be lost, so first we look in the same directory for the copy (same
+  fingerprint) and read the rest from it; what still cannot be read is
+  counted in `log_bytes_missed_total`. A copy that matches the glob is
+  recognised by its fingerprint and read only from where we were.
+- delete: like rename; the open file is read to its end.
+- inode reuse: the fingerprint differs from the one remembered, so the
+  file is new and read from 0.
+- symlinks: followed; a retargeted link is a rename + create.
+- while the agent was stopped: a remembered file no longer at its path is
+  looked for in its directory by (device, inode) and fingerprint and read
+  to its end; one that is gone counts what was never read as missed.
+
+Files first seen when a [[logs]] table is used for the first time start at
+`start_at`; every file that appears after that starts at its beginning.
+Compressed rotations (`exclude`, by name) are never read.
+
+Lines longer than `max_line_bytes` are cut there and counted; the rest of
+such a line is skipped, even across restarts (`skipping` is persisted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import glob
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from collectors.logs.config import LogsConfig
+
+log = structlog.get_logger("vigil.collectors.logs")
+
+FP_BYTES = 256
+READ_BYTES = 1 << 20  # per file per read: fair to other files, bounded memory
+MAX_RESCUE = 64 << 20  # read at most this much from a copytruncate copy; the rest is missed
+# counters per file label, in this order (persisted as a list)
+COUNTERS = ("lines", "bytes", "missed", "reread", "truncated")
+LINES, BYTES, MISSED, REREAD, TRUNCATED = range(5)
+
+
+def fingerprint(fd: int, length: int) -> int:
+    """A 64-bit hash of the first `length` bytes (0 if the file is shorter)."""
+    data = os.pread(fd, length, 0)
+    if len(data) < length:
+        return 0
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+@dataclass
+class Chunk:
+    """Complete lines read from one file: `data` ends with a newline."""
+
+    label: str
+    data: bytes
+    lines: int
+
+
+@dataclass
+class Followed:
+    path: str  # the `file` label: where the glob last found it
+    dev: int
+    ino: int
+    fp: int
+    fp_len: int
+    offset: int
+    size_seen: int = 0
+    skipping: bool = False  # inside a line longer than max_line_bytes
+    rotated: bool = False  # no longer found by the glob
+    last_growth: float = 0.0
+    fd: int = -1
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.dev, self.ino)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "dev": self.dev,
+            "ino": self.ino,
+            "fp": self.fp,
+            "fp_len": self.fp_len,
+            "offset": self.offset,
+            "size_seen": self.size_seen,
+            "skipping": self.skipping,
+            "rotated": self.rotated,
+        }
+
+
+class Follower:
+    """The files of one [[logs]] table. Blocking file I/O: the tailer calls
+    it from its own worker thread, never from the event loop."""
+
+    def __init__(
+        self,
+        config: LogsConfig,
+        saved: dict[str, Any] | None,
+        counters: dict[str, list[int]],
+        now: float,
+    ) -> None:
+        self.config = config
+        self.files: dict[tuple[int, int], Followed] = {}
+        self.counters = counters  # label -> COUNTERS, shared with the tailer
+        self.first_use = saved is None  # start_at applies to this first scan only
+        self.saved: dict[tuple[int, int], dict[str, Any]] = {
+            (s["dev"], s["ino"]): s for s in (saved or {}).get("files", [])
+        }
+        self.unreadable: set[str] = set()  # paths we already logged as unreadable
+        self.directories: set[str] = set()
+        self.rescued: list[Chunk] = []  # lines read from a copytruncate copy
+        # copies read to their end by _read_from_copy: if a glob finds one
+        # later, it starts where that read ended
+        self.consumed: dict[tuple[int, int], int] = {}
+        self.scan(now)
+        self._restore_rotated(now)
+        self.first_use = False
+
+    # -- counters -------------------------------------------------------------------
+
+    def count(self, label: str, which: int, n: int) -> None:
+        self.counters.setdefault(label, [0] * len(COUNTERS))[which] += n
+
+    # -- finding files ------------------------------------------------------------------
+
+    def _excluded(self, path: str) -> bool:
+        name = os.path.basename(path)
+        return any(
+            fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in self.config.exclude
+        )
+
+    def _glob(self) -> dict[tuple[int, int], tuple[str, os.stat_result]]:
+        found: dict[tuple[int, int], tuple[str, os.stat_result]] = {}
+        dirs = set()
+        for pattern in self.config.paths:
+            dirs.add(_base_dir(pattern))
+            for path in sorted(glob.glob(pattern, recursive=True)):
+                if self._excluded(path):
+                    continue
+                try:
+                    st = os.stat(path)  # follows symlinks: the target is what we read
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    found.setdefault((st.st_dev, st.st_ino), (path, st))
+        self.directories = {d for d in dirs if os.path.isdir(d)}
+        return found
+
+    def scan(self, now: float) -> None:
+        """Match the globs against what is on disk: open new files, notice
+        rotated ones. Cheap enough to run every poll_interval."""
+        found = self._glob()
+        # New files first: a copy is recognised by the fingerprints of the
+        # files we follow as they were, before any truncation is handled.
+        for key, (path, st) in found.items():
+            if key not in self.files:
+                self._open(path, st, now)
+        for key, f in self.files.items():
+            if key in found:
+                f.path, f.rotated = found[key][0], False
+            elif not f.rotated:
+                f.rotated = True
+                f.last_growth = now
+
+    def _open(self, path: str, st: os.stat_result, now: float) -> None:
+        fd = self._fd(path)
+        if fd is None:
+            return
+        size = os.fstat(fd).st_size
+        fp_len = min(size, FP_BYTES)
+        f = Followed(path, st.st_dev, st.st_ino, fingerprint(fd, fp_len), fp_len, 0, fd=fd)
+        f.last_growth = now
+        saved = self.saved.pop(f.key, None)
+        if saved is not None and self._same(fd, saved):
+            self._resume(f, saved, size)
+        elif f.key in self.consumed:
+            f.offset = min(self.consumed.pop(f.key), size)
+        elif (original := self._copy_of(fd, size)) is not None:
+            # copytruncate's copy (or any copy) of a file we follow: its
+            # first `original.offset` bytes were read from the original.
+            f.offset = min(original.offset, size)
+            original.offset = max(original.offset, size)
+            log.info("log_file_copy_recognised", file=path, copy_of=original.path)
+        elif self.first_use and self.config.start_at == "end":
+            f.offset = _last_line_end(fd, size)
+        self.files[f.key] = f
+
+    def _fd(self, path: str) -> int | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            if path not in self.unreadable:
+                self.unreadable.add(path)
+                log.warning("log_file_unreadable", file=path, error=exc.strerror or str(exc))
+            return None
+        self.unreadable.discard(path)
+        return fd
+
+    def _resume(self, f: Followed, saved: dict[str, Any], size: int) -> None:
+        f.offset, f.skipping, f.size_seen = saved["offset"], saved["skipping"], saved["size_seen"]
+        if size < f.offset:  # truncated while we were away
+            self.count(f.path, MISSED, max(0, f.size_seen - f.offset))
+            f.offset, f.skipping = 0, False
+
+    def _same(self, fd: int, saved: dict[str, Any]) -> bool:
+        return bool(saved["fp_len"] == 0 or fingerprint(fd, saved["fp_len"]) == saved["fp"])
+
+    def _copy_of(self, fd: int, size: int) -> Followed | None:
+        for other in self.files.values():
+            if 0 < other.fp_len <= size and fingerprint(fd, other.fp_len) == other.fp:
+                return other
+        return None
+
+    def _restore_rotated(self, now: float) -> None:
+        """Files we followed before a restart that the globs no longer find:
+        renamed in their directory (rotation while stopped) or gone."""
+        for key, saved in self.saved.items():
+            found = _find_in_dir(os.path.dirname(saved["path"]), key)
+            fd = self._fd(found[0]) if found else None
+            if fd is not None and self._same(fd, saved):
+                f = Followed(saved["path"], *key, saved["fp"], saved["fp_len"], 0, fd=fd)
+                self._resume(f, saved, os.fstat(fd).st_size)
+                f.rotated, f.last_growth = True, now
+                self.files[key] = f
+                continue
+            if fd is not None:
+                os.close(fd)  # that inode holds another file now
+            self.count(saved["path"], MISSED, max(0, saved["size_seen"] - saved["offset"]))
+            log.warning("log_file_gone", file=saved["path"], unread_from=saved["offset"])
+        self.saved.clear()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def read(self, now: float, budget: int) -> tuple[list[Chunk], bool]:
+        """Complete lines from every file, up to about `budget` bytes in all.
+        Returns the chunks and whether data was left unread."""
+        chunks: list[Chunk] = []
+        more = False
+        for f in list(self.files.values()):
+            while budget > 0:
+                chunk, left = self._read_one(f, now, min(READ_BYTES, budget))
+                if chunk is not None:
+                    chunks.append(chunk)
+                    budget -= len(chunk.data)
+                if not left:
+                    break
+            else:
+                more = True
+            if f.rotated and not self._has_more(f) and self._done_with(f, now):
+                tail = self._close(f)
+                if tail is not None:
+                    chunks.append(tail)
+        return chunks, more
+
+    def _has_more(self, f: Followed) -> bool:
+        try:
+            return os.fstat(f.fd).st_size > f.offset
+        except OSError:
+            return False
+
+    def _done_with(self, f: Followed, now: float) -> bool:
+        try:
+            gone = os.fstat(f.fd).st_nlink == 0
+        except OSError:
+            gone = True
+        return gone or now - f.last_growth >= self.config.rotate_wait
+
+    def _read_one(self, f: Followed, now: float, limit: int) -> tuple[Chunk | None, bool]:
+        st = os.fstat(f.fd)
+        size = st.st_size
+        if size < f.offset or (f.fp_len and fingerprint(f.fd, f.fp_len) != f.fp):
+            self._truncated(f, size)
+        if size > f.size_seen:
+            f.size_seen = size
+        if f.fp_len < FP_BYTES and size > f.fp_len:
+            f.fp_len = min(size, FP_BYTES)
+            f.fp = fingerprint(f.fd, f.fp_len)
+        if size <= f.offset:
+            return None, False
+        data = os.pread(f.fd, min(limit, size - f.offset), f.offset)
+        if not data:
+            return None, False
+        f.last_growth = now
+        chunk = self._lines(f, data)
+        return chunk, f.offset < size and len(data) == limit
+
+    def _lines(self, f: Followed, data: bytes) -> Chunk | None:
+        """Consume the complete lines at the start of `data`; cut long lines."""
+        limit = self.config.max_line_bytes
+        end = data.rfind(b"\n")
+        if end < 0:  # no newline yet
+            if f.skipping:
+                f.offset += len(data)
+            elif len(data) >= limit:
+                f.offset += len(data)
+                f.skipping = True
+                self.count(f.path, TRUNCATED, 1)
+                return self._emit(f, data[:limit] + b"\n")
+            return None
+        body = data[: end + 1]
+        f.offset += len(body)
+        if f.skipping:  # the end of a line we already cut
+            cut = body.find(b"\n") + 1
+            body = body[cut:]
+            f.skipping = False
+            if not body:
+                return None
+        body = self._cut_long_lines(f, body, limit)
+        return self._emit(f, body)
+
+    def _cut_long_lines(self, f: Followed, body: bytes, limit: int) -> bytes:
+        # A line of `limit` bytes or more holds a whole newline-free window of
+        # limit/2 bytes at a multiple of limit/2: a few finds per MiB, in C.
+        window = max(1, limit // 2)
+        if len(body) <= limit or all(
+            body.find(b"\n", i, i + window) >= 0 for i in range(0, len(body) - window, window)
+        ):
+            return body
+        out, pos = [], 0
+        while pos < len(body):
+            nl = body.find(b"\n", pos)
+            if nl - pos > limit:
+                out.append(body[pos : pos + limit] + b"\n")
+                self.count(f.path, TRUNCATED, 1)
+            else:
+                out.append(body[pos : nl + 1])
+            pos = nl + 1
+        return b"".join(out)
+
+    def _emit(self, f: Followed, body: bytes) -> Chunk:
+        lines = body.count(b"\n")
+        self.count(f.path, LINES, lines)
+        self.count(f.path, BYTES, len(body))
+        return Chunk(f.path, body, lines)
+
+    def _truncated(self, f: Followed, size: int) -> None:
+        """Same inode, shorter than our offset or with other first bytes:
+        copytruncate (or a rewrite). Read what we can from the copy first."""
+        rescued = self._read_from_copy(f)
+        lost = max(0, f.size_seen - max(f.offset, rescued))
+        if lost:
+            self.count(f.path, MISSED, lost)
+        log.info("log_file_truncated", file=f.path, offset=f.offset, size=size, missed=lost)
+        f.offset, f.skipping, f.size_seen = 0, False, size
+        f.fp_len = min(size, FP_BYTES)
+        f.fp = fingerprint(f.fd, f.fp_len)
+
+    def _read_from_copy(self, f: Followed) -> int:
+        """The rest of `f` from a copy next to it; returns how far the copy
+        went (0 if none). Its lines are handed out with f's label."""
+        if not f.fp_len:
+            return 0
+        directory = os.path.dirname(f.path) or "."
+        with contextlib.suppress(OSError), os.scandir(directory) as entries:
+            for entry in entries:
+                if not entry.is_file() or (entry.inode() == f.ino):
+                    continue
+                st = entry.stat()
+                if (st.st_dev, st.st_ino) in self.files or st.st_size < f.offset:
+                    continue
+                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if fingerprint(fd, f.fp_len) != f.fp:
+                        continue
+                    rest = os.pread(fd, min(st.st_size - f.offset, MAX_RESCUE), f.offset)
+                finally:
+                    os.close(fd)
+                self.rescued.append(self._whole(f, rest))
+                self.consumed[(st.st_dev, st.st_ino)] = st.st_size
+                return f.offset + len(rest)
+        return 0
+
+    def _whole(self, f: Followed, data: bytes) -> Chunk:
+        """All of `data` as lines, a final partial line included (no more will come)."""
+        if f.skipping:
+            cut = data.find(b"\n") + 1
+            data = data[cut:] if cut else b""
+            f.skipping = False
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        return self._emit(f, self._cut_long_lines(f, data, self.config.max_line_bytes))
+
+    def _close(self, f: Followed) -> Chunk | None:
+        """Done with a rotated or deleted file: its partial last line is complete now."""
+        rest = b""
+        with contextlib.suppress(OSError):
+            rest = os.pread(f.fd, self.config.max_line_bytes, f.offset)
+        os.close(f.fd)
+        del self.files[f.key]
+        log.info("log_file_closed", file=f.path, offset=f.offset + len(rest))
+        if not rest:
+            return None
+        f.offset += len(rest)
+        chunk = self._whole(f, rest)
+        return chunk if chunk.lines else None
+
+    def take_rescued(self) -> list[Chunk]:
+        out, self.rescued = self.rescued, []
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"files": [f.state() for f in self.files.values()]}
+
+    def close(self) -> None:
+        for f in self.files.values():
+            with contextlib.suppress(OSError):
+                os.close(f.fd)
+        self.files.clear()
+
+
+def _base_dir(pattern: str) -> str:
+    """The deepest directory of `pattern` without glob characters."""
+    parts = pattern.split(os.sep)
+    for i, part in enumerate(parts):
+        if glob.has_magic(part):
+            return os.sep.join(parts[:i]) or os.sep
+    return os.path.dirname(pattern) or os.sep
+
+
+def _find_in_dir(directory: str, key: tuple[int, int]) -> tuple[str, os.stat_result] | None:
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.inode() == key[1] and entry.is_file():
+                st = entry.stat()
+                if (st.st_dev, st.st_ino) == key:
+                    return entry.path, st
+    return None
+
+
+def _last_line_end(fd: int, size: int) -> int:
+    """Where the last complete line ends: "start at the end" must not begin mid-line."""
+    start = max(0, size - 65536)
+    data = os.pread(fd, size - start, start)
+    nl = data.rfind(b"\n")
+    return start + nl + 1 if nl >= 0 else start

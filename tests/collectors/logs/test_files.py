@@ -1,0 +1,226 @@
+"""Following real files through every kind of rotation (collectors/logs/files.py):
+every line exactly once, what rotation made unreadable counted."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from collectors.logs.config import LogsConfig
+from collectors.logs.files import BYTES, LINES, MISSED, TRUNCATED, Follower
+
+
+def follower(tmp: Path, saved=None, counters=None, now=1000.0, **options) -> Follower:
+    options.setdefault("paths", (str(tmp / "*.log"),))
+    options.setdefault("start_at", "beginning")
+    return Follower(LogsConfig(**options), saved, counters if counters is not None else {}, now)
+
+
+def drain(f: Follower, now: float = 1000.0) -> list[tuple[str, str]]:
+    """Every line the follower hands out now, as (file label, line)."""
+    out = []
+    while True:
+        f.scan(now)
+        chunks, more = f.read(now, 1 << 20)
+        for c in f.take_rescued() + chunks:
+            assert c.data.endswith(b"\n") and c.data.count(b"\n") == c.lines
+            out += [(c.label, line) for line in c.data.decode().splitlines()]
+        if not more:
+            return out
+
+
+def write(path: Path, *lines: str, mode: str = "a") -> None:
+    with open(path, mode) as fh:
+        fh.write("".join(line + "\n" for line in lines))
+
+
+def lines_of(got):
+    return [line for _, line in got]
+
+
+def test_start_at_end_skips_what_was_there_but_not_files_that_appear_later(tmp_path):
+    write(tmp_path / "a.log", "old 1", "old 2")
+    f = follower(tmp_path, start_at="end")
+    assert drain(f) == []
+    write(tmp_path / "a.log", "new 1")
+    write(tmp_path / "b.log", "b 1", "b 2")  # appeared while running: read whole
+    assert sorted(lines_of(drain(f))) == ["b 1", "b 2", "new 1"]
+
+
+def test_a_partial_line_waits_for_its_newline(tmp_path):
+    log = tmp_path / "a.log"
+    log.write_text("one\ntw")
+    f = follower(tmp_path)
+    assert lines_of(drain(f)) == ["one"]
+    with open(log, "a") as fh:
+        fh.write("o\nthr")
+    assert lines_of(drain(f)) == ["two"]
+    counters = f.counters[str(log)]
+    assert counters[LINES] == 2 and counters[BYTES] == len("one\ntwo\n")
+
+
+def test_rename_and_create_reads_the_old_file_to_its_end_then_the_new_one(tmp_path):
+    log = tmp_path / "app.log"
+    write(log, "1", "2")
+    f = follower(tmp_path, paths=(str(log),), rotate_wait=5.0)
+    assert lines_of(drain(f)) == ["1", "2"]
+    write(log, "3")
+    os.rename(log, tmp_path / "app.log.1")  # outside the glob now
+    write(tmp_path / "app.log.1", "4")  # the writer has not reopened yet
+    write(log, "5")
+    assert sorted(lines_of(drain(f, 1001.0))) == ["3", "4", "5"]
+    assert len(f.files) == 2  # the old one stays open for rotate_wait
+    write(tmp_path / "app.log.1", "6")
+    assert lines_of(drain(f, 1003.0)) == ["6"]
+    assert drain(f, 1010.0) == [] and len(f.files) == 1
+
+
+def test_a_rename_within_the_glob_changes_the_label_only(tmp_path):
+    write(tmp_path / "app.log", "1")
+    f = follower(tmp_path, paths=(str(tmp_path / "app.log*"),))
+    assert drain(f) == [(str(tmp_path / "app.log"), "1")]
+    os.rename(tmp_path / "app.log", tmp_path / "app.log.1")
+    write(tmp_path / "app.log.1", "2")
+    write(tmp_path / "app.log", "3")
+    got = drain(f)
+    assert sorted(got) == [(str(tmp_path / "app.log"), "3"), (str(tmp_path / "app.log.1"), "2")]
+
+
+def test_copytruncate_restarts_at_zero_and_takes_the_rest_from_the_copy(tmp_path):
+    log = tmp_path / "app.log"
+    write(log, "1", "2")
+    f = follower(tmp_path, paths=(str(log),))
+    assert lines_of(drain(f)) == ["1", "2"]
+    write(log, "3", "4")  # not read yet when logrotate copies and truncates
+    (tmp_path / "app.log.1").write_bytes(log.read_bytes())
+    os.truncate(log, 0)
+    write(log, "5")
+    assert lines_of(drain(f)) == ["3", "4", "5"]
+    assert f.counters[str(log)][MISSED] == 0
+
+
+def test_copytruncate_with_the_copy_in_the_glob_reads_nothing_twice(tmp_path):
+    log = tmp_path / "app.log"
+    write(log, "1", "2")
+    f = follower(tmp_path, paths=(str(tmp_path / "app.log*"),))
+    assert lines_of(drain(f)) == ["1", "2"]
+    write(log, "3")
+    (tmp_path / "app.log.1").write_bytes(log.read_bytes())
+    os.truncate(log, 0)
+    write(log, "4")
+    assert sorted(lines_of(drain(f))) == ["3", "4"]
+
+
+def test_copytruncate_without_a_copy_counts_what_it_missed(tmp_path):
+    log = tmp_path / "app.log"
+    write(log, "1")
+    f = follower(tmp_path, paths=(str(log),))
+    drain(f)
+    write(log, "22")
+    f.scan(1000.0)
+    f._read_one(next(iter(f.files.values())), 1000.0, 0)  # saw the size, read nothing
+    os.truncate(log, 0)
+    write(log, "3")
+    assert lines_of(drain(f)) == ["3"]
+    assert f.counters[str(log)][MISSED] == 3
+
+
+def test_delete_and_recreate(tmp_path):
+    log = tmp_path / "app.log"
+    write(log, "1")
+    f = follower(tmp_path, paths=(str(log),))
+    drain(f)
+    write(log, "2")
+    log.unlink()
+    write(log, "3")
+    assert sorted(lines_of(drain(f))) == ["2", "3"]
+    assert len(f.files) == 1  # the deleted file is closed once read
+
+
+def test_inode_reuse_is_a_new_file(tmp_path):
+    log = tmp_path / "app.log"
+    write(log, "first file line")
+    f = follower(tmp_path, paths=(str(log),))
+    drain(f)
+    saved = f.state()
+    f.close()
+    log.unlink()
+    write(log, "second file, maybe the same inode")
+    st = log.stat()
+    for s in saved["files"]:  # make sure the saved entry names this inode
+        s["dev"], s["ino"] = st.st_dev, st.st_ino
+    f = follower(tmp_path, saved=saved, paths=(str(log),))
+    assert lines_of(drain(f)) == ["second file, maybe the same inode"]
+
+
+def test_restart_resumes_and_rotation_while_stopped_is_followed(tmp_path):
+    log = tmp_path / "app.log"
+    write(log, "1", "2")
+    counters: dict = {}
+    f = follower(tmp_path, counters=counters, paths=(str(log),))
+    drain(f)
+    saved = f.state()
+    f.close()
+    write(log, "3")  # written while we were stopped
+    os.rename(log, tmp_path / "app.log.1")
+    write(log, "4")
+    f = follower(tmp_path, saved=saved, counters=counters, paths=(str(log),), start_at="end")
+    assert sorted(lines_of(drain(f))) == ["3", "4"]
+    assert counters[str(log)][LINES] == 4
+
+
+def test_a_file_gone_while_stopped_counts_as_missed(tmp_path):
+    log = tmp_path / "app.log"
+    write(log, "1")
+    counters: dict = {}
+    f = follower(tmp_path, counters=counters, paths=(str(log),))
+    drain(f)
+    write(log, "2345")
+    f.scan(1000.0)
+    f._read_one(next(iter(f.files.values())), 1000.0, 0)
+    saved = f.state()
+    f.close()
+    log.unlink()
+    follower(tmp_path, saved=saved, counters=counters, paths=(str(log),))
+    assert counters[str(log)][MISSED] == 5
+
+
+def test_long_lines_are_cut_and_counted_even_across_a_restart(tmp_path):
+    log = tmp_path / "app.log"
+    write(log, "short", "x" * 1000, "after")
+    counters: dict = {}
+    f = follower(tmp_path, counters=counters, max_line_bytes=300)
+    assert lines_of(drain(f)) == ["short", "x" * 300, "after"]
+    with open(log, "a") as fh:
+        fh.write("y" * 700)  # a long line still being written
+    assert lines_of(drain(f)) == ["y" * 300]
+    saved = f.state()
+    f.close()
+    with open(log, "a") as fh:
+        fh.write("y" * 10 + "\nnext\n")
+    f = follower(tmp_path, saved=saved, counters=counters, max_line_bytes=300)
+    assert lines_of(drain(f)) == ["next"]
+    assert counters[str(log)][TRUNCATED] == 2
+
+
+def test_a_symlink_is_followed_and_a_retargeted_link_is_a_rotation(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    write(real / "one.txt", "a")
+    link = tmp_path / "current.log"
+    link.symlink_to(real / "one.txt")
+    f = follower(tmp_path, paths=(str(link),))
+    assert lines_of(drain(f)) == ["a"]
+    write(real / "one.txt", "b")
+    write(real / "two.txt", "c")
+    tmp_link = tmp_path / "tmp.link"
+    tmp_link.symlink_to(real / "two.txt")
+    os.replace(tmp_link, link)
+    assert sorted(lines_of(drain(f))) == ["b", "c"]
+
+
+def test_compressed_rotations_are_not_read(tmp_path):
+    write(tmp_path / "app.log.2.gz", "binary really")
+    write(tmp_path / "app.log", "1")
+    f = follower(tmp_path, paths=(str(tmp_path / "app.log*"),))
+    assert lines_of(drain(f)) == ["1"]
