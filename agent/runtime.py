@@ -26,6 +26,7 @@ import structlog
 from agent import __version__, logsetup, statedir
 from agent import config as config_mod
 from agent.api import ApiServer
+from agent.checkpoint import CheckpointStore
 from agent.config import Config
 from agent.exposition import render
 from agent.records import Metric, Record
@@ -37,6 +38,7 @@ from agent.shipper import SPECS as SHIPPER_SPECS
 from agent.shipper import Shipper, read_token
 from collectors import HOST_COLLECTORS
 from collectors.base import Collector, Spec
+from collectors.logs.tailer import LogCollector
 from collectors.source import HostSource, default_source
 
 log = structlog.get_logger()
@@ -102,6 +104,7 @@ class Agent:
         self.api: ApiServer | None = None
         self.lock = statedir.StateLock(config.agent.state_dir)
         self.shipper: Shipper | None = None
+        self.logs: LogCollector | None = None
         self._token: str | None = None
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
@@ -196,6 +199,10 @@ class Agent:
     async def start_collectors(self) -> None:
         cfg = self.config
         collectors = build_collectors(cfg, self.source)
+        if cfg.logs:
+            self.logs = LogCollector(cfg.logs, cfg.log_detectors, cfg.agent.state_dir)
+            await self.logs.start(self)
+            collectors.append(self.logs)
         collectors.append(SelfCollector(self.stats, self.started, extra=self.shipper_metrics))
         self.specs = {spec.name: spec for c in collectors for spec in c.specs}
         self.specs.update((spec.name, spec) for spec in SHIPPER_SPECS)
@@ -224,6 +231,9 @@ class Agent:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.logs is not None:
+            await self.logs.stop()  # commits what was read, while the buffer is open
+            self.logs = None
         self._retired = [s for s in self._retired + self.schedules if s.stuck]
         self.tasks.clear()
         self.schedules.clear()
@@ -243,6 +253,26 @@ class Agent:
         self.latest[collector] = records
         if self.shipper is not None:
             self.shipper.add(records)
+
+    # -- checkpoints: state that moves in step with the buffer (agent/checkpoint.py)
+
+    async def load_checkpoint(self, store: CheckpointStore, name: str) -> Any:
+        if self.shipper is not None:
+            return await self.shipper.load_checkpoint(store, name)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, store.load, name, None)
+
+    async def commit_checkpoint(
+        self, store: CheckpointStore, records: list[dict[str, Any]], parts: dict[str, Any]
+    ) -> None:
+        if self.shipper is not None:
+            await self.shipper.commit_checkpoint(store, records, parts)
+            return
+        # No hub, no buffer: events go to the journal, as structured log lines.
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, store.commit, None, [], parts)
+        for r in records:
+            log.info("log_event", **{k: v for k, v in r.items() if k != "kind"})
 
     def shipper_metrics(self, ts: float) -> list[Record]:
         return self.shipper.metrics(ts) if self.shipper is not None else []

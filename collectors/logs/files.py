@@ -15,7 +15,7 @@ What each rotation looks like here:
 
 - rename + create: the path now names a new inode. The old file stays open
   and is read to its end; it is closed once it has not grown for
-  `rotate_wait` (or at once when it is deleted). If the new name still
+  `rotate_wait`, deleted or not. If the new name still
   matches the glob, the file just changes its `file` label.
 - copytruncate: the same inode shrinks below our offset. Reading restarts
   at 0. What the writer added between our last read and the truncation
@@ -94,6 +94,7 @@ class Followed:
     rotated: bool = False  # no longer found by the glob
     last_growth: float = 0.0
     fd: int = -1
+    seen: tuple[int, int] = (-1, -1)  # (size, mtime) at the last read
 
     @property
     def key(self) -> tuple[int, int]:
@@ -284,15 +285,16 @@ class Follower:
             return False
 
     def _done_with(self, f: Followed, now: float) -> bool:
-        try:
-            gone = os.fstat(f.fd).st_nlink == 0
-        except OSError:
-            gone = True
-        return gone or now - f.last_growth >= self.config.rotate_wait
+        # Deleted files too: a writer that still holds one may write more
+        # (logrotate's compress without delaycompress).
+        return now - f.last_growth >= self.config.rotate_wait
 
     def _read_one(self, f: Followed, now: float, limit: int) -> tuple[Chunk | None, bool]:
         st = os.fstat(f.fd)
         size = st.st_size
+        if (size, st.st_mtime_ns) == f.seen and size <= f.offset:
+            return None, False  # untouched since last time: an idle file costs one fstat
+        f.seen = (size, st.st_mtime_ns)
         if size < f.offset or (f.fp_len and fingerprint(f.fd, f.fp_len) != f.fp):
             self._truncated(f, size)
         if size > f.size_seen:

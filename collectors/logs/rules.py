@@ -1,0 +1,277 @@
+"""Lines in, events and counters out: rules, detectors and rate limits.
+
+Text logs go through one multi-pattern scan per chunk (matcher.py): the
+rules, the failed-login prefilter and the error-level pattern together, so
+a line that nothing matches costs no Python at all. Only matched lines are
+decoded. JSON logs are parsed line by line (a rule can test fields).
+
+Every matching line counts in `log_matches_total{rule, file}`; events carry
+the line, the rule's named groups and `context_lines` lines before it, at
+most `events_per_minute` per rule; the rest of a storm is one summary event
+per rule and minute with the number not sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.records import Event
+from collectors.logs.config import LogsConfig, RuleConfig
+from collectors.logs.defaults import DEFAULT_RULES
+from collectors.logs.detectors import AuthDetector, Finding, SignatureDetector, VolumeDetector
+from collectors.logs.files import Chunk
+from collectors.logs.matcher import build_matcher
+
+MAX_EVENT_LINE = 4096  # characters of a line kept in an event
+ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "alert", "emerg", "panic"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    severity: str
+    regex: re.Pattern[str] | None  # on the decoded line (or JSON message)
+    fields: tuple[str, ...]
+    match: tuple[tuple[str, re.Pattern[str]], ...]  # JSON field -> whole-value regex
+
+    @classmethod
+    def from_config(cls, rc: RuleConfig) -> Rule:
+        return cls(
+            rc.name,
+            rc.severity,
+            re.compile(rc.pattern) if rc.pattern else None,
+            rc.fields,
+            tuple((k, re.compile(v)) for k, v in rc.match.items()),
+        )
+
+    def extract(self, text: str) -> dict[str, str]:
+        if self.regex is None:
+            return {}
+        m = self.regex.search(text)
+        if m is None:
+            return {}
+        groups = {k: v for k, v in m.groupdict().items() if v is not None}
+        return {k: groups[k] for k in self.fields if k in groups} if self.fields else groups
+
+
+def rules_for(config: LogsConfig) -> list[Rule]:
+    """The table's own rules, then the default set (a rule of the same name wins)."""
+    rules = [Rule.from_config(r) for r in config.rules]
+    if config.default_rules:
+        own = {r.name for r in rules}
+        rules += [
+            Rule(name, severity, re.compile(pattern), (), ())
+            for name, pattern, severity in DEFAULT_RULES
+            if name not in own
+        ]
+    return rules
+
+
+class Detectors:
+    """The host-wide detectors; each [[logs]] table chooses which it feeds."""
+
+    def __init__(
+        self, auth: AuthDetector, volume: VolumeDetector, signatures: SignatureDetector
+    ) -> None:
+        self.auth = auth
+        self.volume = volume
+        self.signatures = signatures
+
+
+class RateLimiter:
+    """At most `per_minute` events per rule in each wall-clock minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.minute: dict[str, int] = {}
+        self.sent: dict[str, int] = {}
+        self.suppressed: dict[str, tuple[int, str, str]] = {}  # rule -> (n, file, severity)
+        self.suppressed_total: dict[str, int] = {}
+
+    def allow(self, rule: str, now: float) -> bool:
+        minute = int(now // 60)
+        if self.minute.get(rule) != minute:
+            self.minute[rule], self.sent[rule] = minute, 0
+        if self.sent[rule] < self.per_minute:
+            self.sent[rule] += 1
+            return True
+        return False
+
+    def suppress(self, rule: str, file: str, severity: str) -> None:
+        n = self.suppressed.get(rule, (0, file, severity))[0]
+        self.suppressed[rule] = (n + 1, file, severity)
+        self.suppressed_total[rule] = self.suppressed_total.get(rule, 0) + 1
+
+    def summaries(self, now: float) -> list[Event]:
+        """Summary events for rules whose minute has passed with matches not sent."""
+        minute = int(now // 60)
+        out = []
+        for rule, (n, file, severity) in list(self.suppressed.items()):
+            if self.minute.get(rule, minute) < minute:
+                del self.suppressed[rule]
+                out.append(
+                    Event(
+                        "log",
+                        now,
+                        f"{rule}: {n} more matching lines in the last minute, not sent one by one",
+                        severity,
+                        {"rule": rule, "file": file, "suppressed": n},
+                    )
+                )
+        return out
+
+
+class TableProcessor:
+    """Applies one [[logs]] table's rules and detectors to its chunks."""
+
+    def __init__(
+        self,
+        config: LogsConfig,
+        detectors: Detectors,
+        matches: dict[tuple[str, str], int],
+        limiter: RateLimiter,
+        engine: str = "auto",
+    ) -> None:
+        self.config = config
+        self.detectors = detectors
+        self.matches = matches  # (rule, file) -> lines matched, shared and persisted
+        self.limiter = limiter
+        self.rules = rules_for(config)
+        self.auth = "auth" in config.detectors
+        self.volume = "volume" in config.detectors
+        self.new_errors = "new_errors" in config.detectors
+        patterns = [r.regex.pattern if r.regex else "" for r in self.rules]
+        self.auth_ids = range(len(patterns), len(patterns) + len(AuthDetector.PREFILTER))
+        patterns += AuthDetector.PREFILTER
+        self.error_id = len(patterns)
+        patterns.append(SignatureDetector.ERROR_PATTERN)
+        # Rules without a pattern only test JSON fields: keep them out of the scan.
+        self.scanned = [i for i, p in enumerate(patterns) if p]
+        self.matcher = build_matcher([patterns[i] for i in self.scanned], engine)
+        self.prefilter = [re.compile(p) for p in AuthDetector.PREFILTER]
+        self.error_re = re.compile(SignatureDetector.ERROR_PATTERN)
+        self.tails: dict[str, list[str]] = {}  # file -> last lines, for context
+
+    @property
+    def engine(self) -> str:
+        return self.matcher.engine
+
+    def process(self, chunk: Chunk, now: float, emit: Callable[[Event], None]) -> None:
+        if self.config.format == "json":
+            self._process_json(chunk, now, emit)
+        else:
+            self._process_text(chunk, now, emit)
+        if self.volume:
+            self._findings(self.detectors.volume.observe(chunk.label, chunk.lines, now), now, emit)
+        self._remember_tail(chunk)
+
+    def _process_text(self, chunk: Chunk, now: float, emit: Callable[[Event], None]) -> None:
+        data, encoding = chunk.data, self.config.encoding
+        for start, end, found in self.matcher.scan(data):
+            ids = {self.scanned[i] for i in found}
+            line = data[start:end].decode(encoding, "replace")
+            hits = [self.rules[i] for i in sorted(ids) if i < len(self.rules)]
+            for rule in hits:
+                self._matched(rule, line, rule.extract(line), chunk, data, start, now, emit)
+            if self.auth and not ids.isdisjoint(self.auth_ids):
+                self._findings(self.detectors.auth.feed(line, now), now, emit)
+            if self.new_errors and (hits or self.error_id in ids):
+                rule_name = hits[0].name if hits else None
+                found_new = self.detectors.signatures.feed(line, chunk.label, now, rule_name)
+                self._findings(found_new, now, emit)
+
+    def _process_json(self, chunk: Chunk, now: float, emit: Callable[[Event], None]) -> None:
+        cfg = self.config
+        text = chunk.data.decode(cfg.encoding, "replace")
+        pos = 0
+        for raw in text.split("\n")[:-1]:
+            start, pos = pos, pos + len(raw.encode(cfg.encoding, "replace")) + 1
+            obj = _json_object(raw)
+            message = str(obj.get(cfg.json_message_key, obj.get("msg", raw)))
+            hits = [r for r in self.rules if _rule_matches(r, obj, message)]
+            for rule in hits:
+                fields = {**rule.extract(message), **_json_fields(obj, rule)}
+                self._matched(rule, raw, fields, chunk, chunk.data, start, now, emit)
+            if self.auth and any(p.search(message) for p in self.prefilter):
+                self._findings(self.detectors.auth.feed(message, now), now, emit)
+            level = str(obj.get(cfg.json_level_key, "")).lower()
+            if self.new_errors and (hits or level in ERROR_LEVELS):
+                rule_name = hits[0].name if hits else None
+                found_new = self.detectors.signatures.feed(message, chunk.label, now, rule_name)
+                self._findings(found_new, now, emit)
+
+    def _matched(
+        self,
+        rule: Rule,
+        line: str,
+        fields: Mapping[str, Any],
+        chunk: Chunk,
+        data: bytes,
+        start: int,
+        now: float,
+        emit: Callable[[Event], None],
+    ) -> None:
+        key = (rule.name, chunk.label)
+        self.matches[key] = self.matches.get(key, 0) + 1
+        if not self.limiter.allow(rule.name, now):
+            self.limiter.suppress(rule.name, chunk.label, rule.severity)
+            return
+        event_fields = {
+            "file": chunk.label,
+            "rule": rule.name,
+            "line": line[:MAX_EVENT_LINE],
+            "context": self._context(chunk.label, data, start),
+            "fields": dict(fields),
+        }
+        emit(Event("log", now, line[:MAX_EVENT_LINE], rule.severity, event_fields))
+
+    def _context(self, label: str, data: bytes, start: int) -> list[str]:
+        """Up to context_lines lines before the line at `start`."""
+        want = self.config.context_lines
+        out: list[bytes] = []
+        end = start - 1  # the newline that ends the previous line
+        while len(out) < want and end >= 0:
+            begin = data.rfind(b"\n", 0, end) + 1
+            out.append(data[begin:end])
+            end = begin - 1
+        lines = [b.decode(self.config.encoding, "replace")[:MAX_EVENT_LINE] for b in reversed(out)]
+        if len(lines) < want:  # the lines before came in an earlier chunk
+            lines = self.tails.get(label, [])[len(lines) - want :] + lines
+        return lines
+
+    def _remember_tail(self, chunk: Chunk) -> None:
+        want = self.config.context_lines
+        if not want:
+            return
+        data = chunk.data
+        lines = self._context(chunk.label, data, len(data))
+        self.tails[chunk.label] = lines[-want:]
+
+    def _findings(
+        self, findings: Sequence[Finding], now: float, emit: Callable[[Event], None]
+    ) -> None:
+        for f in findings:
+            kind = "security" if f.detector == "auth" else "log"
+            emit(Event(kind, now, f.message, f.severity, {"detector": f.detector, **f.fields}))
+
+
+def _json_object(raw: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _rule_matches(rule: Rule, obj: Mapping[str, Any], message: str) -> bool:
+    if rule.regex is not None and not rule.regex.search(message):
+        return False
+    return all(k in obj and p.fullmatch(str(obj[k])) for k, p in rule.match)
+
+
+def _json_fields(obj: Mapping[str, Any], rule: Rule) -> dict[str, Any]:
+    return {k: obj[k] for k, _ in rule.match if k in obj}

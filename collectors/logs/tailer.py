@@ -1,0 +1,357 @@
+"""The log collector: a long-running source (`start`/`stop`) that follows
+the files of every [[logs]] table, plus `collect()` for its counters.
+
+Loop. A step (in the collector's own worker thread) rescans the globs,
+reads what the files added, and runs rules and detectors over it; events
+collect in memory. Change notifications (watchfiles) start a step at once;
+without them, or if one is lost, the step every `poll_interval` catches up.
+Idle files cost a stat each per poll and nothing else.
+
+Commit. Offsets, counters and detector state move in step with the
+events: `commit` hands both to agent/checkpoint.py, which appends the
+events to the disk buffer and makes the new state durable as one step as
+far as a crash can tell. Until then nothing read since the last commit
+counts, so a kill -9 makes the next start read those lines again, and
+they produce the same events and counts once. Commits come at most every
+COMMIT_EVERY seconds while events wait, STATE_EVERY while only offsets
+moved. A full disk stops reading (not collecting: the data waits in the
+files) until a commit succeeds.
+
+`collect()` reports only committed counters, so the exported counters
+never run ahead of what a crash would keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from agent.checkpoint import CheckpointStore
+from agent.records import Event, Metric, Record
+from collectors.base import Collector, counter, gauge
+from collectors.logs.config import LogDetectorsConfig, LogsConfig
+from collectors.logs.detectors import AuthDetector, SignatureDetector, VolumeDetector
+from collectors.logs.files import BYTES, COUNTERS, LINES, MISSED, REREAD, TRUNCATED, Follower
+from collectors.logs.rules import Detectors, RateLimiter, TableProcessor
+
+log = structlog.get_logger("vigil.collectors.logs")
+
+STEP_BYTES = 8 << 20  # read at most this much per step before committing
+COMMIT_EVERY = 0.25  # seconds between commits while events wait
+STATE_EVERY = 1.0  # seconds between commits when only offsets moved
+
+
+class Committer(Protocol):
+    """What the agent gives the collector: the disk buffer, or local state only."""
+
+    async def load_checkpoint(self, store: CheckpointStore, name: str) -> Any: ...
+
+    async def commit_checkpoint(
+        self, store: CheckpointStore, records: list[dict[str, Any]], parts: dict[str, Any]
+    ) -> None: ...
+
+
+def table_key(config: LogsConfig) -> str:
+    """A table is known by its paths across restarts and reloads."""
+    return "\n".join(config.paths)
+
+
+class LogCollector(Collector):
+    name = "logs"
+    blocking = False  # collect() only reads committed numbers from memory
+    specs = (
+        counter("log_lines_read_total", "Lines read from a log file."),
+        counter("log_bytes_read_total", "Bytes of complete lines read from a log file."),
+        counter(
+            "log_bytes_missed_total",
+            "Bytes a rotation or truncation made unreadable before they were read.",
+        ),
+        counter("log_bytes_reread_total", "Bytes read again after a crash or restart."),
+        counter("log_lines_truncated_total", "Lines cut at max_line_bytes."),
+        counter("log_matches_total", "Lines a rule matched."),
+        counter("log_events_suppressed_total", "Rule matches not sent as events (rate limit)."),
+        counter("auth_failures_total", "Failed authentication attempts, by remote address."),
+        counter("auth_failures_by_user_total", "Failed authentication attempts, by user name."),
+        gauge("log_files_watched", "Log files open for reading."),
+    )
+
+    def __init__(
+        self,
+        tables: Sequence[LogsConfig],
+        detectors: LogDetectorsConfig,
+        state_dir: Path,
+        engine: str = "auto",
+    ) -> None:
+        self.tables = tuple(tables)
+        self.detector_config = detectors
+        self.store = CheckpointStore(state_dir / "logs")
+        self.engine = engine
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logs")
+        self.committer: Committer | None = None
+        self.followers: list[Follower] = []
+        self.processors: list[TableProcessor] = []
+        self.counters: dict[str, list[int]] = {}
+        self.matches: dict[tuple[str, str], int] = {}
+        self.limiter = RateLimiter(1)
+        self.detectors: Detectors | None = None
+        self.events: list[Event] = []  # produced, not yet committed
+        self.committed: dict[str, Any] = {}  # the last committed "tail" part
+        self.view: dict[str, Any] = {}  # what collect() reports: counters as committed
+        self.templates_committed: Any = None
+        self.commit_error: str | None = None
+        self.last_commit = 0.0
+        self.wake = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.watched: frozenset[str] = frozenset()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self, committer: Committer) -> None:
+        self.committer = committer
+        tail = await committer.load_checkpoint(self.store, "tail") or {}
+        templates = await committer.load_checkpoint(self.store, "templates")
+        for repair in self.store.repairs:
+            log.warning("log_state_repaired", what=repair)
+        await self._in_thread(self._setup, tail, templates, self.store.discarded.get("tail"))
+        self.committed, _, self.view = await self._in_thread(self._parts)
+        self.templates_committed = templates
+        self.tasks = [asyncio.create_task(self._loop(), name="logs:tail")]
+        if any(t.watch == "auto" for t in self.tables):
+            self.tasks.append(asyncio.create_task(self._watch(), name="logs:watch"))
+        log.info(
+            "log_tailing_started",
+            files=sum(len(f.files) for f in self.followers),
+            engine=self.processors[0].engine if self.processors else None,
+        )
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks = []
+        if self.committer is not None and self.followers:
+            with contextlib.suppress(OSError):
+                await self._commit()  # what was read is kept; failing that, read again
+        await self._in_thread(self._close)
+        self.thread.shutdown(wait=False)
+
+    async def _in_thread(self, func: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.thread, func, *args)
+
+    def _setup(self, tail: dict[str, Any], templates: Any, discarded: Any) -> None:
+        cfg = self.detector_config
+        now = time.time()
+        self.counters = {k: list(v) for k, v in tail.get("counters", {}).items()}
+        self.matches = {(r, f): n for r, f, n in tail.get("matches", [])}
+        auth = tail.get("auth")
+        volume = tail.get("volume")
+        self.detectors = Detectors(
+            AuthDetector.restore(auth, cfg.auth_threshold, cfg.auth_window)
+            if auth
+            else AuthDetector(cfg.auth_threshold, cfg.auth_window),
+            VolumeDetector.restore(
+                volume, cfg.volume_factor, cfg.volume_min_lines, int(cfg.volume_learn // 60)
+            )
+            if volume
+            else VolumeDetector(
+                cfg.volume_factor, cfg.volume_min_lines, int(cfg.volume_learn // 60)
+            ),
+            SignatureDetector.restore(templates, cfg.max_templates)
+            if templates
+            else SignatureDetector(cfg.max_templates),
+        )
+        self.limiter = RateLimiter(min(t.events_per_minute for t in self.tables))
+        saved_tables = tail.get("tables", {})
+        for table in self.tables:
+            saved = saved_tables.get(table_key(table))
+            self._count_reread(saved, (discarded or {}).get("tables", {}).get(table_key(table)))
+            self.followers.append(Follower(table, saved, self.counters, now))
+            self.processors.append(
+                TableProcessor(table, self.detectors, self.matches, self.limiter, self.engine)
+            )
+
+    def _count_reread(self, saved: Any, discarded: Any) -> None:
+        """A crash lost state that had gone further than the committed one:
+        the bytes in between are read again (at least that many)."""
+        if not saved or not discarded:
+            return
+        before = {(f["dev"], f["ino"]): f["offset"] for f in saved["files"]}
+        for f in discarded["files"]:
+            ahead = f["offset"] - before.get((f["dev"], f["ino"]), f["offset"])
+            if ahead > 0:
+                self.counters.setdefault(f["path"], [0] * len(COUNTERS))[REREAD] += ahead
+
+    def _close(self) -> None:
+        for follower in self.followers:
+            follower.close()
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        poll = min(t.poll_interval for t in self.tables)
+        while True:
+            if self.commit_error is None:
+                more = await self._in_thread(self._step)
+            else:
+                more = False  # the buffer refused the last commit: read nothing new
+            due = await self._commit_if_due()
+            if more and self.commit_error is None:
+                await asyncio.sleep(0)
+                continue
+            timeout = poll if due is None else min(poll, due)
+            waiter = asyncio.ensure_future(self.wake.wait())
+            await asyncio.wait([waiter], timeout=timeout)
+            waiter.cancel()
+            self.wake.clear()
+
+    def _step(self) -> bool:
+        now = time.time()
+        more = False
+        for follower, processor in zip(self.followers, self.processors):
+            follower.scan(now)
+            chunks, left = follower.read(now, STEP_BYTES)
+            more = more or left
+            for chunk in follower.take_rescued() + chunks:
+                processor.process(chunk, now, self.events.append)
+        self.events.extend(self.limiter.summaries(now))
+        return more
+
+    async def _commit_if_due(self) -> float | None:
+        """Commit when due; otherwise seconds until it will be (None: nothing to commit)."""
+        since = time.monotonic() - self.last_commit
+        if self.events:
+            wait = COMMIT_EVERY - since
+        elif await self._in_thread(self._moved):
+            wait = STATE_EVERY - since
+        else:
+            return None
+        if wait > 0:
+            return wait
+        try:
+            await self._commit()
+        except OSError as exc:
+            error = f"cannot commit log state: {exc.strerror or exc}"
+            if error != self.commit_error:
+                log.error("log_commit_failed", error=error, waiting_events=len(self.events))
+            self.commit_error = error
+            return 1.0
+        if self.commit_error is not None:
+            log.info("log_commit_resumed")
+        self.commit_error = None
+        return None
+
+    def _moved(self) -> bool:
+        return self._tail_part() != self.committed
+
+    async def _commit(self) -> None:
+        assert self.committer is not None
+        tail, templates, view = await self._in_thread(self._parts)
+        events, self.events = self.events, []
+        parts: dict[str, Any] = {"tail": tail}
+        if templates != self.templates_committed:
+            parts["templates"] = templates  # only when it changed: it can be large
+        try:
+            await self.committer.commit_checkpoint(self.store, [e.to_dict() for e in events], parts)
+        except BaseException:
+            self.events = events + self.events  # try again with everything
+            raise
+        self.last_commit = time.monotonic()
+        self.committed, self.templates_committed, self.view = tail, templates, view
+
+    def _parts(self) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+        """The state to commit, and the counters it commits, taken together."""
+        assert self.detectors is not None
+        view = {
+            "counters": {k: tuple(v) for k, v in self.counters.items()},
+            "matches": dict(self.matches),
+            "by_remote": dict(self.detectors.auth.by_remote),
+            "by_user": dict(self.detectors.auth.by_user),
+        }
+        return self._tail_part(), self.detectors.signatures.snapshot(), view
+
+    def _tail_part(self) -> dict[str, Any]:
+        assert self.detectors is not None
+        return {
+            "tables": {table_key(f.config): f.state() for f in self.followers},
+            "counters": {k: list(v) for k, v in self.counters.items()},
+            "matches": [[r, f, n] for (r, f), n in sorted(self.matches.items())],
+            "auth": self.detectors.auth.snapshot(),
+            "volume": self.detectors.volume.snapshot(),
+        }
+
+    # -- change notifications -----------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Wake the loop on changes in the watched directories; restart the
+        watcher when the set of directories changes. Polling goes on regardless."""
+        import watchfiles
+
+        while True:
+            dirs = frozenset(
+                d for f in self.followers if f.config.watch == "auto" for d in f.directories
+            )
+            if not dirs:
+                await asyncio.sleep(min(t.poll_interval for t in self.tables))
+                continue
+            stop = asyncio.Event()
+            self.watched = dirs
+            try:
+                async for changes in watchfiles.awatch(
+                    *sorted(dirs),
+                    watch_filter=None,
+                    debounce=50,
+                    step=20,
+                    stop_event=stop,
+                    recursive=any("**" in p for t in self.tables for p in t.paths),
+                    ignore_permission_denied=True,
+                    rust_timeout=5000,
+                    yield_on_timeout=True,
+                ):
+                    if changes:  # empty: the periodic timeout, to notice new directories
+                        self.wake.set()
+                    if self._directories() != dirs:
+                        break
+            except (OSError, RuntimeError) as exc:
+                log.warning("log_watch_unavailable_polling", error=str(exc))
+                await asyncio.sleep(60)
+
+    def _directories(self) -> frozenset[str]:
+        return frozenset(
+            d for f in self.followers if f.config.watch == "auto" for d in f.directories
+        )
+
+    # -- metrics ---------------------------------------------------------------------
+
+    def collect(self, ts: float, mono: float) -> list[Record]:
+        view = self.view
+        out: list[Record] = []
+        names = (
+            ("log_lines_read_total", LINES),
+            ("log_bytes_read_total", BYTES),
+            ("log_bytes_missed_total", MISSED),
+            ("log_bytes_reread_total", REREAD),
+            ("log_lines_truncated_total", TRUNCATED),
+        )
+        for label, values in view.get("counters", {}).items():
+            labels = {"file": label}
+            out.extend(Metric(n, values[i], ts, labels, "counter") for n, i in names)
+        for (rule, label), n in view.get("matches", {}).items():
+            out.append(Metric("log_matches_total", n, ts, {"rule": rule, "file": label}, "counter"))
+        for remote, n in view.get("by_remote", {}).items():
+            out.append(Metric("auth_failures_total", n, ts, {"remote": remote}, "counter"))
+        for user, n in view.get("by_user", {}).items():
+            if not user:  # not logged (PAM-only lines): counted in by_remote only
+                continue
+            out.append(Metric("auth_failures_by_user_total", n, ts, {"user": user}, "counter"))
+        for rule, n in self.limiter.suppressed_total.items():
+            out.append(Metric("log_events_suppressed_total", n, ts, {"rule": rule}, "counter"))
+        watched = sum(len(f.files) for f in self.followers)
+        out.append(Metric("log_files_watched", watched, ts))
+        return out
