@@ -173,7 +173,7 @@ class TableProcessor:
         data, encoding = chunk.data, self.config.encoding
         for start, end, found in self.matcher.scan(data):
             ids = {self.scanned[i] for i in found}
-            line = data[start:end].decode(encoding, "replace")
+            line = _text(data[start:end], encoding)
             hits = [self.rules[i] for i in sorted(ids) if i < len(self.rules)]
             for rule in hits:
                 self._matched(rule, line, rule.extract(line), chunk, data, start, now, emit)
@@ -186,10 +186,10 @@ class TableProcessor:
 
     def _process_json(self, chunk: Chunk, now: float, emit: Callable[[Event], None]) -> None:
         cfg = self.config
-        text = chunk.data.decode(cfg.encoding, "replace")
         pos = 0
-        for raw in text.split("\n")[:-1]:
-            start, pos = pos, pos + len(raw.encode(cfg.encoding, "replace")) + 1
+        for piece in chunk.data.split(b"\n")[:-1]:
+            start, pos = pos, pos + len(piece) + 1
+            raw = _text(piece, cfg.encoding)
             obj = _json_object(raw)
             message = str(obj.get(cfg.json_message_key, obj.get("msg", raw)))
             hits = [r for r in self.rules if _rule_matches(r, obj, message)]
@@ -238,7 +238,8 @@ class TableProcessor:
             begin = data.rfind(b"\n", 0, end) + 1
             out.append(data[begin:end])
             end = begin - 1
-        lines = [b.decode(self.config.encoding, "replace")[:MAX_EVENT_LINE] for b in reversed(out)]
+        encoding = self.config.encoding
+        lines = [_text(b, encoding)[:MAX_EVENT_LINE] for b in reversed(out)]
         if len(lines) < want:  # the lines before came in an earlier chunk
             lines = self.tails.get(label, [])[len(lines) - want :] + lines
         return lines
@@ -257,6 +258,11 @@ class TableProcessor:
         for f in findings:
             kind = "security" if f.detector == "auth" else "log"
             emit(Event(kind, now, f.message, f.severity, {"detector": f.detector, **f.fields}))
+
+
+def _text(raw: bytes, encoding: str) -> str:
+    """A line as text: undecodable bytes replaced, a CRLF line's CR dropped."""
+    return raw.decode(encoding, "replace").removesuffix("\r")
 
 
 def _json_object(raw: str) -> dict[str, Any]:
