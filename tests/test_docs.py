@@ -12,6 +12,7 @@ from agent.config import Config
 from agent.selfmetrics import SelfCollector
 from agent.shipper import SPECS as SHIPPER_SPECS
 from collectors import HOST_COLLECTORS
+from collectors.logs.tailer import LogCollector
 
 DOCS = Path(__file__).parents[1] / "docs"
 
@@ -22,7 +23,7 @@ def test_every_metric_is_documented_once_with_its_type():
     documented = dict(rows)
     assert len(rows) == len(documented), "a metric is documented twice"
     specs = [s for cls in [*HOST_COLLECTORS.values(), SelfCollector] for s in cls.specs]
-    specs += SHIPPER_SPECS
+    specs += [*SHIPPER_SPECS, *LogCollector.specs]
     for spec in specs:
         assert documented.get(spec.name) == spec.type, spec.name
     assert set(documented) == {s.name for s in specs}, "documented metrics nobody emits"
@@ -33,8 +34,12 @@ def _keys(cls, prefix=""):
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
-        if dataclasses.is_dataclass(hints[f.name]):
-            yield from _keys(hints[f.name], f"{prefix}{f.name}.")
+        tp = hints[f.name]
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) is tuple and args and dataclasses.is_dataclass(args[0]):
+            tp = args[0]  # an array of tables: [[logs]], [[logs.rules]]
+        if dataclasses.is_dataclass(tp):
+            yield from _keys(tp, f"{prefix}{f.name}.")
         else:
             yield prefix + f.name
 
@@ -44,13 +49,14 @@ def test_every_config_key_is_documented():
     tables = {}
     current = None
     for line in text.splitlines():
-        if m := re.match(r"^#+ `\[([a-z.]+)\]`", line):
+        if m := re.match(r"^#+ `\[\[?([a-z_.]+)\]?\]`", line):
             current = m.group(1)
             tables[current] = set()
         elif current and (m := re.match(r"^\| `([a-z_]+)` \|", line)):
             tables[current].add(m.group(1))
     keys = list(_keys(Config))
     assert "host.network.include_loopback" in keys and "agent.interval" in keys
+    assert "logs.rules.pattern" in keys
     for key in keys:
         table, _, name = key.rpartition(".")
         assert name in tables.get(table, set()), f"[{table}] {name} is not in docs/configuration.md"
