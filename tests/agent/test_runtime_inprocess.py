@@ -20,9 +20,12 @@ from tests.e2e.harness import free_port
 def test_daemon_never_blocks_its_loop(tmp_path):
     port = free_port()
     path = tmp_path / "agent.toml"
+    log = tmp_path / "app.log"
+    log.write_text("started\nERROR database connection failed: refused\n")
     path.write_text(
         f'[agent]\nstate_dir = "{tmp_path / "state"}"\ninterval = "100ms"\n'
         f'[api]\nlisten = "127.0.0.1:{port}"\n'
+        f'[[logs]]\npaths = ["{log}"]\nstart_at = "beginning"\n'
     )
     logsetup.configure("warning", "json")
     agent = Agent(config.load(path), str(path))
@@ -32,9 +35,11 @@ def test_daemon_never_blocks_its_loop(tmp_path):
         running = asyncio.create_task(agent.run())
         async with aiohttp.ClientSession() as http:
             for _ in range(200):
-                if agent.stats.get("diskio") and agent.stats["diskio"].runs >= 3:
+                logs = agent.logs.view.get("matches") if agent.logs else None
+                if agent.stats.get("diskio") and agent.stats["diskio"].runs >= 3 and logs:
                     break
                 await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # a few more runs of the logs collector
             async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
                 text = await resp.text()
             async with http.get(f"http://127.0.0.1:{port}/status") as resp:
@@ -50,6 +55,7 @@ def test_daemon_never_blocks_its_loop(tmp_path):
         structlog.reset_defaults()
     assert code == 0
     assert "disk_reads_per_second" in text and "memory_available_bytes" in text
+    assert f'log_matches_total{{file="{log}",rule="database_connection_failed"}} 1' in text
     assert [(c["name"], c["last_error"]) for c in status["collectors"] if c["errors"]] == []
     assert agent.stats["cpu"].runs >= 3
     # the process gets its default signal handling back
