@@ -128,4 +128,17 @@ def status_text(status: Mapping[str, Any]) -> str:
         )
         if ship["last_error"]:
             text += f"last error: {ship['last_error']}\n"
+    logs = status.get("logs")
+    if logs:
+        text += f"\nlogs: {len(logs['files'])} files, matcher {logs['engine']}"
+        text += f", {logs['events_waiting']} events waiting to commit\n"
+        if logs["commit_error"]:
+            text += f"log commit error: {logs['commit_error']}\n"
+        text += table(
+            ("FILE", "OFFSET", "SIZE", "ROTATED"),
+            [
+                (f["path"], str(f["offset"]), str(f["size"]), "yes" if f["rotated"] else "")
+                for f in logs["files"]
+            ],
+        )
     return text

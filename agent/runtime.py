@@ -353,6 +353,7 @@ class Agent:
             "state_dir": str(self.config.agent.state_dir),
             "errors": sum(st.errors + st.timeouts for st in self.stats.values()),
             "shipper": self.shipper.status() if self.shipper is not None else None,
+            "logs": self.logs.status() if self.logs is not None else None,
             "collectors": [
                 {
                     "name": s.name,

@@ -327,6 +327,25 @@ class LogCollector(Collector):
             d for f in self.followers if f.config.watch == "auto" for d in f.directories
         )
 
+    def status(self) -> dict[str, Any]:
+        """For `vigil status`: the committed position of every file."""
+        files = [
+            {
+                "path": f["path"],
+                "offset": f["offset"],
+                "size": f["size_seen"],
+                "rotated": f["rotated"],
+            }
+            for table in self.committed.get("tables", {}).values()
+            for f in table["files"]
+        ]
+        return {
+            "engine": self.processors[0].engine if self.processors else None,
+            "files": files,
+            "events_waiting": len(self.events),
+            "commit_error": self.commit_error,
+        }
+
     # -- metrics ---------------------------------------------------------------------
 
     def collect(self, ts: float, mono: float) -> list[Record]:
