@@ -1,5 +1,6 @@
-"""The agent's local endpoint: GET /metrics (Prometheus text) and
-GET /status (JSON, what `vigil status` prints). Off unless `[api] listen`
+"""The agent's local endpoint: GET /metrics (Prometheus text),
+GET /status (JSON, what `vigil status` prints) and GET /alerts/test?rule=NAME
+(why a rule would or would not fire now, for `vigil alerts test`). Off unless `[api] listen`
 is set. aiohttp is imported only when it is, to keep the default
 footprint small."""
 
@@ -19,11 +20,16 @@ log = structlog.get_logger()
 
 class ApiServer:
     def __init__(
-        self, listen: str, metrics: Callable[[], str], status: Callable[[], dict[str, Any]]
+        self,
+        listen: str,
+        metrics: Callable[[], str],
+        status: Callable[[], dict[str, Any]],
+        explain: Callable[[str], dict[str, Any] | None] | None = None,
     ):
         self.listen = listen
         self.metrics = metrics
         self.status = status
+        self.explain = explain
         self._runner: Any = None
 
     async def start(self) -> None:
@@ -36,9 +42,16 @@ class ApiServer:
         async def get_status(request: web.Request) -> web.Response:
             return web.Response(text=json.dumps(self.status()), content_type="application/json")
 
+        async def get_alert_test(request: web.Request) -> web.Response:
+            found = self.explain(request.query.get("rule", "")) if self.explain else None
+            if found is None:
+                return web.json_response({"error": "no such rule"}, status=404)
+            return web.Response(text=json.dumps(found), content_type="application/json")
+
         app = web.Application()
         app.router.add_get("/metrics", get_metrics)
         app.router.add_get("/status", get_status)
+        app.router.add_get("/alerts/test", get_alert_test)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, port = split_host_port(self.listen)

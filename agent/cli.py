@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("check-config", cmd_check_config, "validate the configuration and exit")
     status = command("status", cmd_status, "show the running agent's state")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    alerts = command("alerts", cmd_alerts, "list alert rules and their state; test one")
+    alerts.add_argument("action", nargs="?", choices=["list", "test"], default="list")
+    alerts.add_argument("rule", nargs="?", metavar="RULE", help="for test: the rule's name")
+    alerts.add_argument("--json", action="store_true", help="print the raw JSON")
     buffer = command("buffer", cmd_buffer, "look into the on-disk buffer")
     buffer.add_argument("action", choices=["inspect", "verify", "repair"])
     hub = sub.add_parser("hub", help="the central collector", description="the central collector")
@@ -181,22 +186,32 @@ def cmd_hub_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _endpoint(cfg: config_mod.Config, path: str) -> str | None:
+    if not cfg.api.listen:
+        return None
+    host, port = config_mod.split_host_port(cfg.api.listen)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}{path}"
+
+
+def _ask(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
-    if not cfg.api.listen:
+    url = _endpoint(cfg, "/status")
+    if url is None:
         print(
             f"vigil: {cfg.source}: api.listen is not set, so the agent has no local endpoint "
             'to ask; set [api] listen = "127.0.0.1:8651"',
             file=sys.stderr,
         )
         return EXIT_USAGE
-    host, port = config_mod.split_host_port(cfg.api.listen)
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/status"
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            status = json.load(resp)
+        status = _ask(url)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         print(f"vigil: no agent answering at {url}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -206,3 +221,54 @@ def cmd_status(args: argparse.Namespace) -> int:
         json.dumps(status, indent=2) + "\n" if args.json else output.status_text(status)
     )
     return EXIT_OK
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """The running agent's rules and instances (its endpoint, else its saved
+    state); `test RULE` evaluates one rule now and says why it would or
+    would not fire (with the agent's samples, else two fresh collections)."""
+    from agent import output
+    from agent.alerts import tool
+
+    cfg = config_mod.load(args.config)
+    if args.action == "test":
+        if not args.rule:
+            print("vigil: alerts test needs a RULE name", file=sys.stderr)
+            return EXIT_USAGE
+        url = _endpoint(cfg, f"/alerts/test?rule={urllib.parse.quote(args.rule)}")
+        try:
+            result = _ask(url) if url else None
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                print(f"vigil: no rule named {args.rule!r}", file=sys.stderr)
+                return EXIT_USAGE
+            result = None
+        except (urllib.error.URLError, OSError, ValueError):
+            result = None
+        if result is None:
+            logsetup_quiet()
+            result = _run_loop(tool.explain_once(cfg, args.rule))
+            if result is None:
+                print(f"vigil: no rule named {args.rule!r}", file=sys.stderr)
+                return EXIT_USAGE
+        sys.stdout.write(
+            json.dumps(result, indent=2) + "\n" if args.json else output.alert_test_text(result)
+        )
+        return EXIT_OK
+    url = _endpoint(cfg, "/status")
+    try:
+        listing = _ask(url)["alerts"] if url else None
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        listing = None
+    if listing is None:
+        listing = tool.from_state(cfg)
+    sys.stdout.write(
+        json.dumps(listing, indent=2) + "\n" if args.json else output.alerts_text(listing)
+    )
+    return EXIT_OK
+
+
+def logsetup_quiet() -> None:
+    from agent import logsetup
+
+    logsetup.configure("error", "console")

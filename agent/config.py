@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from agent.alerts.config import AlertingSection, AlertRuleConfig
+from agent.alerts.notifiers import NotifierConfig
 from agent.schema import ConfigError, Duration, Invalid, Problem, Size, build, opt
 from collectors import HOST_COLLECTORS
 from collectors.disk import DiskConfig
@@ -170,8 +172,35 @@ class Config:
     api: ApiSection = field(default_factory=ApiSection)
     logs: tuple[LogsConfig, ...] = ()
     log_detectors: LogDetectorsConfig = field(default_factory=LogDetectorsConfig)
+    alerts: tuple[AlertRuleConfig, ...] = ()
+    alerting: AlertingSection = field(default_factory=AlertingSection)
+    notifiers: tuple[NotifierConfig, ...] = ()
     # Where this came from; not a TOML key.
     source: str = field(default="(built-in defaults)", init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from agent.alerts.defaults import DEFAULT_ALERTS
+
+        known = {"journal"} | {n.name for n in self.notifiers}
+        names = [n.name for n in self.notifiers]
+        for i, name in enumerate(names):
+            if name in names[:i] or (name == "journal" and self.notifiers[i].type != "journal"):
+                raise Invalid(f"notifier name {name!r} is used twice", key=f"notifiers[{i}].name")
+        rule_names = [r.name for r in self.alerts]
+        for i, rule in enumerate(self.alerts):
+            if rule.name in rule_names[:i]:
+                raise Invalid(f"rule name {rule.name!r} is used twice", key=f"alerts[{i}].name")
+            unknown = [n for n in rule.notify if n not in known]
+            if unknown:
+                raise Invalid(
+                    f"rule {rule.name!r}: no notifier named {', '.join(map(repr, unknown))}; "
+                    f"defined: {', '.join(sorted(known))}",
+                    key=f"alerts[{i}].notify",
+                )
+        defaults = {r.name for r in DEFAULT_ALERTS}
+        for i, name in enumerate(self.alerting.disable):
+            if name not in defaults:
+                raise Invalid(f"{name!r} is not a default rule", key=f"alerting.disable[{i}]")
 
     def interval_for(self, collector: str) -> float:
         if collector in HOST_COLLECTORS and self.host.interval is not None:

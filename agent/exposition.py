@@ -33,8 +33,15 @@ def format_value(value: float) -> str:
 
 def render(metrics: Iterable[Metric], specs: Mapping[str, Spec]) -> str:
     """Group samples by name, each family once with its HELP and TYPE."""
-    families: dict[str, list[Metric]] = {}
+    # The newest sample of each series: a collector may send an older one
+    # first (a counter's implicit 0 before its first value).
+    latest: dict[tuple[str, tuple[tuple[str, str], ...]], Metric] = {}
     for m in metrics:
+        key = (m.name, tuple(sorted(m.labels.items())))
+        if key not in latest or m.ts >= latest[key].ts:
+            latest[key] = m
+    families: dict[str, list[Metric]] = {}
+    for m in latest.values():
         families.setdefault(m.name, []).append(m)
     lines: list[str] = []
     for name in sorted(families):

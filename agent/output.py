@@ -142,3 +142,52 @@ def status_text(status: Mapping[str, Any]) -> str:
             ],
         )
     return text
+
+
+def alerts_text(listing: Mapping[str, Any]) -> str:
+    """`vigil alerts`: each rule, then its pending and firing instances."""
+    now = time.time()
+    rows: list[tuple[str, ...]] = []
+    for rule in listing["rules"]:
+        instances = rule["instances"] or [None]
+        for inst in instances:
+            if inst is None:
+                rows.append((rule["name"], rule["severity"], "inactive", "", "", rule["expr"]))
+                continue
+            since = inst["fired_at"] if inst["state"] == "firing" else inst["since"]
+            labels = ",".join(f"{k}={v}" for k, v in sorted(inst["labels"].items()))
+            value = "" if inst["value"] is None else f"{inst['value']:g}"
+            rows.append(
+                (
+                    rule["name"],
+                    rule["severity"],
+                    f"{inst['state'].upper()} {_duration(now - since)}",
+                    labels,
+                    value,
+                    rule["expr"],
+                )
+            )
+    text = table(("RULE", "SEVERITY", "STATE", "LABELS", "VALUE", "EXPR"), rows)
+    if listing.get("source"):
+        text += f"({listing['source']})\n"
+    return text
+
+
+def alert_test_text(result: Mapping[str, Any]) -> str:
+    """`vigil alerts test RULE`: the value of each series and the verdict."""
+    lines = [
+        f"{result['rule']}: {result['expr']}"
+        + (f"  for {result['for']:g}s" if result["for"] else "")
+    ]
+    if not result["series"]:
+        lines.append("  no matching series: no samples of that metric with those labels")
+    for s in result["series"]:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s["labels"].items())) or "(no labels)"
+        value = "no value (too few or stale samples)" if s["value"] is None else f"{s['value']:g}"
+        verdict = "condition TRUE: fires" + (" once it has held for `for`" if result["for"] else "")
+        if not s["condition"]:
+            verdict = "condition false: would not fire"
+        lines.append(f"  {labels}: {value} from {s['samples']} samples -> {verdict}")
+    if result.get("source"):
+        lines.append(f"({result['source']})")
+    return "\n".join(lines) + "\n"

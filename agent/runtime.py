@@ -25,11 +25,12 @@ import structlog
 
 from agent import __version__, logsetup, statedir
 from agent import config as config_mod
+from agent.alerts.service import Alerting
 from agent.api import ApiServer
 from agent.checkpoint import CheckpointStore
 from agent.config import Config
 from agent.exposition import render
-from agent.records import Metric, Record
+from agent.records import Event, Metric, Record
 from agent.scheduler import CollectorStats, Schedule
 from agent.schema import ConfigError
 from agent.sdnotify import Notifier
@@ -105,6 +106,7 @@ class Agent:
         self.lock = statedir.StateLock(config.agent.state_dir)
         self.shipper: Shipper | None = None
         self.logs: LogCollector | None = None
+        self.alerting: Alerting | None = None
         self._token: str | None = None
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
@@ -135,6 +137,7 @@ class Agent:
             state_dir=str(self.config.agent.state_dir),
         )
         await self.start_shipper()
+        await self.start_alerting()
         await self.start_collectors()
         await self.start_api()
         stopping = asyncio.create_task(self._stop.wait())
@@ -179,6 +182,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.agent.stop_timeout * 0.8
         await self.stop_collectors()
+        await self.stop_alerting()  # its last transitions still reach the buffer
         if self.shipper is not None:
             await self.shipper.stop(deadline)  # the open batch goes to disk first
         if self.api is not None:
@@ -251,8 +255,26 @@ class Agent:
 
     def on_records(self, collector: str, records: Sequence[Record]) -> None:
         self.latest[collector] = records
+        if self.alerting is not None:
+            self.alerting.observe(records)
         if self.shipper is not None:
             self.shipper.add(records)
+
+    # -- alerting ----------------------------------------------------------------------
+
+    async def start_alerting(self) -> None:
+        self.alerting = Alerting(self.config, self.on_alert_event)
+        await self.alerting.start(self.executor)
+
+    async def stop_alerting(self) -> None:
+        if self.alerting is not None:
+            await self.alerting.stop()
+            self.alerting = None
+
+    def on_alert_event(self, event: Event) -> None:
+        """Alert transitions go to the buffer, so the hub gets the history."""
+        if self.shipper is not None:
+            self.shipper.add([event])
 
     # -- checkpoints: state that moves in step with the buffer (agent/checkpoint.py)
 
@@ -301,9 +323,11 @@ class Agent:
         old, self.config = self.config, new
         logsetup.configure(new.agent.log_level, new.agent.log_format)
         await self.stop_collectors()
+        await self.stop_alerting()
         self.latest.clear()
         if (new.host.procfs, new.host.sysfs) != (old.host.procfs, old.host.sysfs):
             self.source = default_source(str(new.host.procfs), str(new.host.sysfs))
+        await self.start_alerting()
         await self.start_collectors()
         if (new.hub, new.buffer, new.agent.host_id) != (old.hub, old.buffer, old.agent.host_id):
             if self.shipper is not None:
@@ -328,7 +352,7 @@ class Agent:
         listen = self.config.api.listen
         if not listen:
             return
-        api = ApiServer(listen, self.metrics_text, self.status)
+        api = ApiServer(listen, self.metrics_text, self.status, self.explain_alert)
         try:
             await api.start()
         except OSError as exc:
@@ -354,6 +378,7 @@ class Agent:
             "errors": sum(st.errors + st.timeouts for st in self.stats.values()),
             "shipper": self.shipper.status() if self.shipper is not None else None,
             "logs": self.logs.status() if self.logs is not None else None,
+            "alerts": self.alerting.status() if self.alerting is not None else None,
             "collectors": [
                 {
                     "name": s.name,
@@ -372,6 +397,9 @@ class Agent:
                 for s in self.schedules
             ],
         }
+
+    def explain_alert(self, rule: str) -> dict[str, Any] | None:
+        return self.alerting.explain(rule) if self.alerting is not None else None
 
     def status_line(self) -> str:
         failing = [s.name for s in self.schedules if s.stats.failures_in_a_row]

@@ -164,7 +164,13 @@ class _Builder:
             self.fail(path, f"expected a table, got {type(data).__name__} {data!r}")
             return None
         hints = typing.get_type_hints(cls, include_extras=True)
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+        # A field named like a Python keyword takes a trailing underscore
+        # (`for_`); its TOML key is the word itself (`for`).
+        fields = {
+            f.name.removesuffix("_"): f
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.init
+        }
         for key in data:
             if key not in fields:
                 close = difflib.get_close_matches(key, list(fields), n=1)
@@ -173,16 +179,17 @@ class _Builder:
                 self.fail(_join(path, key), f"unknown key{hint}; known keys here: {known}")
         values: dict[str, Any] = {}
         ok = True
-        for name, f in fields.items():
-            if name not in data:
+        for key, f in fields.items():
+            name = f.name
+            if key not in data:
                 required = f.default is f.default_factory is dataclasses.MISSING
                 if required:
-                    self.fail(_join(path, name), f"required: {_describe(hints[name])}")
+                    self.fail(_join(path, key), f"required: {_describe(hints[name])}")
                     ok = False
                 continue
-            key_path = _join(path, name)
+            key_path = _join(path, key)
             before = len(self.problems)
-            value = self.value(hints[name], data[name], key_path)
+            value = self.value(hints[name], data[key], key_path)
             if len(self.problems) == before:
                 self.constraints(f.metadata, value, key_path)
             if len(self.problems) != before:

@@ -41,7 +41,7 @@ def _keys(cls, prefix=""):
         if dataclasses.is_dataclass(tp):
             yield from _keys(tp, f"{prefix}{f.name}.")
         else:
-            yield prefix + f.name
+            yield prefix + f.name.removesuffix("_")
 
 
 def test_every_config_key_is_documented():

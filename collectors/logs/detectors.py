@@ -70,6 +70,7 @@ from typing import Any, Literal
 
 __all__ = [
     "ERROR_PATTERN",
+    "ERROR_PATTERNS",
     "AuthDetector",
     "AuthLine",
     "Finding",
@@ -694,16 +695,18 @@ class VolumeDetector:
 # new error signatures
 
 # Error-level text lines: upper-case level words, Apache/nginx `[error]`,
-# logfmt/JSON `level=error`, glog/klog `E1126 10:00:00`. No lookarounds or
-# back-references, so the tailer can hand it to Hyperscan.
-ERROR_PATTERN = (
-    r"\b(?:ERROR|FATAL|CRITICAL|CRIT|SEVERE|PANIC|EMERG|ALERT)\b"
-    r"|\[(?:[\w-]*:)?(?:error|crit|alert|emerg)\]"
-    r"|\b(?:level|lvl|severity)\"?\s*[=:]\s*\"?"
+# logfmt/JSON `level=error`, klog `E1126 10:00:00.123456 1 server.go:12]`.
+# Separate patterns, each holding a literal the matcher's fast path can look
+# for (a pattern without one is scanned by `re`, at a tenth of the speed).
+ERROR_PATTERNS: tuple[str, ...] = (
+    r"\b(?:ERROR|FATAL|CRITICAL|CRIT|SEVERE|PANIC|EMERG|ALERT)\b",
+    r"\[(?:[\w-]*:)?(?:error|crit|alert|emerg)\]",
+    r"\b(?:level|lvl|severity)\"?\s*[=:]\s*\"?"
     r"(?:[Ee]rr(?:or)?|ERR(?:OR)?|eror|[Cc]rit(?:ical)?|CRIT(?:ICAL)?|[Ff]atal|FATAL"
-    r"|[Pp]anic|PANIC|[Ee]merg(?:ency)?|EMERG|[Aa]lert|ALERT)\b"
-    r"|^[EF]\d{4} \d{2}:\d{2}:\d{2}"
+    r"|[Pp]anic|PANIC|[Ee]merg(?:ency)?|EMERG|[Aa]lert|ALERT)\b",
+    r"^[EF]\d{4} \d{2}:\d{2}:\d{2}\.\d+ +\d+ [\w.-]+\.go:\d+\]",
 )
+ERROR_PATTERN = "|".join(f"(?:{p})" for p in ERROR_PATTERNS)
 
 _TEMPLATE_MAX_CHARS = 2048
 _HEX = "0-9A-Fa-f"
@@ -794,6 +797,7 @@ class SignatureDetector:
     """
 
     ERROR_PATTERN = ERROR_PATTERN
+    ERROR_PATTERNS = ERROR_PATTERNS
     SNAPSHOT_VERSION = 1
     LINE_MAX_CHARS = 1024  # of the line carried in a finding
 

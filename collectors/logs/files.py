@@ -135,6 +135,8 @@ class Follower:
         self.unreadable: set[str] = set()  # paths we already logged as unreadable
         self.directories: set[str] = set()
         self.rescued: list[Chunk] = []  # lines read from a copytruncate copy
+        self.changed = True  # anything to commit since the tailer last took the state
+        self._exclusions: dict[str, bool] = {}  # path -> excluded (fnmatch is not cheap)
         # copies read to their end by _read_from_copy: if a glob finds one
         # later, it starts where that read ended
         self.consumed: dict[tuple[int, int], int] = {}
@@ -146,14 +148,21 @@ class Follower:
 
     def count(self, label: str, which: int, n: int) -> None:
         self.counters.setdefault(label, [0] * len(COUNTERS))[which] += n
+        self.changed = True
 
     # -- finding files ------------------------------------------------------------------
 
     def _excluded(self, path: str) -> bool:
-        name = os.path.basename(path)
-        return any(
-            fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in self.config.exclude
-        )
+        known = self._exclusions.get(path)
+        if known is None:
+            if len(self._exclusions) > 100_000:
+                self._exclusions.clear()
+            name = os.path.basename(path)
+            known = any(
+                fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in self.config.exclude
+            )
+            self._exclusions[path] = known
+        return known
 
     def _glob(self) -> dict[tuple[int, int], tuple[str, os.stat_result]]:
         found: dict[tuple[int, int], tuple[str, os.stat_result]] = {}
@@ -183,9 +192,10 @@ class Follower:
                 self._open(path, st, now)
         for key, f in self.files.items():
             if key in found:
-                f.path, f.rotated = found[key][0], False
+                if (f.path, f.rotated) != (found[key][0], False):
+                    f.path, f.rotated, self.changed = found[key][0], False, True
             elif not f.rotated:
-                f.rotated = True
+                f.rotated, self.changed = True, True
                 f.last_growth = now
 
     def _open(self, path: str, st: os.stat_result, now: float) -> None:
@@ -210,6 +220,7 @@ class Follower:
         elif self.first_use and self.config.start_at == "end":
             f.offset = _last_line_end(fd, size)
         self.files[f.key] = f
+        self.changed = True
 
     def _fd(self, path: str) -> int | None:
         try:
@@ -262,12 +273,16 @@ class Follower:
         Returns the chunks and whether data was left unread."""
         chunks: list[Chunk] = []
         more = False
+        # Each read is big enough to hold a whole line of max_line_bytes, so a
+        # line that long is always cut rather than waited for.
+        size = max(READ_BYTES, self.config.max_line_bytes + 1)
         for f in list(self.files.values()):
             while budget > 0:
-                chunk, left = self._read_one(f, now, min(READ_BYTES, budget))
-                if chunk is not None:
-                    chunks.append(chunk)
-                    budget -= len(chunk.data)
+                chunk, left = self._read_one(f, now, size)
+                if chunk is None:
+                    break  # nothing new, or a partial line waiting for its newline
+                chunks.append(chunk)
+                budget -= len(chunk.data)
                 if not left:
                     break
             else:
@@ -295,6 +310,7 @@ class Follower:
         if (size, st.st_mtime_ns) == f.seen and size <= f.offset:
             return None, False  # untouched since last time: an idle file costs one fstat
         f.seen = (size, st.st_mtime_ns)
+        self.changed = True
         if size < f.offset or (f.fp_len and fingerprint(f.fd, f.fp_len) != f.fp):
             self._truncated(f, size)
         if size > f.size_seen:
@@ -414,6 +430,7 @@ class Follower:
             rest = os.pread(f.fd, self.config.max_line_bytes, f.offset)
         os.close(f.fd)
         del self.files[f.key]
+        self.changed = True
         log.info("log_file_closed", file=f.path, offset=f.offset + len(rest))
         if not rest:
             return None

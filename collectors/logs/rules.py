@@ -144,16 +144,18 @@ class TableProcessor:
         self.auth = "auth" in config.detectors
         self.volume = "volume" in config.detectors
         self.new_errors = "new_errors" in config.detectors
+        # One scan for everything; a detector's patterns only when it is on.
         patterns = [r.regex.pattern if r.regex else "" for r in self.rules]
-        self.auth_ids = range(len(patterns), len(patterns) + len(AuthDetector.PREFILTER))
-        patterns += AuthDetector.PREFILTER
-        self.error_id = len(patterns)
-        patterns.append(SignatureDetector.ERROR_PATTERN)
+        auth = AuthDetector.PREFILTER if self.auth else ()
+        self.auth_ids = range(len(patterns), len(patterns) + len(auth))
+        patterns += auth
+        errors = SignatureDetector.ERROR_PATTERNS if self.new_errors else ()
+        self.error_ids = frozenset(range(len(patterns), len(patterns) + len(errors)))
+        patterns += errors
         # Rules without a pattern only test JSON fields: keep them out of the scan.
         self.scanned = [i for i, p in enumerate(patterns) if p]
         self.matcher = build_matcher([patterns[i] for i in self.scanned], engine)
         self.prefilter = [re.compile(p) for p in AuthDetector.PREFILTER]
-        self.error_re = re.compile(SignatureDetector.ERROR_PATTERN)
         self.tails: dict[str, list[str]] = {}  # file -> last lines, for context
 
     @property
@@ -179,7 +181,7 @@ class TableProcessor:
                 self._matched(rule, line, rule.extract(line), chunk, data, start, now, emit)
             if self.auth and not ids.isdisjoint(self.auth_ids):
                 self._findings(self.detectors.auth.feed(line, now), now, emit)
-            if self.new_errors and (hits or self.error_id in ids):
+            if self.new_errors and (hits or not self.error_ids.isdisjoint(ids)):
                 rule_name = hits[0].name if hits else None
                 found_new = self.detectors.signatures.feed(line, chunk.label, now, rule_name)
                 self._findings(found_new, now, emit)

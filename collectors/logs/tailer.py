@@ -24,7 +24,6 @@ never run ahead of what a crash would keep.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,9 @@ log = structlog.get_logger("vigil.collectors.logs")
 STEP_BYTES = 8 << 20  # read at most this much per step before committing
 COMMIT_EVERY = 0.25  # seconds between commits while events wait
 STATE_EVERY = 1.0  # seconds between commits when only offsets moved
+
+
+Parts = tuple[dict[str, Any], Any, dict[str, Any]]  # tail state, templates, counters view
 
 
 class Committer(Protocol):
@@ -107,9 +109,13 @@ class LogCollector(Collector):
         self.templates_committed: Any = None
         self.commit_error: str | None = None
         self.last_commit = 0.0
+        self._committing: asyncio.Future[None] | None = None
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.watched: frozenset[str] = frozenset()
+        # counter series already reported, and when collect() last ran
+        self._known: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        self._since: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -122,6 +128,9 @@ class LogCollector(Collector):
         await self._in_thread(self._setup, tail, templates, self.store.discarded.get("tail"))
         self.committed, _, self.view = await self._in_thread(self._parts)
         self.templates_committed = templates
+        # The series restored from the state are not new: no implicit 0 for them.
+        self._known, self._since = set(), None
+        self.collect(time.time(), 0.0)
         self.tasks = [asyncio.create_task(self._loop(), name="logs:tail")]
         if any(t.watch == "auto" for t in self.tables):
             self.tasks.append(asyncio.create_task(self._watch(), name="logs:watch"))
@@ -136,9 +145,12 @@ class LogCollector(Collector):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks = []
+        await self._wait_for_commit()
         if self.committer is not None and self.followers:
-            with contextlib.suppress(OSError):
-                await self._commit()  # what was read is kept; failing that, read again
+            # what was read is kept; failing that, it is read again next time
+            parts = await self._in_thread(self._parts)
+            events, self.events = self.events, []
+            await self._commit(parts, events)
         await self._in_thread(self._close)
         self.thread.shutdown(wait=False)
 
@@ -198,20 +210,32 @@ class LogCollector(Collector):
         poll = min(t.poll_interval for t in self.tables)
         while True:
             if self.commit_error is None:
-                more = await self._in_thread(self._step)
-            else:
-                more = False  # the buffer refused the last commit: read nothing new
-            due = await self._commit_if_due()
+                # The state is taken at the end of the step, in its thread, so
+                # it matches the events exactly; the commit's disk I/O then
+                # overlaps the next step's reading.
+                more, parts = await self._in_thread(self._step, self._commit_due() == 0)
+                if parts is not None:
+                    await self._wait_for_commit()
+                    events, self.events = self.events, []  # exactly those up to `parts`
+                    self._committing = asyncio.ensure_future(self._commit(parts, events))
+            else:  # the buffer refused the last commit: read nothing new, retry it
+                more = False
+                await self._wait_for_commit()
+                if self._commit_due() == 0:
+                    parts = await self._in_thread(self._parts)
+                    events, self.events = self.events, []
+                    await self._commit(parts, events)
             if more and self.commit_error is None:
                 await asyncio.sleep(0)
                 continue
-            timeout = poll if due is None else min(poll, due)
+            due = 1.0 if self.commit_error is not None else self._commit_due()
+            timeout = poll if due is None else min(poll, max(due, 0.01))
             waiter = asyncio.ensure_future(self.wake.wait())
             await asyncio.wait([waiter], timeout=timeout)
             waiter.cancel()
             self.wake.clear()
 
-    def _step(self) -> bool:
+    def _step(self, commit: bool) -> tuple[bool, Parts | None]:
         now = time.time()
         more = False
         for follower, processor in zip(self.followers, self.processors):
@@ -221,51 +245,56 @@ class LogCollector(Collector):
             for chunk in follower.take_rescued() + chunks:
                 processor.process(chunk, now, self.events.append)
         self.events.extend(self.limiter.summaries(now))
-        return more
+        return more, self._parts() if commit else None
 
-    async def _commit_if_due(self) -> float | None:
-        """Commit when due; otherwise seconds until it will be (None: nothing to commit)."""
+    def _commit_due(self) -> float | None:
+        """0 when a commit is due now; else seconds until it will be (None: nothing to commit)."""
+        if self._committing is not None and not self._committing.done():
+            return COMMIT_EVERY  # one at a time; look again soon
         since = time.monotonic() - self.last_commit
         if self.events:
-            wait = COMMIT_EVERY - since
-        elif await self._in_thread(self._moved):
-            wait = STATE_EVERY - since
-        else:
-            return None
-        if wait > 0:
-            return wait
+            return max(0.0, COMMIT_EVERY - since)
+        if self._moved():  # a flag read: no need for the thread
+            return max(0.0, STATE_EVERY - since)
+        return None
+
+    async def _wait_for_commit(self) -> None:
+        if self._committing is not None:
+            await asyncio.gather(self._committing, return_exceptions=True)
+            self._committing = None
+
+    def _moved(self) -> bool:
+        return any(f.changed for f in self.followers)
+
+    async def _commit(self, taken: Parts, events: list[Event]) -> None:
+        """Commit `taken` (from `_parts`) with the events produced up to it.
+        A failure keeps everything for the next try and stops reading."""
+        assert self.committer is not None
+        tail, templates, view = taken
+        parts: dict[str, Any] = {"tail": tail}
+        if templates != self.templates_committed:
+            parts["templates"] = templates  # only when it changed: it can be large
+        self.last_commit = time.monotonic()
         try:
-            await self._commit()
+            await self.committer.commit_checkpoint(self.store, [e.to_dict() for e in events], parts)
         except OSError as exc:
+            self.events = events + self.events  # try again with everything
+            for follower in self.followers:
+                follower.changed = True
             error = f"cannot commit log state: {exc.strerror or exc}"
             if error != self.commit_error:
                 log.error("log_commit_failed", error=error, waiting_events=len(self.events))
             self.commit_error = error
-            return 1.0
+            return
+        except BaseException:
+            self.events = events + self.events
+            raise
         if self.commit_error is not None:
             log.info("log_commit_resumed")
         self.commit_error = None
-        return None
-
-    def _moved(self) -> bool:
-        return self._tail_part() != self.committed
-
-    async def _commit(self) -> None:
-        assert self.committer is not None
-        tail, templates, view = await self._in_thread(self._parts)
-        events, self.events = self.events, []
-        parts: dict[str, Any] = {"tail": tail}
-        if templates != self.templates_committed:
-            parts["templates"] = templates  # only when it changed: it can be large
-        try:
-            await self.committer.commit_checkpoint(self.store, [e.to_dict() for e in events], parts)
-        except BaseException:
-            self.events = events + self.events  # try again with everything
-            raise
-        self.last_commit = time.monotonic()
         self.committed, self.templates_committed, self.view = tail, templates, view
 
-    def _parts(self) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    def _parts(self) -> Parts:
         """The state to commit, and the counters it commits, taken together."""
         assert self.detectors is not None
         view = {
@@ -274,6 +303,8 @@ class LogCollector(Collector):
             "by_remote": dict(self.detectors.auth.by_remote),
             "by_user": dict(self.detectors.auth.by_user),
         }
+        for follower in self.followers:
+            follower.changed = False
         return self._tail_part(), self.detectors.signatures.snapshot(), view
 
     def _tail_part(self) -> dict[str, Any]:
@@ -307,7 +338,7 @@ class LogCollector(Collector):
                     *sorted(dirs),
                     watch_filter=None,
                     debounce=50,
-                    step=20,
+                    step=50,
                     stop_event=stop,
                     recursive=any("**" in p for t in self.tables for p in t.paths),
                     ignore_permission_denied=True,
@@ -348,6 +379,19 @@ class LogCollector(Collector):
 
     # -- metrics ---------------------------------------------------------------------
 
+    def _counter(
+        self, out: list[Record], name: str, value: float, ts: float, **labels: str
+    ) -> None:
+        """A counter sample; a series seen for the first time gets a 0 at the
+        previous collection first (it did not exist, so nothing had been
+        counted), so increase() and rate() see its first matches."""
+        key = (name, tuple(sorted(labels.items())))
+        if key not in self._known:
+            self._known.add(key)
+            if self._since is not None:
+                out.append(Metric(name, 0, self._since, labels, "counter"))
+        out.append(Metric(name, value, ts, labels, "counter"))
+
     def collect(self, ts: float, mono: float) -> list[Record]:
         view = self.view
         out: list[Record] = []
@@ -359,18 +403,18 @@ class LogCollector(Collector):
             ("log_lines_truncated_total", TRUNCATED),
         )
         for label, values in view.get("counters", {}).items():
-            labels = {"file": label}
-            out.extend(Metric(n, values[i], ts, labels, "counter") for n, i in names)
+            for name, i in names:
+                self._counter(out, name, values[i], ts, file=label)
         for (rule, label), n in view.get("matches", {}).items():
-            out.append(Metric("log_matches_total", n, ts, {"rule": rule, "file": label}, "counter"))
+            self._counter(out, "log_matches_total", n, ts, rule=rule, file=label)
         for remote, n in view.get("by_remote", {}).items():
-            out.append(Metric("auth_failures_total", n, ts, {"remote": remote}, "counter"))
+            self._counter(out, "auth_failures_total", n, ts, remote=remote)
         for user, n in view.get("by_user", {}).items():
-            if not user:  # not logged (PAM-only lines): counted in by_remote only
-                continue
-            out.append(Metric("auth_failures_by_user_total", n, ts, {"user": user}, "counter"))
+            if user:  # not logged (PAM-only lines): counted in by_remote only
+                self._counter(out, "auth_failures_by_user_total", n, ts, user=user)
         for rule, n in self.limiter.suppressed_total.items():
-            out.append(Metric("log_events_suppressed_total", n, ts, {"rule": rule}, "counter"))
+            self._counter(out, "log_events_suppressed_total", n, ts, rule=rule)
         watched = sum(len(f.files) for f in self.followers)
         out.append(Metric("log_files_watched", watched, ts))
+        self._since = ts
         return out

@@ -225,3 +225,18 @@ def test_compressed_rotations_are_not_read(tmp_path):
     write(tmp_path / "app.log", "1")
     f = follower(tmp_path, paths=(str(tmp_path / "app.log*"),))
     assert lines_of(drain(f)) == ["1"]
+
+
+def test_a_small_budget_still_makes_progress_and_reports_more(tmp_path):
+    log = tmp_path / "app.log"
+    write(log, *(f"line {i:04d} " + "x" * 50 for i in range(40000)))  # ~2.4 MB
+    f = follower(tmp_path)
+    got, rounds = [], 0
+    while True:
+        rounds += 1
+        f.scan(1000.0)
+        chunks, more = f.read(1000.0, 10)  # less than one line
+        got += [line for c in chunks for line in c.data.decode().splitlines()]
+        if not more:
+            break
+    assert len(got) == 40000 and rounds > 2

@@ -1,0 +1,518 @@
+"""The alert engine: rules evaluated on the host as samples arrive.
+
+Samples. Every record batch a collector produces passes through
+`observe()`. Only metrics some rule names are kept, per series, as two
+float arrays trimmed to the longest window a rule needs: memory is bounded
+by (rules' lookback / interval) x series, 16 bytes a sample.
+
+Evaluation. A batch re-evaluates the rules on the metrics it carried, for
+the series it carried; a periodic `tick()` re-evaluates everything, which
+advances `for` timers, resolves alerts whose series went stale and fires
+`absent()` rules (absence brings no samples).
+
+States, per instance (rule + the series' labels)::
+
+    inactive --cond--> pending --cond for `for`--> firing --!clear--> resolved
+       ^                  |                                              |
+       +------!cond-------+---------------------------------------------+
+
+With `clear` (hysteresis), a firing alert resolves only when the clear
+condition holds, e.g. "> 80" fires and "< 70" resolves. A firing alert is
+notified again every `repeat` (0: never). Every transition is an event
+(type "alert") for the buffer, so the hub sees the history.
+
+Persistence. Instances that are pending or firing are written to
+STATE_DIR/alerts.json (atomically) on every transition, so a restart keeps
+their timers and neither notifies again nor forgets them; an alert that
+stopped while the agent was down resolves (and is notified) at the first
+evaluation after the start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import string
+import time
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import structlog
+
+from agent.alerts.expr import Expr, compare, evaluate, parse, parse_clear
+from agent.alerts.model import Alert
+from agent.records import Event, Metric, Record
+
+log = structlog.get_logger("vigil.alerts")
+
+LabelsKey = tuple[tuple[str, str], ...]
+MAX_SAMPLES = 4096  # per series, whatever the window: a bound on memory
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A parsed [[alerts]] table."""
+
+    name: str
+    expr: Expr
+    for_: float
+    clear: tuple[str, float] | None
+    severity: str
+    labels: Mapping[str, str]
+    summary: str
+    repeat: float
+    notify: tuple[str, ...]
+
+    def firing_condition(self, value: float | None) -> bool:
+        return value is not None and compare(self.expr.op, value, self.expr.threshold)
+
+    def still_firing(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        if self.clear is None:
+            return compare(self.expr.op, value, self.expr.threshold)
+        return not compare(self.clear[0], value, self.clear[1])
+
+
+class Series:
+    """One series' recent samples: two parallel arrays, oldest first."""
+
+    __slots__ = ("labels", "ts", "values")
+
+    def __init__(self, labels: Mapping[str, str]) -> None:
+        self.labels = dict(labels)
+        self.ts = array("d")
+        self.values = array("d")
+
+    def add(self, ts: float, value: float, keep: float) -> None:
+        if self.ts and ts <= self.ts[-1]:
+            return  # out of order or repeated: the newest sample wins
+        self.ts.append(ts)
+        self.values.append(value)
+        cut = 0
+        horizon = ts - keep
+        while cut < len(self.ts) and self.ts[cut] < horizon:
+            cut += 1
+        cut = max(cut, len(self.ts) - MAX_SAMPLES)
+        if cut:
+            del self.ts[:cut]
+            del self.values[:cut]
+
+    def samples(self) -> list[tuple[float, float]]:
+        return list(zip(self.ts, self.values))
+
+
+@dataclass
+class Instance:
+    """One alert instance's state; what is persisted."""
+
+    rule: str
+    labels: dict[str, str]
+    state: str = "inactive"  # inactive | pending | firing
+    since: float = 0.0  # when it became pending
+    fired_at: float = 0.0
+    last_notified: float = 0.0
+    value: float | None = None
+    resolved_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "labels": self.labels,
+            "state": self.state,
+            "since": self.since,
+            "fired_at": self.fired_at,
+            "last_notified": self.last_notified,
+            "value": self.value,
+        }
+
+
+class _SafeFormat(string.Formatter):
+    """`summary` templates: {value}, {host}, {rule}, {severity} and the
+    series' labels; an unknown name stays as written instead of failing."""
+
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if isinstance(key, str) and key not in kwargs:
+            return "{" + key + "}"
+        return super().get_value(key, args, kwargs)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        try:
+            return super().format_field(value, format_spec)
+        except (ValueError, TypeError):
+            return str(value)
+
+
+def fingerprint(rule: str, labels: Mapping[str, str]) -> str:
+    text = json.dumps([rule, sorted(labels.items())], separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        host: str,
+        state_path: Path | None,
+        notify: Callable[[Alert, Sequence[str]], None],
+        emit: Callable[[Event], None],
+    ) -> None:
+        self.rules = list(rules)
+        self.host = host
+        self.state_path = state_path
+        self.notify = notify  # (alert, the rule's notify list): routing is the caller's
+        self.emit = emit
+        self.by_metric: dict[str, list[Rule]] = {}
+        self.keep: dict[str, float] = {}  # metric -> how much history the rules need
+        for rule in self.rules:
+            metric = rule.expr.selector.metric
+            self.by_metric.setdefault(metric, []).append(rule)
+            self.keep[metric] = max(self.keep.get(metric, 0.0), rule.expr.lookback())
+        self.series: dict[str, dict[LabelsKey, Series]] = {m: {} for m in self.by_metric}
+        self.instances: dict[str, Instance] = {}  # fingerprint -> state
+        self.evaluations = 0
+        self.started = time.time()
+        self._dirty = False
+
+    # -- persistence -----------------------------------------------------------------
+
+    def load(self) -> None:
+        """Restore pending and firing instances and the recent samples (blocking file I/O)."""
+        if self.state_path is None:
+            return
+        self._load_series()
+        try:
+            data = json.loads(self.state_path.read_text())
+            names = {r.name for r in self.rules}
+            for fp, raw in data.get("instances", {}).items():
+                if raw["rule"] in names:
+                    self.instances[fp] = Instance(
+                        raw["rule"],
+                        dict(raw["labels"]),
+                        raw["state"],
+                        float(raw["since"]),
+                        float(raw["fired_at"]),
+                        float(raw["last_notified"]),
+                        raw.get("value"),
+                    )
+        except FileNotFoundError:
+            return
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            aside = self.state_path.with_name(self.state_path.name + ".corrupt")
+            os.replace(self.state_path, aside)
+            log.warning("alert_state_unreadable", error=str(exc), moved_to=str(aside))
+
+    def save(self) -> None:
+        """Write pending and firing instances atomically (blocking file I/O)."""
+        if self.state_path is None or not self._dirty:
+            return
+        self._dirty = False
+        live = {fp: i.to_dict() for fp, i in self.instances.items() if i.state != "inactive"}
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"version": 1, "instances": live}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+
+    @property
+    def series_path(self) -> Path | None:
+        return self.state_path.with_suffix(".series") if self.state_path else None
+
+    def save_series(self) -> None:
+        """The samples the windows hold, so a restart does not blind the
+        rules for a window's length (blocking file I/O)."""
+        path = self.series_path
+        if path is None:
+            return
+        data = {
+            metric: [
+                [list(s.labels.items()), s.ts.tobytes(), s.values.tobytes()] for s in store.values()
+            ]
+            for metric, store in self.series.items()
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(msgpack.packb(data, use_bin_type=True))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def _load_series(self) -> None:
+        path = self.series_path
+        if path is None or not path.exists():
+            return
+        try:
+            data = msgpack.unpackb(path.read_bytes(), raw=False)
+            for metric, rows in data.items():
+                if metric not in self.series:
+                    continue  # no rule needs it any more
+                for labels, ts, values in rows:
+                    series = Series(dict(labels))
+                    series.ts.frombytes(ts)
+                    series.values.frombytes(values)
+                    if len(series.ts) != len(series.values):
+                        raise ValueError("damaged series")
+                    self.series[metric][tuple(sorted(series.labels.items()))] = series
+        except (
+            ValueError,
+            TypeError,
+            msgpack.ExtraData,
+            msgpack.FormatError,
+            msgpack.StackError,
+        ) as exc:
+            for store in self.series.values():
+                store.clear()
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            log.warning("alert_samples_unreadable", error=str(exc), moved_to=str(aside))
+
+    # -- samples and evaluation ----------------------------------------------------------
+
+    def observe(self, records: Iterable[Record], now: float) -> None:
+        touched: dict[str, set[LabelsKey]] = {}
+        for r in records:
+            if not isinstance(r, Metric):
+                continue
+            store = self.series.get(r.name)
+            if store is None:
+                continue
+            key = tuple(sorted(r.labels.items()))
+            series = store.get(key)
+            if series is None:
+                series = store[key] = Series(r.labels)
+            series.add(r.ts, float(r.value), self.keep[r.name])
+            touched.setdefault(r.name, set()).add(key)
+        for metric, keys in touched.items():
+            for rule in self.by_metric[metric]:
+                if rule.expr.func != "absent":
+                    self._evaluate(rule, now, keys)
+
+    def tick(self, now: float) -> None:
+        """Evaluate every rule over every series: timers, staleness, absence."""
+        for rule in self.rules:
+            if rule.expr.func == "absent":
+                self._evaluate_absent(rule, now)
+            else:
+                self._evaluate(rule, now, None)
+
+    def _evaluate(self, rule: Rule, now: float, keys: set[LabelsKey] | None) -> None:
+        store = self.series[rule.expr.selector.metric]
+        selector = rule.expr.selector
+        seen: set[str] = set()
+        for key in keys if keys is not None else list(store):
+            series = store.get(key)
+            if series is None or not selector.matches(selector.metric, series.labels):
+                continue
+            self.evaluations += 1
+            value = evaluate(rule.expr, series.samples(), now)
+            fp = self._step(rule, series.labels, value, now)
+            seen.add(fp)
+        if keys is None:
+            # instances whose series are gone entirely: no value, so they resolve
+            for fp, inst in list(self.instances.items()):
+                if inst.rule == rule.name and fp not in seen and inst.state != "inactive":
+                    self._step(rule, inst.labels, None, now)
+
+    def _evaluate_absent(self, rule: Rule, now: float) -> None:
+        store = self.series[rule.expr.selector.metric]
+        selector = rule.expr.selector
+        window = rule.expr.window or rule.expr.lookback()
+        present = any(
+            series.ts and series.ts[-1] > now - window
+            for series in store.values()
+            if selector.matches(selector.metric, series.labels)
+        )
+        self.evaluations += 1
+        labels = {m.name: m.value for m in selector.matchers if m.op == "="}
+        value = 0.0 if present else 1.0
+        self._step(rule, labels, value, now)
+
+    def _step(self, rule: Rule, labels: Mapping[str, str], value: float | None, now: float) -> str:
+        fp = fingerprint(rule.name, labels)
+        inst = self.instances.get(fp)
+        if inst is None:
+            if not rule.firing_condition(value):
+                return fp  # nothing to remember for a quiet series
+            inst = self.instances[fp] = Instance(rule.name, dict(labels))
+        inst.value = value
+        if inst.state == "inactive":
+            if rule.firing_condition(value):
+                inst.state, inst.since = "pending", now
+                self._transition(rule, inst, "pending", now)
+                if rule.for_ <= 0:
+                    self._fire(rule, inst, now)
+            else:
+                del self.instances[fp]
+        elif inst.state == "pending":
+            if not rule.firing_condition(value):
+                inst.state = "inactive"
+                self._transition(rule, inst, "inactive", now)
+                del self.instances[fp]
+            elif now - inst.since >= rule.for_:
+                self._fire(rule, inst, now)
+        elif inst.state == "firing":
+            if value is None and now - self.started < rule.expr.lookback():
+                pass  # just started: no samples yet is not "resolved"
+            elif not rule.still_firing(value):
+                inst.state, inst.resolved_at = "inactive", now
+                self._transition(rule, inst, "resolved", now)
+                self.notify(self._alert(rule, inst, "resolved", now), rule.notify)
+                del self.instances[fp]
+            elif rule.repeat > 0 and now - inst.last_notified >= rule.repeat:
+                inst.last_notified = now
+                self._dirty = True
+                self.notify(self._alert(rule, inst, "firing", now, repeat=True), rule.notify)
+        return fp
+
+    def _fire(self, rule: Rule, inst: Instance, now: float) -> None:
+        inst.state, inst.fired_at, inst.last_notified = "firing", now, now
+        self._transition(rule, inst, "firing", now)
+        self.notify(self._alert(rule, inst, "firing", now), rule.notify)
+
+    def _transition(self, rule: Rule, inst: Instance, state: str, now: float) -> None:
+        self._dirty = True
+        alert = self._alert(rule, inst, "resolved" if state == "resolved" else "firing", now)
+        fields = {
+            "rule": rule.name,
+            "state": state,
+            "labels": dict(alert.labels),
+            "value": _finite(inst.value),
+            "fingerprint": alert.fingerprint,
+            "expr": rule.expr.text,
+            "since": inst.since,
+        }
+        self.emit(
+            Event("alert", now, f"{rule.name} {state}: {alert.summary}", rule.severity, fields)
+        )
+        log.info(
+            "alert_transition",
+            rule=rule.name,
+            state=state,
+            labels=dict(inst.labels),
+            value=inst.value,
+        )
+
+    def _alert(
+        self, rule: Rule, inst: Instance, state: str, now: float, repeat: bool = False
+    ) -> Alert:
+        labels = {**inst.labels, **rule.labels, "alertname": rule.name, "host": self.host}
+        labels.setdefault("severity", rule.severity)
+        value = inst.value if inst.value is not None else math.nan
+        # the series' labels win over rule/severity ({rule} of log_matches_total)
+        context: dict[str, Any] = {"host": self.host, "rule": rule.name, "severity": rule.severity}
+        context.update(inst.labels)
+        context["value"] = value
+        summary = (
+            _SafeFormat().format(rule.summary, **context)
+            if rule.summary
+            else (f"{rule.name}: {rule.expr.text} (value {value:g})")
+        )
+        return Alert(
+            rule=rule.name,
+            state="resolved" if state == "resolved" else "firing",
+            severity=rule.severity,
+            labels=labels,
+            summary=summary,
+            value=value,
+            starts_at=inst.fired_at or inst.since or now,
+            ends_at=now if state == "resolved" else None,
+            host=self.host,
+            fingerprint=fingerprint(rule.name, inst.labels),
+            repeat=repeat,
+        )
+
+    # -- for `vigil alerts` ------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for rule in self.rules:
+            instances = [
+                {
+                    "labels": i.labels,
+                    "state": i.state,
+                    "since": i.since,
+                    "fired_at": i.fired_at or None,
+                    "value": _finite(i.value),
+                }
+                for i in self.instances.values()
+                if i.rule == rule.name
+            ]
+            out.append(
+                {
+                    "name": rule.name,
+                    "expr": rule.expr.text,
+                    "for": rule.for_,
+                    "severity": rule.severity,
+                    "instances": instances,
+                }
+            )
+        return out
+
+    def explain(self, rule: Rule, now: float) -> list[dict[str, Any]]:
+        """Why each matching series would or would not fire, right now."""
+        store = self.series.get(rule.expr.selector.metric, {})
+        out = []
+        if rule.expr.func == "absent":
+            present = [
+                s.labels
+                for s in store.values()
+                if rule.expr.selector.matches(rule.expr.selector.metric, s.labels)
+            ]
+            return [
+                {
+                    "labels": {},
+                    "value": 0.0 if present else 1.0,
+                    "condition": not present,
+                    "samples": len(present),
+                }
+            ]
+        for series in store.values():
+            if not rule.expr.selector.matches(rule.expr.selector.metric, series.labels):
+                continue
+            value = evaluate(rule.expr, series.samples(), now)
+            out.append(
+                {
+                    "labels": series.labels,
+                    "value": _finite(value),
+                    "condition": rule.firing_condition(value),
+                    "samples": len(series.ts),
+                }
+            )
+        return out
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def build_rule(
+    name: str,
+    expr: str,
+    for_: float,
+    clear: str,
+    severity: str,
+    labels: Mapping[str, str],
+    summary: str,
+    repeat: float,
+    notify: Sequence[str],
+) -> Rule:
+    """A Rule from config values; ExprError (with a column) if expr or clear is bad."""
+    parsed = parse(expr)
+    return Rule(
+        name,
+        parsed,
+        for_,
+        parse_clear(clear, parsed) if clear else None,
+        severity,
+        dict(labels),
+        summary,
+        repeat,
+        tuple(notify),
+    )

@@ -1,0 +1,146 @@
+"""Alerting inside the daemon: the engine fed with every record, a tick for
+timers, the state saved off the loop, and notifications routed.
+
+Routing. Every firing, repeat and resolution goes to the journal, to the
+notifiers the rule names in `notify`, and to every notifier whose
+`severities` include the alert's severity. `send()` never waits for the
+network: remote notifiers queue durably and deliver on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import structlog
+
+from agent.alerts.config import AlertRuleConfig
+from agent.alerts.defaults import DEFAULT_ALERTS
+from agent.alerts.engine import AlertEngine, Rule, build_rule
+from agent.alerts.model import Alert
+from agent.alerts.notifiers import Notifier, build_notifiers
+from agent.config import Config
+from agent.records import Event, Record
+
+log = structlog.get_logger("vigil.alerts")
+SAVE_SAMPLES_EVERY = 60.0  # seconds; a kill -9 costs the rules at most this much history
+
+
+def rule_configs(config: Config) -> list[AlertRuleConfig]:
+    """The configured rules, then the default ones not disabled or replaced."""
+    own = list(config.alerts)
+    if config.alerting.default_rules:
+        names = {r.name for r in own} | set(config.alerting.disable)
+        own += [r for r in DEFAULT_ALERTS if r.name not in names]
+    return own
+
+
+def build_rules(config: Config) -> list[Rule]:
+    return [
+        build_rule(
+            r.name, r.expr, r.for_, r.clear, r.severity, r.labels, r.summary, r.repeat, r.notify
+        )
+        for r in rule_configs(config)
+    ]
+
+
+class Alerting:
+    def __init__(self, config: Config, emit: Callable[[Event], None]) -> None:
+        self.config = config
+        self.notifiers: dict[str, Notifier] = build_notifiers(
+            config.notifiers, config.agent.state_dir, config.agent.host_id
+        )
+        self.engine = AlertEngine(
+            build_rules(config),
+            config.agent.host_id,
+            config.agent.state_dir / "alerts.json",
+            self.route,
+            emit,
+        )
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.ticker: asyncio.Task[None] | None = None
+        self.executor: Executor | None = None
+
+    async def start(self, executor: Executor) -> None:
+        self.executor = executor
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, self.engine.load)
+        for notifier in self.notifiers.values():
+            await notifier.start()
+        self.ticker = asyncio.create_task(self._tick(), name="alerts:tick")
+
+    async def stop(self) -> None:
+        if self.ticker is not None:
+            self.ticker.cancel()
+            await asyncio.gather(self.ticker, return_exceptions=True)
+        if self.tasks:  # notifications in flight: local ones finish quickly
+            await asyncio.wait(self.tasks, timeout=2.0)
+        await self._save(samples=True)
+        for notifier in self.notifiers.values():
+            await notifier.stop()
+
+    def observe(self, records: Sequence[Record]) -> None:
+        self.engine.observe(records, time.time())
+
+    async def _tick(self) -> None:
+        every = self.config.alerting.evaluate_every
+        saved = time.monotonic()
+        while True:
+            await asyncio.sleep(every)
+            self.engine.tick(time.time())
+            due = time.monotonic() - saved >= SAVE_SAMPLES_EVERY
+            if due:
+                saved = time.monotonic()
+            await self._save(samples=due)
+
+    async def _save(self, samples: bool = False) -> None:
+        """The states (when they changed) and, now and then, the samples."""
+        if self.executor is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.executor, self.engine.save)
+            if samples:
+                await loop.run_in_executor(self.executor, self.engine.save_series)
+        except OSError as exc:
+            log.error("alert_state_not_saved", error=exc.strerror or str(exc))
+
+    def route(self, alert: Alert, named: Sequence[str]) -> None:
+        targets = {"journal", *named}
+        targets |= {n for n, x in self.notifiers.items() if alert.severity in x.config.severities}
+        for name in sorted(targets):
+            notifier = self.notifiers.get(name)
+            if notifier is None:
+                continue  # config validation names unknown notifiers; never here
+            if alert.state == "resolved" and not notifier.config.resolved:
+                continue
+            task = asyncio.get_running_loop().create_task(self._send(notifier, alert))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, notifier: Notifier, alert: Alert) -> None:
+        try:
+            await notifier.send(alert)
+        except Exception as exc:  # one broken notifier must not stop the others
+            log.error("notifier_failed", notifier=notifier.name, error=str(exc))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "rules": self.engine.status(),
+            "notifiers": {n: x.status() for n, x in self.notifiers.items()},
+            "evaluations": self.engine.evaluations,
+        }
+
+    def explain(self, name: str) -> dict[str, Any] | None:
+        for rule in self.engine.rules:
+            if rule.name == name:
+                return {
+                    "rule": name,
+                    "expr": rule.expr.text,
+                    "for": rule.for_,
+                    "series": self.engine.explain(rule, time.time()),
+                }
+        return None
