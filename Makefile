@@ -30,13 +30,15 @@ run: $(STAMP)
 	$(BIN)/vigil run --config packaging/demo.toml
 
 # Programs the tests drive for real, from Debian's packages: promtool
-# (package prometheus), systemd-analyze (package systemd) and logrotate. Installed only
+# (package prometheus), systemd-analyze (package systemd), logrotate and
+# Alertmanager (package prometheus-alertmanager). Installed only
 # when missing and when we are root; otherwise those tests skip and say why.
 test-deps:
 	@missing=""; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	command -v logrotate >/dev/null 2>&1 || missing="$$missing logrotate"; \
+	test -x /usr/bin/prometheus-alertmanager || missing="$$missing prometheus-alertmanager"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing from Debian:$$missing"; \
@@ -64,6 +66,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.host_metrics
 	$(BIN)/python -m bench.buffer
 	$(BIN)/python -m bench.hub_ingest
+	$(BIN)/python -m bench.logs
+	$(BIN)/python -m bench.alerts
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache

@@ -25,6 +25,7 @@ import structlog
 
 from agent import __version__, logsetup, statedir
 from agent import config as config_mod
+from agent.alerts.service import SPECS as ALERTING_SPECS
 from agent.alerts.service import Alerting
 from agent.api import ApiServer
 from agent.checkpoint import CheckpointStore
@@ -209,7 +210,7 @@ class Agent:
             collectors.append(self.logs)
         collectors.append(SelfCollector(self.stats, self.started, extra=self.shipper_metrics))
         self.specs = {spec.name: spec for c in collectors for spec in c.specs}
-        self.specs.update((spec.name, spec) for spec in SHIPPER_SPECS)
+        self.specs.update((spec.name, spec) for spec in (*SHIPPER_SPECS, *ALERTING_SPECS))
         for collector in collectors:
             interval = cfg.interval_for(collector.name)
             timeout = cfg.agent.collect_timeout or interval
@@ -297,7 +298,13 @@ class Agent:
             log.info("log_event", **{k: v for k, v in r.items() if k != "kind"})
 
     def shipper_metrics(self, ts: float) -> list[Record]:
-        return self.shipper.metrics(ts) if self.shipper is not None else []
+        """Self-metrics of the parts that are not collectors: shipper, alerting."""
+        out: list[Record] = []
+        if self.shipper is not None:
+            out += self.shipper.metrics(ts)
+        if self.alerting is not None:
+            out += self.alerting.metrics(ts)
+        return out
 
     # -- reload ----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import re
 import typing
 from pathlib import Path
 
+from agent.alerts.service import SPECS as ALERTING_SPECS
 from agent.config import Config
 from agent.selfmetrics import SelfCollector
 from agent.shipper import SPECS as SHIPPER_SPECS
@@ -23,7 +24,7 @@ def test_every_metric_is_documented_once_with_its_type():
     documented = dict(rows)
     assert len(rows) == len(documented), "a metric is documented twice"
     specs = [s for cls in [*HOST_COLLECTORS.values(), SelfCollector] for s in cls.specs]
-    specs += [*SHIPPER_SPECS, *LogCollector.specs]
+    specs += [*SHIPPER_SPECS, *LogCollector.specs, *ALERTING_SPECS]
     for spec in specs:
         assert documented.get(spec.name) == spec.type, spec.name
     assert set(documented) == {s.name for s in specs}, "documented metrics nobody emits"

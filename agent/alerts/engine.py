@@ -33,10 +33,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 import os
 import string
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +47,21 @@ from typing import Any
 import msgpack
 import structlog
 
-from agent.alerts.expr import Expr, compare, evaluate, parse, parse_clear
+from agent.alerts.expr import Expr, compare, evaluate_arrays, parse, parse_clear
 from agent.alerts.model import Alert
 from agent.records import Event, Metric, Record
 
 log = structlog.get_logger("vigil.alerts")
 
 LabelsKey = tuple[tuple[str, str], ...]
+_OPS = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 MAX_SAMPLES = 4096  # per series, whatever the window: a bound on memory
 
 
@@ -70,7 +80,7 @@ class Rule:
     notify: tuple[str, ...]
 
     def firing_condition(self, value: float | None) -> bool:
-        return value is not None and compare(self.expr.op, value, self.expr.threshold)
+        return value is not None and _OPS[self.expr.op](value, self.expr.threshold)
 
     def still_firing(self, value: float | None) -> bool:
         if value is None:
@@ -83,29 +93,23 @@ class Rule:
 class Series:
     """One series' recent samples: two parallel arrays, oldest first."""
 
-    __slots__ = ("labels", "ts", "values")
+    __slots__ = ("labels", "rules", "ts", "values")
 
     def __init__(self, labels: Mapping[str, str]) -> None:
         self.labels = dict(labels)
         self.ts = array("d")
         self.values = array("d")
+        self.rules: list[tuple[Rule, str]] = []  # the rules selecting it, with fingerprints
 
     def add(self, ts: float, value: float, keep: float) -> None:
         if self.ts and ts <= self.ts[-1]:
             return  # out of order or repeated: the newest sample wins
         self.ts.append(ts)
         self.values.append(value)
-        cut = 0
-        horizon = ts - keep
-        while cut < len(self.ts) and self.ts[cut] < horizon:
-            cut += 1
-        cut = max(cut, len(self.ts) - MAX_SAMPLES)
+        cut = max(bisect_left(self.ts, ts - keep), len(self.ts) - MAX_SAMPLES)
         if cut:
             del self.ts[:cut]
             del self.values[:cut]
-
-    def samples(self) -> list[tuple[float, float]]:
-        return list(zip(self.ts, self.values))
 
 
 @dataclass
@@ -169,6 +173,7 @@ class AlertEngine:
         self.notify = notify  # (alert, the rule's notify list): routing is the caller's
         self.emit = emit
         self.by_metric: dict[str, list[Rule]] = {}
+        self.rule_by_name = {rule.name: rule for rule in self.rules}
         self.keep: dict[str, float] = {}  # metric -> how much history the rules need
         for rule in self.rules:
             metric = rule.expr.selector.metric
@@ -254,12 +259,13 @@ class AlertEngine:
                 if metric not in self.series:
                     continue  # no rule needs it any more
                 for labels, ts, values in rows:
-                    series = Series(dict(labels))
+                    key = tuple(sorted((str(k), str(v)) for k, v in labels))
+                    series = self._new_series(metric, key, dict(key))
                     series.ts.frombytes(ts)
                     series.values.frombytes(values)
                     if len(series.ts) != len(series.values):
                         raise ValueError("damaged series")
-                    self.series[metric][tuple(sorted(series.labels.items()))] = series
+                    self.series[metric][key] = series
         except (
             ValueError,
             TypeError,
@@ -276,49 +282,53 @@ class AlertEngine:
     # -- samples and evaluation ----------------------------------------------------------
 
     def observe(self, records: Iterable[Record], now: float) -> None:
-        touched: dict[str, set[LabelsKey]] = {}
+        """Store the samples rules need; evaluate those rules on those series."""
+        series_of = self.series
         for r in records:
             if not isinstance(r, Metric):
                 continue
-            store = self.series.get(r.name)
+            store = series_of.get(r.name)
             if store is None:
                 continue
             key = tuple(sorted(r.labels.items()))
             series = store.get(key)
             if series is None:
-                series = store[key] = Series(r.labels)
+                series = store[key] = self._new_series(r.name, key, r.labels)
             series.add(r.ts, float(r.value), self.keep[r.name])
-            touched.setdefault(r.name, set()).add(key)
-        for metric, keys in touched.items():
-            for rule in self.by_metric[metric]:
-                if rule.expr.func != "absent":
-                    self._evaluate(rule, now, keys)
+            for rule, fp in series.rules:
+                self.evaluations += 1
+                value = evaluate_arrays(rule.expr, series.ts, series.values, now)
+                if value is not None or fp in self.instances:
+                    self._step(rule, fp, series.labels, value, now)
+
+    def _new_series(self, metric: str, key: LabelsKey, labels: Mapping[str, str]) -> Series:
+        series = Series(labels)
+        # which rules select it, worked out once, with each instance's fingerprint
+        series.rules = [
+            (rule, fingerprint(rule.name, labels))
+            for rule in self.by_metric[metric]
+            if rule.expr.func != "absent" and rule.expr.selector.matches(metric, labels)
+        ]
+        return series
 
     def tick(self, now: float) -> None:
-        """Evaluate every rule over every series: timers, staleness, absence."""
+        """What time alone changes: `for` timers and staleness of the pending
+        and firing instances, and absent() rules. Series with no instance
+        change only with new samples, which `observe` evaluates."""
         for rule in self.rules:
             if rule.expr.func == "absent":
                 self._evaluate_absent(rule, now)
-            else:
-                self._evaluate(rule, now, None)
-
-    def _evaluate(self, rule: Rule, now: float, keys: set[LabelsKey] | None) -> None:
-        store = self.series[rule.expr.selector.metric]
-        selector = rule.expr.selector
-        seen: set[str] = set()
-        for key in keys if keys is not None else list(store):
-            series = store.get(key)
-            if series is None or not selector.matches(selector.metric, series.labels):
+        for fp, inst in list(self.instances.items()):
+            found = self.rule_by_name.get(inst.rule)
+            if found is None or found.expr.func == "absent":
                 continue
+            rule = found
+            series = self.series[rule.expr.selector.metric].get(tuple(sorted(inst.labels.items())))
+            value = None
+            if series is not None:
+                value = evaluate_arrays(rule.expr, series.ts, series.values, now)
             self.evaluations += 1
-            value = evaluate(rule.expr, series.samples(), now)
-            fp = self._step(rule, series.labels, value, now)
-            seen.add(fp)
-        if keys is None:
-            # instances whose series are gone entirely: no value, so they resolve
-            for fp, inst in list(self.instances.items()):
-                if inst.rule == rule.name and fp not in seen and inst.state != "inactive":
-                    self._step(rule, inst.labels, None, now)
+            self._step(rule, fp, inst.labels, value, now)
 
     def _evaluate_absent(self, rule: Rule, now: float) -> None:
         store = self.series[rule.expr.selector.metric]
@@ -332,14 +342,15 @@ class AlertEngine:
         self.evaluations += 1
         labels = {m.name: m.value for m in selector.matchers if m.op == "="}
         value = 0.0 if present else 1.0
-        self._step(rule, labels, value, now)
+        self._step(rule, fingerprint(rule.name, labels), labels, value, now)
 
-    def _step(self, rule: Rule, labels: Mapping[str, str], value: float | None, now: float) -> str:
-        fp = fingerprint(rule.name, labels)
+    def _step(
+        self, rule: Rule, fp: str, labels: Mapping[str, str], value: float | None, now: float
+    ) -> None:
         inst = self.instances.get(fp)
         if inst is None:
             if not rule.firing_condition(value):
-                return fp  # nothing to remember for a quiet series
+                return  # nothing to remember for a quiet series
             inst = self.instances[fp] = Instance(rule.name, dict(labels))
         inst.value = value
         if inst.state == "inactive":
@@ -369,7 +380,6 @@ class AlertEngine:
                 inst.last_notified = now
                 self._dirty = True
                 self.notify(self._alert(rule, inst, "firing", now, repeat=True), rule.notify)
-        return fp
 
     def _fire(self, rule: Rule, inst: Instance, now: float) -> None:
         inst.state, inst.fired_at, inst.last_notified = "firing", now, now
@@ -476,7 +486,7 @@ class AlertEngine:
         for series in store.values():
             if not rule.expr.selector.matches(rule.expr.selector.metric, series.labels):
                 continue
-            value = evaluate(rule.expr, series.samples(), now)
+            value = evaluate_arrays(rule.expr, series.ts, series.values, now)
             out.append(
                 {
                     "labels": series.labels,

@@ -54,6 +54,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+import operator
 import re
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
@@ -416,21 +417,36 @@ def _window(
 
 
 def _increase(points: Sequence[tuple[float, float]]) -> float:
-    # As Prometheus: last - first, plus the value before each reset.
-    resets = math.fsum(a for (_, a), (_, b) in itertools.pairwise(points) if b < a)
-    return points[-1][1] - points[0][1] + resets
+    return _increase_values([v for _, v in points])
+
+
+def _increase_values(values: Sequence[float]) -> float:
+    # As Prometheus: last - first, plus the value before each reset. Most
+    # windows hold no reset: one C-level sort tells, before any Python loop.
+    if list(values) == sorted(values):
+        return values[-1] - values[0]
+    resets = math.fsum(a for a, b in itertools.pairwise(values) if b < a)
+    return values[-1] - values[0] + resets
 
 
 def _predict(points: Sequence[tuple[float, float]], now: float, ahead: float) -> float | None:
-    # Least squares with x measured from `now`, on centred sums for accuracy.
-    n = len(points)
-    xs = [t - now for t, _ in points]
-    ys = [v for _, v in points]
-    mx, my = math.fsum(xs) / n, math.fsum(ys) / n
-    sxx = math.fsum((x - mx) ** 2 for x in xs)
+    return _predict_arrays([t for t, _ in points], [v for _, v in points], now, ahead)
+
+
+def _predict_arrays(
+    ts: Sequence[float], vs: Sequence[float], now: float, ahead: float
+) -> float | None:
+    # Least squares with x measured from `now`, on centred sums for accuracy;
+    # the products are summed with map() so the loops run in C.
+    n = len(ts)
+    mx = math.fsum(ts) / n - now
+    my = math.fsum(vs) / n
+    dx = [t - now - mx for t in ts]
+    dy = [v - my for v in vs]
+    sxx = math.fsum(map(operator.mul, dx, dx))
     if sxx == 0:
         return None
-    slope = math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    slope = math.fsum(map(operator.mul, dx, dy)) / sxx
     return my + slope * (ahead - mx)
 
 
@@ -463,4 +479,41 @@ def evaluate(expr: Expr, samples: Sequence[tuple[float, float]], now: float) -> 
         return _increase(points) / elapsed if elapsed > 0 else None
     if expr.func == "predict_linear":
         return _predict(points, now, expr.arg or 0.0)
+    raise ValueError(f"unknown function {expr.func!r}")
+
+
+def evaluate_arrays(
+    expr: Expr, ts: Sequence[float], values: Sequence[float], now: float
+) -> float | None:
+    """`evaluate` on a series kept as two parallel arrays (the engine's
+    storage): the same arithmetic, without building (ts, value) pairs, so
+    the window is found by bisection and sliced in C. Tested equal to
+    `evaluate` on random series."""
+    hi = bisect_right(ts, now)
+    if expr.func is None:
+        if hi and ts[hi - 1] > now - STALE:
+            return values[hi - 1]
+        return None
+    if expr.func == "absent" or expr.window is None:
+        return None
+    lo = bisect_right(ts, now - expr.window, hi=hi)
+    if lo >= hi:
+        return None
+    window = values[lo:hi]
+    if expr.func == "avg_over_time":
+        return math.fsum(window) / len(window)
+    if expr.func == "max_over_time":
+        return max(window)
+    if expr.func == "min_over_time":
+        return min(window)
+    if hi - lo < 2:
+        return None
+    if expr.func in ("increase", "rate"):
+        increase = _increase_values(window)
+        if expr.func == "increase":
+            return increase
+        elapsed = ts[hi - 1] - ts[lo]
+        return increase / elapsed if elapsed > 0 else None
+    if expr.func == "predict_linear":
+        return _predict_arrays(ts[lo:hi], window, now, expr.arg or 0.0)
     raise ValueError(f"unknown function {expr.func!r}")

@@ -17,15 +17,23 @@ from typing import Any
 
 import structlog
 
+from agent.alerts import notifiers as notifiers_mod
 from agent.alerts.config import AlertRuleConfig
 from agent.alerts.defaults import DEFAULT_ALERTS
 from agent.alerts.engine import AlertEngine, Rule, build_rule
 from agent.alerts.model import Alert
 from agent.alerts.notifiers import Notifier, build_notifiers
 from agent.config import Config
-from agent.records import Event, Record
+from agent.records import Event, Metric, Record
+from collectors.base import Spec, counter, gauge
 
 log = structlog.get_logger("vigil.alerts")
+SPECS: tuple[Spec, ...] = (
+    gauge("vigil_alerts_firing", "Alert instances firing now."),
+    gauge("vigil_alerts_pending", "Alert instances pending (condition true, `for` not yet over)."),
+    counter("vigil_alert_evaluations_total", "Rule evaluations, one per rule and series."),
+    *notifiers_mod.SPECS,
+)
 SAVE_SAMPLES_EVERY = 60.0  # seconds; a kill -9 costs the rules at most this much history
 
 
@@ -109,14 +117,7 @@ class Alerting:
             log.error("alert_state_not_saved", error=exc.strerror or str(exc))
 
     def route(self, alert: Alert, named: Sequence[str]) -> None:
-        targets = {"journal", *named}
-        targets |= {n for n, x in self.notifiers.items() if alert.severity in x.config.severities}
-        for name in sorted(targets):
-            notifier = self.notifiers.get(name)
-            if notifier is None:
-                continue  # config validation names unknown notifiers; never here
-            if alert.state == "resolved" and not notifier.config.resolved:
-                continue
+        for notifier in notifiers_mod.route(alert, named, self.notifiers):
             task = asyncio.get_running_loop().create_task(self._send(notifier, alert))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -126,6 +127,16 @@ class Alerting:
             await notifier.send(alert)
         except Exception as exc:  # one broken notifier must not stop the others
             log.error("notifier_failed", notifier=notifier.name, error=str(exc))
+
+    def metrics(self, ts: float) -> list[Metric]:
+        """Self-metrics: the engine's and every notifier's."""
+        states = [i.state for i in self.engine.instances.values()]
+        return [
+            Metric("vigil_alerts_firing", states.count("firing"), ts),
+            Metric("vigil_alerts_pending", states.count("pending"), ts),
+            Metric("vigil_alert_evaluations_total", self.engine.evaluations, ts, type="counter"),
+            *notifiers_mod.metrics(self.notifiers, ts),
+        ]
 
     def status(self) -> dict[str, Any]:
         return {

@@ -33,7 +33,7 @@ def config(tmp: Path, log: Path, hub_port: int, token: str, api: int) -> str:
         f'[[logs]]\npaths = ["{log}"]\nstart_at = "beginning"\ndefault_rules = false\n'
         'detectors = []\npoll_interval = "100ms"\n'
         '  [[logs.rules]]\n  name = "payment_failed"\n  pattern = "payment failed"\n'
-        "[alerting]\ndefault_rules = false\nevaluate_every = \"200ms\"\n"
+        '[alerting]\ndefault_rules = false\nevaluate_every = "200ms"\n'
         "[[alerts]]\n"
         'name = "PaymentsFailing"\n'
         "expr = 'increase(log_matches_total{rule=\"payment_failed\"}[10s]) >= 3'\n"

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Alert rule evaluation cost: 100 rules over 2,000 series at a 10 s interval.
+
+Child processes feed 2,000 series (values on a slow random walk, counters
+rising) through the agent's alert engine on a simulated 10 s grid, for an
+hour of samples so every window is full: one with no rules, then 100 rules
+(thresholds, avg_over_time[5m], max_over_time[10m], predict_linear[15m],
+rate[5m], increase[10m]) laid out two ways: each series selected by one
+rule (100 metrics of 20 series), and by five (20 metrics of 100 series,
+five times the evaluations). Each child prints its CPU time per cycle
+(observe + the engine's tick) and its resident memory. Targets: under 5 ms
+a cycle, under 5 MB more RSS.
+
+    .venv/bin/python -m bench.alerts
+
+A benchmark, not a test: it prints figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SERIES = 2000
+RULES = 100
+INTERVAL = 10.0
+CYCLES = 360  # an hour at 10 s: the longest window (1 h) is full
+MEASURED = 60  # the last this many cycles are timed
+
+# Five kinds of rule, 20 of each: gauges (threshold, averages, maxima, a fill
+# forecast) and counters (rate, increase).
+KINDS = (
+    ("gauge", "{m} > 95"),
+    ("gauge", "avg_over_time({m}[5m]) > 90"),
+    ("gauge", "max_over_time({m}[10m]) > 99"),
+    ("gauge", "predict_linear({m}[15m], 3600) > 100"),
+    ("counter", "rate({m}[5m]) > 50"),
+)
+
+
+def layout(rules_per_series: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """Metric names and rules: 2,000 series spread over RULES / rules_per_series
+    metrics, each metric under `rules_per_series` rules."""
+    metrics = RULES // rules_per_series
+    names = []
+    rules = []
+    for m in range(metrics):
+        kinds = [KINDS[(m + i) % len(KINDS)] for i in range(rules_per_series)]
+        counter = any(k == "counter" for k, _ in kinds)
+        name = f"bench_{m}_total" if counter else f"bench_{m}_percent"
+        names.append(name)
+        for i, (kind, expr) in enumerate(kinds):
+            if kind == "gauge" and counter:
+                expr = "increase({m}[10m]) > 10000"
+            rules.append((f"Rule{m}_{i}", expr.format(m=name)))
+    return names, rules
+
+
+def child(rules_per_series: int) -> None:
+    from agent import logsetup
+    from agent.alerts.engine import AlertEngine, build_rule
+    from agent.records import Metric
+
+    logsetup.configure("error", "json")  # stdout carries the result
+    rnd = random.Random(7)
+    names, rules = layout(max(rules_per_series, 1))
+    built = (
+        [build_rule(n, e, 60.0, "", "medium", {}, "", 0.0, ()) for n, e in rules]
+        if rules_per_series
+        else []
+    )
+    engine = AlertEngine(built, "bench", None, lambda a, n: None, lambda e: None)
+    per_metric = SERIES // len(names)
+    labels = [{"instance": f"i{i}", "job": "bench"} for i in range(per_metric)]
+    values = [[rnd.uniform(10, 60) for _ in labels] for _ in names]
+    t0 = time.time() - CYCLES * INTERVAL
+    cpu = 0.0
+    evaluations = 0
+    for cycle in range(CYCLES):
+        now = t0 + cycle * INTERVAL
+        batch = []
+        for m, name in enumerate(names):
+            row = values[m]
+            counter = name.endswith("_total")
+            for i, lab in enumerate(labels):
+                if counter:
+                    row[i] += rnd.uniform(0, 300)
+                else:
+                    row[i] = min(100.0, max(0.0, row[i] + rnd.uniform(-2, 2)))
+                batch.append(Metric(name, row[i], now, lab))
+        before = engine.evaluations
+        start = time.process_time()
+        engine.observe(batch, now)
+        engine.tick(now)  # the agent ticks every 5 s: at least once a cycle
+        took = time.process_time() - start
+        if cycle >= CYCLES - MEASURED:
+            cpu += took
+            evaluations += engine.evaluations - before
+    rss = 0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+    samples = sum(len(s.ts) for store in engine.series.values() for s in store.values())
+    print(
+        json.dumps(
+            {
+                "ms_per_cycle": 1000 * cpu / MEASURED,
+                "rss": rss,
+                "rules": len(built),
+                "series": sum(len(store) for store in engine.series.values()),
+                "samples_kept": samples,
+                "evaluations_per_cycle": evaluations / MEASURED,
+                "firing": sum(1 for i in engine.instances.values() if i.state == "firing"),
+            }
+        )
+    )
+
+
+def run_child(rules_per_series: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.alerts", "--child", str(rules_per_series)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    print(
+        f"{SERIES:,} series, {RULES} rules, {INTERVAL:g} s interval, {CYCLES} cycles "
+        f"(one hour), the last {MEASURED} timed; CPU is observe() + tick() per cycle"
+    )
+    without = run_child(0)
+    print(f"{'':34} {'CPU/cycle':>10} {'RSS':>10} {'evals/cycle':>12} {'samples kept':>13}")
+    row = "{:34} {:8.2f} ms {:7.1f} MiB {:12,.0f} {:13,.0f}"
+    print(row.format("no rules", without["ms_per_cycle"], without["rss"] / 2**20, 0, 0))
+    for per in (1, 5):
+        r = run_child(per)
+        name = f"{RULES} rules, each series under {per}"
+        print(
+            row.format(
+                name,
+                r["ms_per_cycle"],
+                r["rss"] / 2**20,
+                r["evaluations_per_cycle"],
+                r["samples_kept"],
+            )
+        )
+        extra = (r["rss"] - without["rss"]) / 2**20
+        print(
+            f"  -> {r['ms_per_cycle'] - without['ms_per_cycle']:.2f} ms more CPU per cycle "
+            f"(target < 5 ms), {extra:.1f} MiB more RSS (target < 5 MB), "
+            f"{r['firing']:.0f} alerts firing at the end"
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(int(sys.argv[2]))
+    else:
+        main()
