@@ -72,6 +72,8 @@ from typing import Any, BinaryIO, Literal
 
 import msgpack
 
+from agent.atomic import fsync_dir, write_atomically
+
 HEADER = struct.Struct("<IIQI")  # payload length, crc32, first seq, record count
 MAX_PAYLOAD = 64 * 1024 * 1024  # a length beyond this is damage, not data
 SEGMENT_SUFFIX = ".seg"
@@ -337,7 +339,7 @@ class DiskBuffer:
         if not (self.segments and self.segments[-1].path == path):  # not already begun
             self.segments.append(Segment(path, self.next_seq, self.next_seq - 1, 0))
         self._writer = open(path, "ab", buffering=0)  # noqa: SIM115 - kept for appends
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def sync(self) -> None:
         if self._writer is not None and self._dirty:
@@ -438,13 +440,7 @@ class DiskBuffer:
         self._write_atomically(self.directory / "ledger", encode_frame(self.acked, 0, payload))
 
     def _write_atomically(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(self.directory)
+        write_atomically(path, data)
 
     # -- state -----------------------------------------------------------------
 
@@ -477,11 +473,3 @@ def _first_seq_of(path: Path) -> int:
 
 def _is_stream_id(text: str) -> bool:
     return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

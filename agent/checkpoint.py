@@ -33,6 +33,7 @@ from typing import Any
 
 import msgpack
 
+from agent.atomic import fsync_dir, write_atomically
 from agent.buffer import DiskBuffer
 
 
@@ -50,12 +51,8 @@ class CheckpointStore:
 
     def _write(self, path: Path, tag: list[Any] | None, data: Any) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(msgpack.packb({"tag": tag, "data": data}, use_bin_type=True))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        packed = msgpack.packb({"tag": tag, "data": data}, use_bin_type=True)
+        write_atomically(path, packed, sync_dir=False)  # the callers sync the directory once
 
     def _read(self, path: Path) -> dict[str, Any] | None:
         try:
@@ -74,11 +71,7 @@ class CheckpointStore:
         return value
 
     def _sync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.directory)
 
     def load(self, name: str, buffer: DiskBuffer | None) -> Any:
         """The committed value of part `name` (None if never written)."""

@@ -49,6 +49,7 @@ import structlog
 
 from agent.alerts.expr import Expr, compare, evaluate_arrays, parse, parse_clear
 from agent.alerts.model import Alert
+from agent.atomic import write_atomically
 from agent.records import Event, Metric, Record
 
 log = structlog.get_logger("vigil.alerts")
@@ -219,12 +220,7 @@ class AlertEngine:
             return
         self._dirty = False
         live = {fp: i.to_dict() for fp, i in self.instances.items() if i.state != "inactive"}
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"version": 1, "instances": live}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        write_atomically(self.state_path, json.dumps({"version": 1, "instances": live}).encode())
 
     @property
     def series_path(self) -> Path | None:
@@ -242,12 +238,7 @@ class AlertEngine:
             ]
             for metric, store in self.series.items()
         }
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(msgpack.packb(data, use_bin_type=True))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, msgpack.packb(data, use_bin_type=True))
 
     def _load_series(self) -> None:
         path = self.series_path

@@ -75,6 +75,7 @@ import structlog
 
 from agent import __version__
 from agent.alerts.model import SEVERITIES, Alert
+from agent.atomic import write_atomically
 from agent.records import Metric
 from agent.schema import Duration, Invalid, opt
 from collectors.base import Spec, counter, gauge
@@ -839,30 +840,8 @@ def _open_queue(directory: Path) -> tuple[list[int], list[str]]:
     return sorted(seqs), removed
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def _write_item(directory: Path, seq: int, data: bytes) -> None:
-    _write_atomically(_item_path(directory, seq), data)
+    write_atomically(_item_path(directory, seq), data)
 
 
 def _read_item(directory: Path, seq: int) -> dict[str, Any]:
@@ -895,7 +874,7 @@ def _read_active(directory: Path) -> dict[str, dict[str, Any]]:
 
 def _write_active(directory: Path, active: dict[str, dict[str, Any]]) -> None:
     directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-    _write_atomically(directory / "active.json", json.dumps(active).encode())
+    write_atomically(directory / "active.json", json.dumps(active).encode())
 
 
 # -- building and routing ------------------------------------------------------------
