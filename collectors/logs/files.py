@@ -57,7 +57,7 @@ from collectors.logs.config import LogsConfig
 log = structlog.get_logger("vigil.collectors.logs")
 
 FP_BYTES = 256
-READ_BYTES = 1 << 20  # per file per read: fair to other files, bounded memory
+READ_BYTES = 4 << 20  # per file per read: fair to other files, bounded memory
 MAX_RESCUE = 64 << 20  # read at most this much from a copytruncate copy; the rest is missed
 # counters per file label, in this order (persisted as a list)
 COUNTERS = ("lines", "bytes", "missed", "reread", "truncated")

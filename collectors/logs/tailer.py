@@ -42,7 +42,7 @@ from collectors.logs.rules import Detectors, RateLimiter, TableProcessor
 
 log = structlog.get_logger("vigil.collectors.logs")
 
-STEP_BYTES = 8 << 20  # read at most this much per step before committing
+STEP_BYTES = 16 << 20  # read at most this much per step before committing
 COMMIT_EVERY = 0.25  # seconds between commits while events wait
 STATE_EVERY = 1.0  # seconds between commits when only offsets moved
 
