@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from collectors.logs.config import LogsConfig
-from collectors.logs.files import BYTES, LINES, MISSED, TRUNCATED, Follower
+from collectors.logs.files import BYTES, LINES, MISSED, READ_BYTES, TRUNCATED, Follower
 
 
 def follower(tmp: Path, saved=None, counters=None, now=1000.0, **options) -> Follower:
@@ -229,7 +229,8 @@ def test_compressed_rotations_are_not_read(tmp_path):
 
 def test_a_small_budget_still_makes_progress_and_reports_more(tmp_path):
     log = tmp_path / "app.log"
-    write(log, *(f"line {i:04d} " + "x" * 50 for i in range(40000)))  # ~2.4 MB
+    count = 3 * READ_BYTES // 60  # three reads' worth of 60-byte lines
+    write(log, *(f"line {i:07d} " + "x" * 47 for i in range(count)))
     f = follower(tmp_path)
     got, rounds = [], 0
     while True:
@@ -239,4 +240,4 @@ def test_a_small_budget_still_makes_progress_and_reports_more(tmp_path):
         got += [line for c in chunks for line in c.data.decode().splitlines()]
         if not more:
             break
-    assert len(got) == 40000 and rounds > 2
+    assert len(got) == count and rounds > 2
