@@ -91,14 +91,20 @@ class Alerting:
             await notifier.stop()
 
     def observe(self, records: Sequence[Record]) -> None:
-        self.engine.observe(records, time.time())
+        try:
+            self.engine.observe(records, time.time())
+        except Exception as exc:  # never let alerting break collection and delivery
+            log.exception("alert_evaluation_failed", error=str(exc))
 
     async def _tick(self) -> None:
         every = self.config.alerting.evaluate_every
         saved = time.monotonic()
         while True:
             await asyncio.sleep(every)
-            self.engine.tick(time.time())
+            try:
+                self.engine.tick(time.time())
+            except Exception as exc:
+                log.exception("alert_evaluation_failed", error=str(exc))
             due = time.monotonic() - saved >= SAVE_SAMPLES_EVERY
             if due:
                 saved = time.monotonic()

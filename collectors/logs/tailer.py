@@ -213,7 +213,12 @@ class LogCollector(Collector):
                 # The state is taken at the end of the step, in its thread, so
                 # it matches the events exactly; the commit's disk I/O then
                 # overlaps the next step's reading.
-                more, parts = await self._in_thread(self._step, self._commit_due() == 0)
+                try:
+                    more, parts = await self._in_thread(self._step, self._commit_due() == 0)
+                except Exception as exc:  # a disk error or a bug: keep tailing, say so
+                    log.exception("log_step_failed", error=str(exc))
+                    await asyncio.sleep(1.0)
+                    continue
                 if parts is not None:
                     await self._wait_for_commit()
                     events, self.events = self.events, []  # exactly those up to `parts`

@@ -1,0 +1,108 @@
+"""The log collector's loop in-process (collectors/logs/tailer.py): commits
+carry the events with the state, and a failing step does not stop tailing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from agent.checkpoint import CheckpointStore
+from collectors.logs.config import LogDetectorsConfig, LogsConfig, RuleConfig
+from collectors.logs.tailer import LogCollector
+
+
+class Committer:
+    """Keeps what the tailer commits, as the agent's buffer would."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    async def load_checkpoint(self, store: CheckpointStore, name: str):
+        return await asyncio.to_thread(store.load, name, None)
+
+    async def commit_checkpoint(self, store, records, parts) -> None:
+        await asyncio.to_thread(store.commit, None, [], parts)
+        self.records += records
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+async def wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def collector(tmp_path, log) -> LogCollector:
+    table = LogsConfig(
+        paths=(str(log),),
+        start_at="beginning",
+        default_rules=False,
+        detectors=(),
+        poll_interval=0.05,
+        rules=(RuleConfig(name="boom", pattern="boom"),),
+    )
+    return LogCollector([table], LogDetectorsConfig(), tmp_path / "state")
+
+
+def test_a_failing_step_is_logged_and_tailing_goes_on(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("boom 1\n")
+    logs = collector(tmp_path, log)
+    sink = Committer()
+
+    async def scenario():
+        await logs.start(sink)
+        follower = logs.followers[0]
+        real_read, failures = follower.read, []
+
+        def flaky(now, budget):
+            if not failures:
+                failures.append(now)
+                raise OSError(5, "Input/output error")
+            return real_read(now, budget)
+
+        follower.read = flaky
+        await wait_until(lambda: len(sink.records) == 1)
+        with open(log, "a") as fh:
+            fh.write("boom 2\n")
+        await wait_until(lambda: len(sink.records) == 2)
+        await logs.stop()
+        return failures
+
+    failures = run(scenario())
+    assert failures, "the step never failed: the test did not test anything"
+    assert [r["fields"]["line"] for r in sink.records] == ["boom 1", "boom 2"]
+
+
+def test_the_committed_counters_restart_where_they_were(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("boom\nfine\nboom\n")
+    sink = Committer()
+
+    async def first():
+        logs = collector(tmp_path, log)
+        await logs.start(sink)
+        await wait_until(lambda: logs.view.get("matches"))
+        await logs.stop()
+
+    async def second():
+        logs = collector(tmp_path, log)
+        await logs.start(sink)
+        with open(log, "a") as fh:
+            fh.write("boom\n")
+        await wait_until(lambda: sum(logs.view.get("matches", {}).values()) == 3)
+        metrics = {
+            (m.name, tuple(sorted(m.labels.items()))): m.value for m in logs.collect(0.0, 0.0)
+        }
+        await logs.stop()
+        return metrics
+
+    run(first())
+    metrics = run(second())
+    assert metrics[("log_matches_total", (("file", str(log)), ("rule", "boom")))] == 3
+    assert metrics[("log_lines_read_total", (("file", str(log)),))] == 4
+    assert len(sink.records) == 3  # each matching line once, across the restart
