@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import operator
 import os
 import string
 import time
@@ -47,7 +46,7 @@ from typing import Any
 import msgpack
 import structlog
 
-from agent.alerts.expr import Expr, compare, evaluate_arrays, parse, parse_clear
+from agent.alerts.expr import COMPARE, Expr, compare, evaluate_arrays, parse, parse_clear
 from agent.alerts.model import Alert
 from agent.atomic import write_atomically
 from agent.records import Event, Metric, Record
@@ -55,14 +54,6 @@ from agent.records import Event, Metric, Record
 log = structlog.get_logger("vigil.alerts")
 
 LabelsKey = tuple[tuple[str, str], ...]
-_OPS = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 MAX_SAMPLES = 4096  # per series, whatever the window: a bound on memory
 
 
@@ -81,7 +72,7 @@ class Rule:
     notify: tuple[str, ...]
 
     def firing_condition(self, value: float | None) -> bool:
-        return value is not None and _OPS[self.expr.op](value, self.expr.threshold)
+        return value is not None and COMPARE[self.expr.op](value, self.expr.threshold)
 
     def still_firing(self, value: float | None) -> bool:
         if value is None:

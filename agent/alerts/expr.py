@@ -387,37 +387,23 @@ def parse_clear(text: str, expr: Expr) -> tuple[str, float]:
     return op, value
 
 
+COMPARE = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
 def compare(op: str, value: float, threshold: float) -> bool:
     """`value op threshold`, IEEE semantics: NaN compares false except for !=."""
-    if op == ">":
-        return value > threshold
-    if op == ">=":
-        return value >= threshold
-    if op == "<":
-        return value < threshold
-    if op == "<=":
-        return value <= threshold
-    if op == "==":
-        return value == threshold
-    if op == "!=":
-        return value != threshold
-    raise ValueError(f"unknown comparison {op!r}")
-
-
-def _ts(sample: tuple[float, float]) -> float:
-    return sample[0]
-
-
-def _window(
-    samples: Sequence[tuple[float, float]], now: float, window: float
-) -> Sequence[tuple[float, float]]:
-    hi = bisect_right(samples, now, key=_ts)
-    lo = bisect_right(samples, now - window, key=_ts, hi=hi)
-    return samples[lo:hi]
-
-
-def _increase(points: Sequence[tuple[float, float]]) -> float:
-    return _increase_values([v for _, v in points])
+    try:
+        test = COMPARE[op]
+    except KeyError:
+        raise ValueError(f"unknown comparison {op!r}") from None
+    return bool(test(value, threshold))
 
 
 def _increase_values(values: Sequence[float]) -> float:
@@ -427,10 +413,6 @@ def _increase_values(values: Sequence[float]) -> float:
         return values[-1] - values[0]
     resets = math.fsum(a for a, b in itertools.pairwise(values) if b < a)
     return values[-1] - values[0] + resets
-
-
-def _predict(points: Sequence[tuple[float, float]], now: float, ahead: float) -> float | None:
-    return _predict_arrays([t for t, _ in points], [v for _, v in points], now, ahead)
 
 
 def _predict_arrays(
@@ -453,42 +435,14 @@ def _predict_arrays(
 def evaluate(expr: Expr, samples: Sequence[tuple[float, float]], now: float) -> float | None:
     """One series' value at `now` from its time-ordered (ts, value) samples;
     None when it has none (nothing in the window, stale, too few samples)."""
-    if expr.func is None:
-        hi = bisect_right(samples, now, key=_ts)
-        if hi and samples[hi - 1][0] > now - STALE:
-            return samples[hi - 1][1]
-        return None
-    if expr.func == "absent" or expr.window is None:
-        return None
-    points = _window(samples, now, expr.window)
-    if not points:
-        return None
-    values = [v for _, v in points]
-    if expr.func == "avg_over_time":
-        return math.fsum(values) / len(values)
-    if expr.func == "max_over_time":
-        return max(values)
-    if expr.func == "min_over_time":
-        return min(values)
-    if len(points) < 2:
-        return None
-    if expr.func == "increase":
-        return _increase(points)
-    if expr.func == "rate":
-        elapsed = points[-1][0] - points[0][0]
-        return _increase(points) / elapsed if elapsed > 0 else None
-    if expr.func == "predict_linear":
-        return _predict(points, now, expr.arg or 0.0)
-    raise ValueError(f"unknown function {expr.func!r}")
+    return evaluate_arrays(expr, [t for t, _ in samples], [v for _, v in samples], now)
 
 
 def evaluate_arrays(
     expr: Expr, ts: Sequence[float], values: Sequence[float], now: float
 ) -> float | None:
-    """`evaluate` on a series kept as two parallel arrays (the engine's
-    storage): the same arithmetic, without building (ts, value) pairs, so
-    the window is found by bisection and sliced in C. Tested equal to
-    `evaluate` on random series."""
+    """`evaluate` on a series kept as two parallel arrays, the engine's
+    storage: the window is found by bisection and sliced in C."""
     hi = bisect_right(ts, now)
     if expr.func is None:
         if hi and ts[hi - 1] > now - STALE:

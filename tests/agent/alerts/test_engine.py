@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from agent.alerts.engine import AlertEngine, build_rule
 from agent.records import Event, Metric
 
@@ -155,40 +152,3 @@ def test_memory_is_bounded_by_the_window():
         h.feed(t, 1)
     (series,) = h.engine.series["m"].values()
     assert len(series.ts) <= 7
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    steps=st.lists(
-        st.tuples(st.floats(0.5, 40.0), st.floats(-1e6, 1e6, allow_nan=False)),
-        min_size=0,
-        max_size=60,
-    ),
-    expr=st.sampled_from(
-        [
-            "m > 1",
-            "avg_over_time(m[1m]) > 1",
-            "max_over_time(m[90s]) > 1",
-            "min_over_time(m[5m]) > 1",
-            "rate(m[2m]) > 1",
-            "increase(m[10m]) > 1",
-            "predict_linear(m[3m], 600) > 1",
-        ]
-    ),
-    offset=st.floats(-100.0, 400.0),
-)
-def test_the_engine_evaluates_exactly_as_the_reference(steps, expr, offset):
-    """evaluate_arrays (the engine's fast path) == evaluate (the reference)."""
-    from array import array
-
-    from agent.alerts.expr import evaluate, evaluate_arrays, parse
-
-    parsed = parse(expr)
-    t, ts, values = T0, array("d"), array("d")
-    for gap, value in steps:
-        t += gap
-        ts.append(t)
-        values.append(value)
-    now = t + offset
-    expected = evaluate(parsed, list(zip(ts, values)), now)
-    assert evaluate_arrays(parsed, ts, values, now) == expected
