@@ -31,15 +31,16 @@ def agent_config(
     )
 
 
+def vigil(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the `vigil` command as an operator would; output captured as text."""
+    return subprocess.run([*VIGIL, *args], capture_output=True, text=True, timeout=timeout)
+
+
 def hub_token(config: Path, host: str) -> str:
     """What `vigil hub token HOST` prints for the hub configured in `config`."""
-    return subprocess.run(
-        [*VIGIL, "hub", "token", host, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
+    result = vigil("hub", "token", host, "--config", str(config))
+    result.check_returncode()
+    return result.stdout.strip()
 
 
 def free_port() -> int:
@@ -74,6 +75,7 @@ class NotifySocket:
 
     def close(self) -> None:
         self.sock.close()
+        self.path.unlink(missing_ok=True)  # the next agent's socket can take the path
 
 
 class Agent:

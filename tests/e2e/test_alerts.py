@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 from tests.conftest import wait_for
-from tests.e2e.harness import VIGIL, Agent, agent_config, free_port, wait_http
+from tests.e2e.harness import Agent, agent_config, free_port, vigil, wait_http
 from tests.e2e.test_hub_ingest import HubProcess
 
 
@@ -85,15 +84,9 @@ def test_alert_fires_offline_resolves_survives_a_restart_and_reaches_the_hub(tmp
 
         # a restart while firing: nothing notified again, the state is kept
         assert agent.stop() == 0
-        (tmp_path / "notify.sock").unlink()
         agent = Agent(tmp_path, cfg, env=env)
         agent.notify.wait("READY=1")
-        shown = subprocess.run(
-            [*VIGIL, "alerts", "--config", str(agent.config_path)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
+        shown = vigil("alerts", "--config", str(agent.config_path), timeout=30).stdout
         assert "PaymentsFailing" in shown and "FIRING" in shown
         # no new lines: after the 10 s window the condition clears and it resolves once
         wait_for(lambda: markers(marks, "resolved"), timeout=20, what="the resolution")

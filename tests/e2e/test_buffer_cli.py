@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 from agent.buffer import DiskBuffer
-from tests.e2e.harness import VIGIL, Agent, agent_config
-
-
-def vigil(*args):
-    return subprocess.run([*VIGIL, *args], capture_output=True, text=True, timeout=60)
+from tests.e2e.harness import Agent, agent_config, vigil
 
 
 def make_buffer(tmp_path):

@@ -7,12 +7,11 @@ import json
 import os
 import signal
 import stat
-import subprocess
 
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.harness import VIGIL, Agent, free_port, wait_exit, wait_http
+from tests.e2e.harness import Agent, free_port, vigil, wait_exit, wait_http
 from tests.e2e.harness import agent_config as config
 
 
@@ -94,12 +93,7 @@ def test_second_agent_on_the_same_state_dir_refuses_to_start(tmp_path):
     first = Agent(tmp_path, config(tmp_path))
     try:
         first.notify.wait("READY=1")
-        second = subprocess.run(
-            [*VIGIL, "run", "--config", str(first.config_path)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        second = vigil("run", "--config", str(first.config_path), timeout=30)
         assert second.returncode == 1
         assert f"another vigil agent (pid {first.proc.pid})" in second.stderr
         assert str(tmp_path / "state") in second.stderr
@@ -114,7 +108,6 @@ def test_lock_is_released_by_kill_9(tmp_path):
     first.proc.kill()
     first.proc.wait()
     first.stop()
-    (tmp_path / "notify.sock").unlink()
     again = Agent(tmp_path, config(tmp_path))
     try:
         again.notify.wait("READY=1")
@@ -173,9 +166,7 @@ def test_crashing_and_hanging_collectors_do_not_stop_the_others(tmp_path):
 def test_run_with_a_bad_config_exits_2_naming_file_and_key(tmp_path, bad):
     path = tmp_path / "agent.toml"
     path.write_text(bad)
-    result = subprocess.run(
-        [*VIGIL, "run", "--config", str(path)], capture_output=True, text=True, timeout=30
-    )
+    result = vigil("run", "--config", str(path), timeout=30)
     assert result.returncode == 2
     assert str(path) in result.stderr
     assert ("agent.interval" in result.stderr) or ("nope" in result.stderr)
@@ -186,8 +177,6 @@ def test_state_dir_that_cannot_be_created_is_a_clear_error(tmp_path):
     blocker.write_text("not a directory")
     path = tmp_path / "agent.toml"
     path.write_text(f'[agent]\nstate_dir = "{blocker / "state"}"\n')
-    result = subprocess.run(
-        [*VIGIL, "run", "--config", str(path)], capture_output=True, text=True, timeout=30
-    )
+    result = vigil("run", "--config", str(path), timeout=30)
     assert result.returncode == 1
     assert f"cannot create state directory {blocker / 'state'}" in result.stderr

@@ -26,6 +26,13 @@ def stream_of(hub):
     return hosts[0]["streams"][0] if hosts else None
 
 
+def stamps_at_hub(hub, host="edge-7"):
+    """Timestamps of one gauge the agent sends every interval: one point per
+    collection, so a record stored twice shows as a repeated timestamp."""
+    series = hub.get(f"/v1/metrics?host={host}&name=memory_total_bytes")["series"]
+    return [ts for ts, _ in series[0]["points"]]
+
+
 def test_records_reach_the_hub_and_a_hub_outage_loses_nothing(tmp_path):
     (tmp_path / "hubside").mkdir()
     hub = HubProcess(tmp_path / "hubside")
@@ -58,9 +65,7 @@ def test_records_reach_the_hub_and_a_hub_outage_loses_nothing(tmp_path):
         stream = stream_of(hub)
         assert stream["lost"] == 0 and stream["last_seq"] > backlog_from
         # every record once: one point per (series, timestamp) for a gauge sampled every 200ms
-        series = hub.get("/v1/metrics?host=edge-7&name=memory_total_bytes")["series"]
-        points = series[0]["points"]
-        stamps = [ts for ts, _ in points]
+        stamps = stamps_at_hub(hub)
         assert stamps == sorted(stamps) and len(stamps) == len(set(stamps))
         # what was collected during the outage arrived later, with its own timestamps
         assert any(down < ts < up for ts in stamps)
@@ -86,7 +91,6 @@ def test_kill_9_loop_neither_loses_nor_duplicates(tmp_path):
             agent.proc.kill()  # SIGKILL: no flush, no goodbye
             agent.proc.wait()
             agent.stop()
-            (tmp_path / "notify.sock").unlink()
         agent = Agent(tmp_path, config)  # a last clean run delivers the rest
         agent.notify.wait("READY=1")
         assert agent.stop() == 0
@@ -94,8 +98,7 @@ def test_kill_9_loop_neither_loses_nor_duplicates(tmp_path):
         stream = stream_of(hub)
         # kill -9 loses only what was still in memory (< flush_interval); no gaps on disk
         assert stream["lost"] == 0
-        points = hub.get("/v1/metrics?host=edge-7&name=memory_total_bytes")["series"][0]["points"]
-        stamps = [ts for ts, _ in points]
+        stamps = stamps_at_hub(hub)
         assert len(stamps) == len(set(stamps)), "a record was stored twice"
         assert stamps == sorted(stamps)
     finally:
@@ -245,8 +248,7 @@ def test_hub_killed_mid_stream_stores_nothing_twice(tmp_path):
         wait_for(caught_up, timeout=30, what="the agent caught up")
         stream = stream_of(hub)
         assert stream["lost"] == 0
-        series = hub.get("/v1/metrics?host=edge-7&name=memory_total_bytes")["series"]
-        stamps = [ts for ts, _ in series[0]["points"]]
+        stamps = stamps_at_hub(hub)
         assert len(stamps) == len(set(stamps)), "a record was stored twice"
     finally:
         assert agent.stop() == 0

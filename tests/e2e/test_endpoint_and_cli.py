@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.harness import VIGIL, Agent, agent_config, free_port, http_get, wait_http
+from tests.e2e.harness import Agent, agent_config, free_port, http_get, wait_http
+from tests.e2e.harness import vigil as run
 
 # What `vigil once --json` must show on any Linux host (DESIGN.md, issue #2).
 EXPECTED = {
@@ -40,10 +41,6 @@ EXPECTED = {
     "system_processes",
     "system_open_files",
 }
-
-
-def run(*args, timeout=60):
-    return subprocess.run([*VIGIL, *args], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

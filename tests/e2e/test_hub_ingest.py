@@ -13,7 +13,7 @@ import msgpack
 import pytest
 
 from agent import protocol
-from tests.e2e.harness import VIGIL, free_port, hub_token, wait_exit, wait_http
+from tests.e2e.harness import VIGIL, free_port, hub_token, vigil, wait_exit, wait_http
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "protocol"
 STREAM = "5f0c9d2e8a7b4c1d9e3f2a1b0c4d5e6f"
@@ -168,8 +168,6 @@ def test_bad_input_gets_the_right_4xx_and_the_hub_stays_up(hub):
 def test_hub_config_errors_name_the_key(tmp_path, text, key):
     path = tmp_path / "hub.toml"
     path.write_text(text)
-    result = subprocess.run(
-        [*VIGIL, "hub", "run", "--config", str(path)], capture_output=True, text=True, timeout=30
-    )
+    result = vigil("hub", "run", "--config", str(path), timeout=30)
     assert result.returncode == 2
     assert f"{path}: {key}:" in result.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.harness import VIGIL, Agent, agent_config, free_port, wait_http
+from tests.e2e.harness import Agent, agent_config, free_port, vigil, wait_http
 from tests.e2e.test_hub_ingest import HubProcess
 
 LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"
@@ -189,7 +189,6 @@ def test_kill_9_while_tailing_under_load_loses_and_repeats_nothing(tmp_path):
             agent.proc.kill()
             agent.proc.wait()
             agent.stop()
-            (tmp_path / "notify.sock").unlink()
         writer.stop.set()
         writer.join()
         agent = Agent(tmp_path, config)
@@ -223,15 +222,9 @@ def test_rotation_while_stopped_and_a_partial_line_across_a_restart(tmp_path):
     try:
         agent.notify.wait("READY=1")
         wait_for(lambda: sorted(seqs_at_hub(hub)) == [1, 2], what="the two complete lines")
-        shown = subprocess.run(
-            [*VIGIL, "status", "--config", str(agent.config_path)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
+        shown = vigil("status", "--config", str(agent.config_path), timeout=30).stdout
         assert "logs: 1 files" in shown and f"{log} " in shown  # with its committed offset
         assert agent.stop() == 0
-        (tmp_path / "notify.sock").unlink()
         with open(log, "a") as fh:
             fh.write("c\n2026 seq=4 d\n")  # finishes line 3 while the agent is down
         os.rename(log, logdir / "app.log.1")

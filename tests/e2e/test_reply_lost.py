@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from tests.conftest import wait_for
 from tests.e2e.harness import Agent, agent_config, free_port, wait_http
+from tests.e2e.test_delivery import stamps_at_hub, stream_of
 from tests.e2e.test_hub_ingest import HubProcess
 
 
@@ -96,10 +97,6 @@ def test_a_reply_lost_after_commit_is_retried_and_not_stored_twice(tmp_path):
     def shipper():
         return json.loads(wait_http(f"http://127.0.0.1:{api}/status"))["shipper"]
 
-    def stored():
-        hosts = hub.get("/v1/hosts")["hosts"]
-        return hosts[0]["streams"][0] if hosts else None
-
     try:
         agent.notify.wait("READY=1")
         wait_for(lambda: shipper()["acked_seq"] > 0, what="a first delivery")
@@ -112,10 +109,9 @@ def test_a_reply_lost_after_commit_is_retried_and_not_stored_twice(tmp_path):
         hub.log.close()
         hub = HubProcess(tmp_path / "hubside", hub.port)  # same data, same secret
         wait_for(lambda: shipper()["acked_seq"] > held, what="the retried batch acknowledged")
-        stream = stored()
+        stream = stream_of(hub)
         assert stream["lost"] == 0
-        points = hub.get("/v1/metrics?host=edge-7&name=memory_total_bytes")["series"][0]["points"]
-        stamps = [ts for ts, _ in points]
+        stamps = stamps_at_hub(hub)
         assert len(stamps) == len(set(stamps)), "the committed batch was stored twice"
         assert stamps == sorted(stamps)
     finally:
