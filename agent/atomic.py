@@ -35,3 +35,11 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o640, sync_dir: bool 
         raise
     if sync_dir:
         fsync_dir(path.parent)
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged file out of the way as NAME.corrupt, for a person to
+    look at; the agent then starts without it. Returns the new path."""
+    target = path.with_name(path.name + ".corrupt")
+    os.replace(path, target)
+    return target

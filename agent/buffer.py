@@ -72,7 +72,7 @@ from typing import Any, BinaryIO, Literal
 
 import msgpack
 
-from agent.atomic import fsync_dir, write_atomically
+from agent.atomic import fsync_dir, set_aside, write_atomically
 
 HEADER = struct.Struct("<IIQI")  # payload length, crc32, first seq, record count
 MAX_PAYLOAD = 64 * 1024 * 1024  # a length beyond this is damage, not data
@@ -218,8 +218,7 @@ class DiskBuffer:
     # -- opening -------------------------------------------------------------
 
     def _set_aside(self, path: Path, why: str) -> None:
-        target = path.with_name(path.name + ".corrupt")
-        os.replace(path, target)
+        target = set_aside(path)
         self.repairs.append(f"{path.name}: {why}; moved to {target.name}")
 
     def _load_stream(self, from_ledger: str | None) -> str:

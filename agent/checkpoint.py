@@ -33,7 +33,7 @@ from typing import Any
 
 import msgpack
 
-from agent.atomic import fsync_dir, write_atomically
+from agent.atomic import fsync_dir, set_aside, write_atomically
 from agent.buffer import DiskBuffer
 
 
@@ -64,8 +64,7 @@ class CheckpointStore:
             if not isinstance(value, dict) or "data" not in value:
                 raise ValueError("not a checkpoint")
         except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-            aside = path.with_name(path.name + ".corrupt")
-            os.replace(path, aside)
+            aside = set_aside(path)
             self.repairs.append(f"{path.name}: unreadable ({exc}), moved to {aside.name}")
             return None
         return value

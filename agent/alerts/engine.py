@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import string
 import time
 from array import array
@@ -48,7 +47,7 @@ import structlog
 
 from agent.alerts.expr import COMPARE, Expr, compare, evaluate_arrays, parse, parse_clear
 from agent.alerts.model import Alert
-from agent.atomic import write_atomically
+from agent.atomic import set_aside, write_atomically
 from agent.records import Event, Metric, Record
 
 log = structlog.get_logger("vigil.alerts")
@@ -201,8 +200,7 @@ class AlertEngine:
         except FileNotFoundError:
             return
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            aside = self.state_path.with_name(self.state_path.name + ".corrupt")
-            os.replace(self.state_path, aside)
+            aside = set_aside(self.state_path)
             log.warning("alert_state_unreadable", error=str(exc), moved_to=str(aside))
 
     def save(self) -> None:
@@ -257,8 +255,7 @@ class AlertEngine:
         ) as exc:
             for store in self.series.values():
                 store.clear()
-            aside = path.with_name(path.name + ".corrupt")
-            os.replace(path, aside)
+            aside = set_aside(path)
             log.warning("alert_samples_unreadable", error=str(exc), moved_to=str(aside))
 
     # -- samples and evaluation ----------------------------------------------------------
