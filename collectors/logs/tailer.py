@@ -112,7 +112,6 @@ class LogCollector(Collector):
         self._committing: asyncio.Future[None] | None = None
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
-        self.watched: frozenset[str] = frozenset()
         # counter series already reported, and when collect() last ran
         self._known: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self._since: float | None = None
@@ -330,21 +329,16 @@ class LogCollector(Collector):
         import watchfiles
 
         while True:
-            dirs = frozenset(
-                d for f in self.followers if f.config.watch == "auto" for d in f.directories
-            )
+            dirs = self._directories()
             if not dirs:
                 await asyncio.sleep(min(t.poll_interval for t in self.tables))
                 continue
-            stop = asyncio.Event()
-            self.watched = dirs
             try:
                 async for changes in watchfiles.awatch(
                     *sorted(dirs),
                     watch_filter=None,
                     debounce=50,
                     step=50,
-                    stop_event=stop,
                     recursive=any("**" in p for t in self.tables for p in t.paths),
                     ignore_permission_denied=True,
                     rust_timeout=5000,
