@@ -125,10 +125,10 @@ def cmd_once(args: argparse.Namespace) -> int:
     except Invalid as exc:
         print(f"vigil: --window: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from agent import logsetup, output
+    from agent import output
     from agent.runtime import collect_once
 
-    logsetup.configure("error", "console")  # stdout carries the records; problems go to stderr
+    _quiet_logs()
     records, errors = _run_loop(collect_once(cfg, window))
     sys.stdout.write(output.json_lines(records) if args.json else output.metrics_table(records))
     for name, error in errors.items():
@@ -246,7 +246,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         except (urllib.error.URLError, OSError, ValueError):
             result = None
         if result is None:
-            logsetup_quiet()
+            _quiet_logs()
             result = _run_loop(tool.explain_once(cfg, args.rule))
             if result is None:
                 print(f"vigil: no rule named {args.rule!r}", file=sys.stderr)
@@ -268,7 +268,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def logsetup_quiet() -> None:
+def _quiet_logs() -> None:
+    """For commands whose stdout is their answer: log errors only."""
     from agent import logsetup
 
-    logsetup.configure("error", "console")
+    logsetup.configure("error", "console")  # stdout carries the answer; problems go to stderr
