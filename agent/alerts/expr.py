@@ -52,12 +52,13 @@ Parsing is pure and errors are `ExprError`, naming what was expected at a
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import math
 import operator
 import re
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import NoReturn
@@ -438,36 +439,76 @@ def evaluate(expr: Expr, samples: Sequence[tuple[float, float]], now: float) -> 
     return evaluate_arrays(expr, [t for t, _ in samples], [v for _, v in samples], now)
 
 
+Evaluator = Callable[[Sequence[float], Sequence[float], float], "float | None"]
+
+
+@functools.lru_cache(maxsize=1024)
+def evaluator(expr: Expr) -> Evaluator:
+    """`evaluate` for one expression on a series kept as two parallel arrays
+    of timestamps and values, the engine's storage, specialised once per
+    rule: the engine calls it for every sample. The window is found by
+    bisection and sliced in C."""
+    func, window = expr.func, expr.window
+    if func is None:
+
+        def latest(ts: Sequence[float], values: Sequence[float], now: float) -> float | None:
+            hi = bisect_right(ts, now)
+            return values[hi - 1] if hi and ts[hi - 1] > now - STALE else None
+
+        return latest
+    if func == "absent" or window is None:
+        return lambda ts, values, now: None
+    if func in _REDUCERS:
+        reduce = _REDUCERS[func]
+
+        def over_time(ts: Sequence[float], values: Sequence[float], now: float) -> float | None:
+            hi = bisect_right(ts, now)
+            lo = bisect_right(ts, now - window, 0, hi)
+            return reduce(values[lo:hi]) if lo < hi else None
+
+        return over_time
+    if func in ("increase", "rate"):
+        per_second = func == "rate"
+
+        def increase(ts: Sequence[float], values: Sequence[float], now: float) -> float | None:
+            hi = bisect_right(ts, now)
+            lo = bisect_right(ts, now - window, 0, hi)
+            if hi - lo < 2:
+                return None
+            total = _increase_values(values[lo:hi])
+            if not per_second:
+                return total
+            elapsed = ts[hi - 1] - ts[lo]
+            return total / elapsed if elapsed > 0 else None
+
+        return increase
+    if func == "predict_linear":
+        ahead = expr.arg or 0.0
+
+        def predict(ts: Sequence[float], values: Sequence[float], now: float) -> float | None:
+            hi = bisect_right(ts, now)
+            lo = bisect_right(ts, now - window, 0, hi)
+            if hi - lo < 2:
+                return None
+            return _predict_arrays(ts[lo:hi], values[lo:hi], now, ahead)
+
+        return predict
+    raise ValueError(f"unknown function {func!r}")
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+_REDUCERS: dict[str, Callable[[Sequence[float]], float]] = {
+    "avg_over_time": _mean,
+    "max_over_time": max,
+    "min_over_time": min,
+}
+
+
 def evaluate_arrays(
     expr: Expr, ts: Sequence[float], values: Sequence[float], now: float
 ) -> float | None:
-    """`evaluate` on a series kept as two parallel arrays, the engine's
-    storage: the window is found by bisection and sliced in C."""
-    hi = bisect_right(ts, now)
-    if expr.func is None:
-        if hi and ts[hi - 1] > now - STALE:
-            return values[hi - 1]
-        return None
-    if expr.func == "absent" or expr.window is None:
-        return None
-    lo = bisect_right(ts, now - expr.window, hi=hi)
-    if lo >= hi:
-        return None
-    window = values[lo:hi]
-    if expr.func == "avg_over_time":
-        return math.fsum(window) / len(window)
-    if expr.func == "max_over_time":
-        return max(window)
-    if expr.func == "min_over_time":
-        return min(window)
-    if hi - lo < 2:
-        return None
-    if expr.func in ("increase", "rate"):
-        increase = _increase_values(window)
-        if expr.func == "increase":
-            return increase
-        elapsed = ts[hi - 1] - ts[lo]
-        return increase / elapsed if elapsed > 0 else None
-    if expr.func == "predict_linear":
-        return _predict_arrays(ts[lo:hi], window, now, expr.arg or 0.0)
-    raise ValueError(f"unknown function {expr.func!r}")
+    """`evaluate` on two parallel arrays; see `evaluator`."""
+    return evaluator(expr)(ts, values, now)

@@ -23,6 +23,7 @@ from agent.alerts.defaults import DEFAULT_ALERTS
 from agent.alerts.engine import AlertEngine, Rule, build_rule
 from agent.alerts.model import Alert
 from agent.alerts.notifiers import Notifier, build_notifiers
+from agent.atomic import write_atomically
 from agent.config import Config
 from agent.records import Event, Metric, Record
 from collectors.base import Spec, counter, gauge
@@ -32,6 +33,10 @@ SPECS: tuple[Spec, ...] = (
     gauge("vigil_alerts_firing", "Alert instances firing now."),
     gauge("vigil_alerts_pending", "Alert instances pending (condition true, `for` not yet over)."),
     counter("vigil_alert_evaluations_total", "Rule evaluations, one per rule and series."),
+    counter(
+        "vigil_alert_evaluations_bounded_total",
+        "Evaluations a bound decided without reading the window (docs/alerts.md).",
+    ),
     *notifiers_mod.SPECS,
 )
 SAVE_SAMPLES_EVERY = 60.0  # seconds; a kill -9 costs the rules at most this much history
@@ -115,10 +120,15 @@ class Alerting:
         if self.executor is None:
             return
         loop = asyncio.get_running_loop()
+        # snapshots on the loop, where samples change them; writes in a thread
+        snapshots = [self.engine.state_snapshot()]
+        if samples:
+            self.engine.forget_stale(time.time())
+            snapshots.append(self.engine.series_snapshot())
         try:
-            await loop.run_in_executor(self.executor, self.engine.save)
-            if samples:
-                await loop.run_in_executor(self.executor, self.engine.save_series)
+            for snapshot in snapshots:
+                if snapshot is not None:
+                    await loop.run_in_executor(self.executor, write_atomically, *snapshot)
         except OSError as exc:
             log.error("alert_state_not_saved", error=exc.strerror or str(exc))
 
@@ -141,6 +151,9 @@ class Alerting:
             Metric("vigil_alerts_firing", states.count("firing"), ts),
             Metric("vigil_alerts_pending", states.count("pending"), ts),
             Metric("vigil_alert_evaluations_total", self.engine.evaluations, ts, type="counter"),
+            Metric(
+                "vigil_alert_evaluations_bounded_total", self.engine.bounded, ts, type="counter"
+            ),
             *notifiers_mod.metrics(self.notifiers, ts),
         ]
 

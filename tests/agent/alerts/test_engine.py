@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from agent.alerts.engine import AlertEngine, build_rule
+from agent.alerts.engine import TRIM_SLACK, AlertEngine, build_rule
 from agent.records import Event, Metric
 
 T0 = 1_800_000_000.0
@@ -151,4 +151,40 @@ def test_memory_is_bounded_by_the_window():
     for t in range(0, 3600, 10):
         h.feed(t, 1)
     (series,) = h.engine.series["m"].values()
-    assert len(series.ts) <= 7
+    assert len(series.ts) <= 60 / 10 * TRIM_SLACK + 1
+
+
+def test_labels_in_any_order_are_one_series():
+    h = Harness(rule(expr="avg_over_time(m[1m]) > 80"))
+    h.engine.observe([Metric("m", 90, T0, {"a": "1", "b": "2"})], T0)
+    h.engine.observe([Metric("m", 90, T0 + 10, {"b": "2", "a": "1"})], T0 + 10)
+    (series,) = h.engine.series["m"].values()
+    assert list(series.values) == [90, 90]
+    assert len({fp for fp in h.engine.instances}) == 1
+
+
+def test_series_gone_quiet_are_forgotten_and_come_back():
+    h = Harness(rule(expr="avg_over_time(m[1m]) > 80"))
+    h.feed(0, 50, mount="/a")
+    h.feed(0, 50, mount="/b")
+    for t in range(10, 600, 10):
+        h.feed(t, 50, mount="/a")
+    assert h.engine.forget_stale(T0 + 600) == 1  # /b: nothing for 10 minutes
+    assert [s.labels for s in h.engine.series["m"].values()] == [{"mount": "/a"}]
+    h.feed(610, 90, mount="/b")
+    assert h.sent[-1].labels["mount"] == "/b"  # back, and evaluated at once
+
+
+def test_a_bounded_series_still_fires_when_it_crosses():
+    """Quiet samples are decided by a bound; the one that crosses is not."""
+    h = Harness(rule(expr="max_over_time(m[5m]) > 80"))
+    for t in range(0, 300, 10):
+        h.feed(t, 40)
+    assert h.engine.bounded == 29 and h.sent == []  # all but the first sample
+    h.feed(300, 81)
+    assert [a.state for a in h.sent] == ["firing"]
+    h.feed(310, 40)  # the window still holds 81: still firing
+    assert [a.state for a in h.sent] == ["firing"]
+    for t in range(320, 620, 10):
+        h.feed(t, 40)
+    assert [a.state for a in h.sent] == ["firing", "resolved"]
