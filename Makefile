@@ -30,8 +30,9 @@ run: $(STAMP)
 	$(BIN)/vigil run --config packaging/demo.toml
 
 # Programs the tests drive for real, from Debian's packages: promtool
-# (package prometheus), systemd-analyze (package systemd), logrotate and
-# Alertmanager (package prometheus-alertmanager). Installed only
+# (package prometheus), systemd-analyze (package systemd), logrotate,
+# Alertmanager (package prometheus-alertmanager), nginx (nginx-light) and
+# the Nagios plugins (monitoring-plugins-basic). Installed only
 # when missing and when we are root; otherwise those tests skip and say why.
 test-deps:
 	@missing=""; \
@@ -39,6 +40,8 @@ test-deps:
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	command -v logrotate >/dev/null 2>&1 || missing="$$missing logrotate"; \
 	test -x /usr/bin/prometheus-alertmanager || missing="$$missing prometheus-alertmanager"; \
+	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx-light"; \
+	test -x /usr/lib/nagios/plugins/check_tcp || missing="$$missing monitoring-plugins-basic"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing from Debian:$$missing"; \
