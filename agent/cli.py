@@ -8,15 +8,19 @@ import argparse
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent import __version__
 from agent import config as config_mod
 from agent.schema import ConfigError, Invalid, parse_duration
+
+if TYPE_CHECKING:
+    from collectors.checks.config import CheckConfig
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 T = TypeVar("T")
@@ -63,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("action", nargs="?", choices=["list", "test"], default="list")
     alerts.add_argument("rule", nargs="?", metavar="RULE", help="for test: the rule's name")
     alerts.add_argument("--json", action="store_true", help="print the raw JSON")
+    checks = command("checks", cmd_checks, "list synthetic checks and their state; run one")
+    checks.add_argument("action", nargs="?", choices=["list", "run"], default="list")
+    checks.add_argument("check", nargs="?", metavar="NAME", help="for run: the check's name")
+    checks.add_argument("--json", action="store_true", help="print the raw JSON")
     buffer = command("buffer", cmd_buffer, "look into the on-disk buffer")
     buffer.add_argument("action", choices=["inspect", "verify", "repair"])
     hub = sub.add_parser("hub", help="the central collector", description="the central collector")
@@ -266,6 +274,54 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         json.dumps(listing, indent=2) + "\n" if args.json else output.alerts_text(listing)
     )
     return EXIT_OK
+
+
+def cmd_checks(args: argparse.Namespace) -> int:
+    """`run NAME`: run one check now, as the agent would (retries included),
+    and print what it found; exit 0 if it passed, 1 if not. `list`: the
+    running agent's checks and their availability."""
+    from agent import output
+
+    cfg = config_mod.load(args.config)
+    if args.action == "run":
+        found = [c for c in cfg.checks if c.name == args.check]
+        if not args.check or not found:
+            known = ", ".join(c.name for c in cfg.checks) or "none configured"
+            print(f"vigil: {cfg.source}: no check named {args.check!r} ({known})", file=sys.stderr)
+            return EXIT_USAGE
+        _quiet_logs()
+        run = _run_loop(_run_check(found[0]))
+        sys.stdout.write(
+            json.dumps(run, indent=2) + "\n" if args.json else output.check_run_text(run)
+        )
+        return EXIT_OK if run["ok"] else EXIT_FAILURE
+    url = _endpoint(cfg, "/status")
+    try:
+        listing = (_ask(url)["checks"] or []) if url else None
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        listing = None
+    if listing is None:
+        listing = [{"name": c.name, "type": c.type} for c in cfg.checks]
+    sys.stdout.write(
+        json.dumps(listing, indent=2) + "\n" if args.json else output.checks_text(listing)
+    )
+    return EXIT_OK
+
+
+async def _run_check(cfg: CheckConfig) -> dict[str, Any]:
+    from collectors.checks.probes import PROBES
+
+    from collectors.checks.model import ProbeContext
+    from collectors.checks.runner import records, run_check
+    from collectors.checks.sla import SLA
+
+    ctx = ProbeContext()
+    try:
+        run = await run_check(PROBES[cfg.type], cfg, ctx)
+    finally:
+        await ctx.close()
+    record = records(run, time.time(), SLA())[0]
+    return record.to_dict()
 
 
 def _quiet_logs() -> None:

@@ -19,6 +19,7 @@ from agent.alerts.config import AlertingSection, AlertRuleConfig
 from agent.alerts.notifiers import NotifierConfig
 from agent.schema import ConfigError, Duration, Invalid, Problem, Size, build, opt
 from collectors import HOST_COLLECTORS
+from collectors.checks.config import CheckConfig, check_names_unique
 from collectors.disk import DiskConfig
 from collectors.diskio import DiskIOConfig
 from collectors.logs.config import LogDetectorsConfig, LogsConfig
@@ -175,6 +176,7 @@ class Config:
     alerts: tuple[AlertRuleConfig, ...] = ()
     alerting: AlertingSection = field(default_factory=AlertingSection)
     notifiers: tuple[NotifierConfig, ...] = ()
+    checks: tuple[CheckConfig, ...] = ()
     # Where this came from; not a TOML key.
     source: str = field(default="(built-in defaults)", init=False, compare=False)
 
@@ -197,6 +199,7 @@ class Config:
                     f"defined: {', '.join(sorted(known))}",
                     key=f"alerts[{i}].notify",
                 )
+        check_names_unique(self.checks)
         defaults = {r.name for r in DEFAULT_ALERTS}
         for i, name in enumerate(self.alerting.disable):
             if name not in defaults:

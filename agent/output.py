@@ -141,6 +141,63 @@ def status_text(status: Mapping[str, Any]) -> str:
                 for f in logs["files"]
             ],
         )
+    checks = status.get("checks")
+    if checks:
+        text += f"\nchecks: {len(checks)}\n" + checks_text(checks)
+    return text
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}%"
+
+
+def checks_text(checks: Sequence[Mapping[str, Any]]) -> str:
+    """Each check's last run and availability (`vigil status`, `vigil checks`)."""
+    rows = []
+    for c in checks:
+        state = "-" if "status" not in c else c["status"].upper()
+        if c.get("attempts", 1) > 1:
+            state += f" ({c['attempts']} attempts)"
+        latency = "" if c.get("latency") is None else f"{1000 * c['latency']:.0f} ms"
+        avail = c.get("availability", {})
+        rows.append(
+            (
+                c["name"],
+                c["type"],
+                state,
+                latency,
+                _percent(avail.get("1h")),
+                _percent(avail.get("24h")),
+                _percent(avail.get("30d")),
+                (c.get("message") or "")[:60],
+            )
+        )
+    return table(("CHECK", "TYPE", "STATE", "LATENCY", "1H", "24H", "30D", "MESSAGE"), rows)
+
+
+def check_run_text(run: Mapping[str, Any]) -> str:
+    """`vigil checks run NAME`: one run, every attempt, what it measured."""
+    text = f"{run['name']} ({run['type']}): {run['status'].upper()}"
+    text += f" in {1000 * run['latency']:.0f} ms"
+    text += f"\n{run['message']}\n" if run["message"] else "\n"
+    if len(run["attempts"]) > 1:
+        for i, a in enumerate(run["attempts"], 1):
+            text += f"  attempt {i}: {a['status']} in {1000 * a['latency']:.0f} ms {a['message']}\n"
+    fields = run.get("fields", {})
+    if "status_code" in fields:
+        text += f"status code: {fields['status_code']}\n"
+    if "certificate_expiry_days" in fields:
+        cert = fields.get("certificate", {})
+        text += f"certificate: {fields['certificate_expiry_days']:.1f} days left"
+        if cert.get("not_after"):
+            text += f" (until {cert['not_after']})"
+        if cert.get("subject"):
+            text += f", subject {cert['subject']}"
+        if cert.get("issuer"):
+            text += f", issuer {cert['issuer']}"
+        text += "\n"
+    for p in fields.get("perf", []):
+        text += f"perfdata: {p['label']} = {p['value']:g} {p['unit']}".rstrip() + "\n"
     return text
 
 

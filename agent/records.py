@@ -62,4 +62,38 @@ class Event:
         }
 
 
-Record = Metric | Event
+@dataclass(frozen=True, slots=True)
+class CheckRun:
+    """One run of a synthetic check (DESIGN.md "check result"): the outcome
+    after its retries, with every attempt's status and message."""
+
+    name: str
+    ts: float
+    type: str  # http | tcp | dns | tls | command
+    ok: bool
+    status: str  # ok | warning | critical | unknown
+    latency: float  # seconds, the last attempt's
+    message: str
+    attempts: tuple[Mapping[str, Any], ...]  # {"status", "message", "latency"} each
+    labels: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, Any] = field(default_factory=dict)  # status_code, certificate, ...
+
+    kind: ClassVar[Literal["check"]] = "check"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "check",
+            "name": self.name,
+            "type": self.type,
+            "ok": self.ok,
+            "status": self.status,
+            "latency": self.latency,
+            "message": self.message,
+            "attempts": [dict(a) for a in self.attempts],
+            "labels": dict(self.labels),
+            "fields": dict(self.fields),
+            "ts": self.ts,
+        }
+
+
+Record = Metric | Event | CheckRun

@@ -28,6 +28,7 @@ from agent import config as config_mod
 from agent.alerts.service import SPECS as ALERTING_SPECS
 from agent.alerts.service import Alerting
 from agent.api import ApiServer
+from agent.atomic import write_atomically
 from agent.checkpoint import CheckpointStore
 from agent.config import Config
 from agent.exposition import render
@@ -40,6 +41,10 @@ from agent.shipper import SPECS as SHIPPER_SPECS
 from agent.shipper import Shipper, read_token
 from collectors import HOST_COLLECTORS
 from collectors.base import Collector, Spec
+from collectors.checks.runner import HARD_STOP
+from collectors.checks.service import SAVE_EVERY as CHECKS_SAVE_EVERY
+from collectors.checks.service import SPECS as CHECK_SPECS
+from collectors.checks.service import Checks, phase_of
 from collectors.logs.tailer import LogCollector
 from collectors.source import HostSource, default_source
 
@@ -107,6 +112,7 @@ class Agent:
         self.lock = statedir.StateLock(config.agent.state_dir)
         self.shipper: Shipper | None = None
         self.logs: LogCollector | None = None
+        self.checks: Checks | None = None
         self.alerting: Alerting | None = None
         self._token: str | None = None
         self._stop = asyncio.Event()
@@ -214,23 +220,68 @@ class Agent:
         for collector in collectors:
             interval = cfg.interval_for(collector.name)
             timeout = cfg.agent.collect_timeout or interval
-            jitter = cfg.agent.jitter
             phase = self.phases.setdefault(interval, random.uniform(0.0, interval))
+            self._schedule(
+                Schedule(
+                    collector,
+                    interval,
+                    timeout,
+                    cfg.agent.jitter,
+                    self.on_records,
+                    self.stats.setdefault(collector.name, CollectorStats()),
+                    self.executor,
+                    phase=phase,
+                )
+            )
+        if cfg.checks:
+            await self.start_checks()
+
+    def _schedule(self, schedule: Schedule) -> None:
+        self.schedules.append(schedule)
+        self.tasks.append(asyncio.create_task(schedule.run(), name=f"collector:{schedule.name}"))
+
+    async def start_checks(self) -> None:
+        """One schedule per check, at its own interval and a phase of it
+        (collectors/checks/service.py), plus the task saving their SLA state."""
+        self.checks = Checks(self.config.checks, self.config.agent.state_dir)
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.checks.load)
+        self.specs.update((spec.name, spec) for spec in CHECK_SPECS)
+        for collector in self.checks.collectors():
+            interval = collector.cfg.interval
             stats = self.stats.setdefault(collector.name, CollectorStats())
-            schedule = Schedule(
-                collector,
-                interval,
-                timeout,
-                jitter,
-                self.on_records,
-                stats,
-                self.executor,
-                phase=phase,
+            # a run's retries stay within its interval (runner.py); the
+            # timeout is the scheduler's safety net beyond that
+            timeout = interval + HARD_STOP
+            phase = phase_of(collector.cfg.name, interval)
+            self._schedule(
+                Schedule(
+                    collector,
+                    interval,
+                    timeout,
+                    0.0,
+                    self.on_records,
+                    stats,
+                    phase=phase,
+                    first_at_phase=True,
+                )
             )
-            self.schedules.append(schedule)
-            self.tasks.append(
-                asyncio.create_task(schedule.run(), name=f"collector:{collector.name}")
+        self.tasks.append(asyncio.create_task(self._save_checks(), name="checks:save"))
+
+    async def _save_checks(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKS_SAVE_EVERY)
+            await self.save_checks()
+
+    async def save_checks(self) -> None:
+        snapshot = self.checks.snapshot() if self.checks is not None else None
+        if snapshot is None:
+            return
+        try:  # taken on the loop, written in a thread
+            await asyncio.get_running_loop().run_in_executor(
+                self.executor, write_atomically, *snapshot
             )
+        except OSError as exc:
+            log.error("check_state_not_saved", error=exc.strerror or str(exc))
 
     async def stop_collectors(self) -> None:
         for task in self.tasks:
@@ -239,6 +290,10 @@ class Agent:
         if self.logs is not None:
             await self.logs.stop()  # commits what was read, while the buffer is open
             self.logs = None
+        if self.checks is not None:
+            await self.save_checks()
+            await self.checks.close()
+            self.checks = None
         self._retired = [s for s in self._retired + self.schedules if s.stuck]
         self.tasks.clear()
         self.schedules.clear()
@@ -252,7 +307,10 @@ class Agent:
             await asyncio.wait([first, task], return_when=asyncio.FIRST_COMPLETED)
             first.cancel()
 
-        await asyncio.gather(*(attempted(s, t) for s, t in zip(self.schedules, self.tasks)))
+        # checks wait for their phase first (spread over their interval): not awaited
+        await asyncio.gather(
+            *(attempted(s, t) for s, t in zip(self.schedules, self.tasks) if not s.first_at_phase)
+        )
 
     def on_records(self, collector: str, records: Sequence[Record]) -> None:
         self.latest[collector] = records
@@ -386,6 +444,7 @@ class Agent:
             "shipper": self.shipper.status() if self.shipper is not None else None,
             "logs": self.logs.status() if self.logs is not None else None,
             "alerts": self.alerting.status() if self.alerting is not None else None,
+            "checks": self.checks.status(now) if self.checks is not None else None,
             "collectors": [
                 {
                     "name": s.name,

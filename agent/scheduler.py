@@ -73,6 +73,7 @@ class Schedule:
         executor: Executor | None = None,
         rng: random.Random | None = None,
         phase: float = 0.0,
+        first_at_phase: bool = False,
     ) -> None:
         self.collector = collector
         self.name = collector.name
@@ -80,6 +81,9 @@ class Schedule:
         self.timeout = timeout
         self.jitter = jitter
         self.phase = phase  # where on the interval grid runs sit, after the first
+        # The first run waits for its phase too: hundreds of checks started
+        # together must not all probe at once.
+        self.first_at_phase = first_at_phase
         self.sink = sink
         self.stats = stats
         self.executor = executor
@@ -96,6 +100,9 @@ class Schedule:
         loop = asyncio.get_running_loop()
         slot = loop.time()
         first_slot = True
+        if self.first_at_phase:
+            slot += self.phase
+            first_slot = False
         while True:
             delay = slot + self.rng.uniform(0.0, self.jitter) - loop.time()
             if delay > 0:

@@ -33,7 +33,7 @@ class Spec:
 
 
 class Collector:
-    name: ClassVar[str]
+    name: str  # a class attribute, or per instance (one check each)
     specs: ClassVar[tuple[Spec, ...]] = ()
     blocking: ClassVar[bool] = True
 

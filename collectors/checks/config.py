@@ -160,9 +160,8 @@ class CheckConfig:
             raise Invalid(f"{self.type} checks need {required}", key=required)
         if self.body and self.body_json:
             raise Invalid("set body or body_json, not both", key="body_json")
-        if self.type == "http" and urlsplit(self.url).scheme == "http":
-            if self.ca_file:
-                raise Invalid("ca_file needs an https:// url", key="ca_file")
+        if self.type == "http" and urlsplit(self.url).scheme == "http" and self.ca_file:
+            raise Invalid("ca_file needs an https:// url", key="ca_file")
 
     @property
     def host_port(self) -> tuple[str, int]:
