@@ -63,14 +63,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Benchmarks print figures; they are not tests. collectd comes from Debian.
+# Benchmarks print figures; they are not tests. collectd, nginx and
+# blackbox_exporter, their references, come from Debian.
 bench: $(STAMP)
-	@command -v collectd >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends collectd-core >/dev/null; }
+	@missing=""; \
+	command -v collectd >/dev/null 2>&1 || missing="$$missing collectd-core"; \
+	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx-light"; \
+	command -v prometheus-blackbox-exporter >/dev/null 2>&1 || missing="$$missing prometheus-blackbox-exporter"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 	$(BIN)/python -m bench.host_metrics
 	$(BIN)/python -m bench.buffer
 	$(BIN)/python -m bench.hub_ingest
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.alerts
+	$(BIN)/python -m bench.checks
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache
