@@ -13,6 +13,7 @@ from agent.config import Config
 from agent.selfmetrics import SelfCollector
 from agent.shipper import SPECS as SHIPPER_SPECS
 from collectors import HOST_COLLECTORS
+from collectors.checks.service import CheckCollector
 from collectors.logs.tailer import LogCollector
 
 DOCS = Path(__file__).parents[1] / "docs"
@@ -24,7 +25,7 @@ def test_every_metric_is_documented_once_with_its_type():
     documented = dict(rows)
     assert len(rows) == len(documented), "a metric is documented twice"
     specs = [s for cls in [*HOST_COLLECTORS.values(), SelfCollector] for s in cls.specs]
-    specs += [*SHIPPER_SPECS, *LogCollector.specs, *ALERTING_SPECS]
+    specs += [*SHIPPER_SPECS, *LogCollector.specs, *ALERTING_SPECS, *CheckCollector.specs]
     for spec in specs:
         assert documented.get(spec.name) == spec.type, spec.name
     assert set(documented) == {s.name for s in specs}, "documented metrics nobody emits"
