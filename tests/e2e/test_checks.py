@@ -68,9 +68,7 @@ def test_checks_reach_the_hub_retry_and_survive_a_restart(tmp_path):
     (tmp_path / "hubside").mkdir()
     hub = HubProcess(tmp_path / "hubside")
     api = free_port()
-    cfg = config(
-        tmp_path, hub.port, hub.token("prober-1"), server.server_port, free_port(), api
-    )
+    cfg = config(tmp_path, hub.port, hub.token("prober-1"), server.server_port, free_port(), api)
     agent = Agent(tmp_path, cfg)
     try:
         agent.notify.wait("READY=1")
