@@ -309,9 +309,8 @@ def cmd_checks(args: argparse.Namespace) -> int:
 
 
 async def _run_check(cfg: CheckConfig) -> dict[str, Any]:
-    from collectors.checks.probes import PROBES
-
     from collectors.checks.model import ProbeContext
+    from collectors.checks.probes import PROBES
     from collectors.checks.runner import records, run_check
     from collectors.checks.sla import SLA
 
