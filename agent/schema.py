@@ -277,6 +277,13 @@ def build(cls: type[T], data: Mapping[str, Any], file: str) -> T:
     return result
 
 
+def check_identifier(value: str) -> str | None:
+    """A name that becomes a label value: log rules, checks."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}", value):
+        return "must start with a letter or _ and hold only letters, digits, _ . -"
+    return None
+
+
 def check_regex(pattern: str) -> str | None:
     try:
         re.compile(pattern)

@@ -245,37 +245,10 @@ class LowerExtreme(Bound):
         return low if low == low else -math.inf
 
 
-class UpperIncrease(Bound):
-    """increase with > or >=: a counter's steps are never negative, so the
-    window's increase can only grow by the new steps. A negative or NaN
-    sample voids that until it has left the window."""
-
-    __slots__ = ("increase", "window")
-
-    def __init__(self, expr: Expr) -> None:
-        super().__init__(expr)
-        self.value = math.inf
-        self.increase = evaluator(expr)
-        self.window = expr.window or 0.0
-
-    def absorb(self, ts: Sequence[float], values: Sequence[float]) -> None:
-        sample = values[-1]
-        if not sample >= 0:
-            self.value = math.inf
-        elif len(values) > 1:
-            self.value += _step(values[-2], sample)
-
-    def exact(self, ts: Sequence[float], values: Sequence[float], now: float) -> float:
-        lo = bisect_right(ts, now - self.window)
-        if not _counter(values[lo:]):
-            return math.inf
-        return self.increase(ts, values, now) or 0.0
-
-
-class UpperRate(Bound):
-    """rate with > or >=: the rate over the window, (sum of steps) / (sum
-    of the gaps between samples), is at most the largest step / gap, and
-    new samples can only add steps."""
+class _UpperCounter(Bound):
+    """A counter's bounds: the steps between samples are never negative
+    while the counter is; a negative or NaN sample voids the bound until it
+    has left the window."""
 
     __slots__ = ("window",)
 
@@ -289,7 +262,40 @@ class UpperRate(Bound):
         if not sample >= 0:
             self.value = math.inf
         elif len(values) > 1:
-            self.value = max(self.value, _step(values[-2], sample) / (ts[-1] - ts[-2]))
+            self.grow(ts, _step(values[-2], sample))
+
+    def grow(self, ts: Sequence[float], step: float) -> None:
+        raise NotImplementedError
+
+
+class UpperIncrease(_UpperCounter):
+    """increase with > or >=: the window's increase only grows by new steps."""
+
+    __slots__ = ("increase",)
+
+    def __init__(self, expr: Expr) -> None:
+        super().__init__(expr)
+        self.increase = evaluator(expr)
+
+    def grow(self, ts: Sequence[float], step: float) -> None:
+        self.value += step
+
+    def exact(self, ts: Sequence[float], values: Sequence[float], now: float) -> float:
+        lo = bisect_right(ts, now - self.window)
+        if not _counter(values[lo:]):
+            return math.inf
+        return self.increase(ts, values, now) or 0.0
+
+
+class UpperRate(_UpperCounter):
+    """rate with > or >=: the rate over the window, (sum of steps) / (sum
+    of the gaps between samples), is at most the largest step / gap, and
+    new samples can only add steps."""
+
+    __slots__ = ()
+
+    def grow(self, ts: Sequence[float], step: float) -> None:
+        self.value = max(self.value, step / (ts[-1] - ts[-2]))
 
     def exact(self, ts: Sequence[float], values: Sequence[float], now: float) -> float:
         lo = bisect_right(ts, now - self.window)

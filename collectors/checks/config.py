@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from agent.schema import Duration, Invalid, check_regex, opt
+from agent.schema import Duration, Invalid, check_identifier, check_regex, opt
 
 TYPES = ("http", "tcp", "dns", "tls", "command")
 
@@ -43,12 +43,6 @@ TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "command": ("command",),
 }
 COMMON_KEYS = ("name", "type", "interval", "timeout", "labels", "retries", "retry_delay")
-
-
-def _check_name(value: str) -> str | None:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}", value):
-        return "must start with a letter or _ and hold only letters, digits, _ . -"
-    return None
 
 
 def _check_url(value: str) -> str | None:
@@ -98,7 +92,7 @@ def split_address(value: str) -> tuple[str, int] | None:
 
 @dataclass(frozen=True)
 class CheckConfig:
-    name: str = opt(check=_check_name)
+    name: str = opt(check=check_identifier)
     type: Literal["http", "tcp", "dns", "tls", "command"] = opt()
     interval: Duration = opt(30.0, min=1.0)
     timeout: Duration = opt(10.0, min=0.1)  # per attempt

@@ -7,19 +7,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agent.schema import Duration, Invalid, Size, check_regex, opt
+from agent.schema import Duration, Invalid, Size, check_identifier, check_regex, opt
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 DETECTORS = ("auth", "volume", "new_errors")
 # Rotated files that logrotate compressed: never read as text. Matched
 # against the file name, so "*.log*" globs skip app.log.2.gz.
 COMPRESSED = ("*.gz", "*.bz2", "*.xz", "*.zst", "*.lz4", "*.zip", "*.Z")
-
-
-def _check_name(value: str) -> str | None:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}", value):
-        return "must start with a letter or _ and hold only letters, digits, _ . -"
-    return None
 
 
 def _check_detector(value: str) -> str | None:
@@ -51,7 +45,7 @@ def _check_match(values: dict[str, str]) -> str | None:
 
 @dataclass(frozen=True)
 class RuleConfig:
-    name: str = opt(check=_check_name)
+    name: str = opt(check=check_identifier)
     # A Python regular expression searched in each line (for JSON logs: in
     # the message field). Empty: only `match` decides.
     pattern: str = opt("", check=_check_pattern)

@@ -17,6 +17,7 @@ from collectors.checks import command
 from collectors.checks.command import probe
 from collectors.checks.config import CheckConfig
 from collectors.checks.model import Outcome, ProbeContext
+from tests.collectors.checks.nginx import OK_BODY, Nginx
 from tests.conftest import small_tmpfs, wait_for
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
@@ -262,27 +263,19 @@ def test_plugins_get_a_c_numeric_locale(tmp_path):
     assert out.message == "OK: LC_NUMERIC=C"
 
 
-def test_check_http_against_a_real_nginx(tmp_path):
+def test_check_http_against_a_real_nginx(nginx: Nginx) -> None:
     """The Nagios http plugin through the command probe, against the same
     nginx the http probe is tested on: state, first line and perfdata."""
-    from tests.collectors.checks.certs import make_certs
-    from tests.collectors.checks.nginx import OK_BODY, run_nginx
-
     check_http = plugin("check_http")
-    (tmp_path / "certs").mkdir()
-    (tmp_path / "nginx").mkdir()
-    with run_nginx(tmp_path / "nginx", make_certs(tmp_path / "certs")) as nginx:
-        port = str(nginx.http_port)
-        out = run(cfg(check_http, "-H", "127.0.0.1", "-p", port, "-u", "/ok", "-s", OK_BODY))
-        assert out.ok and out.status == "ok" and out.message.startswith("HTTP OK")
-        perf = {p.label: p for p in out.perf}
-        assert perf["time"].unit == "s" and 0 < perf["time"].value < 5
-        assert perf["size"].unit == "bytes" and perf["size"].value > 0
-        missing = run(cfg(check_http, "-H", "127.0.0.1", "-p", port, "-u", "/missing"))
-        assert missing.status == "warning" and "404" in missing.message  # its default for 4xx
-        tls = str(nginx.https_ports["expiring"])
-        # -C 14: warn when the certificate has fewer than 14 days left (it has 5)
-        cert = run(
-            cfg(check_http, "-H", "localhost", "-I", "127.0.0.1", "-p", tls, "-S", "-C", "14")
-        )
-        assert cert.status in ("warning", "critical") and "expire" in cert.message.lower()
+    port = str(nginx.http_port)
+    out = run(cfg(check_http, "-H", "127.0.0.1", "-p", port, "-u", "/ok", "-s", OK_BODY))
+    assert out.ok and out.status == "ok" and out.message.startswith("HTTP OK")
+    perf = {p.label: p for p in out.perf}
+    assert perf["time"].unit == "s" and 0 < perf["time"].value < 5
+    assert perf["size"].unit == "bytes" and perf["size"].value > 0
+    missing = run(cfg(check_http, "-H", "127.0.0.1", "-p", port, "-u", "/missing"))
+    assert missing.status == "warning" and "404" in missing.message  # its default for 4xx
+    tls = str(nginx.https_ports["expiring"])
+    # -C 14: warn when the certificate has fewer than 14 days left (it has 5)
+    cert = run(cfg(check_http, "-H", "localhost", "-I", "127.0.0.1", "-p", tls, "-S", "-C", "14"))
+    assert cert.status in ("warning", "critical") and "expire" in cert.message.lower()

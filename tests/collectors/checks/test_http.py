@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,8 +19,8 @@ from collectors.checks import certs as cert_helpers
 from collectors.checks import http
 from collectors.checks.config import CheckConfig
 from collectors.checks.model import Outcome, ProbeContext
-from tests.collectors.checks.certs import Certs, make_certs
-from tests.collectors.checks.nginx import OK_BODY, TLS_BODY, Nginx, free_ports, run_nginx
+from tests.collectors.checks.certs import Certs
+from tests.collectors.checks.nginx import OK_BODY, TLS_BODY, Nginx, free_ports
 
 # A certificate's days left, as the probe and the test compute them a few
 # seconds apart at most.
@@ -234,17 +234,6 @@ def test_missing_ca_file() -> None:
 
 
 # -- against nginx, over http and https --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Nginx]:
-    with run_nginx(tmp_path_factory.mktemp("nginx"), certs) as server:
-        yield server
 
 
 def test_nginx_plain(nginx: Nginx) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,8 +16,8 @@ from agent.schema import build
 from collectors.checks import tcp
 from collectors.checks.config import CheckConfig
 from collectors.checks.model import Outcome, ProbeContext
-from tests.collectors.checks.certs import Certs, make_certs
-from tests.collectors.checks.nginx import TLS_BODY, Nginx, free_ports, run_nginx
+from tests.collectors.checks.certs import Certs
+from tests.collectors.checks.nginx import TLS_BODY, Nginx, free_ports
 
 SECONDS = 1 / 86400
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -125,17 +125,6 @@ def test_server_that_never_answers_times_out_at_the_timeout() -> None:
 
 
 # -- tls = true, against nginx ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Nginx]:
-    with run_nginx(tmp_path_factory.mktemp("nginx"), certs) as srv:
-        yield srv
 
 
 def probe_nginx(nginx: Nginx, cfg: CheckConfig) -> Outcome:

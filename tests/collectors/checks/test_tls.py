@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,8 +17,8 @@ from collectors.checks import certs as cert_helpers
 from collectors.checks import tls
 from collectors.checks.config import CheckConfig
 from collectors.checks.model import Outcome, ProbeContext
-from tests.collectors.checks.certs import Certs, make_certs
-from tests.collectors.checks.nginx import Nginx, free_ports, run_nginx
+from tests.collectors.checks.certs import Certs
+from tests.collectors.checks.nginx import Nginx, free_ports
 
 SECONDS = 1 / 86400
 
@@ -80,17 +80,6 @@ def test_parse(certs: Certs) -> None:
 
 
 # -- against nginx ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Nginx]:
-    with run_nginx(tmp_path_factory.mktemp("nginx"), certs) as server:
-        yield server
 
 
 def probe_kind(nginx: Nginx, certs: Certs, kind: str, **data: Any) -> tuple[Outcome, float]:
