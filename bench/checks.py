@@ -36,7 +36,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import cpu_seconds, free_port
+from bench.common import cpu_seconds, free_port, status_kib
 
 CHECKS = 100
 INTERVAL = 10.0
@@ -85,13 +85,6 @@ url = "http://127.0.0.1:{port}/t{i}"
 interval = "10s"
 timeout = "5s"
 """
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def play_prometheus(port: int, nginx: int, stop: float) -> int:
@@ -194,7 +187,7 @@ def main() -> int:
         while time.monotonic() < stop:
             time.sleep(1.0)
             for n in measured:
-                rss[n].append(rss_mib(procs[n].pid))
+                rss[n].append(status_kib(procs[n].pid) / 1024)
         elapsed = time.monotonic() - t0
         used = {n: cpu_seconds(procs[n].pid) - before[n] for n in measured}
         driver.wait(30)

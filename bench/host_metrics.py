@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import cpu_seconds
+from bench.common import cpu_seconds, status_kib
 
 COLLECTD_CONF = """\
 Interval 1
@@ -47,13 +47,6 @@ state_dir = "{base}/state"
 interval = "1s"
 log_format = "json"
 """
-
-
-def rss_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def main() -> int:
@@ -97,11 +90,11 @@ def main() -> int:
         rss_samples = []
         while time.monotonic() - t0 < args.seconds:
             time.sleep(1.0)
-            rss_samples.append(rss_kib(procs["vigil"].pid, "VmRSS"))
+            rss_samples.append(status_kib(procs["vigil"].pid, "VmRSS"))
         elapsed = time.monotonic() - t0
         used = {name: cpu_seconds(p.pid) - start[name] for name, p in procs.items()}
-        peak = rss_kib(procs["vigil"].pid, "VmHWM")
-        collectd_rss = rss_kib(procs["collectd"].pid, "VmRSS")
+        peak = status_kib(procs["vigil"].pid, "VmHWM")
+        collectd_rss = status_kib(procs["collectd"].pid, "VmRSS")
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
