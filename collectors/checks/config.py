@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from agent.schema import Duration, Invalid, check_identifier, check_regex, opt
 
 TYPES = ("http", "tcp", "dns", "tls", "command")
+DEFAULT_TIMEOUT = 10.0
 
 # The keys each type uses, beyond the common ones.
 TYPE_KEYS: dict[str, tuple[str, ...]] = {
@@ -95,7 +96,8 @@ class CheckConfig:
     name: str = opt(check=check_identifier)
     type: Literal["http", "tcp", "dns", "tls", "command"] = opt()
     interval: Duration = opt(30.0, min=1.0)
-    timeout: Duration = opt(10.0, min=0.1)  # per attempt
+    # per attempt; 0 (the default): 10 s, or the interval if shorter
+    timeout: Duration = opt(0.0, min=0.0)
     labels: dict[str, str] = opt(factory=dict, check=_check_label)
     # Attempts after a failed one before the run counts as failed: a probe
     # that fails once then succeeds is OK (with 2 attempts recorded).
@@ -133,6 +135,8 @@ class CheckConfig:
     command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.timeout == 0:
+            object.__setattr__(self, "timeout", min(DEFAULT_TIMEOUT, self.interval))
         if self.timeout > self.interval:
             raise Invalid(
                 f"timeout ({self.timeout:g}s) must not exceed interval ({self.interval:g}s)",

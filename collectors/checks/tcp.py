@@ -105,6 +105,9 @@ async def probe(cfg: CheckConfig, ctx: ProbeContext) -> Outcome:
         outcome = result(f"timed out after {cfg.timeout:g}s{wanted}")
     except OSError as err:  # reset, broken pipe
         outcome = result(f"connection lost: {err.strerror or err}")
+    except BaseException:
+        writer.close()  # cancelled (the agent stopping): the socket must not leak
+        raise
     else:
         if complete:
             outcome = result("")

@@ -188,3 +188,9 @@ def test_check_names_are_unique():
     table = {"type": "dns", "query": "localhost"}
     with pytest.raises(ConfigError, match=r"checks\[1\].name: check name 'a' is used twice"):
         build(Config, {"checks": [{"name": "a", **table}, {"name": "a", **table}]}, "f.toml")
+
+
+def test_the_default_timeout_is_ten_seconds_or_the_interval():
+    assert check().timeout == 10.0
+    assert check(interval="4s").timeout == 4.0
+    assert check(interval="4s", timeout="1s").timeout == 1.0
