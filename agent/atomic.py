@@ -4,8 +4,13 @@ the directory so the rename itself survives a power loss."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from concurrent.futures import Executor
 from pathlib import Path
+
+Snapshot = tuple[Path, bytes]
+"""A file's new content, taken on the event loop where the state changes."""
 
 
 def fsync_dir(directory: Path) -> None:
@@ -35,6 +40,13 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o640, sync_dir: bool 
         raise
     if sync_dir:
         fsync_dir(path.parent)
+
+
+async def write_snapshot(executor: Executor | None, snapshot: Snapshot | None) -> None:
+    """Write a snapshot (if any) atomically in a worker thread: the loop
+    took it, so the state cannot change under the write."""
+    if snapshot is not None:
+        await asyncio.get_running_loop().run_in_executor(executor, write_atomically, *snapshot)
 
 
 def set_aside(path: Path) -> Path:

@@ -28,7 +28,7 @@ from agent import config as config_mod
 from agent.alerts.service import SPECS as ALERTING_SPECS
 from agent.alerts.service import Alerting
 from agent.api import ApiServer
-from agent.atomic import write_atomically
+from agent.atomic import write_snapshot
 from agent.checkpoint import CheckpointStore
 from agent.config import Config
 from agent.exposition import render
@@ -273,13 +273,10 @@ class Agent:
             await self.save_checks()
 
     async def save_checks(self) -> None:
-        snapshot = self.checks.snapshot() if self.checks is not None else None
-        if snapshot is None:
+        if self.checks is None:
             return
-        try:  # taken on the loop, written in a thread
-            await asyncio.get_running_loop().run_in_executor(
-                self.executor, write_atomically, *snapshot
-            )
+        try:
+            await write_snapshot(self.executor, self.checks.snapshot())
         except OSError as exc:
             log.error("check_state_not_saved", error=exc.strerror or str(exc))
 

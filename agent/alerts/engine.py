@@ -57,7 +57,7 @@ from agent.alerts.expr import (
 )
 from agent.alerts.model import Alert
 from agent.alerts.window import Bound, bound, series_evaluator
-from agent.atomic import set_aside, write_atomically
+from agent.atomic import Snapshot, set_aside, write_atomically
 from agent.records import Event, Metric, Record
 
 log = structlog.get_logger("vigil.alerts")
@@ -232,7 +232,7 @@ class AlertEngine:
         if snapshot is not None:
             write_atomically(*snapshot)
 
-    def state_snapshot(self) -> tuple[Path, bytes] | None:
+    def state_snapshot(self) -> Snapshot | None:
         """What `save` writes, if anything changed. Taken on the event loop
         (where samples arrive), so the file can be written in a thread
         without the instances changing under it."""
@@ -246,15 +246,9 @@ class AlertEngine:
     def series_path(self) -> Path | None:
         return self.state_path.with_suffix(".series") if self.state_path else None
 
-    def save_series(self) -> None:
+    def series_snapshot(self) -> Snapshot | None:
         """The samples the windows hold, so a restart does not blind the
-        rules for a window's length (blocking file I/O)."""
-        snapshot = self.series_snapshot()
-        if snapshot is not None:
-            write_atomically(*snapshot)
-
-    def series_snapshot(self) -> tuple[Path, bytes] | None:
-        """What `save_series` writes; taken on the event loop, as state_snapshot."""
+        rules for a window's length; taken on the event loop, as state_snapshot."""
         path = self.series_path
         if path is None:
             return None

@@ -23,7 +23,7 @@ from agent.alerts.defaults import DEFAULT_ALERTS
 from agent.alerts.engine import AlertEngine, Rule, build_rule
 from agent.alerts.model import Alert
 from agent.alerts.notifiers import Notifier, build_notifiers
-from agent.atomic import write_atomically
+from agent.atomic import write_snapshot
 from agent.config import Config
 from agent.records import Event, Metric, Record
 from collectors.base import Spec, counter, gauge
@@ -119,16 +119,13 @@ class Alerting:
         """The states (when they changed) and, now and then, the samples."""
         if self.executor is None:
             return
-        loop = asyncio.get_running_loop()
-        # snapshots on the loop, where samples change them; writes in a thread
         snapshots = [self.engine.state_snapshot()]
         if samples:
             self.engine.forget_stale(time.time())
             snapshots.append(self.engine.series_snapshot())
         try:
             for snapshot in snapshots:
-                if snapshot is not None:
-                    await loop.run_in_executor(self.executor, write_atomically, *snapshot)
+                await write_snapshot(self.executor, snapshot)
         except OSError as exc:
             log.error("alert_state_not_saved", error=exc.strerror or str(exc))
 

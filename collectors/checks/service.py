@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 import structlog
 
-from agent.atomic import set_aside, write_atomically
+from agent.atomic import Snapshot, set_aside
 from agent.records import Record
 from collectors.base import Collector, counter, gauge
 from collectors.checks.config import CheckConfig
@@ -130,17 +130,12 @@ class Checks:
             return
         self.slas.update(loaded)
 
-    def snapshot(self) -> tuple[Path, bytes] | None:
-        """What `save` writes; taken on the event loop, where runs change it."""
+    def snapshot(self) -> Snapshot | None:
+        """The SLA state to write; taken on the event loop, where runs change it."""
         if self.path is None:
             return None
         data = {name: sla.dump() for name, sla in self.slas.items()}
         return self.path, msgpack.packb(data, use_bin_type=True)
-
-    def save(self) -> None:
-        snapshot = self.snapshot()
-        if snapshot is not None:
-            write_atomically(*snapshot)
 
     async def close(self) -> None:
         await self.ctx.close()
