@@ -96,13 +96,12 @@ def records(run: Run, ts: float, sla: SLA) -> list[Record]:
     if out.status_code is not None:
         fields["status_code"] = out.status_code
         metrics.append(Metric("check_status_code", float(out.status_code), ts, labels))
-    cert_days = next(
-        (a.cert_expiry_days for a in reversed(run.attempts) if a.cert_expiry_days is not None),
-        None,
-    )
-    if cert_days is not None:
+    # the certificate the latest attempt that saw one reported
+    seen = next((a for a in reversed(run.attempts) if a.cert_expiry_days is not None), None)
+    if seen is not None and seen.cert_expiry_days is not None:
+        cert_days = seen.cert_expiry_days
         fields["certificate_expiry_days"] = cert_days
-        fields["certificate"] = dict(next(a.cert for a in reversed(run.attempts) if a.cert) or {})
+        fields["certificate"] = dict(seen.cert)
         metrics.append(Metric("check_certificate_expiry_days", cert_days, ts, labels))
     if out.perf:
         fields["perf"] = [dataclasses.asdict(p) for p in out.perf]
