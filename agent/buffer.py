@@ -73,6 +73,7 @@ from typing import Any, BinaryIO, Literal
 import msgpack
 
 from agent.atomic import fsync_dir, set_aside, write_atomically
+from agent.records import encodable_record
 
 HEADER = struct.Struct("<IIQI")  # payload length, crc32, first seq, record count
 MAX_PAYLOAD = 64 * 1024 * 1024  # a length beyond this is damage, not data
@@ -193,6 +194,7 @@ class DiskBuffer:
     stream: str = field(init=False, default="")
     acked: int = field(init=False, default=0)
     dropped_records: int = field(init=False, default=0)
+    reduced_records: int = field(init=False, default=0)  # reduced to be encodable (not kept)
     next_seq: int = field(init=False, default=1)
     repairs: list[str] = field(init=False, default_factory=list)  # what opening fixed
     segments: list[Segment] = field(init=False, default_factory=list)
@@ -292,7 +294,7 @@ class DiskBuffer:
         if not records:
             raise ValueError("nothing to append")
         first = self.next_seq
-        frame = encode_frame(first, len(records), msgpack.packb(list(records)))
+        frame = encode_frame(first, len(records), self._pack(records))
         writer = self._writer_for(len(frame))
         segment = self.segments[-1]
         try:
@@ -315,6 +317,24 @@ class DiskBuffer:
             self.sync()
         self._enforce_limit()
         return first, segment.last
+
+    def _pack(self, records: Sequence[Any]) -> bytes:
+        """The records as one msgpack payload. A record msgpack refuses (an
+        integer beyond 64 bits from a log line, say) is reduced to what it
+        can encode and counted, never allowed to block the records with it."""
+        try:
+            return msgpack.packb(list(records))  # type: ignore[no-any-return]
+        except (OverflowError, TypeError, ValueError, RecursionError):
+            pass
+        out = []
+        for record in records:
+            try:
+                msgpack.packb(record)
+            except (OverflowError, TypeError, ValueError, RecursionError):
+                record = encodable_record(record)
+                self.reduced_records += 1
+            out.append(record)
+        return msgpack.packb(out)  # type: ignore[no-any-return]
 
     def _writer_for(self, frame_size: int) -> BinaryIO:
         assert self.segment_bytes is not None

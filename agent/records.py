@@ -6,6 +6,7 @@ and a kind. Records are immutable.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -97,3 +98,81 @@ class CheckRun:
 
 
 Record = Metric | Event | CheckRun
+
+
+# -- values any stage can carry ---------------------------------------------------
+
+MAX_DEPTH = 8  # containers nested deeper are replaced by a note
+MAX_ITEMS = 1000  # items kept per map or array
+MAX_TEXT = 16384  # characters kept per string
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what msgpack encodes as an integer
+
+
+def encodable(value: Any, depth: int = 0) -> tuple[Any, bool]:
+    """`value` reduced to what msgpack, the hub's JSON store and every reader
+    take: integers beyond 64 bits and non-finite floats become strings,
+    strings, maps and arrays are capped, map keys become strings, deeper
+    nesting becomes a note. Returns the value and whether anything changed.
+
+    Used on whatever comes from outside (a JSON log line's fields), and by
+    the buffer as the last resort for a record msgpack refused, so one
+    hostile line can never block the records committed with it."""
+    if value is None or isinstance(value, bool):
+        return value, False
+    if isinstance(value, int):
+        if _INT_MIN <= value <= _INT_MAX:
+            return value, False
+        return _int_text(value), True
+    if isinstance(value, float):
+        return (value, False) if math.isfinite(value) else (repr(value), True)
+    if isinstance(value, str):
+        return (value, False) if len(value) <= MAX_TEXT else (value[:MAX_TEXT], True)
+    if isinstance(value, bytes):
+        return encodable(value.decode("utf-8", "replace"), depth)[0], True
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_DEPTH:
+        return f"(nested deeper than {MAX_DEPTH} levels, left out)", True
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        changed = len(value) > MAX_ITEMS
+        for i, (k, v) in enumerate(value.items()):
+            if i == MAX_ITEMS:
+                break
+            key, key_changed = (k, False) if isinstance(k, str) else (text_of(k), True)
+            out[key[:MAX_TEXT]], v_changed = encodable(v, depth + 1)
+            changed = changed or key_changed or v_changed or len(key) > MAX_TEXT
+        return out, changed
+    if isinstance(value, list | tuple):
+        items = [encodable(v, depth + 1) for v in value[:MAX_ITEMS]]
+        changed = len(value) > MAX_ITEMS or any(c for _, c in items)
+        return [v for v, _ in items], changed
+    return text_of(value)[:MAX_TEXT], True
+
+
+def _int_text(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError:  # beyond Python's int-to-text limit (4300 digits)
+        return f"(integer of {value.bit_length()} bits, left out)"
+
+
+def text_of(value: Any) -> str:
+    """str(value), for any value: never raises."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int_text(value)
+    try:
+        return str(value)
+    except (ValueError, RecursionError):
+        return f"({type(value).__name__}, not representable)"
+
+
+def encodable_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record dict msgpack refused, reduced by `encodable`; a metric's value
+    stays a number (a float), as the hub requires."""
+    value = record.get("value")
+    reduced, _ = encodable(dict(record))
+    if record.get("kind") == "metric" and isinstance(value, int) and not isinstance(value, bool):
+        try:
+            reduced["value"] = float(value)
+        except OverflowError:
+            reduced["value"] = math.inf if value > 0 else -math.inf
+    return reduced  # type: ignore[no-any-return]

@@ -56,6 +56,11 @@ SPECS: tuple[Spec, ...] = (
     gauge("vigil_buffer_bytes", "Bytes in the disk buffer's segments."),
     gauge("vigil_buffer_records", "Records buffered and not yet acknowledged by the hub."),
     counter("vigil_buffer_dropped_records_total", "Records dropped because the buffer was full."),
+    counter(
+        "vigil_buffer_reduced_records_total",
+        "Records msgpack could not encode as they were (a 100-digit integer, say), "
+        "stored reduced to what it can.",
+    ),
     gauge("vigil_shipper_lag_seconds", "Age of the oldest record not yet acknowledged by the hub."),
     counter("vigil_shipper_sent_records_total", "Records the hub acknowledged."),
     counter("vigil_shipper_retries_total", "Sends that failed and will be tried again."),
@@ -389,6 +394,7 @@ class Shipper:
                 ts,
                 type="counter",
             ),
+            Metric("vigil_buffer_reduced_records_total", buf.reduced_records, ts, type="counter"),
             Metric("vigil_shipper_lag_seconds", max(0.0, lag), ts),
             Metric("vigil_shipper_sent_records_total", self.sent_records, ts, type="counter"),
             Metric("vigil_shipper_retries_total", self.retries, ts, type="counter"),
@@ -411,6 +417,7 @@ class Shipper:
             "buffer_bytes": buf.bytes if buf else 0,
             "buffer_records": (buf.pending_records if buf else 0) + len(self.pending),
             "dropped_records": (buf.dropped_records if buf else 0) + self.memory_dropped,
+            "reduced_records": buf.reduced_records if buf else 0,
             "write_error": self.write_error,
             "acked_seq": buf.acked if buf else 0,
             "sent_records": self.sent_records,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.records import Event
+from agent.records import MAX_TEXT, Event, encodable, text_of
 from collectors.logs.config import LogsConfig, RuleConfig
 from collectors.logs.defaults import DEFAULT_RULES
 from collectors.logs.detectors import AuthDetector, Finding, SignatureDetector, VolumeDetector
@@ -193,14 +193,14 @@ class TableProcessor:
             start, pos = pos, pos + len(piece) + 1
             raw = _text(piece, cfg.encoding)
             obj = _json_object(raw)
-            message = str(obj.get(cfg.json_message_key, obj.get("msg", raw)))
+            message = _field_text(obj.get(cfg.json_message_key, obj.get("msg", raw)))
             hits = [r for r in self.rules if _rule_matches(r, obj, message)]
             for rule in hits:
                 fields = {**rule.extract(message), **_json_fields(obj, rule)}
                 self._matched(rule, raw, fields, chunk, chunk.data, start, now, emit)
             if self.auth and any(p.search(message) for p in self.prefilter):
                 self._findings(self.detectors.auth.feed(message, now), now, emit)
-            level = str(obj.get(cfg.json_level_key, "")).lower()
+            level = _field_text(obj.get(cfg.json_level_key, "")).lower()
             if self.new_errors and (hits or level in ERROR_LEVELS):
                 rule_name = hits[0].name if hits else None
                 found_new = self.detectors.signatures.feed(message, chunk.label, now, rule_name)
@@ -268,18 +268,35 @@ def _text(raw: bytes, encoding: str) -> str:
 
 
 def _json_object(raw: str) -> dict[str, Any]:
+    """The line's JSON object; {} for anything else, including a line nested
+    too deep for the parser (RecursionError), which is then plain text."""
     try:
         obj = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return obj if isinstance(obj, dict) else {}
+
+
+def _field_text(value: Any) -> str:
+    """A JSON value as the text rules match: strings as they are, numbers
+    as written, objects and arrays as compact JSON (capped)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        try:
+            return json.dumps(value, separators=(",", ":"))[:MAX_TEXT]
+        except (ValueError, RecursionError):
+            return ""
+    return text_of(value)
 
 
 def _rule_matches(rule: Rule, obj: Mapping[str, Any], message: str) -> bool:
     if rule.regex is not None and not rule.regex.search(message):
         return False
-    return all(k in obj and p.fullmatch(str(obj[k])) for k, p in rule.match)
+    return all(k in obj and p.fullmatch(_field_text(obj[k])) for k, p in rule.match)
 
 
 def _json_fields(obj: Mapping[str, Any], rule: Rule) -> dict[str, Any]:
-    return {k: obj[k] for k, _ in rule.match if k in obj}
+    """The matched fields for the event, reduced to what every later stage
+    can encode (a 30-digit integer becomes text, deep nesting is cut)."""
+    return {k: encodable(obj[k], 1)[0] for k, _ in rule.match if k in obj}
