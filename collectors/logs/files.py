@@ -29,7 +29,18 @@ What each rotation looks like here:
 - symlinks: followed; a retargeted link is a rename + create.
 - while the agent was stopped: a remembered file no longer at its path is
   looked for in its directory by (device, inode) and fingerprint and read
-  to its end; one that is gone counts what was never read as missed.
+  to its end (for copytruncate: a file with its fingerprint, read from the
+  remembered offset); one that is gone counts what was never read as missed.
+- rotations we never saw: a file can be created and rotated away while the
+  agent is down, or between two scans (two rotations within one poll, or a
+  kill before the new file's offset was committed). Whenever a followed
+  file turns out rotated, and at start, the directory is searched for
+  rotations of the glob (its file name followed by `.` `-` or `_`) that no
+  glob finds, are not compressed, and were written since the last scan
+  the state records (`seen_at`, less a margin): each is read from its
+  beginning as a rotated file. Files read to their end and closed are
+  remembered for an hour (`closed`, by identity and offset), so one found
+  again this way is not read twice.
 
 Files first seen when a [[logs]] table is used for the first time start at
 `start_at`; every file that appears after that starts at its beginning.
@@ -47,6 +58,7 @@ import glob
 import hashlib
 import os
 import stat
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +71,11 @@ log = structlog.get_logger("vigil.collectors.logs")
 FP_BYTES = 256
 READ_BYTES = 4 << 20  # per file per read: fair to other files, bounded memory
 MAX_RESCUE = 64 << 20  # read at most this much from a copytruncate copy; the rest is missed
+# A rotation written this long before the last scan still counts as unseen:
+# file times tick coarser than the wall clock, and a tombstone stops a repeat.
+SEEN_MARGIN = 2.0
+CLOSED_KEEP = 3600.0  # seconds a closed file is remembered, so it is never read twice
+CLOSED_MAX = 256  # closed files remembered per table
 # counters per file label, in this order (persisted as a list)
 COUNTERS = ("lines", "bytes", "missed", "reread", "truncated")
 LINES, BYTES, MISSED, REREAD, TRUNCATED = range(5)
@@ -132,16 +149,27 @@ class Follower:
         self.saved: dict[tuple[int, int], dict[str, Any]] = {
             (s["dev"], s["ino"]): s for s in (saved or {}).get("files", [])
         }
+        # When the saved state's last scan ran: a rotation written after it
+        # may hold lines no glob ever showed us (None: first use, nothing missed).
+        self.scanned_at: float | None = (saved or {}).get("seen_at")
+        # (dev, ino) -> (fp, fp_len, offset, closed at): files read to their end
+        self.closed: dict[tuple[int, int], tuple[int, int, int, float]] = {
+            (c[0], c[1]): (c[2], c[3], c[4], c[5]) for c in (saved or {}).get("closed", [])
+        }
         self.unreadable: set[str] = set()  # paths we already logged as unreadable
         self.directories: set[str] = set()
         self.rescued: list[Chunk] = []  # lines read from a copytruncate copy
         self.changed = True  # anything to commit since the tailer last took the state
+        self.urgent = False  # the set of files changed: commit without waiting
         self._exclusions: dict[str, bool] = {}  # path -> excluded (fnmatch is not cheap)
         # copies read to their end by _read_from_copy: if a glob finds one
         # later, it starts where that read ended
         self.consumed: dict[tuple[int, int], int] = {}
+        since = self.scanned_at
         self.scan(now)
         self._restore_rotated(now)
+        if since is not None:
+            self._adopt_unseen_rotations(since, now)
         self.first_use = False
 
     # -- counters -------------------------------------------------------------------
@@ -184,19 +212,25 @@ class Follower:
     def scan(self, now: float) -> None:
         """Match the globs against what is on disk: open new files, notice
         rotated ones. Cheap enough to run every poll_interval."""
+        since, self.scanned_at = self.scanned_at, now
         found = self._glob()
         # New files first: a copy is recognised by the fingerprints of the
         # files we follow as they were, before any truncation is handled.
         for key, (path, st) in found.items():
             if key not in self.files:
                 self._open(path, st, now)
-        for key, f in self.files.items():
+        rotated = False
+        for key, f in list(self.files.items()):
             if key in found:
                 if (f.path, f.rotated) != (found[key][0], False):
                     f.path, f.rotated, self.changed = found[key][0], False, True
             elif not f.rotated:
-                f.rotated, self.changed = True, True
+                f.rotated, self.changed, self.urgent = True, True, True
                 f.last_growth = now
+                rotated = True
+        if rotated and since is not None:
+            # more than one rotation since the last scan leaves files no glob shows
+            self._adopt_unseen_rotations(since, now)
 
     def _open(self, path: str, st: os.stat_result, now: float) -> None:
         fd = self._fd(path)
@@ -206,8 +240,9 @@ class Follower:
         fp_len = min(size, FP_BYTES)
         f = Followed(path, st.st_dev, st.st_ino, fingerprint(fd, fp_len), fp_len, 0, fd=fd)
         f.last_growth = now
-        saved = self.saved.pop(f.key, None)
+        saved = self.saved.get(f.key)
         if saved is not None and self._same(fd, saved):
+            del self.saved[f.key]
             self._resume(f, saved, size)
         elif f.key in self.consumed:
             f.offset = min(self.consumed.pop(f.key), size)
@@ -219,8 +254,20 @@ class Follower:
             log.info("log_file_copy_recognised", file=path, copy_of=original.path)
         elif self.first_use and self.config.start_at == "end":
             f.offset = _last_line_end(fd, size)
+        elif (closed := self._closed_offset(f.key, fd, size)) is not None:
+            f.offset = closed  # read to its end before, and found by a glob again
         self.files[f.key] = f
-        self.changed = True
+        self.changed = self.urgent = True  # a new file: its offset must not wait to be saved
+
+    def _closed_offset(self, key: tuple[int, int], fd: int, size: int) -> int | None:
+        """Where a file we read to its end and closed was left (None: not such a file)."""
+        closed = self.closed.pop(key, None)
+        if closed is None:
+            return None
+        fp, fp_len, offset, _ = closed
+        if fp_len and (size < fp_len or fingerprint(fd, fp_len) != fp):
+            return None  # the inode holds another file now
+        return min(offset, size)
 
     def _fd(self, path: str) -> int | None:
         try:
@@ -249,22 +296,105 @@ class Follower:
         return None
 
     def _restore_rotated(self, now: float) -> None:
-        """Files we followed before a restart that the globs no longer find:
-        renamed in their directory (rotation while stopped) or gone."""
+        """Files we followed before a restart that the globs no longer find as
+        they were: renamed in their directory (rotation while stopped), copied
+        and truncated (copytruncate while stopped), or gone."""
         for key, saved in self.saved.items():
-            found = _find_in_dir(os.path.dirname(saved["path"]), key)
+            directory = os.path.dirname(saved["path"])
+            found = _find_in_dir(directory, key) if key not in self.files else None
             fd = self._fd(found[0]) if found else None
-            if fd is not None and self._same(fd, saved):
+            if fd is not None and not self._same(fd, saved):
+                os.close(fd)  # that inode holds another file now
+                fd = None
+            if fd is None:
+                fd, key = self._find_copy(directory, saved)
+            if fd is not None:
                 f = Followed(saved["path"], *key, saved["fp"], saved["fp_len"], 0, fd=fd)
                 self._resume(f, saved, os.fstat(fd).st_size)
                 f.rotated, f.last_growth = True, now
                 self.files[key] = f
                 continue
-            if fd is not None:
-                os.close(fd)  # that inode holds another file now
             self.count(saved["path"], MISSED, max(0, saved["size_seen"] - saved["offset"]))
             log.warning("log_file_gone", file=saved["path"], unread_from=saved["offset"])
         self.saved.clear()
+
+    def _find_copy(
+        self, directory: str, saved: dict[str, Any]
+    ) -> tuple[int | None, tuple[int, int]]:
+        """A file we do not follow whose first bytes are those of `saved`: what
+        copytruncate made of it while we were away."""
+        if not saved["fp_len"]:
+            return None, (0, 0)
+        with contextlib.suppress(OSError), os.scandir(directory) as entries:
+            for entry in entries:
+                if not entry.is_file() or self._excluded(entry.path):
+                    continue
+                st = entry.stat()
+                key = (st.st_dev, st.st_ino)
+                if key in self.files or st.st_size < saved["fp_len"]:
+                    continue
+                fd = self._fd(entry.path)
+                if fd is not None and self._same(fd, saved):
+                    return fd, key
+                if fd is not None:
+                    os.close(fd)
+        return None, (0, 0)
+
+    def _adopt_unseen_rotations(self, since: float, now: float) -> None:
+        """Rotations of our files that no glob finds and that were written
+        after the scan at `since`: they hold lines we never saw (a file created
+        and rotated away between two scans, or while the agent was down)."""
+        horizon = since - SEEN_MARGIN
+        for directory, base, label in self._rotation_names():
+            with contextlib.suppress(OSError), os.scandir(directory) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if not (
+                        entry.is_file()
+                        and fnmatch.fnmatch(name, base + "[.-_]*")
+                        and not self._excluded(entry.path)
+                    ):
+                        continue
+                    st = entry.stat()
+                    key = (st.st_dev, st.st_ino)
+                    if key in self.files or st.st_mtime < horizon:
+                        continue
+                    self._adopt(entry.path, label or _rotated_from(entry.path, base), st, now)
+
+    def _adopt(self, path: str, label: str, st: os.stat_result, now: float) -> None:
+        fd = self._fd(path)
+        if fd is None:
+            return
+        size = os.fstat(fd).st_size
+        fp_len = min(size, FP_BYTES)
+        f = Followed(label, st.st_dev, st.st_ino, fingerprint(fd, fp_len), fp_len, 0, fd=fd)
+        f.rotated, f.last_growth = True, now
+        closed = self._closed_offset(f.key, fd, size)
+        if closed is not None:
+            f.offset = closed
+        elif f.key in self.consumed:
+            f.offset = min(self.consumed.pop(f.key), size)
+        elif (original := self._copy_of(fd, size)) is not None:
+            f.offset = min(original.offset, size)
+            original.offset = max(original.offset, size)
+        if f.offset >= size:
+            os.close(fd)
+            return
+        log.warning("log_rotation_found_unseen", file=path, label=label, offset=f.offset)
+        self.files[f.key] = f
+        self.changed = self.urgent = True
+
+    def _rotation_names(self) -> set[tuple[str, str, str]]:
+        """(directory, file name pattern, label) for each glob whose rotations
+        can be told by name: "/var/log/app.log" rotates to app.log.1,
+        app.log-20261128, ... (label "": worked out from each name)."""
+        out = set()
+        for pattern in self.config.paths:
+            directory, base = os.path.split(pattern)
+            if glob.has_magic(directory) or not base:
+                continue
+            out.add((directory, base, "" if glob.has_magic(base) else pattern))
+        return out
 
     # -- reading --------------------------------------------------------------------------
 
@@ -431,6 +561,7 @@ class Follower:
         os.close(f.fd)
         del self.files[f.key]
         self.changed = True
+        self.closed[f.key] = (f.fp, f.fp_len, f.offset + len(rest), time.time())
         log.info("log_file_closed", file=f.path, offset=f.offset + len(rest))
         if not rest:
             return None
@@ -443,7 +574,17 @@ class Follower:
         return out
 
     def state(self) -> dict[str, Any]:
-        return {"files": [f.state() for f in self.files.values()]}
+        now = time.time()
+        recent = sorted(
+            ((k, v) for k, v in self.closed.items() if now - v[3] < CLOSED_KEEP),
+            key=lambda kv: kv[1][3],
+        )[-CLOSED_MAX:]
+        self.closed = dict(recent)
+        return {
+            "files": [f.state() for f in self.files.values()],
+            "seen_at": self.scanned_at,
+            "closed": [[*k, *v] for k, v in recent],
+        }
 
     def close(self) -> None:
         for f in self.files.values():
@@ -469,6 +610,15 @@ def _find_in_dir(directory: str, key: tuple[int, int]) -> tuple[str, os.stat_res
                 if (st.st_dev, st.st_ino) == key:
                     return entry.path, st
     return None
+
+
+def _rotated_from(path: str, base: str) -> str:
+    """The path a rotation was made from: "/l/x.log.1" for base "*.log" gives "/l/x.log"."""
+    directory, name = os.path.split(path)
+    for end in range(len(name) - 1, 0, -1):
+        if name[end] in ".-_" and fnmatch.fnmatch(name[:end], base):
+            return os.path.join(directory, name[:end])
+    return path
 
 
 def _last_line_end(fd: int, size: int) -> int:

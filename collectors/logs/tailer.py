@@ -258,6 +258,8 @@ class LogCollector(Collector):
         since = time.monotonic() - self.last_commit
         if self.events:
             return max(0.0, COMMIT_EVERY - since)
+        if any(f.urgent for f in self.followers):  # a file appeared or rotated
+            return 0.0
         if self._moved():  # a flag read: no need for the thread
             return max(0.0, STATE_EVERY - since)
         return None
@@ -308,7 +310,7 @@ class LogCollector(Collector):
             "by_user": dict(self.detectors.auth.by_user),
         }
         for follower in self.followers:
-            follower.changed = False
+            follower.changed = follower.urgent = False
         return self._tail_part(), self.detectors.signatures.snapshot(), view
 
     def _tail_part(self) -> dict[str, Any]:

@@ -118,10 +118,11 @@ def run_scenario(tmp: Path, directives: str, glob: str, kill_after: tuple[int, .
     [
         ("create", "app.log", (900, 2100)),
         ("create", "app.log", (700, 1500, 2100)),
+        ("create", "app.log", (601, 1201, 2401)),
         ("create\n    compress\n    delaycompress", "app.log*", (900, 2100)),
         ("copytruncate", "app.log", (900, 2100)),
     ],
-    ids=["create", "create-3kills", "compress-delaycompress", "copytruncate"],
+    ids=["create", "create-3kills", "kills-at-rotations", "compress-delaycompress", "copytruncate"],
 )
 def test_rotations_and_kills_with_the_default_rate_limit(tmp_path, directives, glob, kills, run):
     run_scenario(tmp_path, directives, glob, kills)

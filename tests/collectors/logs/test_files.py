@@ -4,6 +4,7 @@ every line exactly once, what rotation made unreadable counted."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from collectors.logs.config import LogsConfig
@@ -241,3 +242,83 @@ def test_a_small_budget_still_makes_progress_and_reports_more(tmp_path):
         if not more:
             break
     assert len(got) == count and rounds > 2
+
+
+# -- rotations no glob ever showed ------------------------------------------------
+
+
+def restart(f: Follower, tmp: Path, now: float, **options) -> Follower:
+    """What a new agent builds from the state `f` would have committed."""
+    state = f.state()
+    f.close()
+    return follower(tmp, saved=state, counters=f.counters, now=now, **options)
+
+
+def test_a_file_created_and_rotated_away_while_stopped_is_read(tmp_path):
+    log = tmp_path / "app.log"
+    now = time.time()
+    write(log, "a 1", "a 2")
+    f = follower(tmp_path, now=now, paths=(str(log),))
+    assert lines_of(drain(f, now)) == ["a 1", "a 2"]
+    # stopped: two rotations by rename + create; the middle file is never at app.log
+    write(log, "a 3")
+    os.rename(log, tmp_path / "app.log.1")
+    write(log, "b 1", "b 2")
+    os.rename(tmp_path / "app.log.1", tmp_path / "app.log.2")
+    os.rename(log, tmp_path / "app.log.1")
+    write(log, "c 1")
+    g = restart(f, tmp_path, now + 5, paths=(str(log),))
+    assert sorted(lines_of(drain(g, now + 5))) == ["a 3", "b 1", "b 2", "c 1"]
+    assert {label for label, _ in drain(g, now + 5)} <= {str(log)}
+    assert g.counters[str(log)][MISSED] == 0
+
+
+def test_two_rotations_between_scans_lose_nothing(tmp_path):
+    log = tmp_path / "app.log"
+    now = time.time()
+    write(log, "a 1")
+    f = follower(tmp_path, now=now, paths=(str(log),))
+    assert lines_of(drain(f, now)) == ["a 1"]
+    write(log, "a 2")
+    os.rename(log, tmp_path / "app.log.1")
+    write(log, "b 1")
+    os.rename(tmp_path / "app.log.1", tmp_path / "app.log.2")
+    os.rename(log, tmp_path / "app.log.1")
+    write(log, "c 1")
+    assert sorted(lines_of(drain(f, now + 1))) == ["a 2", "b 1", "c 1"]
+
+
+def test_old_rotations_and_files_already_read_are_not_read_again(tmp_path):
+    log = tmp_path / "app.log"
+    now = time.time()
+    write(tmp_path / "app.log.3", "ancient")
+    os.utime(tmp_path / "app.log.3", (now - 86400, now - 86400))
+    write(log, "a 1")
+    f = follower(tmp_path, now=now, paths=(str(log),), rotate_wait=0)
+    assert lines_of(drain(f, now)) == ["a 1"]
+    os.rename(log, tmp_path / "app.log.1")
+    write(log, "b 1")
+    assert lines_of(drain(f, now + 1)) == ["b 1"]
+    assert drain(f, now + 2) == [] and len(f.files) == 1  # app.log.1 read out and closed
+    # restarted: app.log.1 is recent, but was read to its end; app.log.3 is old
+    g = restart(f, tmp_path, now + 3, paths=(str(log),))
+    write(log, "b 2")
+    assert lines_of(drain(g, now + 3)) == ["b 2"]
+
+
+def test_copytruncate_twice_while_stopped_reads_the_rest_from_the_copies(tmp_path):
+    log = tmp_path / "app.log"
+    now = time.time()
+    write(log, "a 1")
+    f = follower(tmp_path, now=now, paths=(str(log),))
+    assert lines_of(drain(f, now)) == ["a 1"]
+    write(log, "a 2")
+    for _ in range(2):  # copytruncate, as logrotate does it, twice
+        if (tmp_path / "app.log.1").exists():
+            os.rename(tmp_path / "app.log.1", tmp_path / "app.log.2")
+        (tmp_path / "app.log.1").write_bytes(log.read_bytes())
+        os.truncate(log, 0)
+        write(log, "b 1" if not (tmp_path / "app.log.2").exists() else "c 1")
+    g = restart(f, tmp_path, now + 5, paths=(str(log),))
+    assert sorted(lines_of(drain(g, now + 5))) == ["a 2", "b 1", "c 1"]
+    assert g.counters[str(log)][MISSED] == 0
