@@ -134,6 +134,8 @@ def status_text(status: Mapping[str, Any]) -> str:
         text += f", {logs['events_waiting']} events waiting to commit\n"
         if logs["commit_error"]:
             text += f"log commit error: {logs['commit_error']}\n"
+        if logs.get("stalled"):
+            text += f"log reader stalled on: {', '.join(logs['stalled'])}\n"
         text += table(
             ("FILE", "OFFSET", "SIZE", "ROTATED"),
             [

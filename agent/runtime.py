@@ -454,8 +454,8 @@ class Agent:
                     "last_run": s.stats.last_run,
                     "last_success": s.stats.last_success,
                     "last_duration_seconds": s.stats.last_duration,
-                    "last_error": s.stats.last_error,
-                    "failing": s.stats.failures_in_a_row > 0,
+                    "last_error": s.collector.problem() or s.stats.last_error,
+                    "failing": s.stats.failures_in_a_row > 0 or s.collector.problem() is not None,
                 }
                 for s in self.schedules
             ],
@@ -465,7 +465,11 @@ class Agent:
         return self.alerting.explain(rule) if self.alerting is not None else None
 
     def status_line(self) -> str:
-        failing = [s.name for s in self.schedules if s.stats.failures_in_a_row]
+        failing = [
+            s.name
+            for s in self.schedules
+            if s.stats.failures_in_a_row or s.collector.problem() is not None
+        ]
         line = f"{len(self.schedules)} collectors running"
         return line + (f"; failing: {', '.join(failing)}" if failing else "")
 

@@ -40,6 +40,11 @@ class Collector:
     def collect(self, ts: float, mono: float) -> Sequence[Record] | Awaitable[Sequence[Record]]:
         raise NotImplementedError
 
+    def problem(self) -> str | None:
+        """What is wrong now though `collect` succeeds (a long-running source
+        that cannot commit or is stuck): shown as the collector failing."""
+        return None
+
 
 def gauge(name: str, help: str) -> Spec:
     return Spec(name, "gauge", help)

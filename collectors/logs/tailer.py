@@ -19,11 +19,23 @@ files) until a commit succeeds.
 
 `collect()` reports only committed counters, so the exported counters
 never run ahead of what a crash would keep.
+
+Watchdog. A task apart from the reader (its stats run in the default
+executor, not the reader's thread, so a stuck reader cannot hide its own
+stall) looks at every followed file each `poll_interval`: a file that has
+grown past what the reader has looked at, or whose read offset is ahead
+of its committed one, while neither moved for `STALL_POLLS` polls (and
+at least as many STATE_EVERY, the cadence of offset commits), is a stall: logged once (`log_reader_stalled`), counted in
+`log_reader_stalled_total{file}`, and shown in `vigil status` and as the
+collector's health until it moves again. A commit that fails is kept with
+its events and retried; it too is logged, counted
+(`log_commit_errors_total`) and shown, never swallowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +50,7 @@ from collectors.base import Collector, counter, gauge
 from collectors.logs.config import LogDetectorsConfig, LogsConfig
 from collectors.logs.detectors import AuthDetector, SignatureDetector, VolumeDetector
 from collectors.logs.files import BYTES, COUNTERS, LINES, MISSED, REREAD, TRUNCATED, Follower
+from collectors.logs.journal import JournalConfig, JournalFollower
 from collectors.logs.rules import Detectors, RateLimiter, TableProcessor
 
 log = structlog.get_logger("vigil.collectors.logs")
@@ -45,6 +58,7 @@ log = structlog.get_logger("vigil.collectors.logs")
 STEP_BYTES = 16 << 20  # read at most this much per step before committing
 COMMIT_EVERY = 0.25  # seconds between commits while events wait
 STATE_EVERY = 1.0  # seconds between commits when only offsets moved
+STALL_POLLS = 3  # polls a file may wait, with no progress, before it counts as stalled
 
 
 Parts = tuple[dict[str, Any], Any, dict[str, Any]]  # tail state, templates, counters view
@@ -79,6 +93,12 @@ class LogCollector(Collector):
         counter("log_lines_truncated_total", "Lines cut at max_line_bytes."),
         counter("log_matches_total", "Lines a rule matched."),
         counter("log_events_suppressed_total", "Rule matches not sent as events (rate limit)."),
+        counter(
+            "log_reader_stalled_total",
+            "Times a file had data waiting while its read and committed offsets did not move "
+            "for three poll intervals.",
+        ),
+        counter("log_commit_errors_total", "Commits of log state and events that failed."),
         counter("auth_failures_total", "Failed authentication attempts, by remote address."),
         counter("auth_failures_by_user_total", "Failed authentication attempts, by user name."),
         gauge("log_files_watched", "Log files open for reading."),
@@ -108,6 +128,11 @@ class LogCollector(Collector):
         self.view: dict[str, Any] = {}  # what collect() reports: counters as committed
         self.templates_committed: Any = None
         self.commit_error: str | None = None
+        self.commit_errors = 0
+        # watchdog: (dev, ino) -> (progress mark, since when unchanged (monotonic), stalled)
+        self.progress: dict[tuple[int, int], tuple[tuple[int, int], float, bool]] = {}
+        self.stalled_total: dict[str, int] = {}
+        self.stalled_now: set[str] = set()
         self.last_commit = 0.0
         self._committing: asyncio.Future[None] | None = None
         self.wake = asyncio.Event()
@@ -130,7 +155,10 @@ class LogCollector(Collector):
         # The series restored from the state are not new: no implicit 0 for them.
         self._known, self._since = set(), None
         self.collect(time.time(), 0.0)
-        self.tasks = [asyncio.create_task(self._loop(), name="logs:tail")]
+        self.tasks = [
+            asyncio.create_task(self._loop(), name="logs:tail"),
+            asyncio.create_task(self._watchdog(), name="logs:watchdog"),
+        ]
         if any(t.watch == "auto" for t in self.tables):
             self.tasks.append(asyncio.create_task(self._watch(), name="logs:watch"))
         log.info(
@@ -183,7 +211,10 @@ class LogCollector(Collector):
         for table in self.tables:
             saved = saved_tables.get(table_key(table))
             self._count_reread(saved, (discarded or {}).get("tables", {}).get(table_key(table)))
-            self.followers.append(Follower(table, saved, self.counters, now))
+            if isinstance(table, JournalConfig):  # [[journal]]: journalctl, not files
+                self.followers.append(JournalFollower(table, saved, self.counters, now))
+            else:
+                self.followers.append(Follower(table, saved, self.counters, now))
             self.processors.append(
                 TableProcessor(table, self.detectors, self.matches, self.limiter, self.engine)
             )
@@ -266,8 +297,11 @@ class LogCollector(Collector):
 
     async def _wait_for_commit(self) -> None:
         if self._committing is not None:
-            await asyncio.gather(self._committing, return_exceptions=True)
-            self._committing = None
+            committing, self._committing = self._committing, None
+            # _commit keeps and reports its own failures; anything else is a bug to show
+            for result in await asyncio.gather(committing, return_exceptions=True):
+                if isinstance(result, Exception):
+                    log.error("log_commit_crashed", error=repr(result))
 
     def _moved(self) -> bool:
         return any(f.changed for f in self.followers)
@@ -283,11 +317,13 @@ class LogCollector(Collector):
         self.last_commit = time.monotonic()
         try:
             await self.committer.commit_checkpoint(self.store, [e.to_dict() for e in events], parts)
-        except OSError as exc:
+        except Exception as exc:  # a full disk, or a bug: keep everything, stop reading, say so
             self.events = events + self.events  # try again with everything
             for follower in self.followers:
                 follower.changed = True
-            error = f"cannot commit log state: {exc.strerror or exc}"
+            self.commit_errors += 1
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
+            error = f"cannot commit log state: {reason}"
             if error != self.commit_error:
                 log.error("log_commit_failed", error=error, waiting_events=len(self.events))
             self.commit_error = error
@@ -322,6 +358,83 @@ class LogCollector(Collector):
             "auth": self.detectors.auth.snapshot(),
             "volume": self.detectors.volume.snapshot(),
         }
+
+    # -- the watchdog -------------------------------------------------------------------
+
+    async def _watchdog(self) -> None:
+        poll = min(t.poll_interval for t in self.tables)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(poll)
+            try:
+                # the default executor: the reader's own thread may be the one stuck
+                sizes = await loop.run_in_executor(None, self._sizes)
+                # commits of offsets alone come every STATE_EVERY: no stall before a few
+                self._check_progress(sizes, time.monotonic(), STALL_POLLS * max(poll, STATE_EVERY))
+            except Exception as exc:  # never let the watchdog die silently
+                log.exception("log_watchdog_failed", error=str(exc))
+
+    def _sizes(self) -> list[tuple[tuple[int, int], str, int, int, int]]:
+        """(key, label, size, looked at up to, read offset) of each followed file
+        still at its path. Reads the reader's objects from another thread:
+        plain attribute reads, and a stale one only delays a verdict a poll."""
+        out = []
+        for follower in self.followers:
+            for f in list(follower.files.values()):
+                if f.rotated:
+                    continue  # no growth expected; closed after rotate_wait
+                try:
+                    st = os.stat(f.path)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) == f.key:
+                    out.append((f.key, f.path, st.st_size, f.seen[0], f.offset))
+        return out
+
+    def _check_progress(
+        self, sizes: list[tuple[tuple[int, int], str, int, int, int]], now: float, limit: float
+    ) -> None:
+        committed = {
+            (f["dev"], f["ino"]): f["offset"]
+            for table in self.committed.get("tables", {}).values()
+            for f in table["files"]
+        }
+        progress: dict[tuple[int, int], tuple[tuple[int, int], float, bool]] = {}
+        stalled_now = set()
+        for key, label, size, looked, offset in sizes:
+            done = committed.get(key, 0)
+            mark = (looked, done)
+            waiting = size > looked or offset > done
+            before, since, stalled = self.progress.get(key, (mark, now, False))
+            if mark != before or not waiting:
+                if stalled:
+                    log.info("log_reader_resumed", file=label, offset=done)
+                since, stalled = now, False
+            elif not stalled and now - since >= limit:
+                stalled = True
+                self.stalled_total[label] = self.stalled_total.get(label, 0) + 1
+                log.warning(
+                    "log_reader_stalled",
+                    file=label,
+                    size=size,
+                    looked_at=looked,
+                    read_offset=offset,
+                    committed_offset=done,
+                    seconds=round(now - since, 1),
+                    commit_error=self.commit_error,
+                )
+            if stalled:
+                stalled_now.add(label)
+            progress[key] = (mark, since, stalled)
+        self.progress, self.stalled_now = progress, stalled_now
+
+    def problem(self) -> str | None:
+        """What is wrong now, for the collector's health in `vigil status`."""
+        if self.commit_error is not None:
+            return self.commit_error
+        if self.stalled_now:
+            return f"reader stalled on {', '.join(sorted(self.stalled_now))}"
+        return None
 
     # -- change notifications -----------------------------------------------------------
 
@@ -376,6 +489,8 @@ class LogCollector(Collector):
             "files": files,
             "events_waiting": len(self.events),
             "commit_error": self.commit_error,
+            "commit_errors": self.commit_errors,
+            "stalled": sorted(self.stalled_now),
         }
 
     # -- metrics ---------------------------------------------------------------------
@@ -415,6 +530,9 @@ class LogCollector(Collector):
                 self._counter(out, "auth_failures_by_user_total", n, ts, user=user)
         for rule, n in self.limiter.suppressed_total.items():
             self._counter(out, "log_events_suppressed_total", n, ts, rule=rule)
+        for label, n in self.stalled_total.items():
+            self._counter(out, "log_reader_stalled_total", n, ts, file=label)
+        out.append(Metric("log_commit_errors_total", self.commit_errors, ts, type="counter"))
         watched = sum(len(f.files) for f in self.followers)
         out.append(Metric("log_files_watched", watched, ts))
         self._since = ts

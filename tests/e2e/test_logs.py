@@ -86,7 +86,9 @@ def seqs_at_hub(hub: HubProcess) -> list[int]:
 def agent_metric(api: int, name: str, **labels: str) -> float:
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in wait_http(f"http://127.0.0.1:{api}/metrics").splitlines():
-        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+        if line.startswith((f"{name}{{", f"{name} ")) and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no {name}{{{want}}}")
 

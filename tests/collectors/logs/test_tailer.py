@@ -4,6 +4,7 @@ carry the events with the state, and a failing step does not stop tailing."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from agent.checkpoint import CheckpointStore
@@ -106,3 +107,80 @@ def test_the_committed_counters_restart_where_they_were(tmp_path):
     assert metrics[("log_matches_total", (("file", str(log)), ("rule", "boom")))] == 3
     assert metrics[("log_lines_read_total", (("file", str(log)),))] == 4
     assert len(sink.records) == 3  # each matching line once, across the restart
+
+
+def test_a_stalled_reader_is_logged_counted_and_shown(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("boom 1\n")
+    logs = collector(tmp_path, log)
+    sink = Committer()
+    release = threading.Event()
+
+    def stalled_count():
+        return {
+            m.labels.get("file"): m.value
+            for m in logs.collect(0.0, 0.0)
+            if m.name == "log_reader_stalled_total"
+        }
+
+    async def scenario():
+        await logs.start(sink)
+        await wait_until(lambda: len(sink.records) == 1)
+        follower = logs.followers[0]
+        real_read = follower.read
+
+        def stuck(now, budget):
+            release.wait(30)  # the reader's thread hangs, as on a dead NFS mount
+            return real_read(now, budget)
+
+        follower.read = stuck
+        with open(log, "a") as fh:
+            fh.write("boom 2\n")
+        await wait_until(lambda: stalled_count().get(str(log)) == 1)
+        problem = logs.problem()
+        shown = logs.status()["stalled"]
+        release.set()
+        await wait_until(lambda: len(sink.records) == 2)
+        await wait_until(lambda: logs.problem() is None)
+        counted = stalled_count()
+        await logs.stop()
+        return problem, shown, counted
+
+    problem, shown, counted = run(scenario())
+    assert problem == f"reader stalled on {log}"
+    assert shown == [str(log)]
+    assert counted == {str(log): 1}  # once per stall, not once per poll
+
+
+def test_a_commit_that_keeps_failing_is_counted_shown_and_then_delivers_everything(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("boom 1\n")
+    logs = collector(tmp_path, log)
+
+    class Refusing(Committer):
+        failures = 0
+
+        async def commit_checkpoint(self, store, records, parts) -> None:
+            if records and self.failures < 3:
+                self.failures += 1
+                raise ValueError("cannot encode that")  # not an OSError: a bug, say
+            await super().commit_checkpoint(store, records, parts)
+
+    sink = Refusing()
+
+    async def scenario():
+        await logs.start(sink)
+        await wait_until(lambda: logs.commit_errors >= 1)
+        problem = logs.problem()
+        with open(log, "a") as fh:
+            fh.write("boom 2\n")
+        await wait_until(lambda: len(sink.records) == 2, timeout=15)
+        errors = [m.value for m in logs.collect(0.0, 0.0) if m.name == "log_commit_errors_total"]
+        healthy = logs.problem()
+        await logs.stop()
+        return problem, errors, healthy
+
+    problem, errors, healthy = run(scenario())
+    assert problem is not None and "cannot encode that" in problem
+    assert errors == [3] and healthy is None
+    assert [r["fields"]["line"] for r in sink.records] == ["boom 1", "boom 2"]
