@@ -351,7 +351,7 @@ class Follower:
                     name = entry.name
                     if not (
                         entry.is_file()
-                        and fnmatch.fnmatch(name, base + "[.-_]*")
+                        and fnmatch.fnmatch(name, base + "[-._]*")
                         and not self._excluded(entry.path)
                     ):
                         continue

@@ -293,12 +293,13 @@ def test_old_rotations_and_files_already_read_are_not_read_again(tmp_path):
     now = time.time()
     write(tmp_path / "app.log.3", "ancient")
     os.utime(tmp_path / "app.log.3", (now - 86400, now - 86400))
+    write(tmp_path / "app.log2", "another file")  # not named as a rotation of app.log
     write(log, "a 1")
     f = follower(tmp_path, now=now, paths=(str(log),), rotate_wait=0)
     assert lines_of(drain(f, now)) == ["a 1"]
     os.rename(log, tmp_path / "app.log.1")
     write(log, "b 1")
-    assert lines_of(drain(f, now + 1)) == ["b 1"]
+    assert lines_of(drain(f, now + 1)) == ["b 1"]  # the rotation search finds only app.log.1
     assert drain(f, now + 2) == [] and len(f.files) == 1  # app.log.1 read out and closed
     # restarted: app.log.1 is recent, but was read to its end; app.log.3 is old
     g = restart(f, tmp_path, now + 3, paths=(str(log),))
