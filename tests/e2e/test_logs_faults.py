@@ -65,7 +65,13 @@ def wait_matches(hub: HubProcess, want: int, quiet: float = 8.0, timeout: float 
     return hub_matches(hub)
 
 
-def run_scenario(tmp: Path, directives: str, glob: str, kill_after: tuple[int, ...]) -> None:
+def run_scenario(
+    tmp: Path,
+    directives: str,
+    glob: str,
+    kill_after: tuple[int, ...],
+    hub_down: tuple[int, int] | None = None,
+) -> None:
     logdir = tmp / "log"
     logdir.mkdir()
     log = logdir / "app.log"
@@ -98,6 +104,12 @@ def run_scenario(tmp: Path, directives: str, glob: str, kill_after: tuple[int, .
                 agent.proc.wait()
                 agent.stop()
                 agent = Agent(tmp, cfg)
+            if hub_down and n == hub_down[0]:
+                hub.proc.kill()  # the hub dies too: the agent buffers
+                hub.proc.wait()
+                hub.log.close()
+            if hub_down and n == hub_down[1]:
+                hub = HubProcess(tmp / "hubside", port=hub.port)
         fh.close()
         agent.notify.wait("READY=1")
         got = wait_matches(hub, TOTAL)
@@ -109,6 +121,14 @@ def run_scenario(tmp: Path, directives: str, glob: str, kill_after: tuple[int, .
         if agent.proc.poll() is None:
             agent.stop()
         hub.stop()
+
+
+@needs_logrotate
+@pytest.mark.parametrize("run", range(RUNS))
+def test_rotations_and_kills_during_a_hub_outage(tmp_path, run):
+    """The hub is killed at line 1,000 and back at 2,500; the agent is killed
+    at 900 and 2,100, so one restart happens with the hub away."""
+    run_scenario(tmp_path, "create", "app.log", (900, 2100), hub_down=(1000, 2500))
 
 
 @needs_logrotate
