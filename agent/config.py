@@ -23,6 +23,7 @@ from collectors.checks.config import CheckConfig, check_names_unique
 from collectors.disk import DiskConfig
 from collectors.diskio import DiskIOConfig
 from collectors.logs.config import LogDetectorsConfig, LogsConfig
+from collectors.logs.journal import JournalConfig
 from collectors.network import NetworkConfig
 
 if sys.version_info >= (3, 11):
@@ -172,6 +173,7 @@ class Config:
     buffer: BufferSection = field(default_factory=BufferSection)
     api: ApiSection = field(default_factory=ApiSection)
     logs: tuple[LogsConfig, ...] = ()
+    journal: tuple[JournalConfig, ...] = ()  # the systemd journal, resumed by cursor
     log_detectors: LogDetectorsConfig = field(default_factory=LogDetectorsConfig)
     alerts: tuple[AlertRuleConfig, ...] = ()
     alerting: AlertingSection = field(default_factory=AlertingSection)

@@ -210,8 +210,10 @@ class Agent:
     async def start_collectors(self) -> None:
         cfg = self.config
         collectors = build_collectors(cfg, self.source)
-        if cfg.logs:
-            self.logs = LogCollector(cfg.logs, cfg.log_detectors, cfg.agent.state_dir)
+        if cfg.logs or cfg.journal:  # [[journal]] tables are read by the same collector
+            self.logs = LogCollector(
+                (*cfg.logs, *cfg.journal), cfg.log_detectors, cfg.agent.state_dir
+            )
             await self.logs.start(self)
             collectors.append(self.logs)
         collectors.append(SelfCollector(self.stats, self.started, extra=self.shipper_metrics))
