@@ -31,8 +31,10 @@ run: $(STAMP)
 
 # Programs the tests drive for real, from Debian's packages: promtool
 # (package prometheus), systemd-analyze (package systemd), logrotate,
-# Alertmanager (package prometheus-alertmanager), nginx (nginx-light) and
-# the Nagios plugins (monitoring-plugins-basic). Installed only
+# Alertmanager (package prometheus-alertmanager), nginx (nginx-light), the
+# Nagios plugins (monitoring-plugins-basic) and systemd-journal-remote
+# (which, with systemd's journalctl, makes and reads journal files for the
+# [[journal]] tests; no systemd as PID 1 needed). Installed only
 # when missing and when we are root; otherwise those tests skip and say why.
 test-deps:
 	@missing=""; \
@@ -42,6 +44,7 @@ test-deps:
 	test -x /usr/bin/prometheus-alertmanager || missing="$$missing prometheus-alertmanager"; \
 	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx-light"; \
 	test -x /usr/lib/nagios/plugins/check_tcp || missing="$$missing monitoring-plugins-basic"; \
+	test -x /lib/systemd/systemd-journal-remote || missing="$$missing systemd-journal-remote"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing from Debian:$$missing"; \
