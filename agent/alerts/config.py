@@ -8,6 +8,12 @@ from typing import Literal
 from agent.schema import Duration, Invalid, opt
 
 
+def _check_fraction(value: float) -> str | None:
+    if 0.0 <= value < 1.0:
+        return None
+    return "must be at least 0 and below 1 (the samples in a window never span all of it)"
+
+
 def _check_name(value: str) -> str | None:
     if not value or not all(c.isalnum() or c in "_-:." for c in value):
         return "must be letters, digits and _ - : . only"
@@ -25,6 +31,9 @@ class AlertRuleConfig:
     summary: str = ""  # "{value:.0f}% on {host}", labels by name: "{mount} is full"
     repeat: Duration = opt(4 * 3600.0, min=0.0)  # notify again while firing; 0: never
     notify: tuple[str, ...] = ()  # notifier names, on top of routing by severity
+    # share of a window rule's window its samples must span before it is
+    # evaluated; unset: [alerting] min_coverage
+    min_coverage: float | None = opt(None, check=_check_fraction)
 
     def __post_init__(self) -> None:
         from agent.alerts.engine import build_rule
@@ -52,3 +61,5 @@ class AlertingSection:
     # Rules are evaluated as samples arrive; this tick also advances `for`
     # timers, resolves stale series and checks absent() rules.
     evaluate_every: Duration = opt(5.0, min=0.1)
+    # window rules wait until their samples span this share of the window
+    min_coverage: float = opt(0.5, check=_check_fraction)

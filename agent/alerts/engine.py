@@ -21,6 +21,27 @@ condition holds, e.g. "> 80" fires and "< 70" resolves. A firing alert is
 notified again every `repeat` (0: never). Every transition is an event
 (type "alert") for the buffer, so the hub sees the history.
 
+Coverage. A window rule (avg/max/min_over_time, rate, increase,
+predict_linear) is evaluated on a series only once the samples in its
+window span `min_coverage` of it (window.Coverage; 0.5 unless the rule or
+`[alerting]` says otherwise), except the shapes a part of the window can
+only understate (increase > T, max_over_time > T, min_over_time < T:
+window.GROWING). Until then the series has no verdict: no
+new instance, and a pending or firing one keeps its state (its `for`
+timer runs on, but it fires only on a covered evaluation); one whose
+window is empty is stale, as before. absent() and plain selectors are
+not concerned.
+
+Forecast band. predict_linear(s[w], t) op T with no `clear` gets a
+hysteresis of its own: a pending or firing instance goes back to
+inactive / resolves only when the line is on the safe side of T over the
+whole of [t/2, 3t/2] ahead, i.e. its value at t/2 and at 3t/2 (the value
+at t lies between them). In value terms the forecast must be past T by
+half the change it predicts over t. A forecast extrapolates noise by
+t / w (24 x for a 1 h window read a day ahead), so unlike a gauge it
+gets this band for pending too: a forecast hovering at T stays pending
+instead of flapping, and `for` counts from its first crossing.
+
 Persistence. Instances that are pending or firing are written to
 STATE_DIR/alerts.json (atomically) on every transition, so a restart keeps
 their timers and neither notifies again nor forgets them; an alert that
@@ -30,6 +51,7 @@ evaluation after the start.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -38,7 +60,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +74,12 @@ from agent.alerts.expr import (
     Expr,
     compare,
     evaluate_arrays,
+    evaluator,
     parse,
     parse_clear,
 )
 from agent.alerts.model import Alert
-from agent.alerts.window import Bound, bound, series_evaluator
+from agent.alerts.window import Bound, Coverage, bound, coverage, covered_fraction, series_evaluator
 from agent.atomic import Snapshot, set_aside, write_atomically
 from agent.records import Event, Metric, Record
 
@@ -65,6 +88,8 @@ log = structlog.get_logger("vigil.alerts")
 LabelsKey = tuple[tuple[str, str], ...]
 Compare = Callable[[float, float], bool]
 MAX_SAMPLES = 4096  # per series, whatever the window: a bound on memory
+MIN_COVERAGE = 0.5  # of a rule's window its samples must span before it is evaluated
+BAND = (0.5, 1.5)  # a forecast's safe band: its horizon times these (see "Forecast band")
 TRIM_SLACK = 1.1  # a series holds up to 10 % more than it needs between trims
 TRIM_AT = int(MAX_SAMPLES * TRIM_SLACK)
 
@@ -82,6 +107,9 @@ class Rule:
     summary: str
     repeat: float
     notify: tuple[str, ...]
+    min_coverage: float = MIN_COVERAGE
+    # predict_linear with no `clear`: the forecast at each end of its safe band
+    band: tuple[Evaluator, Evaluator] | None = field(default=None, compare=False, repr=False)
 
     def firing_condition(self, value: float | None) -> bool:
         return value is not None and COMPARE[self.expr.op](value, self.expr.threshold)
@@ -92,6 +120,25 @@ class Rule:
         if self.clear is None:
             return compare(self.expr.op, value, self.expr.threshold)
         return not compare(self.clear[0], value, self.clear[1])
+
+    def in_band(self, ts: Sequence[float], values: Sequence[float], now: float) -> bool:
+        """A forecast rule's instance is not yet safely back: the line is on
+        the firing side of the threshold somewhere in its band."""
+        if self.band is None:
+            return False
+        test, threshold = COMPARE[self.expr.op], self.expr.threshold
+        for forecast in self.band:
+            value = forecast(ts, values, now)
+            if value is not None and test(value, threshold):
+                return True
+        return False
+
+    def in_band_of(self, value: float, slope: float) -> bool:
+        """`in_band` from the forecast `t` ahead and the line's slope: the
+        band's ends are `value -+ slope * t/2`."""
+        test, threshold = COMPARE[self.expr.op], self.expr.threshold
+        half = (self.expr.arg or 0.0) * (BAND[1] - BAND[0]) / 2
+        return bool(test(value - slope * half, threshold) or test(value + slope * half, threshold))
 
 
 class Series:
@@ -105,9 +152,11 @@ class Series:
         self.ts = array("d")
         self.values = array("d")
         # the rules selecting it: (rule, its instance's fingerprint, the
-        # evaluator, its comparison, its threshold, its Bound or None),
-        # worked out once
-        self.rules: list[tuple[Rule, str, Evaluator, Compare, float, Bound | None]] = []
+        # evaluator, its comparison, its threshold, its Bound or None, its
+        # Coverage or None), worked out once
+        self.rules: list[
+            tuple[Rule, str, Evaluator, Compare, float, Bound | None, Coverage | None]
+        ] = []
 
     @property
     def labels(self) -> dict[str, str]:
@@ -313,7 +362,7 @@ class AlertEngine:
             series.values.append(sample)
             if times[0] < ts - series.keep * TRIM_SLACK or len(times) > TRIM_AT:
                 series.trim()
-            for rule, fp, evaluate, test, threshold, gate in series.rules:
+            for rule, fp, evaluate, test, threshold, gate, cover in series.rules:
                 evaluations += 1
                 if gate is not None:
                     quiet = gate.quiet(times, series.values, now)  # every sample goes in
@@ -323,9 +372,11 @@ class AlertEngine:
                             continue  # surely false, without reading the window
                         if gate.tighten(times, series.values, now):
                             continue  # the window's extreme shows it false
+                if cover is not None and not cover(times, now):
+                    continue  # too little of the window yet: no verdict, no transition
                 value = evaluate(series.ts, series.values, now)
                 if fp in instances or (value is not None and test(value, threshold)):
-                    self._step(rule, fp, series.key, value, now)
+                    self._step(rule, fp, series.key, value, now, series, evaluate)
         self.evaluations += evaluations
         self.bounded += bounded
 
@@ -356,6 +407,7 @@ class AlertEngine:
                 COMPARE[rule.expr.op],
                 rule.expr.threshold,
                 bound(rule.expr),
+                coverage(rule.expr, rule.min_coverage, MAX_SAMPLES),
             )
             for rule in self.by_metric[metric]
             if rule.expr.func != "absent" and rule.expr.selector.matches(metric, labels)
@@ -394,14 +446,20 @@ class AlertEngine:
                 continue
             rule = found
             series = self.series[rule.expr.selector.metric].get(tuple(sorted(inst.labels.items())))
-            value = None
+            value, entry = None, None
             if series is not None:
                 # the series' own evaluator: a predict_linear keeps its running sums
-                for entry in series.rules:
-                    if entry[0] is rule:
-                        value = entry[2](series.ts, series.values, now)
+                # (none if the rule's selector no longer takes the saved labels)
+                entry = next((e for e in series.rules if e[0] is rule), None)
+                cover = entry[6] if entry is not None else None
+                if cover is not None and not cover(series.ts, now):
+                    if not cover.empty(series.ts, now):
+                        continue  # samples, but too few of the window: no verdict, state kept
+                elif entry is not None:
+                    value = entry[2](series.ts, series.values, now)
             self.evaluations += 1
-            self._step(rule, fp, inst.labels, value, now)
+            fit = entry[2] if entry is not None else None
+            self._step(rule, fp, inst.labels, value, now, series, fit)
 
     def _evaluate_absent(self, rule: Rule, now: float) -> None:
         store = self.series[rule.expr.selector.metric]
@@ -424,6 +482,8 @@ class AlertEngine:
         labels: Mapping[str, str] | LabelsKey,
         value: float | None,
         now: float,
+        series: Series | None = None,
+        fit: Evaluator | None = None,
     ) -> None:
         inst = self.instances.get(fp)
         if inst is None:
@@ -440,7 +500,7 @@ class AlertEngine:
             else:
                 del self.instances[fp]
         elif inst.state == "pending":
-            if not rule.firing_condition(value):
+            if not (rule.firing_condition(value) or self._in_band(rule, value, series, fit, now)):
                 inst.state = "inactive"
                 self._transition(rule, inst, "inactive", now)
                 del self.instances[fp]
@@ -449,7 +509,7 @@ class AlertEngine:
         elif inst.state == "firing":
             if value is None and now - self.started < rule.expr.lookback():
                 pass  # just started: no samples yet is not "resolved"
-            elif not rule.still_firing(value):
+            elif not (rule.still_firing(value) or self._in_band(rule, value, series, fit, now)):
                 inst.state, inst.resolved_at = "inactive", now
                 self._transition(rule, inst, "resolved", now)
                 self.notify(self._alert(rule, inst, "resolved", now), rule.notify)
@@ -458,6 +518,19 @@ class AlertEngine:
                 inst.last_notified = now
                 self._dirty = True
                 self.notify(self._alert(rule, inst, "firing", now, repeat=True), rule.notify)
+
+    @staticmethod
+    def _in_band(
+        rule: Rule, value: float | None, series: Series | None, fit: Evaluator | None, now: float
+    ) -> bool:
+        """The forecast band, from the running fit's slope when it has one
+        (the band's ends are on the same line), else fitted again."""
+        if rule.band is None or value is None or series is None:
+            return False
+        slope = getattr(fit, "slope", None)
+        if slope is not None:
+            return rule.in_band_of(value, slope)
+        return rule.in_band(series.ts, series.values, now)
 
     def _fire(self, rule: Rule, inst: Instance, now: float) -> None:
         inst.state, inst.fired_at, inst.last_notified = "firing", now, now
@@ -565,14 +638,18 @@ class AlertEngine:
             if not rule.expr.selector.matches(rule.expr.selector.metric, series.labels):
                 continue
             value = evaluate_arrays(rule.expr, series.ts, series.values, now)
-            out.append(
-                {
-                    "labels": series.labels,
-                    "value": _finite(value),
-                    "condition": rule.firing_condition(value),
-                    "samples": len(series.ts),
-                }
-            )
+            row: dict[str, Any] = {
+                "labels": series.labels,
+                "value": _finite(value),
+                "condition": rule.firing_condition(value),
+                "samples": len(series.ts),
+            }
+            cover = coverage(rule.expr, rule.min_coverage, MAX_SAMPLES)
+            if cover is not None and rule.expr.window is not None:
+                row["coverage"] = covered_fraction(series.ts, now, rule.expr.window)
+                row["min_coverage"] = rule.min_coverage
+                row["condition"] = row["condition"] and cover(series.ts, now)
+            out.append(row)
         return out
 
 
@@ -590,9 +667,17 @@ def build_rule(
     summary: str,
     repeat: float,
     notify: Sequence[str],
+    min_coverage: float = MIN_COVERAGE,
 ) -> Rule:
     """A Rule from config values; ExprError (with a column) if expr or clear is bad."""
     parsed = parse(expr)
+    band = None
+    if parsed.func == "predict_linear" and not clear and (parsed.arg or 0.0) > 0:
+        ahead = parsed.arg or 0.0
+        band = (
+            evaluator(dataclasses.replace(parsed, arg=ahead * BAND[0])),
+            evaluator(dataclasses.replace(parsed, arg=ahead * BAND[1])),
+        )
     return Rule(
         name,
         parsed,
@@ -603,4 +688,6 @@ def build_rule(
         summary,
         repeat,
         tuple(notify),
+        min_coverage,
+        band,
     )

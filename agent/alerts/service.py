@@ -52,9 +52,19 @@ def rule_configs(config: Config) -> list[AlertRuleConfig]:
 
 
 def build_rules(config: Config) -> list[Rule]:
+    fallback = config.alerting.min_coverage
     return [
         build_rule(
-            r.name, r.expr, r.for_, r.clear, r.severity, r.labels, r.summary, r.repeat, r.notify
+            r.name,
+            r.expr,
+            r.for_,
+            r.clear,
+            r.severity,
+            r.labels,
+            r.summary,
+            r.repeat,
+            r.notify,
+            fallback if r.min_coverage is None else r.min_coverage,
         )
         for r in rule_configs(config)
     ]

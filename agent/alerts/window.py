@@ -31,8 +31,25 @@ new sample goes through `quiet`; when the bound no longer proves the
 condition false, `tighten` recomputes it from the window. A series with a
 pending or firing instance is always evaluated.
 
-tests/agent/alerts/test_window.py checks both against `evaluator` and an
-engine without them on random series.
+Coverage. A window function evaluated on a few seconds of samples says
+little about its window: a least-squares line through 40 s of a 1 h
+window, read 24 h ahead, swings across any threshold with the noise. So
+a window rule is evaluated only once the samples in its window span at
+least `min_coverage` of it: (newest - oldest sample in the window) /
+window. `Coverage` answers that in O(1) per sample: once a sample s with
+s <= newest - need is in the window, the window stays covered until s
+leaves it (at s + window), as the newest sample only moves forward; it
+bisects again only then, about once per (window - need). `increase` and
+`max_over_time` with > and `min_over_time` with < need none (GROWING). A
+window holding
+as many samples as the engine keeps (`enough`) counts as covered, so a
+fast series trimmed to that many is not blinded. Coverage does not
+change what a bound proves: a condition a bound calls false is false
+whether or not the window is covered.
+
+tests/agent/alerts/test_window.py checks all three against `evaluator`
+(and, for coverage, a plain span computation), and an engine with bounds
+against one without, on random series.
 """
 
 from __future__ import annotations
@@ -60,6 +77,7 @@ class RunningFit:
         "last",
         "n",
         "now",
+        "slope",
         "sx",
         "sxx",
         "sxy",
@@ -80,12 +98,14 @@ class RunningFit:
         self.first = self.last = 0.0  # timestamps of the oldest and newest samples summed
         self.x0 = self.y0 = 0.0
         self.sx = self.sy = self.sxx = self.sxy = 0.0
+        self.slope: float | None = None  # of the last line fitted, if the sums gave it
 
     def __call__(self, ts: Sequence[float], values: Sequence[float], now: float) -> float | None:
         """predict_linear on the series at `now`, as `evaluator` gives it."""
         end = len(ts)
         if not end or ts[-1] > now or now < self.now:
             self.n = 0  # samples ahead of `now`, or time went back: rare
+            self.slope = None
             return self.exact(ts, values, now)
         self.now = now
         cutoff = now - self.window
@@ -118,13 +138,14 @@ class RunningFit:
             if n:
                 self.first, self.last = ts[lo], ts[-1]
         n = self.n
+        self.slope = None
         if n < 2:
             return None
         mx, my = self.sx / n, self.sy / n
         var = self.sxx - self.sx * mx
         if var <= 0:
             return None
-        slope = (self.sxy - self.sx * my) / var
+        slope = self.slope = (self.sxy - self.sx * my) / var
         return float(self.y0 + my + slope * ((now - self.x0) - mx + self.ahead))
 
     def _refit(self, ts: Sequence[float], values: Sequence[float], lo: int) -> None:
@@ -323,3 +344,68 @@ def bound(expr: Expr) -> Bound | None:
     if expr.func == "rate" and up:
         return UpperRate(expr)
     return None
+
+
+class Coverage:
+    """Whether the samples in a (rule, series) window span at least `need`
+    seconds (min_coverage x window), for the engine's hot path."""
+
+    __slots__ = ("enough", "need", "until", "window")
+
+    def __init__(self, window: float, fraction: float, enough: int) -> None:
+        self.window = window
+        self.need = window * fraction
+        self.enough = enough
+        self.until = -math.inf  # covered for any `now` before this, while ts[-1] <= now
+
+    def __call__(self, ts: Sequence[float], now: float) -> bool:
+        end = len(ts)
+        if now < self.until and end and ts[-1] <= now:
+            return True
+        hi = bisect_right(ts, now)
+        lo = bisect_right(ts, now - self.window, 0, hi)
+        if lo == hi:
+            return False
+        if hi - lo >= self.enough:
+            return True  # as many as are kept: a fast series trimmed by count
+        # the newest sample at least `need` older than the newest in the window
+        j = bisect_right(ts, ts[hi - 1] - self.need, lo, hi)
+        if j == lo:
+            return False
+        if hi == end:
+            self.until = ts[j - 1] + self.window
+        return True
+
+    def empty(self, ts: Sequence[float], now: float) -> bool:
+        """No sample in the window at all (the series is stale)."""
+        hi = bisect_right(ts, now)
+        return not hi or ts[hi - 1] <= now - self.window
+
+
+# Shapes whose value on part of a window can only move further past the
+# threshold as the rest of the window fills: the increase seen so far, the
+# largest or smallest value seen so far. True on part of the window is true
+# of all of it, so they need no coverage, and a counter that appears with
+# its first event (a log rule's first match) is judged at once.
+GROWING = {
+    "increase": (">", ">="),
+    "max_over_time": (">", ">="),
+    "min_over_time": ("<", "<="),
+}
+
+
+def coverage(expr: Expr, fraction: float, enough: int) -> Coverage | None:
+    """The rule's Coverage, or None where it does not apply: a plain
+    selector, absent(), a GROWING shape, or min_coverage 0."""
+    if expr.func in (None, "absent") or expr.window is None or fraction <= 0:
+        return None
+    if expr.op in GROWING.get(expr.func, ()):
+        return None
+    return Coverage(expr.window, fraction, enough)
+
+
+def covered_fraction(ts: Sequence[float], now: float, window: float) -> float:
+    """(newest - oldest sample in the window) / window: 0 for an empty one."""
+    hi = bisect_right(ts, now)
+    lo = bisect_right(ts, now - window, 0, hi)
+    return (ts[hi - 1] - ts[lo]) / window if lo < hi else 0.0

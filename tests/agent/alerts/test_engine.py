@@ -5,15 +5,36 @@ repeats, and state kept across a restart."""
 from __future__ import annotations
 
 import math
+import random
+from array import array
 
+import pytest
+
+from agent import config
+from agent.alerts.defaults import DEFAULT_ALERTS
 from agent.alerts.engine import TRIM_SLACK, AlertEngine, build_rule
+from agent.alerts.service import build_rules
+from agent.alerts.window import coverage
+from agent.atomic import write_atomically
 from agent.records import Event, Metric
+from agent.schema import ConfigError
 
 T0 = 1_800_000_000.0
 
 
-def rule(name="R", expr="m > 80", for_=0.0, clear="", repeat=0.0, summary="", labels=None):
-    return build_rule(name, expr, for_, clear, "high", labels or {}, summary, repeat, ())
+def rule(
+    name="R",
+    expr="m > 80",
+    for_=0.0,
+    clear="",
+    repeat=0.0,
+    summary="",
+    labels=None,
+    min_coverage=0.5,
+):
+    return build_rule(
+        name, expr, for_, clear, "high", labels or {}, summary, repeat, (), min_coverage
+    )
 
 
 class Harness:
@@ -26,6 +47,9 @@ class Harness:
 
     def feed(self, t, value, name="m", **labels):
         self.engine.observe([Metric(name, value, T0 + t, labels)], T0 + t)
+
+    def states(self):
+        return [e.fields["state"] for e in self.events]
 
 
 def test_for_then_firing_then_resolved_with_notifications():
@@ -155,7 +179,7 @@ def test_memory_is_bounded_by_the_window():
 
 
 def test_labels_in_any_order_are_one_series():
-    h = Harness(rule(expr="avg_over_time(m[1m]) > 80"))
+    h = Harness(rule(expr="avg_over_time(m[1m]) > 80", min_coverage=0.0))
     h.engine.observe([Metric("m", 90, T0, {"a": "1", "b": "2"})], T0)
     h.engine.observe([Metric("m", 90, T0 + 10, {"b": "2", "a": "1"})], T0 + 10)
     (series,) = h.engine.series["m"].values()
@@ -172,7 +196,9 @@ def test_series_gone_quiet_are_forgotten_and_come_back():
     assert h.engine.forget_stale(T0 + 600) == 1  # /b: nothing for 10 minutes
     assert [s.labels for s in h.engine.series["m"].values()] == [{"mount": "/a"}]
     h.feed(610, 90, mount="/b")
-    assert h.sent[-1].labels["mount"] == "/b"  # back, and evaluated at once
+    assert h.sent == []  # back, with 0 s of its 1 m window: not yet evaluated
+    h.feed(640, 90, mount="/b")
+    assert h.sent[-1].labels["mount"] == "/b"  # half the window: evaluated
 
 
 def test_a_bounded_series_still_fires_when_it_crosses():
@@ -188,3 +214,181 @@ def test_a_bounded_series_still_fires_when_it_crosses():
     for t in range(320, 620, 10):
         h.feed(t, 40)
     assert [a.state for a in h.sent] == ["firing", "resolved"]
+
+
+# -- coverage and the forecast band ---------------------------------------------------
+
+GB = 1e9
+
+
+def disk_rule(min_coverage=0.5, clear=""):
+    """The shipped DiskWillFillIn24h: predict_linear(disk_free_bytes[1h], 86400) < 0, for 30m."""
+    (d,) = [r for r in DEFAULT_ALERTS if r.name == "DiskWillFillIn24h"]
+    return build_rule(d.name, d.expr, d.for_, clear, d.severity, {}, "", 0.0, (), min_coverage)
+
+
+def burst(h, rnd):
+    """The report: 40 s of samples after the start, 2 s apart, while a
+    write burst takes 50 MB/s off the disk, with 0.5 GB of measurement noise."""
+    for t in range(0, 41, 2):
+        h.feed(t, 120 * GB - 0.05 * GB * t + rnd.gauss(0, 0.5 * GB), "disk_free_bytes", mount="/")
+        h.engine.tick(T0 + t)
+
+
+def steady_fill(h, rnd, start, end):
+    """Then a 10 s interval, filling at a rate that runs out in about 24 h,
+    so the forecast sits at 0 give or take 1 GB of noise per sample."""
+    rate = 118 * GB / (86400 + 1960)
+    for t in range(start, end, 10):
+        value = 118 * GB - rate * (t - 40) + rnd.gauss(0, 1 * GB)
+        h.feed(t, value, "disk_free_bytes", mount="/")
+        h.engine.tick(T0 + t)
+
+
+def test_a_forecast_from_40_s_of_samples_makes_no_transition():
+    h = Harness(disk_rule())
+    burst(h, random.Random(5))
+    assert h.events == [] and h.sent == [] and h.engine.instances == {}
+    # what the report saw, with the coverage rule off: pending, inactive, pending, ...
+    before = Harness(disk_rule(min_coverage=0.0, clear=">= 0"))
+    burst(before, random.Random(5))
+    assert before.states()[:4] == ["pending", "inactive", "pending", "inactive"]
+
+
+def test_a_forecast_goes_pending_once_its_window_is_half_covered_and_does_not_flap():
+    h = Harness(disk_rule())
+    rnd = random.Random(5)
+    burst(h, rnd)
+    steady_fill(h, rnd, 50, 1800)
+    assert h.events == []  # 1,760 s of samples: under half the hour
+    steady_fill(h, rnd, 1800, 3 * 3600)
+    assert h.states() == ["pending", "firing"]
+    assert h.events[0].ts == T0 + 1800  # the first sample that spans half the window
+    assert h.events[1].ts == T0 + 1800 + 30 * 60  # `for` counted from there
+    assert [a.state for a in h.sent] == ["firing"]
+    for t in range(3 * 3600, 4 * 3600, 10):  # files deleted: 500 GB free, flat
+        h.feed(t, 500 * GB + rnd.gauss(0, 1 * GB), "disk_free_bytes", mount="/")
+    assert h.states() == ["pending", "firing", "resolved"]
+
+    # the same samples without the band (a clear that only undoes the condition) flap
+    plain = Harness(disk_rule(clear=">= 0"))
+    rnd = random.Random(5)
+    burst(plain, rnd)
+    steady_fill(plain, rnd, 50, 3 * 3600)
+    assert plain.states().count("pending") > 5
+
+
+def test_the_forecast_band_is_half_to_one_and_a_half_times_the_horizon():
+    r = rule(expr="predict_linear(m[10m], 100) < 0")
+    assert r.band is not None
+    ts = array("d", [0.0, 100.0, 200.0])
+    # falling 1 per second, at 120 now: 20 in 100 s, -30 in 150 s, 70 in 50 s
+    assert not r.firing_condition(20.0)
+    assert r.in_band(ts, array("d", [320.0, 220.0, 120.0]), 200.0)
+    # at 160 now: 60, 10 and 110 ahead: safe over the whole band
+    assert not r.in_band(ts, array("d", [360.0, 260.0, 160.0]), 200.0)
+    # rising 1 per second from -200 now: -150 in 50 s is still below
+    assert r.in_band(ts, array("d", [-400.0, -300.0, -200.0]), 200.0)
+    # the same from the forecast and the slope, as the engine asks with a running fit
+    assert r.in_band_of(20.0, -1.0) and not r.in_band_of(60.0, -1.0)
+    assert r.in_band_of(-100.0, 1.0)
+    # an explicit clear, or a forecast of now, gets no band
+    assert rule(expr="predict_linear(m[10m], 100) < 0", clear=">= 0").band is None
+    assert rule(expr="predict_linear(m[10m], 0) < 0").band is None
+    assert rule(expr="avg_over_time(m[10m]) < 0").band is None
+
+
+def test_an_alert_keeps_its_state_while_a_gap_leaves_its_window_thin():
+    h = Harness(rule(expr="avg_over_time(m[60s]) > 80", for_=30.0))
+    for t in (0, 10, 20, 30):
+        h.feed(t, 90)
+    assert h.states() == ["pending"]  # at 30: half the window
+    h.feed(100, 90)  # after a gap: only this sample in the window
+    h.engine.tick(T0 + 100)
+    assert h.states() == ["pending"] and h.sent == []  # no verdict: kept, not fired
+    for t in (110, 120, 130):
+        h.feed(t, 90)
+    assert h.states() == ["pending", "firing"]  # covered again at 130
+    h.engine.tick(T0 + 200)  # nothing in the window: stale, as before
+    assert h.states() == ["pending", "firing", "resolved"]
+
+
+def test_a_plain_selector_and_absent_need_no_coverage():
+    h = Harness(rule(expr="m > 80"), rule(name="A", expr="absent(hb[10m])"))
+    h.feed(0, 90)
+    h.engine.tick(T0 + 1)
+    assert sorted(a.rule for a in h.sent) == ["A", "R"]
+
+
+def test_explain_shows_the_coverage():
+    h = Harness(rule(expr="avg_over_time(m[60s]) > 80"))
+    h.feed(0, 90)
+    h.feed(10, 90)
+    (row,) = h.engine.explain(h.engine.rules[0], T0 + 10)
+    assert row["value"] == 90 and row["condition"] is False
+    assert row["coverage"] == pytest.approx(10 / 60) and row["min_coverage"] == 0.5
+
+
+def test_a_restart_keeps_coverage_and_a_firing_forecast_in_its_band(tmp_path):
+    path = tmp_path / "alerts.json"
+    first = Harness(disk_rule(), state_path=path)
+    rnd = random.Random(5)
+    burst(first, rnd)
+    steady_fill(first, rnd, 50, 3700)
+    assert first.states() == ["pending", "firing"]
+    first.engine.save()
+    write_atomically(*first.engine.series_snapshot())
+    lost = tmp_path / "lost" / "alerts.json"  # the same states, the samples lost
+    lost.parent.mkdir()
+    lost.write_bytes(path.read_bytes())
+
+    second = Harness(disk_rule(), state_path=path)
+    second.engine.load()
+    steady_fill(second, rnd, 3700, 3 * 3600)  # at once covered, and noisy at the threshold
+    assert second.events == [] and second.sent == []
+    assert second.engine.status()[0]["instances"][0]["state"] == "firing"
+    for t in range(3 * 3600, 4 * 3600, 10):
+        second.feed(t, 500 * GB, "disk_free_bytes", mount="/")
+    assert second.states() == ["resolved"] and [a.state for a in second.sent] == ["resolved"]
+
+    # without the samples the window starts empty: the firing alert gets no
+    # verdict (neither resolved nor notified) until half of it is covered
+    third = Harness(disk_rule(), state_path=lost)
+    third.engine.load()
+    for t in range(3700, 3700 + 1800, 10):
+        third.feed(t, 500 * GB, "disk_free_bytes", mount="/")
+        third.engine.tick(T0 + t)
+    assert third.events == [] and third.engine.status()[0]["instances"][0]["state"] == "firing"
+    third.feed(3700 + 1800, 500 * GB, "disk_free_bytes", mount="/")
+    assert third.states() == ["resolved"]
+
+
+def test_min_coverage_comes_from_the_rule_or_alerting(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        "[alerting]\nmin_coverage = 0.8\n"
+        '[[alerts]]\nname = "Own"\nexpr = "rate(c[5m]) > 1"\nmin_coverage = 0\n'
+        '[[alerts]]\nname = "Other"\nexpr = "rate(c[5m]) > 2"\n'
+    )
+    rules = {r.name: r for r in build_rules(config.load(path))}
+    assert rules["Own"].min_coverage == 0.0 and rules["Other"].min_coverage == 0.8
+    assert rules["DiskWillFillIn24h"].min_coverage == 0.8
+    assert rules["DiskWillFillIn24h"].band is not None
+    # an increase seen on part of the window is only more on all of it: no wait
+    assert coverage(rules["BufferDroppingRecords"].expr, 0.8, 100) is None
+    for bad in ("1", "1.5", "-0.1"):
+        path.write_text(f'[[alerts]]\nname = "X"\nexpr = "rate(c[5m]) > 1"\nmin_coverage = {bad}\n')
+        with pytest.raises(ConfigError) as exc:
+            config.load(path)
+        assert "alerts[0].min_coverage: must be at least 0 and below 1" in str(
+            exc.value.problems[0]
+        )
+
+
+def test_a_new_counter_is_judged_from_its_first_increase():
+    """A log rule's counter appears with its first match: `increase > N`
+    needs no coverage, an increase seen is already that much."""
+    h = Harness(rule(expr="increase(c[1h]) >= 3"), rule(name="Slow", expr="rate(c[1h]) > 0"))
+    for t, v in ((0, 0), (1, 2), (2, 5)):
+        h.feed(t, v, name="c")
+    assert [a.rule for a in h.sent] == ["R"]  # rate waits for half the hour
