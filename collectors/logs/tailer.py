@@ -25,7 +25,8 @@ executor, not the reader's thread, so a stuck reader cannot hide its own
 stall) looks at every followed file each `poll_interval`: a file that has
 grown past what the reader has looked at, or whose read offset is ahead
 of its committed one, while neither moved for `STALL_POLLS` polls (and
-at least as many STATE_EVERY, the cadence of offset commits), is a stall: logged once (`log_reader_stalled`), counted in
+at least as many STATE_EVERY, the cadence of offset commits), is a
+stall: logged once (`log_reader_stalled`), counted in
 `log_reader_stalled_total{file}`, and shown in `vigil status` and as the
 collector's health until it moves again. A commit that fails is kept with
 its events and retried; it too is logged, counted
