@@ -136,6 +136,8 @@ def status_text(status: Mapping[str, Any]) -> str:
             text += f"log commit error: {logs['commit_error']}\n"
         if logs.get("stalled"):
             text += f"log reader stalled on: {', '.join(logs['stalled'])}\n"
+        for journal in logs.get("journals", []):
+            text += f"{journal['table']}: cursor {journal['cursor'] or '(none yet)'}\n"
         text += table(
             ("FILE", "OFFSET", "SIZE", "ROTATED"),
             [

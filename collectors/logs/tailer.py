@@ -485,7 +485,13 @@ class LogCollector(Collector):
             for table in self.committed.get("tables", {}).values()
             for f in table["files"]
         ]
+        journals = [  # [[journal]] tables: the committed cursor
+            {"table": key, "cursor": table.get("cursor")}
+            for key, table in self.committed.get("tables", {}).items()
+            if "cursor" in table
+        ]
         return {
+            "journals": journals,
             "engine": self.processors[0].engine if self.processors else None,
             "files": files,
             "events_waiting": len(self.events),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tests.collectors.logs.test_journal import entry, needs_journal, write_journal
 from tests.conftest import wait_for
-from tests.e2e.harness import Agent, agent_config
+from tests.e2e.harness import Agent, agent_config, free_port, vigil
 from tests.e2e.test_hub_ingest import HubProcess
 
 LINUX_2K = Path(__file__).parents[1] / "fixtures" / "loghub" / "Linux_2k.log"
@@ -99,6 +99,7 @@ def journal_config(tmp: Path, hub: HubProcess, directory: Path) -> str:
         '  [[journal.rules]]\n  name = "failed"\n'
         "  pattern = 'authentication failure;|Failed password for'\n",
         interval="500ms",
+        port=free_port(),  # the local endpoint, for vigil status
     )
 
 
@@ -137,6 +138,8 @@ def test_failed_logins_in_the_journal_count_once_at_the_hub_across_kill_9(tmp_pa
         agent.notify.wait("READY=1")
         write_journal(directory, "last", parts[4])  # and one while it runs again
         wait_for(lambda: rule_matches(hub) >= total, 60, "every failed login at the hub")
+        shown = vigil("status", "--config", str(agent.config_path), timeout=30).stdout
+        assert f"journal:{directory}:_SYSTEMD_UNIT=ssh.service: cursor s=" in shown
         assert agent.stop() == 0  # its last counters pushed
 
         hub_deadline = time.monotonic() + 10
