@@ -232,18 +232,23 @@ class Follower:
             # more than one rotation since the last scan leaves files no glob shows
             self._adopt_unseen_rotations(since, now)
 
-    def _open(self, path: str, st: os.stat_result, now: float) -> None:
+    def _open(self, path: str, st: os.stat_result, now: float, rotated_from: str = "") -> None:
+        """Follow the file at `path`; `rotated_from`: a rotation no glob finds,
+        found by `_adopt_unseen_rotations`, labelled with that path."""
         fd = self._fd(path)
         if fd is None:
             return
         size = os.fstat(fd).st_size
         fp_len = min(size, FP_BYTES)
-        f = Followed(path, st.st_dev, st.st_ino, fingerprint(fd, fp_len), fp_len, 0, fd=fd)
-        f.last_growth = now
+        label = rotated_from or path
+        f = Followed(label, st.st_dev, st.st_ino, fingerprint(fd, fp_len), fp_len, 0, fd=fd)
+        f.rotated, f.last_growth = bool(rotated_from), now
         saved = self.saved.get(f.key)
         if saved is not None and self._same(fd, saved):
             del self.saved[f.key]
             self._resume(f, saved, size)
+        elif (closed := self._closed_offset(f.key, fd, size)) is not None:
+            f.offset = closed  # read to its end before, and found again
         elif f.key in self.consumed:
             f.offset = min(self.consumed.pop(f.key), size)
         elif (original := self._copy_of(fd, size)) is not None:
@@ -254,8 +259,11 @@ class Follower:
             log.info("log_file_copy_recognised", file=path, copy_of=original.path)
         elif self.first_use and self.config.start_at == "end":
             f.offset = _last_line_end(fd, size)
-        elif (closed := self._closed_offset(f.key, fd, size)) is not None:
-            f.offset = closed  # read to its end before, and found by a glob again
+        if rotated_from:
+            if f.offset >= size:  # nothing in it we have not read
+                os.close(fd)
+                return
+            log.warning("log_rotation_found_unseen", file=path, label=label, offset=f.offset)
         self.files[f.key] = f
         self.changed = self.urgent = True  # a new file: its offset must not wait to be saved
 
@@ -359,30 +367,7 @@ class Follower:
                     key = (st.st_dev, st.st_ino)
                     if key in self.files or st.st_mtime < horizon:
                         continue
-                    self._adopt(entry.path, label or _rotated_from(entry.path, base), st, now)
-
-    def _adopt(self, path: str, label: str, st: os.stat_result, now: float) -> None:
-        fd = self._fd(path)
-        if fd is None:
-            return
-        size = os.fstat(fd).st_size
-        fp_len = min(size, FP_BYTES)
-        f = Followed(label, st.st_dev, st.st_ino, fingerprint(fd, fp_len), fp_len, 0, fd=fd)
-        f.rotated, f.last_growth = True, now
-        closed = self._closed_offset(f.key, fd, size)
-        if closed is not None:
-            f.offset = closed
-        elif f.key in self.consumed:
-            f.offset = min(self.consumed.pop(f.key), size)
-        elif (original := self._copy_of(fd, size)) is not None:
-            f.offset = min(original.offset, size)
-            original.offset = max(original.offset, size)
-        if f.offset >= size:
-            os.close(fd)
-            return
-        log.warning("log_rotation_found_unseen", file=path, label=label, offset=f.offset)
-        self.files[f.key] = f
-        self.changed = self.urgent = True
+                    self._open(entry.path, st, now, label or _rotated_from(entry.path, base))
 
     def _rotation_names(self) -> set[tuple[str, str, str]]:
         """(directory, file name pattern, label) for each glob whose rotations
