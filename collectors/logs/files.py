@@ -162,9 +162,6 @@ class Follower:
         self.changed = True  # anything to commit since the tailer last took the state
         self.urgent = False  # the set of files changed: commit without waiting
         self._exclusions: dict[str, bool] = {}  # path -> excluded (fnmatch is not cheap)
-        # copies read to their end by _read_from_copy: if a glob finds one
-        # later, it starts where that read ended
-        self.consumed: dict[tuple[int, int], int] = {}
         since = self.scanned_at
         self.scan(now)
         self._restore_rotated(now)
@@ -249,8 +246,6 @@ class Follower:
             self._resume(f, saved, size)
         elif (closed := self._closed_offset(f.key, fd, size)) is not None:
             f.offset = closed  # read to its end before, and found again
-        elif f.key in self.consumed:
-            f.offset = min(self.consumed.pop(f.key), size)
         elif (original := self._copy_of(fd, size)) is not None:
             # copytruncate's copy (or any copy) of a file we follow: its
             # first `original.offset` bytes were read from the original.
@@ -521,10 +516,15 @@ class Follower:
                     if fingerprint(fd, f.fp_len) != f.fp:
                         continue
                     rest = os.pread(fd, min(st.st_size - f.offset, MAX_RESCUE), f.offset)
+                    copy_fp_len = min(st.st_size, FP_BYTES)
+                    copy_fp = fingerprint(fd, copy_fp_len)
                 finally:
                     os.close(fd)
                 self.rescued.append(self._whole(f, rest))
-                self.consumed[(st.st_dev, st.st_ino)] = st.st_size
+                # read to its end: a glob or the rotation search that finds the
+                # copy later starts there, after a restart too
+                closed = (copy_fp, copy_fp_len, st.st_size, time.time())
+                self.closed[(st.st_dev, st.st_ino)] = closed
                 return f.offset + len(rest)
         return 0
 

@@ -323,3 +323,19 @@ def test_copytruncate_twice_while_stopped_reads_the_rest_from_the_copies(tmp_pat
     g = restart(f, tmp_path, now + 5, paths=(str(log),))
     assert sorted(lines_of(drain(g, now + 5))) == ["a 2", "b 1", "c 1"]
     assert g.counters[str(log)][MISSED] == 0
+
+
+def test_a_copy_read_after_copytruncate_is_not_read_again_after_a_restart(tmp_path):
+    log = tmp_path / "app.log"
+    now = time.time()
+    write(log, "a 1")
+    f = follower(tmp_path, now=now, paths=(str(log),))
+    assert lines_of(drain(f, now)) == ["a 1"]
+    write(log, "a 2")
+    (tmp_path / "app.log.1").write_bytes(log.read_bytes())  # logrotate's copy...
+    os.truncate(log, 0)  # ...and truncation, before the agent read "a 2"
+    write(log, "b 1")
+    assert sorted(lines_of(drain(f, now + 1))) == ["a 2", "b 1"]  # "a 2" from the copy
+    g = restart(f, tmp_path, now + 2, paths=(str(log),))
+    write(log, "b 2")
+    assert lines_of(drain(g, now + 2)) == ["b 2"]  # the recent copy is known: not read again
