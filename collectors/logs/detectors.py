@@ -721,18 +721,19 @@ _TS_ANYWHERE = re.compile(
         )
     )
 )
-_MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (_TS_ANYWHERE, "<ts>"),
-    (re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+"), "<url>"),
-    (re.compile(r'"(?:[^"\\]|\\.)*"'), "<str>"),
-    (re.compile(r"(?<!\w)'[^'\n]*'(?!\w)"), "<str>"),
+_MASKS: tuple[tuple[re.Pattern[str], str, str | None], ...] = (  # pattern, mask, a must
+    (_TS_ANYWHERE, "<ts>", ":"),
+    (re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+"), "<url>", "://"),
+    (re.compile(r'"(?:[^"\\]|\\.)*"'), "<str>", '"'),
+    (re.compile(r"(?<!\w)'[^'\n]*'(?!\w)"), "<str>", "'"),
     (
         re.compile(
             rf"(?<![{_HEX}])[{_HEX}]{{8}}(?:-[{_HEX}]{{4}}){{3}}-[{_HEX}]{{12}}(?![{_HEX}])"
         ),
         "<uuid>",
+        "-",
     ),
-    (re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])"), "<ip>"),
+    (re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])"), "<ip>", "."),
 )
 _IPV6_CANDIDATE = re.compile(
     rf"(?<![\w:.])(?:[{_HEX}]{{0,4}}:){{2,7}}(?:<ip>|[{_HEX}]{{1,4}})?(?![\w:])"
@@ -770,10 +771,15 @@ def template(line: str) -> str:
     if header is not None:
         module = f"({header['module']})" if header["module"] is not None else ""
         text = f"{header['prog']}{module}: {header['msg']}"
-    for pattern, mask in _MASKS:
-        text = pattern.sub(mask, text)
-    text = _IPV6_CANDIDATE.sub(_ipv6, text)
-    text = _PATH.sub("<path>", text)
+    # Each mask runs only if the line holds the character every match of it
+    # needs (the masks put in none of them): the same result, at half the cost.
+    for pattern, mask, needs in _MASKS:
+        if needs is None or needs in text:
+            text = pattern.sub(mask, text)
+    if text.count(":") >= 2:
+        text = _IPV6_CANDIDATE.sub(_ipv6, text)
+    if "/" in text:
+        text = _PATH.sub("<path>", text)
     text = _HEX_ID.sub("<hex>", text)
     text = _NUM.sub("<num>", text)
     return _SPACE.sub(" ", text).strip()

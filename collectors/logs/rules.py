@@ -20,14 +20,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.records import MAX_TEXT, Event, encodable, text_of
-from collectors.logs.config import LogsConfig, RuleConfig
+from collectors.logs.config import SEVERITIES, LogsConfig, RuleConfig
 from collectors.logs.defaults import DEFAULT_RULES
 from collectors.logs.detectors import AuthDetector, Finding, SignatureDetector, VolumeDetector
 from collectors.logs.files import Chunk
 from collectors.logs.matcher import build_matcher
+from collectors.logs.prefilter import (
+    JsonPrefilter,
+    Literal,
+    all_lines,
+    literals_of,
+)
 
 MAX_EVENT_LINE = 4096  # characters of a line kept in an event
 ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "alert", "emerg", "panic"})
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # most severe first
 
 
 @dataclass(frozen=True)
@@ -154,13 +161,35 @@ class TableProcessor:
         patterns += errors
         # Rules without a pattern only test JSON fields: keep them out of the scan.
         self.scanned = [i for i, p in enumerate(patterns) if p]
+        self.engine_name = engine
+        self.json_prefilter = config.format == "json"  # False: parse every line
         self.matcher = build_matcher([patterns[i] for i in self.scanned], engine)
         self.prefilter = [re.compile(p) for p in AuthDetector.PREFILTER]
+        self.json_lines = self._json_prefilter() if config.format == "json" else None
         self.tails: dict[str, list[str]] = {}  # file -> last lines, for context
 
     @property
     def engine(self) -> str:
         return self.matcher.engine
+
+    def _json_prefilter(self) -> JsonPrefilter:
+        """What a JSON line must hold to be worth parsing (prefilter.py)."""
+        cfg = self.config
+        needs: list[list[Literal] | None] = []
+        keys: list[str] = []
+        for rule in self.rules:
+            if rule.match:  # every key must be there: the longest is the rarest
+                keys.append(max((k for k, _ in rule.match), key=len))
+            elif rule.regex is not None:
+                needs.append(literals_of(rule.regex.pattern))
+        if self.auth:
+            needs += [literals_of(p) for p in AuthDetector.PREFILTER]
+        if self.new_errors:
+            needs.append([(level.encode(), True) for level in sorted(ERROR_LEVELS)])
+        literals = None if None in needs else [lit for one in needs if one for lit in one]
+        reads_message = self.auth or any(r.regex is not None for r in self.rules)
+        message_keys = (cfg.json_message_key, "msg") if reads_message else ()
+        return JsonPrefilter(literals, keys, message_keys, cfg.encoding, self.engine_name)
 
     def process(self, chunk: Chunk, now: float, emit: Callable[[Event], None]) -> None:
         if self.config.format == "json":
@@ -177,59 +206,78 @@ class TableProcessor:
             ids = {self.scanned[i] for i in found}
             line = _text(data[start:end], encoding)
             hits = [self.rules[i] for i in sorted(ids) if i < len(self.rules)]
-            for rule in hits:
-                self._matched(rule, line, rule.extract(line), chunk, data, start, now, emit)
+            fields = [rule.extract(line) for rule in hits]
+            error = self.new_errors and (hits or not self.error_ids.isdisjoint(ids))
+            self._line(hits, fields, line, line if error else None, chunk, start, now, emit)
             if self.auth and not ids.isdisjoint(self.auth_ids):
                 self._findings(self.detectors.auth.feed(line, now), now, emit)
-            if self.new_errors and (hits or not self.error_ids.isdisjoint(ids)):
-                rule_name = hits[0].name if hits else None
-                found_new = self.detectors.signatures.feed(line, chunk.label, now, rule_name)
-                self._findings(found_new, now, emit)
 
     def _process_json(self, chunk: Chunk, now: float, emit: Callable[[Event], None]) -> None:
         cfg = self.config
-        pos = 0
-        for piece in chunk.data.split(b"\n")[:-1]:
-            start, pos = pos, pos + len(piece) + 1
-            raw = _text(piece, cfg.encoding)
+        data = chunk.data
+        assert self.json_lines is not None
+        lines = self.json_lines.lines(data) if self.json_prefilter else all_lines(data)
+        for start, end in lines:
+            raw = _text(data[start:end], cfg.encoding)
             obj = _json_object(raw)
             message = _field_text(obj.get(cfg.json_message_key, obj.get("msg", raw)))
             hits = [r for r in self.rules if _rule_matches(r, obj, message)]
-            for rule in hits:
-                fields = {**rule.extract(message), **_json_fields(obj, rule)}
-                self._matched(rule, raw, fields, chunk, chunk.data, start, now, emit)
+            fields = [{**rule.extract(message), **_json_fields(obj, rule)} for rule in hits]
+            level = _field_text(obj.get(cfg.json_level_key, "")).lower() if not hits else ""
+            error = self.new_errors and (hits or level in ERROR_LEVELS)
+            self._line(hits, fields, raw, message if error else None, chunk, start, now, emit)
             if self.auth and any(p.search(message) for p in self.prefilter):
                 self._findings(self.detectors.auth.feed(message, now), now, emit)
-            level = _field_text(obj.get(cfg.json_level_key, "")).lower()
-            if self.new_errors and (hits or level in ERROR_LEVELS):
-                rule_name = hits[0].name if hits else None
-                found_new = self.detectors.signatures.feed(message, chunk.label, now, rule_name)
-                self._findings(found_new, now, emit)
 
-    def _matched(
+    def _line(
         self,
-        rule: Rule,
+        hits: Sequence[Rule],
+        fields: Sequence[Mapping[str, Any]],
         line: str,
-        fields: Mapping[str, Any],
+        error: str | None,
         chunk: Chunk,
-        data: bytes,
         start: int,
         now: float,
         emit: Callable[[Event], None],
     ) -> None:
-        key = (rule.name, chunk.label)
-        self.matches[key] = self.matches.get(key, 0) + 1
-        if not self.limiter.allow(rule.name, now):
-            self.limiter.suppress(rule.name, chunk.label, rule.severity)
+        """One line's outcome: every rule that matched counts it, and it is one
+        event listing them all (if one of them may still send this minute), with
+        its new error signature folded in. `error`: the text whose signature
+        the new_errors detector takes, if it takes one."""
+        primary = min(hits, key=lambda r: _RANK.get(r.severity, len(_RANK))) if hits else None
+        new: Sequence[Finding] = ()
+        if error is not None:
+            name = primary.name if primary is not None else None
+            new = self.detectors.signatures.feed(error, chunk.label, now, name)
+        if primary is None:
+            self._findings(new, now, emit)
             return
-        event_fields = {
-            "file": chunk.label,
-            "rule": rule.name,
+        label = chunk.label
+        allowed = []
+        for rule in hits:
+            key = (rule.name, label)
+            self.matches[key] = self.matches.get(key, 0) + 1
+            allowed.append(self.limiter.allow(rule.name, now))
+        if not any(allowed):
+            for rule in hits:
+                self.limiter.suppress(rule.name, label, rule.severity)
+            self._findings(new, now, emit)  # a new signature is never rate-limited away
+            return
+        merged: dict[str, Any] = {}
+        for extracted in reversed(fields):  # the first rule's value wins
+            merged.update(extracted)
+        event_fields: dict[str, Any] = {
+            "file": label,
+            "rule": primary.name,
+            "rules": [rule.name for rule in hits],
             "line": line[:MAX_EVENT_LINE],
-            "context": self._context(chunk.label, data, start),
-            "fields": dict(fields),
+            "context": self._context(label, chunk.data, start),
+            "fields": merged,
+            "new_signature": bool(new),
         }
-        emit(Event("log", now, line[:MAX_EVENT_LINE], rule.severity, event_fields))
+        if new:
+            event_fields["template"] = new[0].fields["template"]
+        emit(Event("log", now, line[:MAX_EVENT_LINE], primary.severity, event_fields))
 
     def _context(self, label: str, data: bytes, start: int) -> list[str]:
         """Up to context_lines lines before the line at `start`."""

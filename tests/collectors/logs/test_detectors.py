@@ -14,7 +14,10 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from collectors.logs import detectors as detectors_module
 from collectors.logs.detectors import (
     ERROR_PATTERN,
     AuthDetector,
@@ -659,3 +662,33 @@ def test_signature_on_real_samples_is_bounded() -> None:
         "[<ts>] [error] jk<num>_init() Can't find child <num> in scoreboard",
         "[<ts>] [error] mod_jk child init <num> <num>",
     ]
+
+
+def _template_unguarded(line: str) -> str:
+    """template() as it was, every mask on every line: the reference for its shortcuts."""
+    text = line[: detectors_module._TEMPLATE_MAX_CHARS].rstrip("\r\n")
+    header = detectors_module._SYSLOG.match(text)
+    if header is not None:
+        module = f"({header['module']})" if header["module"] is not None else ""
+        text = f"{header['prog']}{module}: {header['msg']}"
+    for pattern, mask, _ in detectors_module._MASKS:
+        text = pattern.sub(mask, text)
+    text = detectors_module._IPV6_CANDIDATE.sub(detectors_module._ipv6, text)
+    text = detectors_module._PATH.sub("<path>", text)
+    text = detectors_module._HEX_ID.sub("<hex>", text)
+    text = detectors_module._NUM.sub("<num>", text)
+    return detectors_module._SPACE.sub(" ", text).strip()
+
+
+def test_template_shortcuts_change_nothing_on_the_samples():
+    for name in ("Linux_2k.log", "Apache_2k.log", "Zookeeper_2k.log", "HDFS_2k.log"):
+        for line in (LOGHUB / name).read_text(errors="replace").splitlines():
+            assert template(line) == _template_unguarded(line)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from(list(" :/.-'\"0123456789abcdefxX<>[]=_\\Tfe80:")), max_size=60)
+)
+def test_template_shortcuts_change_nothing_on_generated_lines(line):
+    assert template(line) == _template_unguarded(line)

@@ -120,3 +120,63 @@ def test_hyperscan_and_re_give_the_same_events_and_counts(sample):
         results.append(([e.to_dict() for e in events], matches, proc.detectors.auth.by_remote))
     assert results[0] == results[1]
     assert results[0][0]  # not vacuous: every sample has matches
+
+
+NGINX_ERROR = (
+    "2026/11/26 10:00:01 [error] 1234#1234: *5 upstream timed out (110: Connection timed out)"
+    " while reading response header from upstream, client: 203.0.113.7\n"
+)
+
+
+def test_a_line_several_rules_match_is_one_event_listing_them_all():
+    """The issue's nginx line: the user's rule, apache_error, timeout and a new
+    signature were four events; now one, and every rule still counts it."""
+    own = RuleConfig(name="upstream", pattern=r"upstream timed out", severity="high")
+    proc, matches = processor(rules=(own,), detectors=("new_errors",))
+    (event,) = run(proc, NGINX_ERROR)
+    assert event.severity == "high"  # the most severe of them
+    assert event.fields["rule"] == "upstream"
+    assert event.fields["rules"] == ["upstream", "apache_error", "timeout"]
+    assert event.fields["new_signature"] is True and "<ip>" in event.fields["template"]
+    assert matches == {
+        (name, "/var/log/app.log"): 1 for name in ("upstream", "apache_error", "timeout")
+    }
+    (again,) = run(proc, NGINX_ERROR.replace("*5", "*6"))  # same signature: not new
+    assert again.fields["new_signature"] is False and "template" not in again.fields
+
+
+def test_the_most_severe_rule_names_the_event_and_fields_come_from_every_rule():
+    rules = (
+        RuleConfig(name="low_one", pattern=r"id=(?P<id>\d+)", severity="low"),
+        RuleConfig(name="bad", pattern=r"(?P<what>disk) failed", severity="critical"),
+    )
+    proc, _ = processor(rules=rules, default_rules=False)
+    (event,) = run(proc, "id=7 disk failed\n")
+    assert (event.fields["rule"], event.severity) == ("bad", "critical")
+    assert event.fields["rules"] == ["low_one", "bad"]
+    assert event.fields["fields"] == {"id": "7", "what": "disk"}
+
+
+def test_an_event_is_sent_while_any_of_its_rules_has_budget():
+    rules = (RuleConfig(name="a", pattern="a"), RuleConfig(name="b", pattern="b"))
+    proc, matches = processor(rules=rules, default_rules=False, events_per_minute=2)
+    events = run(proc, "a\na\nab\nab\nb\n")
+    # a, a use up a's budget; both "ab" go out on b's; the last "b" finds none
+    assert [e.fields["rules"] for e in events] == [["a"], ["a"], ["a", "b"], ["a", "b"]]
+    assert matches == {("a", "/var/log/app.log"): 4, ("b", "/var/log/app.log"): 3}
+    summaries = {s.fields["rule"]: s.fields["suppressed"] for s in proc.limiter.summaries(NOW + 61)}
+    assert summaries == {"b": 1}  # a line sent in an event listing a rule is not suppressed
+
+
+def test_a_new_signature_is_its_own_event_when_the_line_is_rate_limited_or_no_rule_matched():
+    proc, _ = processor(
+        rules=(RuleConfig(name="boom", pattern="boom"),),
+        default_rules=False,
+        detectors=("new_errors",),
+        events_per_minute=1,
+    )
+    first, second = run(proc, "ERROR boom 1\nERROR boom at /x\n")
+    assert first.fields["rules"] == ["boom"] and first.fields["new_signature"] is True
+    assert second.fields["detector"] == "new_error" and second.fields["rule"] == "boom"
+    (alone,) = run(proc, "ERROR nothing a rule knows\n")
+    assert alone.fields["detector"] == "new_error" and alone.fields["rule"] is None
