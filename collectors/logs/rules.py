@@ -1,14 +1,21 @@
 """Lines in, events and counters out: rules, detectors and rate limits.
 
 Text logs go through one multi-pattern scan per chunk (matcher.py): the
-rules, the failed-login prefilter and the error-level pattern together, so
+rules, the failed-login prefilter and the error-level patterns together, so
 a line that nothing matches costs no Python at all. Only matched lines are
-decoded. JSON logs are parsed line by line (a rule can test fields).
+decoded. JSON logs are parsed line by line (a rule can test fields), but
+only the lines whose raw bytes hold something a rule or detector needs
+(prefilter.py); the others cannot match and are skipped unparsed.
 
-Every matching line counts in `log_matches_total{rule, file}`; events carry
-the line, the rule's named groups and `context_lines` lines before it, at
-most `events_per_minute` per rule; the rest of a storm is one summary event
-per rule and minute with the number not sent.
+Every matching line counts in `log_matches_total{rule, file}` for each rule
+that matches it, and is one event listing them all (`rules`; `rule` and the
+severity are the most severe one's), with the line, the rules' named groups
+and `context_lines` lines before it, and whether its error signature is new.
+At most `events_per_minute` events per rule: an event goes out if any of
+its rules has allowance left; a line none of whose rules has is counted as
+suppressed for each, and the rest of a storm is one summary event per rule
+and minute with the number not sent. A new signature whose line sends no
+event is an event of its own; failed-login findings are `security` events.
 """
 
 from __future__ import annotations
