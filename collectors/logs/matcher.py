@@ -60,6 +60,7 @@ try:  # the parser `re` itself uses: Python 3.11+, then 3.10
 except ImportError:  # pragma: no cover - Python 3.10
     _sre_parse = importlib.import_module("sre_parse")
 
+Data = bytes | bytearray  # lines as read: files hand out bytearrays (files.py)
 Hit = tuple[int, int, frozenset[int]]
 Candidates = dict[int, tuple[int, set[int]]]  # line start -> (line end, pattern ids)
 
@@ -70,7 +71,7 @@ class Matcher(Protocol):
     engine: str  # what actually runs: "hyperscan" or "re"
     patterns: tuple[str, ...]
 
-    def scan(self, chunk: bytes) -> list[Hit]: ...
+    def scan(self, chunk: Data) -> list[Hit]: ...
 
 
 def available_engines() -> tuple[str, ...]:
@@ -123,7 +124,7 @@ class _Base:
             translations = [_translate(self._parsed[i], i) for i in self.re_scanned]
             self._alternation = re.compile(b"|".join(translations), re.MULTILINE)
 
-    def _re_candidates(self, chunk: bytes, into: Candidates) -> None:
+    def _re_candidates(self, chunk: Data, into: Candidates) -> None:
         if self._alternation is None:
             return
         search, find, rfind = self._alternation.search, chunk.find, chunk.rfind
@@ -143,7 +144,7 @@ class _Base:
                 entry[1].update(ids)
             pos = end + 1
 
-    def _confirm(self, chunk: bytes, candidates: Candidates) -> list[Hit]:
+    def _confirm(self, chunk: Data, candidates: Candidates) -> list[Hit]:
         regexes = self._regexes
         out: list[Hit] = []
         for start in sorted(candidates):
@@ -163,7 +164,7 @@ class ReMatcher(_Base):
         self.engine = "re"
         self._search_with_re(range(len(patterns)))
 
-    def scan(self, chunk: bytes) -> list[Hit]:
+    def scan(self, chunk: Data) -> list[Hit]:
         candidates: Candidates = {}
         self._re_candidates(chunk, candidates)
         return self._confirm(chunk, candidates)
@@ -201,7 +202,7 @@ class HyperscanMatcher(_Base):
                 self._db, without = None, list(range(len(patterns)))
         self._search_with_re(without)
 
-    def scan(self, chunk: bytes) -> list[Hit]:
+    def scan(self, chunk: Data) -> list[Hit]:
         candidates: Candidates = {}
         if self._db is not None and chunk:
             scratch = getattr(self._local, "scratch", None)
@@ -214,7 +215,7 @@ class HyperscanMatcher(_Base):
 
 
 def _on_literal(
-    chunk: bytes, into: Candidates, owners: list[frozenset[int]]
+    chunk: Data, into: Candidates, owners: list[frozenset[int]]
 ) -> Callable[[int, int, int, int, object], None]:
     """A Hyperscan callback that files each literal under its line, for the
     patterns that require it. A literal never holds a newline, so its last

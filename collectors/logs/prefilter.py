@@ -50,7 +50,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 
-from collectors.logs.matcher import Matcher, _parse, _required_literals, build_matcher
+from collectors.logs.matcher import Data, Matcher, _parse, _required_literals, build_matcher
 
 # Non-ASCII characters that `re.IGNORECASE` on `str` matches to an ASCII
 # letter (U+0130, U+0131, U+017F, U+212A), as UTF-8: a line holding one may
@@ -107,7 +107,7 @@ class JsonPrefilter:
             names = b"|".join(re.escape(_json_key(k)) for k in dict.fromkeys(message_keys))
             self.non_string = re.compile(rb"(?:" + names + rb")[ \t\r]*:[ \t\r]*[^\"\s]")
 
-    def lines(self, data: bytes) -> Iterable[tuple[int, int]]:
+    def lines(self, data: Data) -> Iterable[tuple[int, int]]:
         """(start, end) of each line of `data` (complete lines) to parse, in order."""
         if not self.enabled:
             return all_lines(data)
@@ -160,7 +160,7 @@ def _regex(literal: bytes, caseless: bool) -> str:
     return f"(?i:{text})" if caseless else text
 
 
-def all_lines(data: bytes) -> list[tuple[int, int]]:
+def all_lines(data: Data) -> list[tuple[int, int]]:
     out, start, find = [], 0, data.find
     while start < len(data):
         end = find(b"\n", start)
@@ -169,7 +169,7 @@ def all_lines(data: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def _lines_with(data: bytes, needle: bytes, into: set[int]) -> None:
+def _lines_with(data: Data, needle: bytes, into: set[int]) -> None:
     """The lines holding `needle`; its first byte is looked for (memchr), the rest checked."""
     find, rfind, first, pos = data.find, data.rfind, needle[:1], 0
     while (at := find(first, pos)) >= 0:
@@ -182,7 +182,7 @@ def _lines_with(data: bytes, needle: bytes, into: set[int]) -> None:
             return
 
 
-def _lines_matching(data: bytes, pattern: re.Pattern[bytes], into: set[int]) -> None:
+def _lines_matching(data: Data, pattern: re.Pattern[bytes], into: set[int]) -> None:
     search, find, rfind, pos = pattern.search, data.find, data.rfind, 0
     while (m := search(data, pos)) is not None:
         at = m.start()

@@ -31,7 +31,7 @@ from collectors.logs.config import SEVERITIES, LogsConfig, RuleConfig
 from collectors.logs.defaults import DEFAULT_RULES
 from collectors.logs.detectors import AuthDetector, Finding, SignatureDetector, VolumeDetector
 from collectors.logs.files import Chunk
-from collectors.logs.matcher import build_matcher
+from collectors.logs.matcher import Data, build_matcher
 from collectors.logs.prefilter import (
     JsonPrefilter,
     Literal,
@@ -286,10 +286,10 @@ class TableProcessor:
             event_fields["template"] = new[0].fields["template"]
         emit(Event("log", now, line[:MAX_EVENT_LINE], primary.severity, event_fields))
 
-    def _context(self, label: str, data: bytes, start: int) -> list[str]:
+    def _context(self, label: str, data: Data, start: int) -> list[str]:
         """Up to context_lines lines before the line at `start`."""
         want = self.config.context_lines
-        out: list[bytes] = []
+        out: list[Data] = []
         end = start - 1  # the newline that ends the previous line
         while len(out) < want and end >= 0:
             begin = data.rfind(b"\n", 0, end) + 1
@@ -317,7 +317,7 @@ class TableProcessor:
             emit(Event(kind, now, f.message, f.severity, {"detector": f.detector, **f.fields}))
 
 
-def _text(raw: bytes, encoding: str) -> str:
+def _text(raw: Data, encoding: str) -> str:
     """A line as text: undecodable bytes replaced, a CRLF line's CR dropped."""
     return raw.decode(encoding, "replace").removesuffix("\r")
 

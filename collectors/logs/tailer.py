@@ -280,6 +280,7 @@ class LogCollector(Collector):
             more = more or left
             for chunk in follower.take_rescued() + chunks:
                 processor.process(chunk, now, self.events.append)
+            follower.recycle(chunks)
         self.events.extend(self.limiter.summaries(now))
         return more, self._parts() if commit else None
 

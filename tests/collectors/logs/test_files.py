@@ -339,3 +339,26 @@ def test_a_copy_read_after_copytruncate_is_not_read_again_after_a_restart(tmp_pa
     g = restart(f, tmp_path, now + 2, paths=(str(log),))
     write(log, "b 2")
     assert lines_of(drain(g, now + 2)) == ["b 2"]  # the recent copy is known: not read again
+
+
+def test_recycled_read_buffers_hand_out_every_line_once_and_are_let_go_when_idle(tmp_path):
+    log = tmp_path / "app.log"
+    count = 5 * READ_BYTES // 60 + 7  # five reads' worth and a bit
+    write(log, *(f"line {i:07d} " + "y" * 47 for i in range(count)))
+    f = follower(tmp_path)
+    got: list[str] = []
+    while True:
+        f.scan(1000.0)
+        chunks, more = f.read(1000.0, 2 * READ_BYTES)
+        got += [line for c in chunks for line in c.data.decode().splitlines()]
+        f.recycle(chunks)  # the next read overwrites these buffers
+        if not more:
+            break
+    assert got == [f"line {i:07d} " + "y" * 47 for i in range(count)]
+    assert f.spare  # buffers were kept while the backlog lasted
+    write(log, "one more")
+    f.scan(1000.0)
+    chunks, _ = f.read(1000.0, 2 * READ_BYTES)
+    assert [bytes(c.data) for c in chunks] == [b"one more\n"]
+    f.read(1000.0, 2 * READ_BYTES)
+    assert f.spare == []  # a read with no backlog before it lets them go
