@@ -21,10 +21,10 @@ the ratio to grep (>1: faster than grep).
    - defaults on: what a user gets with only `paths` and `rules` set (the 18
      default rules and the auth, volume and new_errors detectors).
    Printed: wall time from process start until the whole file is committed
-   (it includes ~0.6 s of start-up and the tailer's commit cadence: the last
-   offsets wait up to STATE_EVERY = 1 s), and the agent's speed once reading,
-   in MB per CPU second of the agent process (all threads), which is what
-   its reading costs and what it can sustain.
+   (it includes ~0.6 s of start-up), and the agent's speed once reading (from
+   its first read of the log until all is committed), in MB per CPU second of
+   the agent process (all threads), which is what its reading costs and what
+   it can sustain, and in MB per wall-clock second.
 4. JSON logs: a generated JSON log where about 0.1 % of the lines match,
    through a `format = "json"` table with defaults on, every line parsed
    (as before the prefilter) and with the literal prefilter.
@@ -371,10 +371,11 @@ def _rchar(pid: int) -> int:
     return 0
 
 
-def tail_once(path: Path, logs: str) -> tuple[float, float]:
+def tail_once(path: Path, logs: str) -> tuple[float, float, float]:
     """A real agent reading `path` from its beginning: (seconds from process
     start until everything is committed, CPU seconds of the agent from its
-    first read of the log (a jump of a MiB in /proc/PID/io's rchar) to then)."""
+    first read of the log (a jump of a MiB in /proc/PID/io's rchar) to then,
+    and wall seconds over the same span)."""
     size = path.stat().st_size
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         api = free_port()
@@ -385,6 +386,7 @@ def tail_once(path: Path, logs: str) -> tuple[float, float]:
             while True:  # start-up: until the first read of the log
                 now_read, now_cpu = _rchar(agent.pid), cpu_seconds(agent.pid)
                 if read and now_read - read >= 1 << 20:
+                    reading = time.monotonic()
                     break
                 read, cpu_before = now_read, now_cpu
                 if agent.poll() is not None:
@@ -402,7 +404,7 @@ def tail_once(path: Path, logs: str) -> tuple[float, float]:
         finally:
             agent.terminate()
             agent.wait(30)
-    return done - started, cpu - cpu_before
+    return done - started, cpu - cpu_before, done - reading
 
 
 def bench_tailing(path: Path, grep_mbps: float, runs: int = RUNS) -> None:
@@ -416,6 +418,7 @@ def bench_tailing(path: Path, grep_mbps: float, runs: int = RUNS) -> None:
     print(f"end to end: a real agent tails the file, median of {runs} runs")
     print(
         f"{'':14} {'wall, from start':>20}   {'per CPU second, reading':>26}"
+        f"   {'wall, reading':>19}"
         f"   (grep -cE: {grep_mbps:,.0f} MB/s)"
     )
     for name, options in CONFIGS.items():
@@ -427,14 +430,16 @@ def bench_tailing(path: Path, grep_mbps: float, runs: int = RUNS) -> None:
         results = [tail_once(path, logs) for _ in range(runs)]
         wall = statistics.median(r[0] for r in results)
         cpu = statistics.median(r[1] for r in results)
+        reading = statistics.median(r[2] for r in results)
         print(
             f"{name:14} {mb / wall:8.1f} MB/s {mb / wall / grep_mbps:5.2f}x"
             f"   {mb / cpu:10,.0f} MB/s {mb / cpu / grep_mbps:5.2f}x  ({cpu:.2f} s CPU)"
+            f"   {mb / reading:8,.0f} MB/s {mb / reading / grep_mbps:5.2f}x"
         )
     print(
-        "  wall: includes start-up and the tailer's commit cadence (offsets wait up to 1 s);"
-        " per CPU second: the agent's CPU (all threads) from its first read of the log"
-        " to the last commit; target >= 0.5x"
+        "  wall from start: includes start-up; reading: from the agent's first read of the"
+        " log to the last commit, per CPU second (all threads) and per wall second;"
+        " target >= 0.5x"
     )
 
 

@@ -130,6 +130,7 @@ class LogCollector(Collector):
         self.templates_committed: Any = None
         self.commit_error: str | None = None
         self.commit_errors = 0
+        self.catching_up = False  # the last step left data unread
         # watchdog: (dev, ino) -> (progress mark, since when unchanged (monotonic), stalled)
         self.progress: dict[tuple[int, int], tuple[tuple[int, int], float, bool]] = {}
         self.stalled_total: dict[str, int] = {}
@@ -262,8 +263,13 @@ class LogCollector(Collector):
                     events, self.events = self.events, []
                     await self._commit(parts, events)
             if more and self.commit_error is None:
+                self.catching_up = True
                 await asyncio.sleep(0)
                 continue
+            if self.catching_up:  # a backlog just read to its end: commit it now
+                self.catching_up = False
+                for follower in self.followers:
+                    follower.urgent = True
             due = 1.0 if self.commit_error is not None else self._commit_due()
             timeout = poll if due is None else min(poll, max(due, 0.01))
             waiter = asyncio.ensure_future(self.wake.wait())
