@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from agent.records import MAX_TEXT, Event, encodable, text_of
 from collectors.logs.config import SEVERITIES, LogsConfig, RuleConfig
 from collectors.logs.defaults import DEFAULT_RULES
@@ -38,6 +40,8 @@ from collectors.logs.prefilter import (
     all_lines,
     literals_of,
 )
+
+log = structlog.get_logger("vigil.collectors.logs")
 
 MAX_EVENT_LINE = 4096  # characters of a line kept in an event
 ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "alert", "emerg", "panic"})
@@ -153,6 +157,7 @@ class TableProcessor:
         self.config = config
         self.detectors = detectors
         self.matches = matches  # (rule, file) -> lines matched, shared and persisted
+        self.line_errors = 0  # lines whose processing raised (a bug): skipped, counted
         self.limiter = limiter
         self.rules = rules_for(config)
         self.auth = "auth" in config.detectors
@@ -208,33 +213,67 @@ class TableProcessor:
         self._remember_tail(chunk)
 
     def _process_text(self, chunk: Chunk, now: float, emit: Callable[[Event], None]) -> None:
-        data, encoding = chunk.data, self.config.encoding
+        data = chunk.data
         for start, end, found in self.matcher.scan(data):
-            ids = {self.scanned[i] for i in found}
-            line = _text(data[start:end], encoding)
-            hits = [self.rules[i] for i in sorted(ids) if i < len(self.rules)]
-            fields = [rule.extract(line) for rule in hits]
-            error = self.new_errors and (hits or not self.error_ids.isdisjoint(ids))
-            self._line(hits, fields, line, line if error else None, chunk, start, now, emit)
-            if self.auth and not ids.isdisjoint(self.auth_ids):
-                self._findings(self.detectors.auth.feed(line, now), now, emit)
+            try:
+                self._text_line(data, start, end, found, chunk, now, emit)
+            except Exception as exc:  # one line must never cost the lines after it
+                self._failed(chunk, start, exc)
+
+    def _text_line(
+        self,
+        data: Data,
+        start: int,
+        end: int,
+        found: frozenset[int],
+        chunk: Chunk,
+        now: float,
+        emit: Callable[[Event], None],
+    ) -> None:
+        encoding = self.config.encoding
+        ids = {self.scanned[i] for i in found}
+        line = _text(data[start:end], encoding)
+        hits = [self.rules[i] for i in sorted(ids) if i < len(self.rules)]
+        fields = [rule.extract(line) for rule in hits]
+        error = self.new_errors and (hits or not self.error_ids.isdisjoint(ids))
+        self._line(hits, fields, line, line if error else None, chunk, start, now, emit)
+        if self.auth and not ids.isdisjoint(self.auth_ids):
+            self._findings(self.detectors.auth.feed(line, now), now, emit)
 
     def _process_json(self, chunk: Chunk, now: float, emit: Callable[[Event], None]) -> None:
-        cfg = self.config
         data = chunk.data
         assert self.json_lines is not None
         lines = self.json_lines.lines(data) if self.json_prefilter else all_lines(data)
         for start, end in lines:
-            raw = _text(data[start:end], cfg.encoding)
-            obj = _json_object(raw)
-            message = _field_text(obj.get(cfg.json_message_key, obj.get("msg", raw)))
-            hits = [r for r in self.rules if _rule_matches(r, obj, message)]
-            fields = [{**rule.extract(message), **_json_fields(obj, rule)} for rule in hits]
-            level = _field_text(obj.get(cfg.json_level_key, "")).lower() if not hits else ""
-            error = self.new_errors and (hits or level in ERROR_LEVELS)
-            self._line(hits, fields, raw, message if error else None, chunk, start, now, emit)
-            if self.auth and any(p.search(message) for p in self.prefilter):
-                self._findings(self.detectors.auth.feed(message, now), now, emit)
+            try:
+                self._json_line(data, start, end, chunk, now, emit)
+            except Exception as exc:  # one line must never cost the lines after it
+                self._failed(chunk, start, exc)
+
+    def _failed(self, chunk: Chunk, start: int, exc: Exception) -> None:
+        self.line_errors += 1
+        log.exception("log_line_failed", file=chunk.label, at=start, error=repr(exc))
+
+    def _json_line(
+        self,
+        data: Data,
+        start: int,
+        end: int,
+        chunk: Chunk,
+        now: float,
+        emit: Callable[[Event], None],
+    ) -> None:
+        cfg = self.config
+        raw = _text(data[start:end], cfg.encoding)
+        obj = _json_object(raw)
+        message = _field_text(obj.get(cfg.json_message_key, obj.get("msg", raw)))
+        hits = [r for r in self.rules if _rule_matches(r, obj, message)]
+        fields = [{**rule.extract(message), **_json_fields(obj, rule)} for rule in hits]
+        level = _field_text(obj.get(cfg.json_level_key, "")).lower() if not hits else ""
+        error = self.new_errors and (hits or level in ERROR_LEVELS)
+        self._line(hits, fields, raw, message if error else None, chunk, start, now, emit)
+        if self.auth and any(p.search(message) for p in self.prefilter):
+            self._findings(self.detectors.auth.feed(message, now), now, emit)
 
     def _line(
         self,

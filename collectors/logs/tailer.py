@@ -100,6 +100,7 @@ class LogCollector(Collector):
             "for three poll intervals.",
         ),
         counter("log_commit_errors_total", "Commits of log state and events that failed."),
+        counter("log_line_errors_total", "Lines whose processing raised an error: skipped."),
         counter("auth_failures_total", "Failed authentication attempts, by remote address."),
         counter("auth_failures_by_user_total", "Failed authentication attempts, by user name."),
         gauge("log_files_watched", "Log files open for reading."),
@@ -547,6 +548,8 @@ class LogCollector(Collector):
         for label, n in self.stalled_total.items():
             self._counter(out, "log_reader_stalled_total", n, ts, file=label)
         out.append(Metric("log_commit_errors_total", self.commit_errors, ts, type="counter"))
+        line_errors = sum(p.line_errors for p in self.processors)
+        out.append(Metric("log_line_errors_total", line_errors, ts, type="counter"))
         watched = sum(len(f.files) for f in self.followers)
         out.append(Metric("log_files_watched", watched, ts))
         self._since = ts

@@ -14,7 +14,7 @@ from collectors.logs.config import LogsConfig, RuleConfig
 from collectors.logs.detectors import AuthDetector, SignatureDetector, VolumeDetector
 from collectors.logs.files import Chunk
 from collectors.logs.matcher import available_engines
-from collectors.logs.rules import Detectors, RateLimiter, TableProcessor
+from collectors.logs.rules import Detectors, RateLimiter, Rule, TableProcessor
 
 LOGHUB = Path(__file__).parents[2] / "fixtures" / "loghub"
 NOW = 1_800_000_000.0  # a minute boundary is at a multiple of 60
@@ -180,3 +180,20 @@ def test_a_new_signature_is_its_own_event_when_the_line_is_rate_limited_or_no_ru
     assert second.fields["detector"] == "new_error" and second.fields["rule"] == "boom"
     (alone,) = run(proc, "ERROR nothing a rule knows\n")
     assert alone.fields["detector"] == "new_error" and alone.fields["rule"] is None
+
+
+def test_a_line_that_makes_processing_raise_is_skipped_and_counted_not_the_rest(monkeypatch):
+    proc, matches = processor(
+        rules=(RuleConfig(name="boom", pattern="boom (?P<n>[0-9]+)"),), default_rules=False
+    )
+    real = Rule.extract
+
+    def extract(self, line):
+        if line == "boom 2":
+            raise RuntimeError("a bug in one line's processing")
+        return real(self, line)
+
+    monkeypatch.setattr(Rule, "extract", extract)
+    events = run(proc, "boom 1\nboom 2\nboom 3\n")
+    assert [e.fields["fields"]["n"] for e in events] == ["1", "3"]
+    assert matches == {("boom", "/var/log/app.log"): 2} and proc.line_errors == 1
