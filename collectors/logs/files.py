@@ -59,6 +59,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,7 @@ MAX_RESCUE = 64 << 20  # read at most this much from a copytruncate copy; the re
 SEEN_MARGIN = 2.0
 CLOSED_KEEP = 3600.0  # seconds a closed file is remembered, so it is never read twice
 CLOSED_MAX = 256  # closed files remembered per table
+COMPARE_BYTES = 1 << 20  # how far a possible copy of a short file is compared
 # counters per file label, in this order (persisted as a list)
 COUNTERS = ("lines", "bytes", "missed", "reread", "truncated")
 LINES, BYTES, MISSED, REREAD, TRUNCATED = range(5)
@@ -166,6 +168,7 @@ class Follower:
         self.urgent = False  # the set of files changed: commit without waiting
         self.spare: list[bytearray] = []  # read buffers to reuse (recycle)
         self._backlog = False  # the last read() filled a buffer: a backlog is being read
+        self._turn = 0  # where the next read() starts among the files
         self._exclusions: dict[str, bool] = {}  # path -> excluded (fnmatch is not cheap)
         since = self.scanned_at
         self.scan(now)
@@ -260,16 +263,17 @@ class Follower:
         elif self.first_use and self.config.start_at == "end":
             f.offset = _last_line_end(fd, size)
         if rotated_from:
-            if f.offset >= size:  # nothing in it we have not read
+            if f.offset >= size:  # nothing in it we have not read: remembered as it was
                 os.close(fd)
                 return
             log.warning("log_rotation_found_unseen", file=path, label=label, offset=f.offset)
         self.files[f.key] = f
+        self.closed.pop(f.key, None)  # followed again: its offset is in the state
         self.changed = self.urgent = True  # a new file: its offset must not wait to be saved
 
     def _closed_offset(self, key: tuple[int, int], fd: int, size: int) -> int | None:
         """Where a file we read to its end and closed was left (None: not such a file)."""
-        closed = self.closed.pop(key, None)
+        closed = self.closed.get(key)
         if closed is None:
             return None
         fp, fp_len, offset, _ = closed
@@ -298,8 +302,14 @@ class Follower:
         return bool(saved["fp_len"] == 0 or fingerprint(fd, saved["fp_len"]) == saved["fp"])
 
     def _copy_of(self, fd: int, size: int) -> Followed | None:
+        """The followed file `fd` is a copy of: the same first FP_BYTES bytes. A
+        file still shorter than that when we fingerprinted it must have been
+        truncated since, or match what it holds now: two files that merely
+        begin with the same header line are no copies of each other."""
         for other in self.files.values():
-            if 0 < other.fp_len <= size and fingerprint(fd, other.fp_len) == other.fp:
+            if not (0 < other.fp_len <= size and fingerprint(fd, other.fp_len) == other.fp):
+                continue
+            if other.fp_len == FP_BYTES or _same_start(other, fd, size):
                 return other
         return None
 
@@ -333,19 +343,15 @@ class Follower:
         copytruncate made of it while we were away."""
         if not saved["fp_len"]:
             return None, (0, 0)
-        with contextlib.suppress(OSError), os.scandir(directory) as entries:
-            for entry in entries:
-                if not entry.is_file() or self._excluded(entry.path):
-                    continue
-                st = entry.stat()
-                key = (st.st_dev, st.st_ino)
-                if key in self.files or st.st_size < saved["fp_len"]:
-                    continue
-                fd = self._fd(entry.path)
-                if fd is not None and self._same(fd, saved):
-                    return fd, key
-                if fd is not None:
-                    os.close(fd)
+        for entry, st in _files_in(directory):
+            key = (st.st_dev, st.st_ino)
+            if key in self.files or st.st_size < saved["fp_len"] or self._excluded(entry.path):
+                continue
+            fd = _open_quietly(entry.path)
+            if fd is not None and self._same(fd, saved):
+                return fd, key
+            if fd is not None:
+                os.close(fd)
         return None, (0, 0)
 
     def _adopt_unseen_rotations(self, since: float, now: float) -> None:
@@ -354,20 +360,12 @@ class Follower:
         and rotated away between two scans, or while the agent was down)."""
         horizon = since - SEEN_MARGIN
         for directory, base, label in self._rotation_names():
-            with contextlib.suppress(OSError), os.scandir(directory) as entries:
-                for entry in entries:
-                    name = entry.name
-                    if not (
-                        entry.is_file()
-                        and fnmatch.fnmatch(name, base + "[-._]*")
-                        and not self._excluded(entry.path)
-                    ):
-                        continue
-                    st = entry.stat()
-                    key = (st.st_dev, st.st_ino)
-                    if key in self.files or st.st_mtime < horizon:
-                        continue
-                    self._open(entry.path, st, now, label or _rotated_from(entry.path, base))
+            for entry, st in _files_in(directory):
+                if not fnmatch.fnmatch(entry.name, base + "[-._]*") or self._excluded(entry.path):
+                    continue
+                if (st.st_dev, st.st_ino) in self.files or st.st_mtime < horizon:
+                    continue
+                self._open(entry.path, st, now, label or _rotated_from(entry.path, base))
 
     def _rotation_names(self) -> set[tuple[str, str, str]]:
         """(directory, file name pattern, label) for each glob whose rotations
@@ -394,7 +392,11 @@ class Follower:
         if not self._backlog:
             self.spare = []  # idle since the last read: let the buffers go
         self._backlog = False
-        for f in list(self.files.values()):
+        # Each read starts at the next file, so one file's backlog cannot keep
+        # the others of the table waiting step after step.
+        files = list(self.files.values())
+        self._turn = (self._turn + 1) % max(len(files), 1)
+        for f in files[self._turn :] + files[: self._turn]:
             while budget > 0:
                 chunk, left = self._read_one(f, now, size)
                 if chunk is None:
@@ -542,28 +544,28 @@ class Follower:
         if not f.fp_len:
             return 0
         directory = os.path.dirname(f.path) or "."
-        with contextlib.suppress(OSError), os.scandir(directory) as entries:
-            for entry in entries:
-                if not entry.is_file() or (entry.inode() == f.ino):
+        for entry, st in _files_in(directory):
+            key = (st.st_dev, st.st_ino)
+            if key == f.key or key in self.files or st.st_size < max(f.offset, f.fp_len):
+                continue
+            fd = _open_quietly(entry.path)
+            if fd is None:
+                continue  # unreadable (btmp, say): the copy may be the next one
+            try:
+                if fingerprint(fd, f.fp_len) != f.fp:
                     continue
-                st = entry.stat()
-                if (st.st_dev, st.st_ino) in self.files or st.st_size < f.offset:
-                    continue
-                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    if fingerprint(fd, f.fp_len) != f.fp:
-                        continue
-                    rest = os.pread(fd, min(st.st_size - f.offset, MAX_RESCUE), f.offset)
-                    copy_fp_len = min(st.st_size, FP_BYTES)
-                    copy_fp = fingerprint(fd, copy_fp_len)
-                finally:
-                    os.close(fd)
-                self.rescued.append(self._whole(f, rest))
-                # read to its end: a glob or the rotation search that finds the
-                # copy later starts there, after a restart too
-                closed = (copy_fp, copy_fp_len, st.st_size, time.time())
-                self.closed[(st.st_dev, st.st_ino)] = closed
-                return f.offset + len(rest)
+                rest = os.pread(fd, min(st.st_size - f.offset, MAX_RESCUE), f.offset)
+                copy_fp_len = min(st.st_size, FP_BYTES)
+                copy_fp = fingerprint(fd, copy_fp_len)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            self.rescued.append(self._whole(f, rest))
+            # read to its end: a glob or the rotation search that finds the
+            # copy later starts there, after a restart too
+            self.closed[key] = (copy_fp, copy_fp_len, st.st_size, time.time())
+            return f.offset + len(rest)
         return 0
 
     def _whole(self, f: Followed, data: bytes) -> Chunk:
@@ -625,13 +627,50 @@ def _base_dir(pattern: str) -> str:
     return os.path.dirname(pattern) or os.sep
 
 
+def _files_in(directory: str) -> Iterator[tuple[os.DirEntry[str], os.stat_result]]:
+    """The regular files in `directory` with their stat (links followed). An
+    entry that vanishes or cannot be looked at is skipped on its own: a search
+    never ends at the first one."""
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                try:
+                    if not entry.is_file():
+                        continue
+                    st = entry.stat()
+                except OSError:
+                    continue
+                yield entry, st
+    except OSError:
+        return
+
+
+def _same_start(original: Followed, fd: int, size: int) -> bool:
+    """Is `fd` a copy of `original`, a file whose fingerprint is short? Yes if
+    the original no longer starts as it did (copytruncate truncated it), or
+    is at least as long (a copy is a snapshot of it) and both hold the same
+    bytes (up to COMPARE_BYTES)."""
+    try:
+        if fingerprint(original.fd, original.fp_len) != original.fp:
+            return True
+        now = os.fstat(original.fd).st_size
+        n = min(size, COMPARE_BYTES)
+        return now >= size and os.pread(original.fd, n, 0) == os.pread(fd, n, 0)
+    except OSError:
+        return False
+
+
+def _open_quietly(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
 def _find_in_dir(directory: str, key: tuple[int, int]) -> tuple[str, os.stat_result] | None:
-    with contextlib.suppress(OSError), os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.inode() == key[1] and entry.is_file():
-                st = entry.stat()
-                if (st.st_dev, st.st_ino) == key:
-                    return entry.path, st
+    for entry, st in _files_in(directory):
+        if (st.st_dev, st.st_ino) == key:
+            return entry.path, st
     return None
 
 

@@ -362,3 +362,71 @@ def test_recycled_read_buffers_hand_out_every_line_once_and_are_let_go_when_idle
     assert [bytes(c.data) for c in chunks] == [b"one more\n"]
     f.read(1000.0, 2 * READ_BYTES)
     assert f.spare == []  # a read with no backlog before it lets them go
+
+
+def test_rotations_read_out_and_closed_are_never_read_again(tmp_path):
+    log = tmp_path / "app.log"
+    now = time.time()
+    write(log, "a1", "a2")
+    f = follower(tmp_path, now=now, paths=(str(log),), rotate_wait=0)
+    got = drain(f, now)
+    for step, name in enumerate("bcdef", 1):
+        for i in range(5, 0, -1):  # logrotate's renames, then a new file
+            if (tmp_path / f"app.log.{i}").exists():
+                os.rename(tmp_path / f"app.log.{i}", tmp_path / f"app.log.{i + 1}")
+        os.rename(log, tmp_path / "app.log.1")
+        write(log, f"{name}1", f"{name}2")
+        got += drain(f, now + step) + drain(f, now + step)  # the second closes the old file
+    lines = lines_of(got)
+    assert sorted(lines) == sorted(f"{n}{i}" for n in "abcdef" for i in (1, 2))
+
+
+def test_a_new_file_that_only_begins_like_a_short_one_is_no_copy_of_it(tmp_path):
+    write(tmp_path / "worker-1.log", "worker starting")
+    f = follower(tmp_path)
+    got = drain(f)
+    write(tmp_path / "worker-2.log", "worker starting", "w2 oom", "w2 line 3")
+    got += drain(f)
+    write(tmp_path / "worker-1.log", "w1 disk full")
+    got += drain(f)
+    assert sorted(got) == sorted(
+        [(str(tmp_path / "worker-1.log"), x) for x in ("worker starting", "w1 disk full")]
+        + [(str(tmp_path / "worker-2.log"), x) for x in ("worker starting", "w2 oom", "w2 line 3")]
+    )
+
+
+def test_an_unreadable_neighbour_does_not_end_the_search_for_the_copy(tmp_path, monkeypatch):
+    log = tmp_path / "syslog"
+    write(log, *(f"line {i:03d}" for i in range(100)))
+    f = follower(tmp_path, paths=(str(log),))
+    assert len(drain(f)) == 100
+    write(log, *(f"line {i:03d}" for i in range(100, 110)))
+    unreadable = {f"btmp.{i}" for i in range(50)}  # root's 0600 files, as /var/log/btmp
+    for name in unreadable:  # (so many that one comes before the copy in scandir's order)
+        write(tmp_path / name, "secret " * 1000)  # larger than the offset: a candidate
+    real_open = os.open
+
+    def refusing(path, *args, **kwargs):
+        if os.path.basename(path) in unreadable:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)  # root reads anything: play an agent user
+    (tmp_path / "syslog.1").write_bytes(log.read_bytes())  # copytruncate
+    os.truncate(log, 0)
+    write(log, "after")
+    assert lines_of(drain(f)) == [*(f"line {i:03d}" for i in range(100, 110)), "after"]
+
+
+def test_one_files_backlog_does_not_keep_the_others_waiting(tmp_path):
+    write(tmp_path / "access.log", *(f"GET /{i} " + "z" * 90 for i in range(READ_BYTES // 25)))
+    f = follower(tmp_path)
+    write(tmp_path / "secure.log", "Failed password for root")  # appears while reading
+    seen_at = None
+    for step in range(1, 10):
+        f.scan(1000.0)
+        chunks, _ = f.read(1000.0, READ_BYTES)
+        if any(c.label.endswith("secure.log") for c in chunks):
+            seen_at = step
+            break
+    assert seen_at is not None and seen_at <= 2
