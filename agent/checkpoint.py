@@ -112,8 +112,8 @@ class CheckpointStore:
                 self._write(self._path(name, pending=True), tag, data)
             self._sync_dir()  # the pending files exist before the records do
             buffer.append(records)
-        except OSError:
-            for name in parts:
+        except BaseException:  # a full disk, or a record nothing could encode
+            for name in parts:  # a pending file left behind could be taken as committed
                 with contextlib.suppress(OSError):
                     self._path(name, pending=True).unlink()
             raise

@@ -126,7 +126,8 @@ def encodable(value: Any, depth: int = 0) -> tuple[Any, bool]:
     if isinstance(value, float):
         return (value, False) if math.isfinite(value) else (repr(value), True)
     if isinstance(value, str):
-        return (value, False) if len(value) <= MAX_TEXT else (value[:MAX_TEXT], True)
+        text = valid_text(value[:MAX_TEXT])
+        return text, len(value) > MAX_TEXT or text is not value
     if isinstance(value, bytes):
         return encodable(value.decode("utf-8", "replace"), depth)[0], True
     if isinstance(value, Mapping | list | tuple) and depth >= MAX_DEPTH:
@@ -137,7 +138,8 @@ def encodable(value: Any, depth: int = 0) -> tuple[Any, bool]:
         for i, (k, v) in enumerate(value.items()):
             if i == MAX_ITEMS:
                 break
-            key, key_changed = (k, False) if isinstance(k, str) else (text_of(k), True)
+            key = valid_text(k) if isinstance(k, str) else text_of(k)
+            key_changed = key is not k
             out[key[:MAX_TEXT]], v_changed = encodable(v, depth + 1)
             changed = changed or key_changed or v_changed or len(key) > MAX_TEXT
         return out, changed
@@ -146,6 +148,18 @@ def encodable(value: Any, depth: int = 0) -> tuple[Any, bool]:
         changed = len(value) > MAX_ITEMS or any(c for _, c in items)
         return [v for v, _ in items], changed
     return text_of(value)[:MAX_TEXT], True
+
+
+def valid_text(value: str) -> str:
+    """`value` with lone surrogates replaced by U+FFFD: JSON can spell them
+    ("\\ud800") but UTF-8, msgpack and the hub cannot carry them."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
 
 
 def _int_text(value: int) -> str:

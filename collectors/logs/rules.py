@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from agent.records import MAX_TEXT, Event, encodable, text_of
+from agent.records import MAX_TEXT, Event, encodable, text_of, valid_text
 from collectors.logs.config import SEVERITIES, LogsConfig, RuleConfig
 from collectors.logs.defaults import DEFAULT_RULES
 from collectors.logs.detectors import AuthDetector, Finding, SignatureDetector, VolumeDetector
@@ -375,7 +375,7 @@ def _field_text(value: Any) -> str:
     """A JSON value as the text rules match: strings as they are, numbers
     as written, objects and arrays as compact JSON (capped)."""
     if isinstance(value, str):
-        return value
+        return valid_text(value)  # a "\ud800" escape must not reach the state or the buffer
     if isinstance(value, dict | list):
         try:
             return json.dumps(value, separators=(",", ":"))[:MAX_TEXT]

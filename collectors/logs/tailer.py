@@ -24,7 +24,9 @@ Watchdog. A task apart from the reader (its stats run in the default
 executor, not the reader's thread, so a stuck reader cannot hide its own
 stall) looks at every followed file each `poll_interval`: a file that has
 grown past what the reader has looked at, or whose read offset is ahead
-of its committed one, while neither moved for `STALL_POLLS` polls (and
+of its committed one, while neither moved nor the reader processed any
+chunk (a long step of matching lines is busy, not stalled) for
+`STALL_POLLS` polls (and
 at least as many STATE_EVERY, the cadence of offset commits), is a
 stall: logged once (`log_reader_stalled`), counted in
 `log_reader_stalled_total{file}`, and shown in `vigil status` and as the
@@ -36,6 +38,7 @@ its events and retried; it too is logged, counted
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import time
 from collections.abc import Sequence
@@ -132,8 +135,9 @@ class LogCollector(Collector):
         self.commit_error: str | None = None
         self.commit_errors = 0
         self.catching_up = False  # the last step left data unread
+        self.heartbeat = 0  # chunks processed: the reader's pulse, for the watchdog
         # watchdog: (dev, ino) -> (progress mark, since when unchanged (monotonic), stalled)
-        self.progress: dict[tuple[int, int], tuple[tuple[int, int], float, bool]] = {}
+        self.progress: dict[tuple[int, int], tuple[tuple[int, int, int], float, bool]] = {}
         self.stalled_total: dict[str, int] = {}
         self.stalled_now: set[str] = set()
         self.last_commit = 0.0
@@ -163,6 +167,9 @@ class LogCollector(Collector):
             asyncio.create_task(self._watchdog(), name="logs:watchdog"),
         ]
         if any(t.watch == "auto" for t in self.tables):
+            # imported off the loop: importing reads files (and watchfiles pulls
+            # in multiprocessing, which asks the OS for the working directory)
+            await self._in_thread(importlib.import_module, "watchfiles")
             self.tasks.append(asyncio.create_task(self._watch(), name="logs:watch"))
         log.info(
             "log_tailing_started",
@@ -287,6 +294,7 @@ class LogCollector(Collector):
             more = more or left
             for chunk in follower.take_rescued() + chunks:
                 processor.process(chunk, now, self.events.append)
+                self.heartbeat += 1  # alive: a long step of matching lines is no stall
             follower.recycle(chunks)
         self.events.extend(self.limiter.summaries(now))
         return more, self._parts() if commit else None
@@ -327,7 +335,8 @@ class LogCollector(Collector):
         try:
             await self.committer.commit_checkpoint(self.store, [e.to_dict() for e in events], parts)
         except Exception as exc:  # a full disk, or a bug: keep everything, stop reading, say so
-            self.events = events + self.events  # try again with everything
+            # in place: the next step may be appending to this very list
+            self.events[:0] = events  # try again with everything
             for follower in self.followers:
                 follower.changed = True
             self.commit_errors += 1
@@ -338,7 +347,7 @@ class LogCollector(Collector):
             self.commit_error = error
             return
         except BaseException:
-            self.events = events + self.events
+            self.events[:0] = events
             raise
         if self.commit_error is not None:
             log.info("log_commit_resumed")
@@ -408,11 +417,11 @@ class LogCollector(Collector):
             for table in self.committed.get("tables", {}).values()
             for f in table["files"]
         }
-        progress: dict[tuple[int, int], tuple[tuple[int, int], float, bool]] = {}
+        progress: dict[tuple[int, int], tuple[tuple[int, int, int], float, bool]] = {}
         stalled_now = set()
         for key, label, size, looked, offset in sizes:
             done = committed.get(key, 0)
-            mark = (looked, done)
+            mark = (looked, done, self.heartbeat)
             waiting = size > looked or offset > done
             before, since, stalled = self.progress.get(key, (mark, now, False))
             if mark != before or not waiting:

@@ -23,7 +23,13 @@ MATCHING = [
     '{"message":"object code","code":{"deep":' + "[" * 40 + "1" + "]" * 40 + "}}",
     '{"message":"negative","code":-99999999999999999999999999999999999}',
     '{"message":"infinite","code":1e400}',
+    '{"message":"lone surrogate","code":"\\ud800"}',  # JSON can spell it, UTF-8 cannot
 ]
+# the failed-login detector's state must take what JSON can spell, too
+AUTH = (
+    '{"message":"Nov 28 10:00:00 web sshd[7]: '
+    'Failed password for invalid user x\\udc80y from 10.9.8.7 port 22 ssh2"}'
+)
 
 
 def test_hostile_json_lines_neither_block_nor_blind_the_agent(tmp_path):
@@ -49,9 +55,8 @@ def test_hostile_json_lines_neither_block_nor_blind_the_agent(tmp_path):
         agent.notify.wait("READY=1")
         with open(logdir / "app.json", "a") as fh:
             # one write: the deep line and the next one arrive in the same read
-            fh.write(
-                "\n".join([*MATCHING, '{"code":"E2","deep":' + DEEP + "}", '{"code":"after"}'])
-            )
+            deep = '{"code":"E2","deep":' + DEEP + "}"
+            fh.write("\n".join([*MATCHING, AUTH, deep, '{"code":"after"}']))
             fh.write("\n")
         with open(logdir / "plain.log", "a") as fh:
             fh.write("boom 1\nboom 2\n")
@@ -67,10 +72,12 @@ def test_hostile_json_lines_neither_block_nor_blind_the_agent(tmp_path):
         assert "99999999999999999999999" in codes  # too big for msgpack: kept as text
         assert "-99999999999999999999999999999999999" in codes
         assert "nan" in codes and "inf" in codes  # the hub's JSON has no NaN
-        assert "é—日本語" in codes and "after" in codes
+        assert "é—日本語" in codes and "after" in codes and "\ufffd" * 3 in codes
+        failures = hub.get("/v1/metrics?host=hostile-1&name=auth_failures_total")["series"]
+        assert [(s["labels"]["remote"], s["points"][-1][1]) for s in failures] == [("10.9.8.7", 1)]
         assert len(json.dumps(events)) < 200_000  # huge fields were capped
         read = agent_metric(api, "log_lines_read_total", file=str(logdir / "app.json"))
-        assert read == len(MATCHING) + 2  # the deep line too: read, matched by nothing
+        assert read == len(MATCHING) + 3  # the deep and auth lines too, no rule's
         assert agent_metric(api, "log_commit_errors_total") == 0
         status = vigil("status", "--config", str(agent.config_path), timeout=30).stdout
         assert "commit error" not in status and "FAILING" not in status

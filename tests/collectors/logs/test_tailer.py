@@ -184,3 +184,85 @@ def test_a_commit_that_keeps_failing_is_counted_shown_and_then_delivers_everythi
     assert problem is not None and "cannot encode that" in problem
     assert errors == [3] and healthy is None
     assert [r["fields"]["line"] for r in sink.records] == ["boom 1", "boom 2"]
+
+
+def test_a_commit_that_fails_while_the_next_step_reads_loses_no_event(tmp_path):
+    """The failed commit's events go back in front of the list the reader is
+    appending to at that moment, not into a copy of it."""
+    log = tmp_path / "app.log"
+
+    def append(first: int, n: int) -> None:
+        with open(log, "a") as fh:
+            fh.write("".join(f"boom {i:08d} " + "x" * 180 + "\n" for i in range(first, first + n)))
+
+    append(0, 60_000)
+    table = LogsConfig(
+        paths=(str(log),),
+        start_at="beginning",
+        default_rules=False,
+        detectors=(),
+        poll_interval=0.05,
+        events_per_minute=10_000_000,
+        rules=(RuleConfig(name="boom", pattern="boom"),),
+    )
+    logs = LogCollector([table], LogDetectorsConfig(), tmp_path / "state")
+
+    class FailingMidStep(Committer):
+        calls = 0
+
+        async def commit_checkpoint(self, store, records, parts) -> None:
+            self.calls += 1
+            if self.calls == 1 and records:  # fail while the next step is half way through
+                await asyncio.to_thread(append, 60_000, 100_000)
+                logs.wake.set()
+                beat = logs.heartbeat
+                while logs.heartbeat == beat:
+                    await asyncio.sleep(0.001)
+                raise OSError(28, "No space left on device")
+            await super().commit_checkpoint(store, records, parts)
+
+    sink = FailingMidStep()
+
+    async def scenario():
+        await logs.start(sink)
+        await wait_until(lambda: len(sink.records) >= 160_000, timeout=60)
+        await logs.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
+    lines = [r["fields"]["line"] for r in sink.records]
+    assert sink.calls > 2 and len(lines) == len(set(lines)) == 160_000
+
+
+def test_a_long_step_of_matching_lines_is_busy_not_stalled(tmp_path, monkeypatch):
+    for i in range(8):
+        (tmp_path / f"app{i}.log").write_text("")
+    table = LogsConfig(
+        paths=(str(tmp_path / "*.log"),),
+        start_at="beginning",
+        default_rules=False,
+        detectors=(),
+        poll_interval=0.05,
+        rules=(RuleConfig(name="boom", pattern="boom"),),
+    )
+    logs = LogCollector([table], LogDetectorsConfig(), tmp_path / "state")
+    sink = Committer()
+
+    async def scenario():
+        await logs.start(sink)
+        processor = logs.processors[0]
+        real = processor.process
+
+        def slow(chunk, now, emit):
+            time.sleep(0.6)  # a chunk full of matching lines: 8 of them take 4.8 s
+            real(chunk, now, emit)
+
+        monkeypatch.setattr(processor, "process", slow)
+        for i in range(8):
+            with open(tmp_path / f"app{i}.log", "a") as fh:
+                fh.write("boom\n")
+        await wait_until(lambda: len(sink.records) == 8, timeout=30)
+        stalled = dict(logs.stalled_total)
+        await logs.stop()
+        return stalled
+
+    assert run(scenario()) == {}  # the limit is 3 s; the reader made progress all along
