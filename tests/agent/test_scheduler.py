@@ -79,14 +79,16 @@ def test_raising_collector_is_counted_retried_with_backoff_and_others_keep_runni
         raise RuntimeError(f"broken #{n}")
 
     bad, good = make(Recorder(boom), interval=0.02), make(Recorder(), interval=0.02)
-    uvloop.run(run_until([bad, good], lambda: len(bad.collector.calls) >= 5))
+    # errors, not calls: the 5th call may have raised without being counted yet
+    uvloop.run(run_until([bad, good], lambda: bad.stats.errors >= 5))
     assert bad.stats.errors == bad.stats.runs >= 5
     assert bad.stats.last_error == f"RuntimeError: broken #{bad.stats.runs}"
     assert bad.received == []
     gaps = [b - a for a, b in zip(bad.collector.calls, bad.collector.calls[1:])]
-    # 1, 2, 4, 8 intervals apart: each retry waits longer than the last
-    for i, gap in enumerate(gaps):
-        assert gap >= 0.02 * 2**i * 0.9, gaps
+    # 1, 2, 4, 8 intervals apart: each retry waits longer than the last. The
+    # first gap is to the next slot on the grid, which a late first run shortens.
+    for i, gap in enumerate(gaps[1:], 1):
+        assert gap >= 0.02 * 2**i - 0.01, gaps  # 10 ms for a late start under load
     assert len(good.received) > len(bad.collector.calls)
     assert good.stats.errors == 0
 
