@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from agent.config import split_host_port
+from agent.core.configfile import split_host_port
 from agent.exposition import CONTENT_TYPE
 
 log = structlog.get_logger()

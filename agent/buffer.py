@@ -72,8 +72,8 @@ from typing import Any, BinaryIO, Literal
 
 import msgpack
 
-from agent.atomic import fsync_dir, set_aside, write_atomically
-from agent.records import encodable_record
+from agent.core.atomic import fsync_dir, set_aside, write_atomically
+from agent.core.records import encodable_record
 
 HEADER = struct.Struct("<IIQI")  # payload length, crc32, first seq, record count
 MAX_PAYLOAD = 64 * 1024 * 1024  # a length beyond this is damage, not data

@@ -24,7 +24,7 @@ from agent.buffer import (
     read_ledger,
     scan_segment,
 )
-from agent.statedir import StateDirError, StateLock
+from agent.core.statedir import StateDirError, StateLock
 
 
 def buffer_dir(state_dir: Path) -> Path:

@@ -16,10 +16,11 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent import __version__
-from agent import config as config_mod
-from agent.schema import ConfigError, Invalid, parse_duration
+from agent.core.configfile import split_host_port
+from agent.core.schema import ConfigError, Invalid, parse_duration
 
 if TYPE_CHECKING:
+    from agent.config import Config
     from collectors.checks.config import CheckConfig
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -38,6 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _load(path: str | None) -> Config:
+    """The agent's config. Imported here, not at the top: `vigil hub ...`
+    must not load the agent's collectors and alert engine."""
+    from agent import config
+
+    return config.load(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,14 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
+    cfg = _load(args.config)
     print(f"{cfg.source}: ok")
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
-    from agent import logsetup, statedir
+    cfg = _load(args.config)
+    from agent.core import logsetup, statedir
     from agent.runtime import Agent
 
     logsetup.configure(cfg.agent.log_level, cfg.agent.log_format)
@@ -127,7 +136,7 @@ def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
+    cfg = _load(args.config)
     try:
         window = parse_duration(args.window)
     except Invalid as exc:
@@ -152,7 +161,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 def cmd_buffer(args: argparse.Namespace) -> int:
     from agent import buffertool
 
-    cfg = config_mod.load(args.config)
+    cfg = _load(args.config)
     directory = buffertool.buffer_dir(cfg.agent.state_dir)
     if args.action == "inspect":
         text, code = buffertool.inspect(directory)
@@ -167,7 +176,7 @@ def cmd_buffer(args: argparse.Namespace) -> int:
 
 # The hub is imported only by these commands: the agent itself never loads it.
 def cmd_hub_run(args: argparse.Namespace) -> int:
-    from agent import logsetup
+    from agent.core import logsetup
     from hub import config as hub_config
     from hub.server import serve
 
@@ -181,7 +190,7 @@ def cmd_hub_run(args: argparse.Namespace) -> int:
 
 
 def cmd_hub_token(args: argparse.Namespace) -> int:
-    from agent.protocol import host_token
+    from agent.core.protocol import host_token
     from hub import config as hub_config
     from hub.app import load_secret
 
@@ -194,10 +203,10 @@ def cmd_hub_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _endpoint(cfg: config_mod.Config, path: str) -> str | None:
+def _endpoint(cfg: Config, path: str) -> str | None:
     if not cfg.api.listen:
         return None
-    host, port = config_mod.split_host_port(cfg.api.listen)
+    host, port = split_host_port(cfg.api.listen)
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1" if host == "0.0.0.0" else "::1"
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}{path}"
@@ -209,7 +218,7 @@ def _ask(url: str) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
+    cfg = _load(args.config)
     url = _endpoint(cfg, "/status")
     if url is None:
         print(
@@ -238,7 +247,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from agent import output
     from agent.alerts import tool
 
-    cfg = config_mod.load(args.config)
+    cfg = _load(args.config)
     if args.action == "test":
         if not args.rule:
             print("vigil: alerts test needs a RULE name", file=sys.stderr)
@@ -282,7 +291,7 @@ def cmd_checks(args: argparse.Namespace) -> int:
     running agent's checks and their availability."""
     from agent import output
 
-    cfg = config_mod.load(args.config)
+    cfg = _load(args.config)
     if args.action == "run":
         found = [c for c in cfg.checks if c.name == args.check]
         if not args.check or not found:
@@ -325,6 +334,6 @@ async def _run_check(cfg: CheckConfig) -> dict[str, Any]:
 
 def _quiet_logs() -> None:
     """For commands whose stdout is their answer: log errors only."""
-    from agent import logsetup
+    from agent.core import logsetup
 
     logsetup.configure("error", "console")  # stdout carries the answer; problems go to stderr

@@ -7,17 +7,23 @@ Later features add their sections to `Config`.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 from agent.alerts.config import AlertingSection, AlertRuleConfig
 from agent.alerts.notifiers import NotifierConfig
-from agent.schema import ConfigError, Duration, Invalid, Problem, Size, build, opt
+from agent.core.configfile import (
+    check_listen,
+    default_state_dir,
+    is_loopback,
+    load_config,
+    split_host_port,
+)
+from agent.core.schema import Duration, Invalid, Size, opt
 from collectors import HOST_COLLECTORS
 from collectors.checks.config import CheckConfig, check_names_unique
 from collectors.disk import DiskConfig
@@ -27,23 +33,11 @@ from collectors.logs.journal import JournalConfig
 from collectors.network import NetworkConfig
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+    pass
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
-T = TypeVar("T")
-
-
-def default_state_dir(name: str = "vigil") -> Path:
-    """systemd's StateDirectory= when set, /var/lib/NAME for root, else the
-    user's XDG state directory, so `vigil run` works unprivileged too."""
-    if os.environ.get("STATE_DIRECTORY"):
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
-    if os.geteuid() == 0:
-        return Path("/var/lib") / name
-    xdg = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(xdg) / name
 
 
 def _check_host_id(value: str) -> str | None:
@@ -52,36 +46,11 @@ def _check_host_id(value: str) -> str | None:
     return None
 
 
-def check_listen(value: str) -> str | None:
-    try:
-        split_host_port(value)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 def _check_enabled(names: tuple[str, ...]) -> str | None:
     unknown = [n for n in names if n not in HOST_COLLECTORS]
     if unknown:
         return f"unknown collector {unknown[0]!r}; known: {', '.join(HOST_COLLECTORS)}"
     return None
-
-
-def split_host_port(listen: str) -> tuple[str, int]:
-    """ "127.0.0.1:8651", "[::1]:8651", "localhost:8651" -> (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f'expected "HOST:PORT" such as "127.0.0.1:8651", got {listen!r}')
-    return host.strip("[]"), int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -211,30 +180,6 @@ class Config:
         if collector in HOST_COLLECTORS and self.host.interval is not None:
             return self.host.interval
         return self.agent.interval
-
-
-def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A TOML file as a dict, or ConfigError naming the file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        data: dict[str, Any] = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([Problem(str(path), "", f"not valid TOML: {exc}")]) from exc
-    return data
-
-
-def load_config(cls: type[T], path: str | os.PathLike[str] | None, default: Path) -> T:
-    """Build `cls` from `path`; with None, from `default` if it exists, else
-    the built-in defaults. The result remembers its file in `source`."""
-    if path is None:
-        if not default.exists():
-            return cls()
-        path = default
-    config = build(cls, read_toml(path), str(path))
-    object.__setattr__(config, "source", str(path))
-    return config
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from agent.records import Metric, Record
+from agent.core.records import Metric, Record
 
 
 def json_lines(records: Iterable[Record]) -> str:

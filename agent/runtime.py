@@ -23,19 +23,20 @@ from typing import Any
 
 import structlog
 
-from agent import __version__, logsetup, statedir
+from agent import __version__
 from agent import config as config_mod
 from agent.alerts.service import SPECS as ALERTING_SPECS
 from agent.alerts.service import Alerting
 from agent.api import ApiServer
-from agent.atomic import write_snapshot
-from agent.checkpoint import CheckpointStore
 from agent.config import Config
+from agent.core import logsetup, statedir
+from agent.core.atomic import write_snapshot
+from agent.core.checkpoint import CheckpointStore
+from agent.core.records import Event, Metric, Record
+from agent.core.schema import ConfigError
+from agent.core.sdnotify import Notifier
 from agent.exposition import render
-from agent.records import Event, Metric, Record
 from agent.scheduler import CollectorStats, Schedule
-from agent.schema import ConfigError
-from agent.sdnotify import Notifier
 from agent.selfmetrics import SelfCollector
 from agent.shipper import SPECS as SHIPPER_SPECS
 from agent.shipper import Shipper, read_token
@@ -46,7 +47,8 @@ from collectors.checks.service import SAVE_EVERY as CHECKS_SAVE_EVERY
 from collectors.checks.service import SPECS as CHECK_SPECS
 from collectors.checks.service import Checks, phase_of
 from collectors.logs.tailer import LogCollector
-from collectors.source import HostSource, default_source
+from collectors.procfs import default_source
+from collectors.source import HostSource
 
 log = structlog.get_logger()
 
@@ -334,7 +336,7 @@ class Agent:
         if self.shipper is not None:
             self.shipper.add([event])
 
-    # -- checkpoints: state that moves in step with the buffer (agent/checkpoint.py)
+    # -- checkpoints: state that moves in step with the buffer (agent/core/checkpoint.py)
 
     async def load_checkpoint(self, store: CheckpointStore, name: str) -> Any:
         if self.shipper is not None:

@@ -32,7 +32,7 @@ from typing import Any, cast
 
 import structlog
 
-from agent.records import Record
+from agent.core.records import Record
 from collectors.base import Collector
 
 log = structlog.get_logger()

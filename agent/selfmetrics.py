@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 
 from agent import __version__
-from agent.records import Metric, Record
+from agent.core.records import Metric, Record
 from agent.scheduler import CollectorStats
 from collectors.base import Collector, counter, gauge
 from collectors.source import read

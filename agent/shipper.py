@@ -27,7 +27,6 @@ Buffer I/O runs in one worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import json
 import random
@@ -40,11 +39,13 @@ from typing import Any
 
 import structlog
 
-from agent import __version__, protocol
+from agent import __version__
 from agent.buffer import Batch, DiskBuffer
-from agent.checkpoint import CheckpointStore
 from agent.config import Config
-from agent.records import Event, Metric, Record
+from agent.core import protocol
+from agent.core.checkpoint import CheckpointStore
+from agent.core.records import Event, Metric, Record
+from agent.core.retry import full_jitter, retry_after
 from collectors.base import Spec, counter, gauge
 
 log = structlog.get_logger()
@@ -71,23 +72,6 @@ SPECS: tuple[Spec, ...] = (
         "When the hub last acknowledged a batch, as a Unix timestamp.",
     ),
 )
-
-
-def retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds or as an HTTP date; None if absent or unreadable."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def full_jitter(attempt: int, cap: float, rng: random.Random) -> float:
-    return rng.uniform(0.0, min(cap, 2.0 ** min(attempt, 30)))
 
 
 class Shipper:
@@ -179,7 +163,7 @@ class Shipper:
     async def commit_checkpoint(
         self, store: CheckpointStore, records: list[dict[str, Any]], parts: dict[str, Any]
     ) -> None:
-        """Append `records` and commit `parts` with them (agent/checkpoint.py),
+        """Append `records` and commit `parts` with them (agent/core/checkpoint.py),
         in the buffer's thread so no other append comes in between."""
         await self._in_thread(store.commit, self.buffer, records, parts)
         if records:

@@ -65,9 +65,9 @@ def layout(rules_per_series: int) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def child(rules_per_series: int) -> None:
-    from agent import logsetup
     from agent.alerts.engine import AlertEngine, build_rule
-    from agent.records import Metric
+    from agent.core import logsetup
+    from agent.core.records import Metric
 
     logsetup.configure("error", "json")  # stdout carries the result
     rnd = random.Random(7)

@@ -21,7 +21,7 @@ from pathlib import Path
 from agent.buffer import DiskBuffer
 from agent.config import Config
 from agent.runtime import build_collectors
-from collectors.source import default_source
+from collectors.procfs import default_source
 
 HOUR_AT_10S = 360  # collection cycles in an hour
 
@@ -88,7 +88,7 @@ def end_to_end(cycle: list[dict]) -> None:
     import sys
     import urllib.request
 
-    from agent.protocol import host_token
+    from agent.core.protocol import host_token
     from bench.common import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-e2e-"))

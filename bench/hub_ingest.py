@@ -27,7 +27,7 @@ from pathlib import Path
 
 import aiohttp
 
-from agent import protocol
+from agent.core import protocol
 from bench.buffer import one_cycle_of_records
 from bench.common import cpu_seconds, free_port, percentile
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from agent.records import MetricType, Record
+from agent.core.records import MetricType, Record
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from agent.records import Metric, Record
-from agent.schema import opt
+from agent.core.records import Metric, Record
+from agent.core.schema import opt
 from collectors.base import Collector, gauge
 from collectors.source import HostSource
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.records import Metric, Record
-from agent.schema import check_regex, opt
+from agent.core.records import Metric, Record
+from agent.core.schema import check_regex, opt
 from collectors.base import Collector, any_of, counter, gauge
 from collectors.rates import RateTracker
 from collectors.source import HostSource

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.records import Metric, Record
+from agent.core.records import Metric, Record
 from collectors.base import Collector, gauge
 from collectors.source import HostSource
 

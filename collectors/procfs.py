@@ -11,12 +11,15 @@ checked against psutil on a recorded procfs (tests/collectors/test_sources.py).
 from __future__ import annotations
 
 import os
+import sys
 
 from collectors.source import (
     CPU_MODES,
     FsUsage,
+    HostSource,
     InterfaceKinds,
     Mount,
+    PsutilSource,
     read,
     statvfs_usage,
 )
@@ -216,3 +219,10 @@ class ProcfsSource:
     def open_files(self) -> tuple[int, int]:
         allocated, _unused, limit = read(f"{self.proc}/sys/fs/file-nr").split()
         return int(allocated), int(limit)
+
+
+def default_source(procfs: str = "/proc", sysfs: str = "/sys") -> HostSource:
+    """ProcfsSource on Linux, PsutilSource elsewhere."""
+    if sys.platform.startswith("linux"):
+        return ProcfsSource(procfs, sysfs)
+    return PsutilSource(procfs, sysfs)

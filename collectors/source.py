@@ -12,7 +12,6 @@ numbers in base units (bytes, seconds) keyed by name.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -218,12 +217,3 @@ def interface_kind_from_sysfs(sysfs: str, name: str) -> str:
     except OSError:
         return "loopback" if name == "lo" else "physical"
     return "virtual" if "/devices/virtual/" in target else "physical"
-
-
-def default_source(procfs: str = "/proc", sysfs: str = "/sys") -> HostSource:
-    """ProcfsSource on Linux, PsutilSource elsewhere."""
-    if sys.platform.startswith("linux"):
-        from collectors.procfs import ProcfsSource
-
-        return ProcfsSource(procfs, sysfs)
-    return PsutilSource(procfs, sysfs)

@@ -2,6 +2,6 @@
 
 `config` (the hub's TOML), `store` (SQLite, durable and idempotent),
 `app` (the HTTP handlers), `server` (the process). It shares the wire
-schema with the agent through `agent/protocol.py` and never imports
+schema with the agent through `agent/core/protocol.py` and never imports
 `collectors`.
 """

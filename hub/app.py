@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from agent import protocol
+from agent.core import protocol
 from hub.config import HubConfig
 from hub.store import Store
 

@@ -7,8 +7,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.config import check_listen, default_state_dir, is_loopback, load_config, split_host_port
-from agent.schema import Invalid, Size, opt
+from agent.core.configfile import (
+    check_listen,
+    default_state_dir,
+    is_loopback,
+    load_config,
+    split_host_port,
+)
+from agent.core.schema import Invalid, Size, opt
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/hub.toml")
 

@@ -11,8 +11,8 @@ import structlog
 from aiohttp import web
 
 from agent import __version__
-from agent.config import split_host_port
-from agent.sdnotify import Notifier
+from agent.core.configfile import split_host_port
+from agent.core.sdnotify import Notifier
 from hub.app import Hub, load_read_token, load_secret
 from hub.config import HubConfig
 

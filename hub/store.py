@@ -18,7 +18,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from agent.protocol import Batch
+from agent.core.protocol import Batch
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agent.schema import Duration, Invalid, opt
+from agent.core.schema import Duration, Invalid, opt
 
 
 def _check_fraction(value: float) -> str | None:

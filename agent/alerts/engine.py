@@ -80,8 +80,8 @@ from agent.alerts.expr import (
 )
 from agent.alerts.model import Alert
 from agent.alerts.window import Bound, Coverage, bound, coverage, covered_fraction, series_evaluator
-from agent.atomic import Snapshot, set_aside, write_atomically
-from agent.records import Event, Metric, Record
+from agent.core.atomic import Snapshot, set_aside, write_atomically
+from agent.core.records import Event, Metric, Record
 
 log = structlog.get_logger("vigil.alerts")
 

@@ -75,9 +75,10 @@ import structlog
 
 from agent import __version__
 from agent.alerts.model import SEVERITIES, Alert
-from agent.atomic import write_atomically
-from agent.records import Metric
-from agent.schema import Duration, Invalid, opt
+from agent.core.atomic import write_atomically
+from agent.core.records import Metric
+from agent.core.retry import full_jitter, retry_after
+from agent.core.schema import Duration, Invalid, opt
 from collectors.base import Spec, counter, gauge
 
 log = structlog.get_logger()
@@ -674,7 +675,7 @@ class RemoteNotifier(_Base):
                 continue
             attempt += 1
             self.retries += 1
-            backoff = self.rng.uniform(0.0, min(self.config.max_backoff, 2.0 ** min(attempt, 30)))
+            backoff = full_jitter(attempt, self.config.max_backoff, self.rng)
             await asyncio.sleep(min(wait, self.config.max_backoff) if wait else backoff)
 
     async def _idle(self) -> None:
@@ -724,7 +725,7 @@ class RemoteNotifier(_Base):
                 self.url, data=body, headers=headers, allow_redirects=False
             ) as resp:
                 status, answer = resp.status, await resp.text(errors="replace")
-                after = _retry_after(resp.headers.get("Retry-After"))
+                after = retry_after(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             self._failed(f"{self.url} unreachable: {type(exc).__name__}: {exc}")
             return None, "", None
@@ -810,14 +811,6 @@ class AlertmanagerNotifier(RemoteNotifier):
         finally:
             if timer is not None:
                 timer.cancel()
-
-
-def _retry_after(value: str | None) -> float | None:
-    # agent.shipper.retry_after; imported here, not at the top: agent.config
-    # imports this module and agent.shipper imports agent.config.
-    from agent.shipper import retry_after
-
-    return retry_after(value)
 
 
 # -- queue files (run in the notifier's thread) --------------------------------------

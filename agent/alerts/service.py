@@ -23,9 +23,9 @@ from agent.alerts.defaults import DEFAULT_ALERTS
 from agent.alerts.engine import AlertEngine, Rule, build_rule
 from agent.alerts.model import Alert
 from agent.alerts.notifiers import Notifier, build_notifiers
-from agent.atomic import write_snapshot
 from agent.config import Config
-from agent.records import Event, Metric, Record
+from agent.core.atomic import write_snapshot
+from agent.core.records import Event, Metric, Record
 from collectors.base import Spec, counter, gauge
 
 log = structlog.get_logger("vigil.alerts")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from agent.schema import Duration, Invalid, check_identifier, check_regex, opt
+from agent.core.schema import Duration, Invalid, check_identifier, check_regex, opt
 
 TYPES = ("http", "tcp", "dns", "tls", "command")
 DEFAULT_TIMEOUT = 10.0

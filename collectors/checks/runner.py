@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.records import CheckRun, Event, Metric, Record
+from agent.core.records import CheckRun, Event, Metric, Record
 from collectors.checks.config import CheckConfig
 from collectors.checks.model import STATUS_CODES, Outcome, ProbeContext
 from collectors.checks.sla import SLA

@@ -22,8 +22,8 @@ from typing import Any
 import msgpack
 import structlog
 
-from agent.atomic import Snapshot, set_aside
-from agent.records import Record
+from agent.core.atomic import Snapshot, set_aside
+from agent.core.records import Record
 from collectors.base import Collector, counter, gauge
 from collectors.checks.config import CheckConfig
 from collectors.checks.model import ProbeContext

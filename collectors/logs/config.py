@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agent.schema import Duration, Invalid, Size, check_identifier, check_regex, opt
+from agent.core.schema import Duration, Invalid, Size, check_identifier, check_regex, opt
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 DETECTORS = ("auth", "volume", "new_errors")

@@ -8,7 +8,7 @@ file (copytruncate's `app.log.1`) from a new file.
 Offsets. A file's offset is the end of the last complete line handed out;
 a partial last line is read again next time, until its newline arrives.
 The tailer persists offsets only once the events from the lines before
-them are in the buffer (agent/checkpoint.py), so after a crash reading
+them are in the buffer (agent/core/checkpoint.py), so after a crash reading
 resumes at a line boundary whose consequences are all recorded.
 
 What each rotation looks like here:

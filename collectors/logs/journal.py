@@ -31,7 +31,7 @@ sshd's messages are the same text in both.
 
 Exactly once. The state of a table is the cursor of the last entry handed
 to the tailer. The tailer takes it at the end of a step, in the same thread,
-and commits it with that step's events (agent/checkpoint.py), as it does a
+and commits it with that step's events (agent/core/checkpoint.py), as it does a
 file's offset; after a restart or a kill -9, journalctl resumes after the
 committed one, so the entries read after it are read again and counted
 once. The first time a table is used, `start_at = "end"`
@@ -61,7 +61,7 @@ from typing import Any
 
 import structlog
 
-from agent.schema import Invalid, opt
+from agent.core.schema import Invalid, opt
 from collectors.logs.config import LogsConfig
 from collectors.logs.files import BYTES, LINES, TRUNCATED, Chunk, Follower
 

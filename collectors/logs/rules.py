@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from agent.records import MAX_TEXT, Event, encodable, text_of, valid_text
+from agent.core.records import MAX_TEXT, Event, encodable, text_of, valid_text
 from collectors.logs.config import SEVERITIES, LogsConfig, RuleConfig
 from collectors.logs.defaults import DEFAULT_RULES
 from collectors.logs.detectors import AuthDetector, Finding, SignatureDetector, VolumeDetector

@@ -8,7 +8,7 @@ without them, or if one is lost, the step every `poll_interval` catches up.
 Idle files cost a stat each per poll and nothing else.
 
 Commit. Offsets, counters and detector state move in step with the
-events: `commit` hands both to agent/checkpoint.py, which appends the
+events: `commit` hands both to agent/core/checkpoint.py, which appends the
 events to the disk buffer and makes the new state durable as one step as
 far as a crash can tell. Until then nothing read since the last commit
 counts, so a kill -9 makes the next start read those lines again, and
@@ -48,8 +48,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from agent.checkpoint import CheckpointStore
-from agent.records import Event, Metric, Record
+from agent.core.checkpoint import CheckpointStore
+from agent.core.records import Event, Metric, Record
 from collectors.base import Collector, counter, gauge
 from collectors.logs.config import LogDetectorsConfig, LogsConfig
 from collectors.logs.detectors import AuthDetector, SignatureDetector, VolumeDetector

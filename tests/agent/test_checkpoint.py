@@ -1,4 +1,4 @@
-"""State committed in step with the disk buffer (agent/checkpoint.py): after
+"""State committed in step with the disk buffer (agent/core/checkpoint.py): after
 a crash at any point of a commit, the state on disk and the records in the
 buffer agree."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agent.buffer import DiskBuffer
-from agent.checkpoint import CheckpointStore
+from agent.core.checkpoint import CheckpointStore
 
 
 def records(n: int, tag: str) -> list[dict]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from agent import config
-from agent.schema import ConfigError
+from agent.core.schema import ConfigError
 
 
 def problems(text, tmp_path):

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from blockbuster import BlockingError
 
-from agent import statedir
+from agent.core import statedir
 
 
 def test_blocking_call_on_the_loop_is_caught(tmp_path):

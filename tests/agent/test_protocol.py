@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import protocol as p
+from agent.core import protocol as p
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "protocol"
 RECORDS = [

@@ -12,7 +12,8 @@ import aiohttp
 import structlog
 import uvloop
 
-from agent import config, logsetup
+from agent import config
+from agent.core import logsetup
 from agent.runtime import Agent
 from tests.e2e.harness import free_port
 

@@ -11,7 +11,7 @@ import pytest
 import uvloop
 
 from agent import scheduler
-from agent.records import Metric
+from agent.core.records import Metric
 from agent.scheduler import CollectorStats, Schedule
 from collectors.base import Collector
 

@@ -1,6 +1,6 @@
 import pytest
 
-from agent.schema import Invalid, parse_duration, parse_size
+from agent.core.schema import Invalid, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

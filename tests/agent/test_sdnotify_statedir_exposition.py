@@ -4,10 +4,10 @@ import stat
 
 import pytest
 
-from agent import statedir
+from agent.core import statedir
+from agent.core.records import Metric
+from agent.core.sdnotify import Notifier
 from agent.exposition import escape_label, format_value, render
-from agent.records import Metric
-from agent.sdnotify import Notifier
 from collectors.base import counter, gauge
 
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from agent.shipper import full_jitter, retry_after
+from agent.core.retry import full_jitter, retry_after
 
 
 def test_retry_after_seconds_and_http_dates():

@@ -26,7 +26,7 @@ import pytest
 
 from agent.alerts.model import Alert
 from agent.alerts.notifiers import Notifier, NotifierConfig, build_notifiers
-from agent.schema import build
+from agent.core.schema import build
 from tests.conftest import wait_for
 from tests.e2e.harness import free_port
 

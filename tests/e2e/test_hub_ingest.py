@@ -12,7 +12,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from agent import protocol
+from agent.core import protocol
 from tests.e2e.harness import VIGIL, free_port, hub_token, vigil, wait_exit, wait_http
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "protocol"

@@ -15,9 +15,9 @@ from agent.alerts.defaults import DEFAULT_ALERTS
 from agent.alerts.engine import TRIM_SLACK, AlertEngine, build_rule
 from agent.alerts.service import build_rules
 from agent.alerts.window import coverage
-from agent.atomic import write_atomically
-from agent.records import Event, Metric
-from agent.schema import ConfigError
+from agent.core.atomic import write_atomically
+from agent.core.records import Event, Metric
+from agent.core.schema import ConfigError
 
 T0 = 1_800_000_000.0
 

@@ -28,7 +28,7 @@ from agent.alerts.notifiers import (
     check_notifiers,
     route,
 )
-from agent.schema import ConfigError, build
+from agent.core.schema import ConfigError, build
 from tests.conftest import wait_for
 from tests.e2e.harness import free_port
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from agent.alerts.engine import AlertEngine, build_rule
 from agent.alerts.expr import evaluator, parse
 from agent.alerts.window import Coverage, RunningFit, bound, coverage, covered_fraction
-from agent.records import Metric
+from agent.core.records import Metric
 
 # A series as the engine sees it: (gap to the previous sample, value, how
 # long after it the evaluation runs, how many samples to trim off the front)

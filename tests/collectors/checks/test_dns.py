@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.schema import build
+from agent.core.schema import build
 from collectors.checks import dns
 from collectors.checks.config import CheckConfig
 from collectors.checks.model import Outcome, ProbeContext

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from agent.schema import build
+from agent.core.schema import build
 from collectors.checks import certs as cert_helpers
 from collectors.checks import http
 from collectors.checks.config import CheckConfig

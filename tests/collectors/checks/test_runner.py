@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from agent.records import CheckRun, Event, Metric
-from agent.schema import ConfigError, build
+from agent.core.records import CheckRun, Event, Metric
+from agent.core.schema import ConfigError, build
 from collectors.checks.config import CheckConfig
 from collectors.checks.model import Outcome, Perf, ProbeContext
 from collectors.checks.runner import HARD_STOP, records, run_check

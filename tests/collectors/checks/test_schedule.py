@@ -7,9 +7,9 @@ import asyncio
 import socket
 import time
 
-from agent.records import CheckRun
+from agent.core.records import CheckRun
+from agent.core.schema import build
 from agent.scheduler import CollectorStats, Schedule
-from agent.schema import build
 from collectors.checks.config import CheckConfig
 from collectors.checks.service import Checks, phase_of
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.schema import build
+from agent.core.schema import build
 from collectors.checks import certs as cert_helpers
 from collectors.checks import tls
 from collectors.checks.config import CheckConfig

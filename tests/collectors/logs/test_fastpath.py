@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.records import Event
+from agent.core.records import Event
 from collectors.logs.config import LogsConfig, RuleConfig
 from collectors.logs.detectors import AuthDetector, SignatureDetector, VolumeDetector, template
 from collectors.logs.files import Chunk

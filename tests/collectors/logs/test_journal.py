@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from agent.schema import ConfigError, build
+from agent.core.schema import ConfigError, build
 from collectors.logs import journal as journal_mod
 from collectors.logs.config import LogDetectorsConfig, RuleConfig
 from collectors.logs.detectors import parse_auth_line

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.records import Event
+from agent.core.records import Event
 from collectors.logs.config import LogsConfig, RuleConfig
 from collectors.logs.detectors import AuthDetector, SignatureDetector, VolumeDetector
 from collectors.logs.files import Chunk

@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 
-from agent.checkpoint import CheckpointStore
+from agent.core.checkpoint import CheckpointStore
 from collectors.logs.config import LogDetectorsConfig, LogsConfig, RuleConfig
 from collectors.logs.tailer import LogCollector
 

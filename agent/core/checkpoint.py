@@ -29,12 +29,23 @@ import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
-from agent.atomic import fsync_dir, set_aside, write_atomically
-from agent.buffer import DiskBuffer
+from agent.core.atomic import fsync_dir, set_aside, write_atomically
+
+
+class Buffer(Protocol):
+    """What a commit needs of the disk buffer (agent/buffer.py's DiskBuffer)."""
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def next_seq(self) -> int: ...
+
+    def append(self, records: Sequence[Any]) -> tuple[int, int]: ...
 
 
 class CheckpointStore:
@@ -72,7 +83,7 @@ class CheckpointStore:
     def _sync_dir(self) -> None:
         fsync_dir(self.directory)
 
-    def load(self, name: str, buffer: DiskBuffer | None) -> Any:
+    def load(self, name: str, buffer: Buffer | None) -> Any:
         """The committed value of part `name` (None if never written)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         pending = self._read(self._path(name, pending=True))
@@ -94,7 +105,7 @@ class CheckpointStore:
         return None if committed is None else committed["data"]
 
     def commit(
-        self, buffer: DiskBuffer | None, records: Sequence[Any], parts: Mapping[str, Any]
+        self, buffer: Buffer | None, records: Sequence[Any], parts: Mapping[str, Any]
     ) -> None:
         """Append `records` to `buffer` and make `parts` the committed state,
         as one step as far as a crash can tell. Raises OSError (disk full)
