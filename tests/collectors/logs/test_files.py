@@ -247,6 +247,14 @@ def test_a_small_budget_still_makes_progress_and_reports_more(tmp_path):
 # -- rotations no glob ever showed ------------------------------------------------
 
 
+def started(tmp: Path, log: Path, now: float, **options) -> Follower:
+    """A follower of `log` alone that has read its first line, "a 1"."""
+    write(log, "a 1")
+    f = follower(tmp, now=now, paths=(str(log),), **options)
+    assert lines_of(drain(f, now)) == ["a 1"]
+    return f
+
+
 def restart(f: Follower, tmp: Path, now: float, **options) -> Follower:
     """What a new agent builds from the state `f` would have committed."""
     state = f.state()
@@ -276,9 +284,7 @@ def test_a_file_created_and_rotated_away_while_stopped_is_read(tmp_path):
 def test_two_rotations_between_scans_lose_nothing(tmp_path):
     log = tmp_path / "app.log"
     now = time.time()
-    write(log, "a 1")
-    f = follower(tmp_path, now=now, paths=(str(log),))
-    assert lines_of(drain(f, now)) == ["a 1"]
+    f = started(tmp_path, log, now)
     write(log, "a 2")
     os.rename(log, tmp_path / "app.log.1")
     write(log, "b 1")
@@ -310,9 +316,7 @@ def test_old_rotations_and_files_already_read_are_not_read_again(tmp_path):
 def test_copytruncate_twice_while_stopped_reads_the_rest_from_the_copies(tmp_path):
     log = tmp_path / "app.log"
     now = time.time()
-    write(log, "a 1")
-    f = follower(tmp_path, now=now, paths=(str(log),))
-    assert lines_of(drain(f, now)) == ["a 1"]
+    f = started(tmp_path, log, now)
     write(log, "a 2")
     for _ in range(2):  # copytruncate, as logrotate does it, twice
         if (tmp_path / "app.log.1").exists():
@@ -328,9 +332,7 @@ def test_copytruncate_twice_while_stopped_reads_the_rest_from_the_copies(tmp_pat
 def test_a_copy_read_after_copytruncate_is_not_read_again_after_a_restart(tmp_path):
     log = tmp_path / "app.log"
     now = time.time()
-    write(log, "a 1")
-    f = follower(tmp_path, now=now, paths=(str(log),))
-    assert lines_of(drain(f, now)) == ["a 1"]
+    f = started(tmp_path, log, now)
     write(log, "a 2")
     (tmp_path / "app.log.1").write_bytes(log.read_bytes())  # logrotate's copy...
     os.truncate(log, 0)  # ...and truncation, before the agent read "a 2"

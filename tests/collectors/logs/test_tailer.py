@@ -37,16 +37,17 @@ async def wait_until(condition, timeout=10.0):
         await asyncio.sleep(0.02)
 
 
-def collector(tmp_path, log) -> LogCollector:
-    table = LogsConfig(
-        paths=(str(log),),
-        start_at="beginning",
-        default_rules=False,
-        detectors=(),
-        poll_interval=0.05,
-        rules=(RuleConfig(name="boom", pattern="boom"),),
-    )
-    return LogCollector([table], LogDetectorsConfig(), tmp_path / "state")
+def collector(tmp_path, log, **options) -> LogCollector:
+    options = {
+        "paths": (str(log),),
+        "start_at": "beginning",
+        "default_rules": False,
+        "detectors": (),
+        "poll_interval": 0.05,
+        "rules": (RuleConfig(name="boom", pattern="boom"),),
+        **options,
+    }
+    return LogCollector([LogsConfig(**options)], LogDetectorsConfig(), tmp_path / "state")
 
 
 def test_a_failing_step_is_logged_and_tailing_goes_on(tmp_path):
@@ -196,16 +197,7 @@ def test_a_commit_that_fails_while_the_next_step_reads_loses_no_event(tmp_path):
             fh.write("".join(f"boom {i:08d} " + "x" * 180 + "\n" for i in range(first, first + n)))
 
     append(0, 60_000)
-    table = LogsConfig(
-        paths=(str(log),),
-        start_at="beginning",
-        default_rules=False,
-        detectors=(),
-        poll_interval=0.05,
-        events_per_minute=10_000_000,
-        rules=(RuleConfig(name="boom", pattern="boom"),),
-    )
-    logs = LogCollector([table], LogDetectorsConfig(), tmp_path / "state")
+    logs = collector(tmp_path, log, events_per_minute=10_000_000)
 
     class FailingMidStep(Committer):
         calls = 0
@@ -236,15 +228,7 @@ def test_a_commit_that_fails_while_the_next_step_reads_loses_no_event(tmp_path):
 def test_a_long_step_of_matching_lines_is_busy_not_stalled(tmp_path, monkeypatch):
     for i in range(8):
         (tmp_path / f"app{i}.log").write_text("")
-    table = LogsConfig(
-        paths=(str(tmp_path / "*.log"),),
-        start_at="beginning",
-        default_rules=False,
-        detectors=(),
-        poll_interval=0.05,
-        rules=(RuleConfig(name="boom", pattern="boom"),),
-    )
-    logs = LogCollector([table], LogDetectorsConfig(), tmp_path / "state")
+    logs = collector(tmp_path, tmp_path / "*.log")
     sink = Committer()
 
     async def scenario():
