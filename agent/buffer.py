@@ -236,7 +236,7 @@ class DiskBuffer:
         except (OSError, UnicodeDecodeError) as exc:
             self._set_aside(path, f"unreadable ({exc})")
         stream = from_ledger or secrets.token_hex(16)
-        self._write_atomically(path, stream.encode() + b"\n")
+        write_atomically(path, stream.encode() + b"\n")
         return stream
 
     def _load_ledger(self) -> str | None:
@@ -285,7 +285,7 @@ class DiskBuffer:
             good = f.read(scan.good_end)
         self._set_aside(path, f"damaged ({scan.error}); {scan.frames} good frames kept")
         if good:
-            self._write_atomically(path, good)
+            write_atomically(path, good)
 
     # -- writing ---------------------------------------------------------------
 
@@ -456,10 +456,7 @@ class DiskBuffer:
 
     def _write_ledger(self) -> None:
         payload = msgpack.packb({"dropped": self.dropped_records, "stream": self.stream})
-        self._write_atomically(self.directory / "ledger", encode_frame(self.acked, 0, payload))
-
-    def _write_atomically(self, path: Path, data: bytes) -> None:
-        write_atomically(path, data)
+        write_atomically(self.directory / "ledger", encode_frame(self.acked, 0, payload))
 
     # -- state -----------------------------------------------------------------
 

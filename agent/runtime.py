@@ -34,7 +34,7 @@ from agent.core.atomic import write_snapshot
 from agent.core.checkpoint import CheckpointStore
 from agent.core.records import Event, Metric, Record
 from agent.core.schema import ConfigError
-from agent.core.sdnotify import Notifier
+from agent.core.sdnotify import SystemdNotifier
 from agent.exposition import render
 from agent.scheduler import CollectorStats, Schedule
 from agent.selfmetrics import SelfCollector
@@ -109,7 +109,7 @@ class Agent:
         self._retired: list[Schedule] = []  # replaced by a reload while a thread was stuck
         self.tasks: list[asyncio.Task[None]] = []
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="collector")
-        self.notifier = Notifier(None)
+        self.notifier = SystemdNotifier(None)
         self.api: ApiServer | None = None
         self.lock = statedir.StateLock(config.agent.state_dir)
         self.shipper: Shipper | None = None
@@ -136,7 +136,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
-        self.notifier = Notifier.from_env()
+        self.notifier = SystemdNotifier.from_env()
         log.info(
             "agent_starting",
             version=__version__,

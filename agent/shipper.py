@@ -82,6 +82,7 @@ class Shipper:
         self.rng = rng or random.Random()
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
         self.buffer: DiskBuffer | None = None
+        self.opened_at = 1  # the buffer's next_seq when opened
         self.deadletter = config.agent.state_dir / "deadletter"
         self.pending: list[dict[str, Any]] = []
         self.pending_since = 0.0
@@ -113,6 +114,8 @@ class Shipper:
             cfg.fsync,
             cfg.fsync_interval,
         )
+        # A crashed run's appends all lie below this: what checkpoints trust
+        self.opened_at = self.buffer.next_seq
         for repair in self.buffer.repairs:
             log.warning("buffer_repaired", what=repair)
         ssl_context: ssl.SSLContext | bool = True
@@ -158,7 +161,7 @@ class Shipper:
         return await asyncio.get_running_loop().run_in_executor(self.thread, func, *args)
 
     async def load_checkpoint(self, store: CheckpointStore, name: str) -> Any:
-        return await self._in_thread(store.load, name, self.buffer)
+        return await self._in_thread(store.load, name, self.buffer, self.opened_at)
 
     async def commit_checkpoint(
         self, store: CheckpointStore, records: list[dict[str, Any]], parts: dict[str, Any]

@@ -88,8 +88,8 @@ def end_to_end(cycle: list[dict]) -> None:
     import sys
     import urllib.request
 
-    from agent.core.protocol import host_token
     from bench.common import free_port
+    from hub.auth import host_token
 
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-e2e-"))
     hub_port, api_port = free_port(), free_port()

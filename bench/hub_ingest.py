@@ -30,6 +30,7 @@ import aiohttp
 from agent.core import protocol
 from bench.buffer import one_cycle_of_records
 from bench.common import cpu_seconds, free_port, percentile
+from hub.auth import host_token
 
 INTERVAL = 10.0
 
@@ -46,7 +47,7 @@ async def agent(
 ) -> None:
     host = f"sim-{i:05d}"
     headers = {
-        "Authorization": f"Bearer {protocol.host_token(host, secret)}",
+        "Authorization": f"Bearer {host_token(host, secret)}",
         "Content-Encoding": "zstd",
         "Content-Type": "application/msgpack",
     }

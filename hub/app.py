@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from agent.core import protocol
+from hub.auth import token_host
 from hub.config import HubConfig
 from hub.store import Store
 
@@ -81,7 +82,7 @@ class Hub:
 
     async def ingest(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")
-        host = protocol.token_host(auth[7:], self.secret) if auth.startswith("Bearer ") else None
+        host = token_host(auth[7:], self.secret) if auth.startswith("Bearer ") else None
         if host is None:
             return error(401, "missing or invalid bearer token")
         if (request.content_length or 0) > self.config.hub.max_body:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from agent import __version__
 from agent.core.configfile import split_host_port
-from agent.core.sdnotify import Notifier
+from agent.core.sdnotify import SystemdNotifier
 from hub.app import Hub, load_read_token, load_secret
 from hub.config import HubConfig
 
@@ -34,7 +34,7 @@ async def serve(config: HubConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    notifier = Notifier.from_env()
+    notifier = SystemdNotifier.from_env()
     notifier.send("READY=1", f"STATUS=listening on {config.hub.listen}")
     log.info(
         "hub_listening",

@@ -83,8 +83,12 @@ class CheckpointStore:
     def _sync_dir(self) -> None:
         fsync_dir(self.directory)
 
-    def load(self, name: str, buffer: Buffer | None) -> Any:
-        """The committed value of part `name` (None if never written)."""
+    def load(self, name: str, buffer: Buffer | None, opened_at: int | None = None) -> Any:
+        """The committed value of part `name` (None if never written).
+        `opened_at`: the buffer's next sequence number when this process
+        opened it. Only what was in the buffer then can hold a crashed
+        process's append; records appended since (metrics, alert events,
+        before this part was loaded) must not vouch for a stale pending file."""
         self.directory.mkdir(parents=True, exist_ok=True)
         pending = self._read(self._path(name, pending=True))
         if pending is not None:
@@ -93,7 +97,7 @@ class CheckpointStore:
                 buffer is not None
                 and isinstance(tag, list)
                 and tag[0] == buffer.stream
-                and tag[1] <= buffer.next_seq - 1
+                and tag[1] <= (buffer.next_seq if opened_at is None else opened_at) - 1
             )
             if held:  # the append landed: this is the committed state
                 os.replace(self._path(name, pending=True), self._path(name))

@@ -19,16 +19,13 @@ The body is sent with `Content-Encoding: zstd` (also accepted: gzip,
 identity). The hub decompresses with a limit, so a small compressed body
 that expands enormously (a decompression bomb) is refused, not expanded.
 
-A host's token is its host id and an HMAC-SHA256 of that id under the
-hub's secret: the hub keeps no token list, checks a token before reading
-the body, and refuses a batch whose host is not the token's.
+Tokens are the hub's business (hub/auth.py): the agent only sends the
+one it was given.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
-import hmac
 import io
 import math
 import zlib
@@ -40,11 +37,9 @@ import msgpack
 import zstandard
 
 VERSION = 1
-ENCODINGS = ("zstd", "gzip", "identity")
 MAX_COMPRESSED = 8 << 20  # bytes on the wire
 MAX_DECOMPRESSED = 64 << 20  # bytes after decompression
 MAX_RECORDS = 100_000
-_TOKEN_CONTEXT = b"vigil host token v1\x00"
 
 
 class ProtocolError(ValueError):
@@ -68,24 +63,6 @@ class Batch:
     agent: str
     sent: float
     records: list[dict[str, Any]]
-
-
-# -- tokens ------------------------------------------------------------------
-
-
-def host_token(host_id: str, secret: bytes) -> str:
-    """HOST.MAC: the host id in clear, so the hub can check the token before
-    reading a byte of the body, and the MAC that binds it to that host."""
-    mac = hmac.new(secret, _TOKEN_CONTEXT + host_id.encode(), hashlib.sha256).hexdigest()
-    return f"{host_id}.{mac}"
-
-
-def token_host(token: str, secret: bytes) -> str | None:
-    """The host id a token was issued for, or None if it is not genuine."""
-    host_id, dot, _ = token.rpartition(".")
-    if not dot or not host_id:
-        return None
-    return host_id if hmac.compare_digest(host_token(host_id, secret), token) else None
 
 
 # -- encoding (agent side) -----------------------------------------------------

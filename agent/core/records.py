@@ -1,4 +1,4 @@
-"""The records every collector produces (DESIGN.md, "Data model").
+"""The records every collector produces (docs/protocol.md).
 
 A record carries the wall-clock time it was observed (UTC, float seconds)
 and a kind. Records are immutable.
@@ -65,7 +65,7 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class CheckRun:
-    """One run of a synthetic check (DESIGN.md "check result"): the outcome
+    """One run of a synthetic check (docs/checks.md): the outcome
     after its retries, with every attempt's status and message."""
 
     name: str

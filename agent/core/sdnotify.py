@@ -13,7 +13,7 @@ import structlog
 log = structlog.get_logger()
 
 
-class Notifier:
+class SystemdNotifier:
     def __init__(self, address: str | None, watchdog_usec: int | None = None) -> None:
         self.address = address
         self.watchdog_usec = watchdog_usec
@@ -23,7 +23,7 @@ class Notifier:
             self._sock.setblocking(False)
 
     @classmethod
-    def from_env(cls) -> Notifier:
+    def from_env(cls) -> SystemdNotifier:
         """Read and remove $NOTIFY_SOCKET and $WATCHDOG_USEC, so programs the
         agent starts (exec notifiers, command checks) cannot speak for it."""
         address = os.environ.pop("NOTIFY_SOCKET", None)

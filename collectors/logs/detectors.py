@@ -1,5 +1,5 @@
 """Detectors beyond plain patterns: failed logins, log volume spikes, and
-previously unseen error signatures (DESIGN.md, "Log tailing").
+previously unseen error signatures (docs/logs.md, "Detectors").
 
 Everything here is pure: no file or network I/O and no clock. The tailer
 passes each line with the time it read it (`now`, float seconds) and turns

@@ -58,6 +58,22 @@ def test_crash_before_the_append_keeps_the_last_committed_state(tmp_path):
     buffer.close()
 
 
+def test_appends_made_after_the_restart_but_before_the_load_vouch_for_nothing(tmp_path):
+    """At start the alerting and the shipper may append (transition events,
+    metrics) before the log collector loads its state: only what was in the
+    buffer when this process opened it can hold the crashed run's append."""
+    buffer, store = reopen(tmp_path)
+    store.commit(buffer, records(2, "a"), {"tail": {"offset": 20}})
+    tag = [buffer.stream, buffer.next_seq + 2 - 1]
+    store._write(store._path("tail", pending=True), tag, {"offset": 40})
+    buffer.close()  # died before appending its 2 events
+    buffer, store = reopen(tmp_path)
+    opened_at = buffer.next_seq
+    buffer.append(records(3, "alert events"))  # the new run appends first...
+    assert store.load("tail", buffer, opened_at) == {"offset": 20}  # ...then loads
+    buffer.close()
+
+
 def test_a_pending_state_from_another_stream_is_not_trusted(tmp_path):
     buffer, store = reopen(tmp_path)
     store._write(store._path("tail", pending=True), ["0" * 32, 1], {"offset": 99})

@@ -6,7 +6,7 @@ import pytest
 
 from agent.core import statedir
 from agent.core.records import Metric
-from agent.core.sdnotify import Notifier
+from agent.core.sdnotify import SystemdNotifier
 from agent.exposition import escape_label, format_value, render
 from collectors.base import counter, gauge
 
@@ -16,7 +16,7 @@ def test_notify_to_abstract_socket():
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind("\0" + name)
     try:
-        n = Notifier("@" + name)
+        n = SystemdNotifier("@" + name)
         assert n.send("READY=1", "STATUS=ok")
         assert server.recv(100) == b"READY=1\nSTATUS=ok"
         n.close()
@@ -28,19 +28,19 @@ def test_notify_env_is_consumed_and_watchdog_is_half(monkeypatch):
     monkeypatch.setenv("NOTIFY_SOCKET", "/nonexistent/notify")
     monkeypatch.setenv("WATCHDOG_USEC", "30000000")
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    n = Notifier.from_env()
+    n = SystemdNotifier.from_env()
     assert n.watchdog_interval == 15.0
     assert "NOTIFY_SOCKET" not in os.environ  # children never speak for the agent
     assert not n.send("READY=1")  # no listener: reported, never raised
     n.close()
     monkeypatch.setenv("WATCHDOG_USEC", "30000000")
     monkeypatch.setenv("WATCHDOG_PID", "1")  # meant for another process
-    assert Notifier.from_env().watchdog_interval is None
+    assert SystemdNotifier.from_env().watchdog_interval is None
 
 
 def test_without_notify_socket_nothing_is_sent(monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    assert not Notifier.from_env().send("READY=1")
+    assert not SystemdNotifier.from_env().send("READY=1")
 
 
 def test_state_dir_created_private_and_tightened(tmp_path):

@@ -13,6 +13,7 @@ import msgpack
 import pytest
 
 from agent.core import protocol
+from hub.auth import host_token
 from tests.e2e.harness import VIGIL, free_port, hub_token, vigil, wait_exit, wait_http
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "protocol"
@@ -95,7 +96,7 @@ def batch(first: int, n: int, host: str = "web-01", encoding: str = "zstd") -> b
 def test_golden_batch_is_stored_once_and_replays_are_acknowledged(hub, tmp_path):
     token = hub.token("web-01")
     secret = (tmp_path / "hub" / "hub.secret").read_bytes().strip()
-    assert token == protocol.host_token("web-01", secret)
+    assert token == host_token("web-01", secret)
     golden = (GOLDEN / "batch-v1.msgpack.zst").read_bytes()
     assert hub.post(golden, token) == (200, {"last_seq": 43, "stored": 3})
     assert hub.post(golden, token) == (200, {"last_seq": 43, "stored": 0})  # replay
