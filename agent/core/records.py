@@ -6,6 +6,7 @@ and a kind. Records are immutable.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -108,46 +109,35 @@ MAX_TEXT = 16384  # characters kept per string
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what msgpack encodes as an integer
 
 
-def encodable(value: Any, depth: int = 0) -> tuple[Any, bool]:
+def encodable(value: Any, depth: int = 0) -> Any:
     """`value` reduced to what msgpack, the hub's JSON store and every reader
     take: integers beyond 64 bits and non-finite floats become strings,
     strings, maps and arrays are capped, map keys become strings, deeper
-    nesting becomes a note. Returns the value and whether anything changed.
+    nesting becomes a note.
 
     Used on whatever comes from outside (a JSON log line's fields), and by
     the buffer as the last resort for a record msgpack refused, so one
     hostile line can never block the records committed with it."""
     if value is None or isinstance(value, bool):
-        return value, False
+        return value
     if isinstance(value, int):
-        if _INT_MIN <= value <= _INT_MAX:
-            return value, False
-        return _int_text(value), True
+        return value if _INT_MIN <= value <= _INT_MAX else _int_text(value)
     if isinstance(value, float):
-        return (value, False) if math.isfinite(value) else (repr(value), True)
+        return value if math.isfinite(value) else repr(value)
     if isinstance(value, str):
-        text = valid_text(value[:MAX_TEXT])
-        return text, len(value) > MAX_TEXT or text is not value
+        return valid_text(value[:MAX_TEXT])
     if isinstance(value, bytes):
-        return encodable(value.decode("utf-8", "replace"), depth)[0], True
+        return encodable(value.decode("utf-8", "replace"))
     if isinstance(value, Mapping | list | tuple) and depth >= MAX_DEPTH:
-        return f"(nested deeper than {MAX_DEPTH} levels, left out)", True
+        return f"(nested deeper than {MAX_DEPTH} levels, left out)"
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        changed = len(value) > MAX_ITEMS
-        for i, (k, v) in enumerate(value.items()):
-            if i == MAX_ITEMS:
-                break
-            key = valid_text(k) if isinstance(k, str) else text_of(k)
-            key_changed = key is not k
-            out[key[:MAX_TEXT]], v_changed = encodable(v, depth + 1)
-            changed = changed or key_changed or v_changed or len(key) > MAX_TEXT
-        return out, changed
+        return {
+            encodable(k if isinstance(k, str) else text_of(k)): encodable(v, depth + 1)
+            for k, v in itertools.islice(value.items(), MAX_ITEMS)
+        }
     if isinstance(value, list | tuple):
-        items = [encodable(v, depth + 1) for v in value[:MAX_ITEMS]]
-        changed = len(value) > MAX_ITEMS or any(c for _, c in items)
-        return [v for v, _ in items], changed
-    return text_of(value)[:MAX_TEXT], True
+        return [encodable(v, depth + 1) for v in value[:MAX_ITEMS]]
+    return text_of(value)[:MAX_TEXT]
 
 
 def valid_text(value: str) -> str:
@@ -183,7 +173,7 @@ def encodable_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """A record dict msgpack refused, reduced by `encodable`; a metric's value
     stays a number (a float), as the hub requires."""
     value = record.get("value")
-    reduced, _ = encodable(dict(record))
+    reduced = encodable(dict(record))
     if record.get("kind") == "metric" and isinstance(value, int) and not isinstance(value, bool):
         try:
             reduced["value"] = float(value)

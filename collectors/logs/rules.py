@@ -393,4 +393,4 @@ def _rule_matches(rule: Rule, obj: Mapping[str, Any], message: str) -> bool:
 def _json_fields(obj: Mapping[str, Any], rule: Rule) -> dict[str, Any]:
     """The matched fields for the event, reduced to what every later stage
     can encode (a 30-digit integer becomes text, deep nesting is cut)."""
-    return {k: encodable(obj[k], 1)[0] for k, _ in rule.match if k in obj}
+    return {k: encodable(obj[k], 1) for k, _ in rule.match if k in obj}
