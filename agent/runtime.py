@@ -446,23 +446,25 @@ class Agent:
             "logs": self.logs.status() if self.logs is not None else None,
             "alerts": self.alerting.status() if self.alerting is not None else None,
             "checks": self.checks.status(now) if self.checks is not None else None,
-            "collectors": [
-                {
-                    "name": s.name,
-                    "interval_seconds": s.interval,
-                    "runs": s.stats.runs,
-                    "errors": s.stats.errors,
-                    "timeouts": s.stats.timeouts,
-                    "overruns": s.stats.overruns,
-                    "samples": s.stats.samples,
-                    "last_run": s.stats.last_run,
-                    "last_success": s.stats.last_success,
-                    "last_duration_seconds": s.stats.last_duration,
-                    "last_error": s.collector.problem() or s.stats.last_error,
-                    "failing": s.stats.failures_in_a_row > 0 or s.collector.problem() is not None,
-                }
-                for s in self.schedules
-            ],
+            "collectors": [self._collector_status(s) for s in self.schedules],
+        }
+
+    @staticmethod
+    def _collector_status(s: Schedule) -> dict[str, Any]:
+        problem = s.collector.problem()  # asked once: it may build a string
+        return {
+            "name": s.name,
+            "last_error": problem or s.stats.last_error,
+            "failing": s.stats.failures_in_a_row > 0 or problem is not None,
+            "interval_seconds": s.interval,
+            "runs": s.stats.runs,
+            "errors": s.stats.errors,
+            "timeouts": s.stats.timeouts,
+            "overruns": s.stats.overruns,
+            "samples": s.stats.samples,
+            "last_run": s.stats.last_run,
+            "last_success": s.stats.last_success,
+            "last_duration_seconds": s.stats.last_duration,
         }
 
     def explain_alert(self, rule: str) -> dict[str, Any] | None:

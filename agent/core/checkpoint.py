@@ -13,8 +13,9 @@ tagged with the buffer position its records will end at::
 else appends in between: write each part as NAME.pending tagged with
 (stream, next_seq + len(records) - 1), append the records as one frame,
 then rename each pending file over NAME. On start, `load()` keeps a pending
-file only if the buffer holds its tag (the append finished before the
-crash); otherwise the last committed state stands and the lines after it
+file only if the buffer held its tag when this run opened it (the append
+finished before the crash; what this run appended since proves nothing);
+otherwise the last committed state stands and the lines after it
 are read again, their events not yet in the buffer. Without a hub there is
 no buffer: parts are written directly.
 

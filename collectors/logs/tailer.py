@@ -26,9 +26,8 @@ stall) looks at every followed file each `poll_interval`: a file that has
 grown past what the reader has looked at, or whose read offset is ahead
 of its committed one, while neither moved nor the reader processed any
 chunk (a long step of matching lines is busy, not stalled) for
-`STALL_POLLS` polls (and
-at least as many STATE_EVERY, the cadence of offset commits), is a
-stall: logged once (`log_reader_stalled`), counted in
+`STALL_POLLS` polls (and at least as many STATE_EVERY, the cadence of
+offset commits), is a stall: logged once (`log_reader_stalled`), counted in
 `log_reader_stalled_total{file}`, and shown in `vigil status` and as the
 collector's health until it moves again. A commit that fails is kept with
 its events and retried; it too is logged, counted
