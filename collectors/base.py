@@ -17,19 +17,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from typing import ClassVar
 
-from agent.core.records import MetricType, Record
+from agent.core.records import Record, Spec, counter, gauge
 
-
-@dataclass(frozen=True, slots=True)
-class Spec:
-    """One metric a collector may emit: its name, type, and what it means."""
-
-    name: str
-    type: MetricType
-    help: str
+__all__ = ["Collector", "Spec", "any_of", "counter", "gauge"]
 
 
 class Collector:
@@ -44,14 +36,6 @@ class Collector:
         """What is wrong now though `collect` succeeds (a long-running source
         that cannot commit or is stuck): shown as the collector failing."""
         return None
-
-
-def gauge(name: str, help: str) -> Spec:
-    return Spec(name, "gauge", help)
-
-
-def counter(name: str, help: str) -> Spec:
-    return Spec(name, "counter", help)
 
 
 def any_of(patterns: tuple[str, ...]) -> re.Pattern[str] | None:

@@ -4,6 +4,8 @@
                   atomic writes, state directory, sd_notify, logging.
                   Imports nothing else of the project.
     collectors/   plugins: import only the base layer (and themselves).
+    agent/notifiers/  notifier plugins, shared with the hub's alerts:
+                  import only the base layer (and themselves).
     hub/          the central collector: imports only the base layer.
     agent/        the daemon on top: wires everything.
 
@@ -52,14 +54,17 @@ GRAPH = {name: imports(path, modules()) for name, path in modules().items()}
 def layer(module: str) -> str:
     if module == "agent" or module.startswith("agent.core"):
         return "base"  # `agent` itself holds only __version__
+    if module.startswith("agent.notifiers"):
+        return "notifiers"
     return module.split(".")[0]
 
 
 ALLOWED = {
     "base": {"base"},
     "collectors": {"base", "collectors"},
+    "notifiers": {"base", "notifiers"},
     "hub": {"base", "hub"},
-    "agent": {"base", "collectors", "hub", "agent"},
+    "agent": {"base", "collectors", "notifiers", "hub", "agent"},
 }
 
 

@@ -78,8 +78,8 @@ from agent.alerts.expr import (
     parse,
     parse_clear,
 )
-from agent.alerts.model import Alert
 from agent.alerts.window import Bound, Coverage, bound, coverage, covered_fraction, series_evaluator
+from agent.core.alert import Alert
 from agent.core.atomic import Snapshot, set_aside, write_atomically
 from agent.core.records import Event, Metric, Record
 

@@ -74,12 +74,11 @@ from typing import IO, Any, Literal, Protocol
 import structlog
 
 from agent import __version__
-from agent.alerts.model import SEVERITIES, Alert
+from agent.core.alert import SEVERITIES, Alert
 from agent.core.atomic import write_atomically
-from agent.core.records import Metric
+from agent.core.records import Metric, Spec, counter, gauge
 from agent.core.retry import full_jitter, retry_after
 from agent.core.schema import Duration, Invalid, opt
-from collectors.base import Spec, counter, gauge
 
 log = structlog.get_logger()
 

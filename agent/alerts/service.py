@@ -21,9 +21,9 @@ from agent.alerts import notifiers as notifiers_mod
 from agent.alerts.config import AlertRuleConfig
 from agent.alerts.defaults import DEFAULT_ALERTS
 from agent.alerts.engine import AlertEngine, Rule, build_rule
-from agent.alerts.model import Alert
 from agent.alerts.notifiers import Notifier, build_notifiers
 from agent.config import Config
+from agent.core.alert import Alert
 from agent.core.atomic import write_snapshot
 from agent.core.records import Event, Metric, Record
 from collectors.base import Spec, counter, gauge

@@ -17,6 +17,24 @@ MetricType = Literal["gauge", "counter"]
 NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One metric a part may emit: its name, type, and what it means (the
+    `/metrics` help text; tests/test_docs.py holds docs/metrics.md to it)."""
+
+    name: str
+    type: MetricType
+    help: str
+
+
+def gauge(name: str, help: str) -> Spec:
+    return Spec(name, "gauge", help)
+
+
+def counter(name: str, help: str) -> Spec:
+    return Spec(name, "counter", help)
+
+
 class Metric(NamedTuple):
     """One sample. A named tuple: immutable and cheap, as a host makes hundreds per interval."""
 

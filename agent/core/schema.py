@@ -10,6 +10,14 @@ Field types understood: str, bool, int, float, Path, Duration (float
 seconds from "10s"), Size (int bytes from "256MiB"), Literal[...],
 X | None, tuple[X, ...] (TOML arrays), dict[str, str], and nested section
 dataclasses (tables, or arrays of tables as tuple[Section, ...]).
+
+Plugins own their config, so two field kinds come from a `Registry`:
+- `Annotated[Base, OneOf(registry)]`: a table whose `type` key picks the
+  section class among the registered ones (a check, a notifier); a key
+  that belongs to another type is named as such.
+- `plugin_options(registry)` on a `Mapping[str, Any]` field: the section's
+  other keys that name a registered plugin are that plugin's options table
+  (`[host.disk]`); every plugin with options gets its defaults.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+from agent.core.registry import Registry
 
 Duration = Annotated[float, "duration"]
 Size = Annotated[int, "size"]
@@ -109,6 +120,26 @@ def opt(
 
 
 @dataclasses.dataclass(frozen=True)
+class OneOf:
+    """Marks a table whose `key` field picks its section class in `registry`."""
+
+    registry: Registry[Any]
+    key: str = "type"
+
+
+def plugin_options(registry: Registry[Any]) -> Any:
+    """A `Mapping[str, Any]` field holding each registered plugin's options,
+    given as tables beside the section's own keys."""
+    return dataclasses.field(
+        default_factory=lambda: defaults_of(registry), metadata={"plugins": registry}
+    )
+
+
+def defaults_of(registry: Registry[Any]) -> dict[str, Any]:
+    return {name: cls() for name, cls in registry.configs().items()}
+
+
+@dataclasses.dataclass(frozen=True)
 class Problem:
     file: str
     path: str
@@ -129,6 +160,8 @@ class ConfigError(Exception):
 
 def _describe(tp: Any) -> str:
     origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated and isinstance(args[1], OneOf):
+        return f"a table with {args[1].key} = one of " + ", ".join(map(repr, args[1].registry))
     if origin is Annotated:
         return {"duration": 'a duration like "10s"', "size": 'a size like "256MiB"'}[args[1]]
     if origin is Literal:
@@ -159,7 +192,11 @@ class _Builder:
     def fail(self, path: str, message: str) -> None:
         self.problems.append(Problem(self.file, path, message))
 
-    def section(self, cls: type[T], data: object, path: str) -> T | None:
+    def section(
+        self, cls: type[T], data: object, path: str, foreign: Mapping[str, str] | None = None
+    ) -> T | None:
+        """`foreign`: keys this section lacks that a sibling type has, with
+        the message to give (a tcp check's `url`)."""
         if not isinstance(data, Mapping):
             self.fail(path, f"expected a table, got {type(data).__name__} {data!r}")
             return None
@@ -169,16 +206,36 @@ class _Builder:
         fields = {
             f.name.removesuffix("_"): f
             for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-            if f.init
+            if f.init and "plugins" not in f.metadata
         }
-        for key in data:
-            if key not in fields:
-                close = difflib.get_close_matches(key, list(fields), n=1)
-                hint = f' (did you mean "{close[0]}"?)' if close else ""
-                known = ", ".join(sorted(fields))
-                self.fail(_join(path, key), f"unknown key{hint}; known keys here: {known}")
+        plugins = {
+            f.name: f.metadata["plugins"]
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if "plugins" in f.metadata
+        }
+        options = {n: c for reg in plugins.values() for n, c in reg.configs().items()}
         values: dict[str, Any] = {}
         ok = True
+        for key in data:
+            if key in fields:
+                continue
+            if key in options:
+                continue
+            if foreign and key in foreign:
+                self.fail(_join(path, key), foreign[key])
+                continue
+            close = difflib.get_close_matches(key, [*fields, *options], n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            known = ", ".join(sorted([*fields, *options]))
+            self.fail(_join(path, key), f"unknown key{hint}; known keys here: {known}")
+        for name, registry in plugins.items():
+            built = defaults_of(registry)
+            for key, option_cls in registry.configs().items():
+                if key in data:
+                    before = len(self.problems)
+                    built[key] = self.section(option_cls, data[key], _join(path, key))
+                    ok = ok and len(self.problems) == before
+            values[name] = built
         for key, f in fields.items():
             name = f.name
             if key not in data:
@@ -207,6 +264,8 @@ class _Builder:
     def value(self, tp: Any, raw: object, path: str) -> Any:
         origin, args = get_origin(tp), get_args(tp)
         try:
+            if origin is Annotated and isinstance(args[1], OneOf):
+                return self.one_of(args[1], raw, path)
             if origin is Annotated:
                 return parse_duration(raw) if args[1] == "duration" else parse_size(raw)
             if origin in (Union, types.UnionType):
@@ -234,6 +293,34 @@ class _Builder:
         except Invalid as exc:
             self.fail(path, str(exc))
             return None
+
+    def one_of(self, marker: OneOf, raw: object, path: str) -> Any:
+        registry, key = marker.registry, marker.key
+        if not isinstance(raw, Mapping):
+            raise Invalid(f"expected a table, got {type(raw).__name__} {raw!r}")
+        choice = raw.get(key)
+        known = ", ".join(map(repr, registry))
+        if choice is None:
+            self.fail(_join(path, key), f"required: one of {known}")
+            return None
+        if not isinstance(choice, str) or choice not in registry:
+            self.fail(_join(path, key), f"expected one of {known}, got {choice!r}")
+            return None
+        configs = registry.configs()
+        cls = configs[choice]
+        own = {f.name.removesuffix("_") for f in dataclasses.fields(cls)}
+        foreign: dict[str, str] = {}
+        for other, other_cls in configs.items():
+            for f in dataclasses.fields(other_cls):
+                name = f.name.removesuffix("_")
+                if name not in own:
+                    users = foreign.setdefault(name, "")
+                    foreign[name] = f"{users}, {other!r}" if users else repr(other)
+        messages = {
+            name: f"not used by {key} {choice!r} (only by {users})"
+            for name, users in foreign.items()
+        }
+        return self.section(cls, raw, path, messages)
 
     def constraints(self, meta: Mapping[str, Any], value: Any, path: str) -> None:
         if value is None:
@@ -289,4 +376,17 @@ def check_regex(pattern: str) -> str | None:
         re.compile(pattern)
     except re.error as exc:
         return f"not a valid regular expression ({exc}): {pattern!r}"
+    return None
+
+
+def check_http_url(value: str) -> str | None:
+    """The one URL rule: http or https, with a host (hub, notifiers, checks)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        example = '"http://127.0.0.1:8650"'
+        return f"expected an http:// or https:// URL with a host, like {example}, got {value!r}"
     return None

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from agent.alerts.model import Alert
 from agent.alerts.notifiers import Notifier, NotifierConfig, build_notifiers
+from agent.core.alert import Alert
 from agent.core.schema import build
 from tests.conftest import wait_for
 from tests.e2e.harness import free_port

@@ -17,7 +17,6 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from agent.alerts import notifiers
-from agent.alerts.model import Alert
 from agent.alerts.notifiers import (
     AlertmanagerNotifier,
     ExecNotifier,
@@ -28,6 +27,7 @@ from agent.alerts.notifiers import (
     check_notifiers,
     route,
 )
+from agent.core.alert import Alert
 from agent.core.schema import ConfigError, build
 from tests.conftest import wait_for
 from tests.e2e.harness import free_port

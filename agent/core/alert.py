@@ -1,4 +1,5 @@
-"""What the alert engine hands to notifiers."""
+"""What the alert engine hands to notifiers: an alert at a transition.
+In the base layer because the hub's notifiers will send its alerts too."""
 
 from __future__ import annotations
 
