@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from agent.alerts.config import AlertingSection, AlertRuleConfig
 from agent.alerts.notifiers import NotifierConfig
@@ -23,19 +23,11 @@ from agent.core.configfile import (
     load_config,
     split_host_port,
 )
-from agent.core.schema import Duration, Invalid, Size, opt
+from agent.core.schema import Duration, Invalid, Size, opt, plugin_options
 from collectors import HOST_COLLECTORS
 from collectors.checks.config import CheckConfig, check_names_unique
-from collectors.disk import DiskConfig
-from collectors.diskio import DiskIOConfig
 from collectors.logs.config import LogDetectorsConfig, LogsConfig
 from collectors.logs.journal import JournalConfig
-from collectors.network import NetworkConfig
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - exercised on 3.10 only
-    pass
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
 
@@ -75,9 +67,8 @@ class HostSection:
     # a container with the host's mounted there.
     procfs: Path = Path("/proc")
     sysfs: Path = Path("/sys")
-    disk: DiskConfig = field(default_factory=DiskConfig)
-    diskio: DiskIOConfig = field(default_factory=DiskIOConfig)
-    network: NetworkConfig = field(default_factory=NetworkConfig)
+    # [host.NAME] tables: each collector's Options, by name (disk, network...)
+    options: Mapping[str, Any] = plugin_options(HOST_COLLECTORS)
 
 
 @dataclass(frozen=True)

@@ -55,15 +55,11 @@ log = structlog.get_logger()
 
 def build_collectors(config: Config, source: HostSource) -> list[Collector]:
     """The host collectors `[host] enabled` asks for, with their options."""
-    options = {
-        "disk": config.host.disk,
-        "diskio": config.host.diskio,
-        "network": config.host.network,
-    }
     out: list[Collector] = []
     for name in config.host.enabled:
         cls: Any = HOST_COLLECTORS[name]
-        out.append(cls(source, options[name]) if name in options else cls(source))
+        options = config.host.options.get(name)
+        out.append(cls(source) if options is None else cls(source, options))
     return out
 
 

@@ -1,27 +1,12 @@
-"""Collectors: one module per source. To add one, write a `Collector`
-subclass in its own module (see `base.py`) and list it here."""
+"""Collectors: one module per source. A host collector registers itself
+with `@host_collector` (collectors/base.py) and declares its `Options`;
+importing its module here, one line each, is what registers it, in the
+order `vigil once` shows them."""
 
 from __future__ import annotations
 
-from collectors.cpu import CpuCollector
-from collectors.disk import DiskCollector
-from collectors.diskio import DiskIOCollector
-from collectors.load import LoadCollector
-from collectors.memory import MemoryCollector
-from collectors.network import NetworkCollector
-from collectors.system import SystemCollector
+# In the order `vigil once` shows them, not the alphabet's.
+from collectors import cpu, load, memory, disk, diskio, network, system  # noqa: F401  # isort: skip
+from collectors.base import HOST_COLLECTORS
 
-# Host metric groups, in the order `vigil once` shows them. Their names are
-# the values `[host] enabled` accepts.
-HOST_COLLECTORS = {
-    cls.name: cls
-    for cls in (
-        CpuCollector,
-        LoadCollector,
-        MemoryCollector,
-        DiskCollector,
-        DiskIOCollector,
-        NetworkCollector,
-        SystemCollector,
-    )
-}
+__all__ = ["HOST_COLLECTORS"]

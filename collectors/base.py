@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Sequence
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from agent.core.records import Record, Spec, counter, gauge
+from agent.core.registry import Registry
 
-__all__ = ["Collector", "Spec", "any_of", "counter", "gauge"]
+__all__ = ["HOST_COLLECTORS", "Collector", "Spec", "any_of", "counter", "gauge", "host_collector"]
 
 
 class Collector:
+    """A source of records. Host collectors also declare `Options` (a frozen
+    config dataclass, or None) and take `(source, options)`."""
+
     name: str  # a class attribute, or per instance (one check each)
     specs: ClassVar[tuple[Spec, ...]] = ()
     blocking: ClassVar[bool] = True
@@ -36,6 +40,24 @@ class Collector:
         """What is wrong now though `collect` succeeds (a long-running source
         that cannot commit or is stuck): shown as the collector failing."""
         return None
+
+
+# Host metric groups by name, in the order `vigil once` shows them (the
+# import order in collectors/__init__.py). Their names are what `[host]
+# enabled` accepts; a collector's `Options` class, if any, is its
+# `[host.NAME]` table, handed to its constructor: `cls(source, options)`.
+HOST_COLLECTORS: Registry[type[Collector]] = Registry(
+    "host collector", lambda cls: getattr(cls, "Options", None)
+)
+
+
+C = TypeVar("C", bound=Collector)
+
+
+def host_collector(cls: type[C]) -> type[C]:
+    """Class decorator: register a host collector under its `name`."""
+    HOST_COLLECTORS.add(cls.name, cls)
+    return cls
 
 
 def any_of(patterns: tuple[str, ...]) -> re.Pattern[str] | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from agent.core.records import Metric, Record
-from collectors.base import Collector, gauge
+from collectors.base import Collector, gauge, host_collector
 from collectors.source import HostSource
 
 # Busy means neither idle nor waiting for I/O: iowait is idle time.
 _NOT_BUSY = ("idle", "iowait")
 
 
+@host_collector
 class CpuCollector(Collector):
     name = "cpu"
     blocking = False  # procfs reads: kernel memory, no storage to wait on

@@ -9,7 +9,7 @@ import structlog
 
 from agent.core.records import Metric, Record
 from agent.core.schema import opt
-from collectors.base import Collector, gauge
+from collectors.base import Collector, gauge, host_collector
 from collectors.source import HostSource
 
 log = structlog.get_logger("vigil.collectors.disk")
@@ -72,8 +72,10 @@ class DiskConfig:
     include_mounts: tuple[str, ...] = opt((), each=_check_glob)  # globs kept despite the above
 
 
+@host_collector
 class DiskCollector(Collector):
     name = "disk"
+    Options = DiskConfig
     specs = (
         gauge("disk_total_bytes", "Size of the file system."),
         gauge("disk_free_bytes", "Space available to unprivileged users."),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from agent.core.records import Metric, Record
 from agent.core.schema import check_regex, opt
-from collectors.base import Collector, any_of, counter, gauge
+from collectors.base import Collector, any_of, counter, gauge, host_collector
 from collectors.rates import RateTracker
 from collectors.source import HostSource
 
@@ -34,8 +34,10 @@ class DiskIOConfig:
     include_devices: tuple[str, ...] = opt((), each=check_regex)  # kept despite the above
 
 
+@host_collector
 class DiskIOCollector(Collector):
     name = "diskio"
+    Options = DiskIOConfig
     blocking = False  # procfs reads: kernel memory, no storage to wait on
     specs = (
         counter("disk_reads_total", "Read operations completed since boot."),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from agent.core.records import Metric, Record
-from collectors.base import Collector, gauge
+from collectors.base import Collector, gauge, host_collector
 from collectors.source import HostSource
 
 PERIODS = ("1m", "5m", "15m")
 
 
+@host_collector
 class LoadCollector(Collector):
     name = "load"
     blocking = False  # procfs reads: kernel memory, no storage to wait on

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from agent.core.records import Metric, Record
-from collectors.base import Collector, counter, gauge
+from collectors.base import Collector, counter, gauge, host_collector
 from collectors.source import HostSource
 
 
+@host_collector
 class MemoryCollector(Collector):
     name = "memory"
     blocking = False  # procfs reads: kernel memory, no storage to wait on

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from agent.core.records import Metric, Record
 from agent.core.schema import check_regex, opt
-from collectors.base import Collector, any_of, counter, gauge
+from collectors.base import Collector, any_of, counter, gauge, host_collector
 from collectors.rates import RateTracker
 from collectors.source import HostSource
 
@@ -30,8 +30,10 @@ class NetworkConfig:
     exclude_devices: tuple[str, ...] = opt((), each=check_regex)
 
 
+@host_collector
 class NetworkCollector(Collector):
     name = "network"
+    Options = NetworkConfig
     blocking = False  # procfs reads: kernel memory, no storage to wait on
     specs = (
         counter("network_receive_bytes_total", "Bytes received."),

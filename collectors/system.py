@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from agent.core.records import Metric, Record
-from collectors.base import Collector, gauge
+from collectors.base import Collector, gauge, host_collector
 from collectors.source import HostSource
 
 
+@host_collector
 class SystemCollector(Collector):
     name = "system"
     blocking = False  # procfs reads: kernel memory, no storage to wait on

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agent.alerts.service import SPECS as ALERTING_SPECS
 from agent.config import Config
+from agent.core.schema import OneOf
 from agent.selfmetrics import SelfCollector
 from agent.shipper import SPECS as SHIPPER_SPECS
 from collectors import HOST_COLLECTORS
@@ -32,15 +33,28 @@ def test_every_metric_is_documented_once_with_its_type():
 
 
 def _keys(cls, prefix=""):
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
+        if "plugins" in f.metadata:  # [host.disk]: each plugin's options table
+            for name, options in f.metadata["plugins"].configs().items():
+                yield from _keys(options, f"{prefix}{name}.")
+            continue
         tp = hints[f.name]
         args = typing.get_args(tp)
-        if typing.get_origin(tp) is tuple and args and dataclasses.is_dataclass(args[0]):
+        if typing.get_origin(tp) is tuple and args:
             tp = args[0]  # an array of tables: [[logs]], [[logs.rules]]
-        if dataclasses.is_dataclass(tp):
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) is typing.Annotated and isinstance(args[1], OneOf):
+            # a table whose type picks its class: the keys of every type
+            seen = set()
+            for kind in args[1].registry.configs().values():
+                for key in _keys(kind, f"{prefix}{f.name}."):
+                    if key not in seen:
+                        seen.add(key)
+                        yield key
+        elif dataclasses.is_dataclass(tp):
             yield from _keys(tp, f"{prefix}{f.name}.")
         else:
             yield prefix + f.name.removesuffix("_")

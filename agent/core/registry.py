@@ -48,6 +48,9 @@ class Registry(Generic[P]):
     def __len__(self) -> int:
         return len(self._plugins)
 
+    def values(self) -> list[P]:
+        return list(self._plugins.values())
+
     def items(self) -> list[tuple[str, P]]:
         return list(self._plugins.items())
 
