@@ -9,9 +9,7 @@ import json
 import os
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -212,9 +210,22 @@ def _endpoint(cfg: Config, path: str) -> str | None:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}{path}"
 
 
+class NotFound(Exception):
+    """The agent's endpoint answered 404."""
+
+
 def _ask(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.load(resp)
+    """JSON from the running agent's endpoint; OSError if none answers."""
+    import urllib.error  # only the commands that ask pay for http.client
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise NotFound(url) from None
+        raise
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -229,7 +240,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         status = _ask(url)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         print(f"vigil: no agent answering at {url}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     from agent import output
@@ -255,12 +266,10 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         url = _endpoint(cfg, f"/alerts/test?rule={urllib.parse.quote(args.rule)}")
         try:
             result = _ask(url) if url else None
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                print(f"vigil: no rule named {args.rule!r}", file=sys.stderr)
-                return EXIT_USAGE
-            result = None
-        except (urllib.error.URLError, OSError, ValueError):
+        except NotFound:
+            print(f"vigil: no rule named {args.rule!r}", file=sys.stderr)
+            return EXIT_USAGE
+        except (OSError, ValueError):  # urllib's errors are OSErrors
             result = None
         if result is None:
             _quiet_logs()
@@ -275,7 +284,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     url = _endpoint(cfg, "/status")
     try:
         listing = _ask(url)["alerts"] if url else None
-    except (urllib.error.URLError, OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError):
         listing = None
     if listing is None:
         listing = tool.from_state(cfg)
@@ -307,7 +316,7 @@ def cmd_checks(args: argparse.Namespace) -> int:
     url = _endpoint(cfg, "/status")
     try:
         listing = (_ask(url)["checks"] or []) if url else None
-    except (urllib.error.URLError, OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError):
         listing = None
     if listing is None:
         listing = [{"name": c.name, "type": c.type} for c in cfg.checks]

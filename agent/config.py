@@ -112,6 +112,13 @@ class HubSection:
         if self.token and self.token_file:
             raise Invalid("set token or token_file, not both", key="token_file")
 
+    def read_token(self) -> str:
+        """The token, from token_file when set (read again on each call: SIGHUP)."""
+        if self.token_file is not None:
+            return self.token_file.read_text().strip()
+        assert self.token is not None
+        return self.token
+
 
 @dataclass(frozen=True)
 class BufferSection:

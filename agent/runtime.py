@@ -19,18 +19,14 @@ import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from agent import __version__
 from agent import config as config_mod
-from agent.alerts.service import SPECS as ALERTING_SPECS
-from agent.alerts.service import Alerting
-from agent.api import ApiServer
 from agent.config import Config
 from agent.core import logsetup, statedir
-from agent.core.atomic import write_snapshot
 from agent.core.checkpoint import CheckpointStore
 from agent.core.records import Event, Metric, Record
 from agent.core.schema import ConfigError
@@ -38,17 +34,24 @@ from agent.core.sdnotify import SystemdNotifier
 from agent.exposition import render
 from agent.scheduler import CollectorStats, Schedule
 from agent.selfmetrics import SelfCollector
-from agent.shipper import SPECS as SHIPPER_SPECS
-from agent.shipper import Shipper, read_token
+from agent.services import (
+    AlertingService,
+    LogsService,
+    Service,
+    ShipperService,
+    services_for,
+)
 from collectors import HOST_COLLECTORS
 from collectors.base import Collector, Spec
-from collectors.checks.runner import HARD_STOP
-from collectors.checks.service import SAVE_EVERY as CHECKS_SAVE_EVERY
-from collectors.checks.service import SPECS as CHECK_SPECS
-from collectors.checks.service import Checks, phase_of
-from collectors.logs.tailer import LogCollector
 from collectors.procfs import default_source
 from collectors.source import HostSource
+
+if TYPE_CHECKING:
+    from agent.alerts.service import Alerting
+    from agent.shipper import Shipper
+    from collectors.logs.tailer import LogCollector
+
+S = TypeVar("S", bound=Service)
 
 log = structlog.get_logger()
 
@@ -106,15 +109,31 @@ class Agent:
         self.tasks: list[asyncio.Task[None]] = []
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="collector")
         self.notifier = SystemdNotifier(None)
-        self.api: ApiServer | None = None
         self.lock = statedir.StateLock(config.agent.state_dir)
-        self.shipper: Shipper | None = None
-        self.logs: LogCollector | None = None
-        self.checks: Checks | None = None
-        self.alerting: Alerting | None = None
+        self.services: list[Service] = []  # running, in start order (agent/services.py)
         self._token: str | None = None
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
+
+    def _service(self, cls: type[S]) -> S | None:
+        return next((s for s in self.services if isinstance(s, cls)), None)
+
+    # The data path reaches two services directly: records go to the alert
+    # engine and the buffer, log state is committed through the buffer.
+    @property
+    def shipper(self) -> Shipper | None:
+        service = self._service(ShipperService)
+        return service.shipper if service is not None else None
+
+    @property
+    def alerting(self) -> Alerting | None:
+        service = self._service(AlertingService)
+        return service.alerting if service is not None else None
+
+    @property
+    def logs(self) -> LogCollector | None:
+        service = self._service(LogsService)
+        return service.collector if service is not None else None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -124,7 +143,14 @@ class Agent:
         statedir.prepare(self.config.agent.state_dir)
         self.lock.acquire()
         if self.config.hub.url:
-            self._token = read_token(self.config)
+            self._token = self.config.hub.read_token()
+
+    async def token(self) -> str:
+        """The hub token: read by `prepare()`, read again after a reload."""
+        if self._token is None:
+            loop = asyncio.get_running_loop()
+            self._token = await loop.run_in_executor(self.executor, self.config.hub.read_token)
+        return self._token
 
     async def run(self) -> int:
         """Run until SIGTERM or SIGINT; `prepare()` first."""
@@ -136,15 +162,12 @@ class Agent:
         log.info(
             "agent_starting",
             version=__version__,
-            pid=os.getpid(),
             config=self.config.source,
             host_id=self.config.agent.host_id,
             state_dir=str(self.config.agent.state_dir),
         )
-        await self.start_shipper()
-        await self.start_alerting()
-        await self.start_collectors()
-        await self.start_api()
+        await self.start_services(services_for(self.config))
+        self.start_collectors()
         stopping = asyncio.create_task(self._stop.wait())
         # A stop request during start-up must not wait for slow first runs.
         await asyncio.wait(
@@ -187,110 +210,73 @@ class Agent:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.agent.stop_timeout * 0.8
         await self.stop_collectors()
-        await self.stop_alerting()  # its last transitions still reach the buffer
-        if self.shipper is not None:
-            await self.shipper.stop(deadline)  # the open batch goes to disk first
-        if self.api is not None:
-            await self.api.stop()
+        await self.stop_services(self.services, deadline)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def start_shipper(self) -> None:
-        if not self.config.hub.url:
-            return
-        if self._token is None:
-            loop = asyncio.get_running_loop()
-            self._token = await loop.run_in_executor(self.executor, read_token, self.config)
-        self.shipper = Shipper(self.config, self._token)
-        await self.shipper.start()
+    # -- services: the long-running parts (agent/services.py) ---------------------
+
+    async def start_services(self, services: list[Service]) -> None:
+        """Start each in order; one started is reachable at once (the log
+        collector loads its checkpoints through the running shipper)."""
+        for service in services:
+            await service.start(self)
+            self.services.append(service)
+
+    async def stop_services(self, services: list[Service], deadline: float) -> None:
+        """Stop `services` in reverse start order: the shipper last."""
+        for service in reversed(services):
+            await service.stop(deadline)
+        self.services = [s for s in self.services if s not in services]
 
     # -- collectors ----------------------------------------------------------
 
-    async def start_collectors(self) -> None:
+    def schedule(
+        self,
+        collector: Collector,
+        *,
+        interval: float | None = None,
+        timeout: float | None = None,
+        jitter: float | None = None,
+        phase: float | None = None,
+        first_at_phase: bool = False,
+    ) -> Schedule:
+        """A schedule for `collector`; by default at its configured interval,
+        on this agent's grid for that interval."""
         cfg = self.config
-        collectors = build_collectors(cfg, self.source)
-        if cfg.logs or cfg.journal:  # [[journal]] tables are read by the same collector
-            self.logs = LogCollector(
-                (*cfg.logs, *cfg.journal), cfg.log_detectors, cfg.agent.state_dir
-            )
-            await self.logs.start(self)
-            collectors.append(self.logs)
-        collectors.append(SelfCollector(self.stats, self.started, extra=self.shipper_metrics))
-        self.specs = {spec.name: spec for c in collectors for spec in c.specs}
-        self.specs.update((spec.name, spec) for spec in (*SHIPPER_SPECS, *ALERTING_SPECS))
-        for collector in collectors:
-            interval = cfg.interval_for(collector.name)
-            timeout = cfg.agent.collect_timeout or interval
+        interval = interval or cfg.interval_for(collector.name)
+        if phase is None:
             phase = self.phases.setdefault(interval, random.uniform(0.0, interval))
-            self._schedule(
-                Schedule(
-                    collector,
-                    interval,
-                    timeout,
-                    cfg.agent.jitter,
-                    self.on_records,
-                    self.stats.setdefault(collector.name, CollectorStats()),
-                    self.executor,
-                    phase=phase,
-                )
-            )
-        if cfg.checks:
-            await self.start_checks()
+        return Schedule(
+            collector,
+            interval,
+            timeout or cfg.agent.collect_timeout or interval,
+            cfg.agent.jitter if jitter is None else jitter,
+            self.on_records,
+            self.stats.setdefault(collector.name, CollectorStats()),
+            self.executor,
+            phase=phase,
+            first_at_phase=first_at_phase,
+        )
 
-    def _schedule(self, schedule: Schedule) -> None:
-        self.schedules.append(schedule)
-        self.tasks.append(asyncio.create_task(schedule.run(), name=f"collector:{schedule.name}"))
-
-    async def start_checks(self) -> None:
-        """One schedule per check, at its own interval and a phase of it
-        (collectors/checks/service.py), plus the task saving their SLA state."""
-        self.checks = Checks(self.config.checks, self.config.agent.state_dir)
-        await asyncio.get_running_loop().run_in_executor(self.executor, self.checks.load)
-        self.specs.update((spec.name, spec) for spec in CHECK_SPECS)
-        for collector in self.checks.collectors():
-            interval = collector.cfg.interval
-            stats = self.stats.setdefault(collector.name, CollectorStats())
-            # a run's retries stay within its interval (runner.py); the
-            # timeout is the scheduler's safety net beyond that
-            timeout = interval + HARD_STOP
-            phase = phase_of(collector.cfg.name, interval)
-            self._schedule(
-                Schedule(
-                    collector,
-                    interval,
-                    timeout,
-                    0.0,
-                    self.on_records,
-                    stats,
-                    phase=phase,
-                    first_at_phase=True,
-                )
-            )
-        self.tasks.append(asyncio.create_task(self._save_checks(), name="checks:save"))
-
-    async def _save_checks(self) -> None:
-        while True:
-            await asyncio.sleep(CHECKS_SAVE_EVERY)
-            await self.save_checks()
-
-    async def save_checks(self) -> None:
-        if self.checks is None:
-            return
-        try:
-            await write_snapshot(self.executor, self.checks.snapshot())
-        except OSError as exc:
-            log.error("check_state_not_saved", error=exc.strerror or str(exc))
+    def start_collectors(self) -> None:
+        """The host collectors, the services' collectors and the agent's own."""
+        host = [self.schedule(c) for c in build_collectors(self.config, self.source)]
+        schedules = host + [s for service in self.services for s in service.schedules(self)]
+        schedules.append(
+            self.schedule(SelfCollector(self.stats, self.started, extra=self.service_metrics))
+        )
+        self.specs = {spec.name: spec for s in schedules for spec in s.collector.specs}
+        for service in self.services:
+            self.specs.update((spec.name, spec) for spec in service.specs())
+        for schedule in schedules:
+            self.schedules.append(schedule)
+            task = asyncio.create_task(schedule.run(), name=f"collector:{schedule.name}")
+            self.tasks.append(task)
 
     async def stop_collectors(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.logs is not None:
-            await self.logs.stop()  # commits what was read, while the buffer is open
-            self.logs = None
-        if self.checks is not None:
-            await self.save_checks()
-            await self.checks.close()
-            self.checks = None
         self._retired = [s for s in self._retired + self.schedules if s.stuck]
         self.tasks.clear()
         self.schedules.clear()
@@ -311,40 +297,29 @@ class Agent:
 
     def on_records(self, collector: str, records: Sequence[Record]) -> None:
         self.latest[collector] = records
-        if self.alerting is not None:
-            self.alerting.observe(records)
-        if self.shipper is not None:
-            self.shipper.add(records)
-
-    # -- alerting ----------------------------------------------------------------------
-
-    async def start_alerting(self) -> None:
-        self.alerting = Alerting(self.config, self.on_alert_event)
-        await self.alerting.start(self.executor)
-
-    async def stop_alerting(self) -> None:
-        if self.alerting is not None:
-            await self.alerting.stop()
-            self.alerting = None
+        if (alerting := self.alerting) is not None:
+            alerting.observe(records)
+        if (shipper := self.shipper) is not None:
+            shipper.add(records)
 
     def on_alert_event(self, event: Event) -> None:
         """Alert transitions go to the buffer, so the hub gets the history."""
-        if self.shipper is not None:
-            self.shipper.add([event])
+        if (shipper := self.shipper) is not None:
+            shipper.add([event])
 
     # -- checkpoints: state that moves in step with the buffer (agent/core/checkpoint.py)
 
     async def load_checkpoint(self, store: CheckpointStore, name: str) -> Any:
-        if self.shipper is not None:
-            return await self.shipper.load_checkpoint(store, name)
+        if (shipper := self.shipper) is not None:
+            return await shipper.load_checkpoint(store, name)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, store.load, name, None)
 
     async def commit_checkpoint(
         self, store: CheckpointStore, records: list[dict[str, Any]], parts: dict[str, Any]
     ) -> None:
-        if self.shipper is not None:
-            await self.shipper.commit_checkpoint(store, records, parts)
+        if (shipper := self.shipper) is not None:
+            await shipper.commit_checkpoint(store, records, parts)
             return
         # No hub, no buffer: events go to the journal, as structured log lines.
         loop = asyncio.get_running_loop()
@@ -352,14 +327,9 @@ class Agent:
         for r in records:
             log.info("log_event", **{k: v for k, v in r.items() if k != "kind"})
 
-    def shipper_metrics(self, ts: float) -> list[Record]:
+    def service_metrics(self, ts: float) -> list[Record]:
         """Self-metrics of the parts that are not collectors: shipper, alerting."""
-        out: list[Record] = []
-        if self.shipper is not None:
-            out += self.shipper.metrics(ts)
-        if self.alerting is not None:
-            out += self.alerting.metrics(ts)
-        return out
+        return [r for service in self.services for r in service.metrics(ts)]
 
     # -- reload ----------------------------------------------------------------
 
@@ -385,43 +355,37 @@ class Agent:
         old, self.config = self.config, new
         logsetup.configure(new.agent.log_level, new.agent.log_format)
         await self.stop_collectors()
-        await self.stop_alerting()
+        # A part whose configuration did not change carries on (the shipper
+        # keeps its connection, the endpoint its port); the others restart.
+        wanted = services_for(new)
+        kept = {
+            type(s): s
+            for s in self.services
+            if any(type(w) is type(s) for w in wanted) and s.keeps_running(new)
+        }
+        await self.stop_services(
+            [s for s in self.services if s not in kept.values()], loop.time() + 1.0
+        )
         self.latest.clear()
         if (new.host.procfs, new.host.sysfs) != (old.host.procfs, old.host.sysfs):
             self.source = default_source(str(new.host.procfs), str(new.host.sysfs))
-        await self.start_alerting()
-        await self.start_collectors()
-        if (new.hub, new.buffer, new.agent.host_id) != (old.hub, old.buffer, old.agent.host_id):
-            if self.shipper is not None:
-                await self.shipper.stop(loop.time() + 1.0)
-                self.shipper = None
-            self._token = None
-            try:
-                await self.start_shipper()
-            except OSError as exc:
-                log.error("hub_token_unreadable", error=str(exc))
-        if new.api != old.api:
-            if self.api is not None:
-                await self.api.stop()
-                self.api = None
-            await self.start_api()
+        if new.hub != old.hub:
+            self._token = None  # token_file is read again
+        self.services = []
+        for service in wanted:
+            running = kept.get(type(service))
+            if running is None:
+                try:
+                    await service.start(self)
+                except OSError as exc:  # an unreadable token: carry on without pushing
+                    log.error("service_not_started", service=service.name, error=str(exc))
+                    continue
+            self.services.append(running or service)
+        self.start_collectors()
         self.notifier.send("READY=1", f"STATUS={self.status_line()}")
         log.info("reloaded", config=new.source, collectors=[s.name for s in self.schedules])
 
     # -- endpoint, status, watchdog ---------------------------------------------
-
-    async def start_api(self) -> None:
-        listen = self.config.api.listen
-        if not listen:
-            return
-        api = ApiServer(listen, self.metrics_text, self.status, self.explain_alert)
-        try:
-            await api.start()
-        except OSError as exc:
-            # Collection goes on without the endpoint; the operator sees why.
-            log.error("api_listen_failed", listen=listen, error=exc.strerror or str(exc))
-            return
-        self.api = api
 
     def metrics_text(self) -> str:
         samples = (r for records in self.latest.values() for r in records if isinstance(r, Metric))
@@ -438,10 +402,9 @@ class Agent:
             "config": self.config.source,
             "state_dir": str(self.config.agent.state_dir),
             "errors": sum(st.errors + st.timeouts for st in self.stats.values()),
-            "shipper": self.shipper.status() if self.shipper is not None else None,
-            "logs": self.logs.status() if self.logs is not None else None,
-            "alerts": self.alerting.status() if self.alerting is not None else None,
-            "checks": self.checks.status(now) if self.checks is not None else None,
+            # each running part under its name: shipper, alerts, logs, checks
+            **{name: None for name in ("shipper", "alerts", "logs", "checks")},
+            **{s.name: s.status(now) for s in self.services if s.name != "api"},
             "collectors": [self._collector_status(s) for s in self.schedules],
         }
 
@@ -464,7 +427,8 @@ class Agent:
         }
 
     def explain_alert(self, rule: str) -> dict[str, Any] | None:
-        return self.alerting.explain(rule) if self.alerting is not None else None
+        alerting = self.alerting
+        return alerting.explain(rule) if alerting is not None else None
 
     def status_line(self) -> str:
         failing = [

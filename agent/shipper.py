@@ -34,7 +34,6 @@ import ssl
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -420,10 +419,3 @@ class Shipper:
 def _oldest_ts(records: list[Any]) -> float | None:
     stamps = [r["ts"] for r in records[:1] if isinstance(r, dict) and "ts" in r]
     return float(stamps[0]) if stamps else None
-
-
-def read_token(config: Config) -> str:
-    if config.hub.token:
-        return config.hub.token
-    assert config.hub.token_file is not None
-    return Path(config.hub.token_file).read_text().strip()
