@@ -7,9 +7,11 @@ import dataclasses
 import re
 import typing
 from pathlib import Path
+from typing import Annotated
 
 from agent.alerts.service import SPECS as ALERTING_SPECS
 from agent.config import Config
+from agent.core.schema import OneOf
 from agent.selfmetrics import SelfCollector
 from agent.shipper import SPECS as SHIPPER_SPECS
 from collectors import HOST_COLLECTORS
@@ -32,15 +34,19 @@ def test_every_metric_is_documented_once_with_its_type():
 
 
 def _keys(cls, prefix=""):
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
         tp = hints[f.name]
         args = typing.get_args(tp)
-        if typing.get_origin(tp) is tuple and args and dataclasses.is_dataclass(args[0]):
+        if typing.get_origin(tp) is tuple and args:
             tp = args[0]  # an array of tables: [[logs]], [[logs.rules]]
-        if dataclasses.is_dataclass(tp):
+        one_of = typing.get_args(tp)[1:] if typing.get_origin(tp) is Annotated else ()
+        if one_of and isinstance(one_of[0], OneOf):  # a table per registered type
+            for type_cls in one_of[0].registry.configs().values():
+                yield from _keys(type_cls, f"{prefix}{f.name}.")
+        elif dataclasses.is_dataclass(tp):
             yield from _keys(tp, f"{prefix}{f.name}.")
         else:
             yield prefix + f.name.removesuffix("_")
