@@ -12,10 +12,9 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from agent.alerts.config import AlertingSection, AlertRuleConfig
-from agent.alerts.notifiers import NotifierConfig
 from agent.core.configfile import (
     check_listen,
     default_state_dir,
@@ -23,7 +22,8 @@ from agent.core.configfile import (
     load_config,
     split_host_port,
 )
-from agent.core.schema import Duration, Invalid, Size, opt, plugin_options
+from agent.core.schema import Duration, Invalid, OneOf, Size, opt, plugin_options
+from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
 from collectors import HOST_COLLECTORS
 from collectors.checks.config import CheckConfig, check_names_unique
 from collectors.logs.config import LogDetectorsConfig, LogsConfig
@@ -144,7 +144,7 @@ class Config:
     log_detectors: LogDetectorsConfig = field(default_factory=LogDetectorsConfig)
     alerts: tuple[AlertRuleConfig, ...] = ()
     alerting: AlertingSection = field(default_factory=AlertingSection)
-    notifiers: tuple[NotifierConfig, ...] = ()
+    notifiers: tuple[Annotated[NotifierConfig, OneOf(NOTIFIER_TYPES)], ...] = ()
     checks: tuple[CheckConfig, ...] = ()
     # Where this came from; not a TOML key.
     source: str = field(default="(built-in defaults)", init=False, compare=False)

@@ -2,8 +2,7 @@
 full disk or a dead service even with the network down.
 
 - expr.py       the rule expression language: parse and evaluate
-- model.py      what a notification carries
-- notifiers.py  journal, exec, file, webhook, alertmanager
-- engine.py     states (pending, firing, resolved), persistence, routing
+- engine.py     states (pending, firing, resolved), persistence
+- service.py    the engine in the daemon, routing to agent/notifiers/
 - defaults.py   the rules that ship with the agent
 """

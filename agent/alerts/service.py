@@ -17,15 +17,17 @@ from typing import Any
 
 import structlog
 
-from agent.alerts import notifiers as notifiers_mod
 from agent.alerts.config import AlertRuleConfig
 from agent.alerts.defaults import DEFAULT_ALERTS
 from agent.alerts.engine import AlertEngine, Rule, build_rule
-from agent.alerts.notifiers import Notifier, build_notifiers
 from agent.config import Config
 from agent.core.alert import Alert
 from agent.core.atomic import write_snapshot
 from agent.core.records import Event, Metric, Record
+from agent.notifiers import base as notifier_base
+from agent.notifiers import routing
+from agent.notifiers.base import Notifier
+from agent.notifiers.routing import build_notifiers
 from collectors.base import Spec, counter, gauge
 
 log = structlog.get_logger("vigil.alerts")
@@ -37,7 +39,7 @@ SPECS: tuple[Spec, ...] = (
         "vigil_alert_evaluations_bounded_total",
         "Evaluations a bound decided without reading the window (docs/alerts.md).",
     ),
-    *notifiers_mod.SPECS,
+    *notifier_base.SPECS,
 )
 SAVE_SAMPLES_EVERY = 60.0  # seconds; a kill -9 costs the rules at most this much history
 
@@ -73,7 +75,7 @@ def build_rules(config: Config) -> list[Rule]:
 class Alerting:
     def __init__(self, config: Config, emit: Callable[[Event], None]) -> None:
         self.config = config
-        self.notifiers: dict[str, Notifier] = build_notifiers(
+        self.notifiers: dict[str, Notifier[Any]] = build_notifiers(
             config.notifiers, config.agent.state_dir, config.agent.host_id
         )
         self.engine = AlertEngine(
@@ -140,12 +142,12 @@ class Alerting:
             log.error("alert_state_not_saved", error=exc.strerror or str(exc))
 
     def route(self, alert: Alert, named: Sequence[str]) -> None:
-        for notifier in notifiers_mod.route(alert, named, self.notifiers):
+        for notifier in routing.route(alert, named, self.notifiers):
             task = asyncio.get_running_loop().create_task(self._send(notifier, alert))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _send(self, notifier: Notifier, alert: Alert) -> None:
+    async def _send(self, notifier: Notifier[Any], alert: Alert) -> None:
         try:
             await notifier.send(alert)
         except Exception as exc:  # one broken notifier must not stop the others
@@ -161,7 +163,7 @@ class Alerting:
             Metric(
                 "vigil_alert_evaluations_bounded_total", self.engine.bounded, ts, type="counter"
             ),
-            *notifiers_mod.metrics(self.notifiers, ts),
+            *notifier_base.metrics(self.notifiers, ts),
         ]
 
     def status(self) -> dict[str, Any]:

@@ -24,9 +24,10 @@ from typing import Any
 
 import pytest
 
-from agent.alerts.notifiers import Notifier, NotifierConfig, build_notifiers
 from agent.core.alert import Alert
-from agent.core.schema import build
+from agent.notifiers.alertmanager import AlertmanagerConfig
+from agent.notifiers.base import Notifier
+from agent.notifiers.routing import build_notifiers
 from tests.conftest import wait_for
 from tests.e2e.harness import free_port
 
@@ -125,17 +126,9 @@ def alert(state: str, starts_at: float, ends_at: float | None = None) -> Alert:
     )
 
 
-def notifier(url: str, state_dir: Path) -> Notifier:
-    config = build(
-        NotifierConfig,
-        {
-            "name": "am",
-            "type": "alertmanager",
-            "url": url,
-            "resend_interval": "500ms",
-            "max_backoff": "500ms",
-        },
-        "test.toml",
+def notifier(url: str, state_dir: Path) -> Notifier[Any]:
+    config = AlertmanagerConfig(
+        name="am", type="alertmanager", url=url, resend_interval=0.5, max_backoff=0.5
     )
     return build_notifiers([config], state_dir, "edge-7")["am"]
 
@@ -161,7 +154,7 @@ def test_firing_then_resolved_in_a_real_alertmanager(alertmanager, tmp_path):
         finally:
             await n.stop()
 
-    async def steps(n: Notifier) -> None:
+    async def steps(n: Notifier[Any]) -> None:
         await n.send(alert("firing", started))
         first = await until(listed, "the alert active in Alertmanager")
         assert first["labels"] == {
