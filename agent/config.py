@@ -12,7 +12,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from agent.alerts.config import AlertingSection, AlertRuleConfig
 from agent.alerts.notifiers import NotifierConfig
@@ -23,9 +23,9 @@ from agent.core.configfile import (
     load_config,
     split_host_port,
 )
-from agent.core.schema import Duration, Invalid, Size, opt
+from agent.core.schema import Duration, Invalid, OneOf, Size, opt
 from collectors import HOST_COLLECTORS
-from collectors.checks.config import CheckConfig, check_names_unique
+from collectors.checks.config import CHECK_TYPES, CheckConfig, check_names_unique
 from collectors.disk import DiskConfig
 from collectors.diskio import DiskIOConfig
 from collectors.logs.config import LogDetectorsConfig, LogsConfig
@@ -147,7 +147,7 @@ class Config:
     alerts: tuple[AlertRuleConfig, ...] = ()
     alerting: AlertingSection = field(default_factory=AlertingSection)
     notifiers: tuple[NotifierConfig, ...] = ()
-    checks: tuple[CheckConfig, ...] = ()
+    checks: tuple[Annotated[CheckConfig, OneOf(CHECK_TYPES)], ...] = ()
     # Where this came from; not a TOML key.
     source: str = field(default="(built-in defaults)", init=False, compare=False)
 

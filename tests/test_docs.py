@@ -7,9 +7,11 @@ import dataclasses
 import re
 import typing
 from pathlib import Path
+from typing import Annotated
 
 from agent.alerts.service import SPECS as ALERTING_SPECS
 from agent.config import Config
+from agent.core.schema import OneOf
 from agent.selfmetrics import SelfCollector
 from agent.shipper import SPECS as SHIPPER_SPECS
 from collectors import HOST_COLLECTORS
@@ -32,15 +34,19 @@ def test_every_metric_is_documented_once_with_its_type():
 
 
 def _keys(cls, prefix=""):
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
         tp = hints[f.name]
         args = typing.get_args(tp)
-        if typing.get_origin(tp) is tuple and args and dataclasses.is_dataclass(args[0]):
+        if typing.get_origin(tp) is tuple and args:
             tp = args[0]  # an array of tables: [[logs]], [[logs.rules]]
-        if dataclasses.is_dataclass(tp):
+        if typing.get_origin(tp) is Annotated and isinstance(tp.__metadata__[0], OneOf):
+            # a table whose `type` picks the class: the keys of every type
+            for option in tp.__metadata__[0].registry.configs().values():
+                yield from _keys(option, f"{prefix}{f.name}.")
+        elif dataclasses.is_dataclass(tp):
             yield from _keys(tp, f"{prefix}{f.name}.")
         else:
             yield prefix + f.name.removesuffix("_")
@@ -58,7 +64,7 @@ def test_every_config_key_is_documented():
             tables[current].add(m.group(1))
     keys = list(_keys(Config))
     assert "host.network.include_loopback" in keys and "agent.interval" in keys
-    assert "logs.rules.pattern" in keys
+    assert "logs.rules.pattern" in keys and "checks.body_regex" in keys
     for key in keys:
         table, _, name = key.rpartition(".")
         assert name in tables.get(table, set()), f"[{table}] {name} is not in docs/configuration.md"
