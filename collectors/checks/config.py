@@ -43,6 +43,13 @@ def split_address(value: str) -> tuple[str, int] | None:
     return (host, port) if 0 < port < 65536 else None
 
 
+def host_port(address: str) -> tuple[str, int]:
+    """A validated `address`, split."""
+    parsed = split_address(address)
+    assert parsed is not None  # check_address passed
+    return parsed
+
+
 def check_address(value: str) -> str | None:
     """The `address` of the types that connect somewhere (tcp, tls)."""
     if split_address(value) is None:

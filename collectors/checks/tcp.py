@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from agent.core.schema import opt
 from collectors.checks import certs
-from collectors.checks.config import CHECK_TYPES, CheckConfig, check_address, split_address
+from collectors.checks.config import CHECK_TYPES, CheckConfig, check_address, host_port
 from collectors.checks.model import Outcome, ProbeContext
 
 # Reading stops here: an expected greeting is short, a stream is not.
@@ -35,12 +35,6 @@ class TcpCheck(CheckConfig):
     verify_tls: bool = True
     ca_file: str = ""  # PEM bundle to verify against instead of the system's
     server_name: str = ""  # SNI and the name to verify; default: the host
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        parsed = split_address(self.address)
-        assert parsed is not None  # validated
-        return parsed
 
     async def probe(self, ctx: ProbeContext) -> Outcome:
         start = time.monotonic()
@@ -127,7 +121,7 @@ async def _exchange(
 async def _connect(
     cfg: TcpCheck,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, certs.CertInfo | None]:
-    host, port = cfg.host_port
+    host, port = host_port(cfg.address)
     if cfg.tls:
         return await certs.open_tls(
             host, port, cfg.server_name or host, cfg.verify_tls, cfg.ca_file

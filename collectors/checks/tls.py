@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from agent.core.schema import opt
 from collectors.checks import certs
-from collectors.checks.config import CHECK_TYPES, CheckConfig, check_address, split_address
+from collectors.checks.config import CHECK_TYPES, CheckConfig, check_address, host_port
 from collectors.checks.model import Outcome, ProbeContext
 
 
@@ -30,15 +30,9 @@ class TlsCheck(CheckConfig):
     ca_file: str = ""  # PEM bundle to verify against instead of the system's
     server_name: str = ""  # SNI and the name to verify; default: the host
 
-    @property
-    def host_port(self) -> tuple[str, int]:
-        parsed = split_address(self.address)
-        assert parsed is not None  # validated
-        return parsed
-
     async def probe(self, ctx: ProbeContext) -> Outcome:
         start = time.monotonic()
-        name = self.server_name or self.host_port[0]
+        name = self.server_name or host_port(self.address)[0]
 
         def fail(message: str, info: certs.CertInfo | None = None) -> Outcome:
             return Outcome(
@@ -50,7 +44,7 @@ class TlsCheck(CheckConfig):
                 cert=info.fields() if info else {},
             )
 
-        host, port = self.host_port
+        host, port = host_port(self.address)
         try:
             _, writer, info = await asyncio.wait_for(
                 certs.open_tls(host, port, name, self.verify_tls, self.ca_file), self.timeout

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from agent import __version__
 from agent.core.schema import build
 from collectors.checks import certs as cert_helpers
 from collectors.checks import http
@@ -165,7 +166,13 @@ def test_method_headers_and_body_reach_the_server() -> None:
     [request] = seen
     assert request["method"] == "POST"
     assert request["headers"]["X-Token"] == "s3cret"
+    assert request["headers"]["User-Agent"] == f"vigil/{__version__}"
     assert request["body"] == "plain words"
+
+
+def test_a_user_agent_the_user_set_is_sent() -> None:
+    _, seen = probe_app("/echo", headers={"user-agent": "shop-monitor/2"})
+    assert seen[0]["headers"]["User-Agent"] == "shop-monitor/2"
 
 
 def test_body_json_is_sent_as_json() -> None:
