@@ -328,13 +328,12 @@ def cmd_checks(args: argparse.Namespace) -> int:
 
 async def _run_check(cfg: CheckConfig) -> dict[str, Any]:
     from collectors.checks.model import ProbeContext
-    from collectors.checks.probes import PROBES
     from collectors.checks.runner import records, run_check
     from collectors.checks.sla import SLA
 
     ctx = ProbeContext()
     try:
-        run = await run_check(PROBES[cfg.type], cfg, ctx)
+        run = await run_check(cfg.probe, cfg, ctx)
     finally:
         await ctx.close()
     record = records(run, time.time(), SLA())[0]

@@ -25,7 +25,7 @@ from agent.core.configfile import (
 from agent.core.schema import Duration, Invalid, OneOf, Size, opt, plugin_options
 from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
 from collectors import HOST_COLLECTORS
-from collectors.checks.config import CheckConfig, check_names_unique
+from collectors.checks.config import CHECK_TYPES, CheckConfig, check_names_unique
 from collectors.logs.config import LogDetectorsConfig, LogsConfig
 from collectors.logs.journal import JournalConfig
 
@@ -145,7 +145,7 @@ class Config:
     alerts: tuple[AlertRuleConfig, ...] = ()
     alerting: AlertingSection = field(default_factory=AlertingSection)
     notifiers: tuple[Annotated[NotifierConfig, OneOf(NOTIFIER_TYPES)], ...] = ()
-    checks: tuple[CheckConfig, ...] = ()
+    checks: tuple[Annotated[CheckConfig, OneOf(CHECK_TYPES)], ...] = ()
     # Where this came from; not a TOML key.
     source: str = field(default="(built-in defaults)", init=False, compare=False)
 

@@ -72,7 +72,7 @@ def test_every_config_key_is_documented():
             tables[current].add(m.group(1))
     keys = list(_keys(Config))
     assert "host.network.include_loopback" in keys and "agent.interval" in keys
-    assert "logs.rules.pattern" in keys
+    assert "logs.rules.pattern" in keys and "checks.body_regex" in keys
     for key in keys:
         table, _, name = key.rpartition(".")
         assert name in tables.get(table, set()), f"[{table}] {name} is not in docs/configuration.md"

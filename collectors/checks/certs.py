@@ -2,8 +2,10 @@
 
 `parse` turns the DER a server presented into what an operator reads:
 days left (exact, may be negative), subject, issuer, notAfter and the
-names it is valid for. `context` builds and caches one SSLContext per
-(verify_tls, ca_file), since loading a CA bundle is blocking file I/O.
+names it is valid for. `context` is the agent's TLS policy
+(agent/core/http.py) with the recording below, cached per (verify_tls,
+ca_file). cryptography is imported by `parse`, at the first certificate
+read, so loading the config of a check does not load it.
 
 aiohttp lets a connection go as soon as a small answer is read, before the
 http probe could ask it for the certificate. So our contexts make
@@ -30,10 +32,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+from agent.core.http import tls_context_async
 
-_contexts: dict[tuple[bool, str], ssl.SSLContext] = {}
 _handshakes: ContextVar[list[bytes] | None] = ContextVar("vigil_handshakes", default=None)
 
 # OpenSSL's X509_V_ERR_* codes that get a clearer message than its own text.
@@ -80,6 +80,9 @@ class CertificateInvalid(Exception):
 
 
 def parse(der: bytes, now: float | None = None) -> CertInfo:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     cert = x509.load_der_x509_certificate(der)
     not_after = cert.not_valid_after_utc
     now = time.time() if now is None else now
@@ -146,30 +149,13 @@ def recording() -> Iterator[list[bytes]]:
         _handshakes.reset(token)
 
 
-def _build(verify: bool, ca_file: str) -> ssl.SSLContext:
-    if verify:
-        # cafile replaces the system's trust store rather than adding to it.
-        ctx = ssl.create_default_context(cafile=ca_file or None)
-    else:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    ctx.sslobject_class = _RecordingSSLObject
-    return ctx
-
-
 async def context(verify: bool, ca_file: str = "") -> ssl.SSLContext:
     """The cached context for these options; the first call loads the CA
     bundle in a thread (so a changed bundle is read again only on restart)."""
-    key = (verify, ca_file if verify else "")
-    ctx = _contexts.get(key)
-    if ctx is None:
-        try:
-            ctx = await asyncio.to_thread(_build, *key)
-        except OSError as err:  # ssl.SSLError too: not PEM
-            raise CaFileError(f"cannot load ca_file {ca_file}: {err.strerror or err}") from err
-        ctx = _contexts.setdefault(key, ctx)
-    return ctx
+    try:
+        return await tls_context_async(verify, ca_file, sslobject_class=_RecordingSSLObject)
+    except OSError as err:  # ssl.SSLError too: not PEM
+        raise CaFileError(f"cannot load ca_file {ca_file}: {err.strerror or err}") from err
 
 
 def peer_der(ssl_object: object) -> bytes | None:

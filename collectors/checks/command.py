@@ -1,6 +1,6 @@
 """The "command" check: run a Nagios-style plugin and read its verdict.
 
-The plugin is `cfg.command`, an argv list run without a shell, stdin from
+The plugin is `command`, an argv list run without a shell, stdin from
 /dev/null and LC_NUMERIC=C (as Icinga does: perfdata wants "0.5", not
 "0,5"). Its exit code is the status: 0 ok, 1 warning, 2 critical,
 3 unknown; anything else (another code, death by a signal, a program
@@ -11,7 +11,7 @@ says nothing), the perfdata is parsed by perfdata.py. Only the first
 plugin neither eats memory nor stalls on a full pipe.
 
 Timeouts. The plugin runs in a session of its own, so it and every child
-it starts share one process group. At `cfg.timeout` the whole group gets
+it starts share one process group. At `timeout` the whole group gets
 SIGKILL at once, then the plugin is reaped, and the status is unknown:
 
 - SIGKILL without a SIGTERM first: the probe must return within its
@@ -44,9 +44,11 @@ import contextlib
 import os
 import signal
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from collectors.checks.config import CheckConfig
+from agent.core.schema import opt
+from collectors.checks.config import CHECK_TYPES, CheckConfig
 from collectors.checks.model import Outcome, ProbeContext, Status
 from collectors.checks.perfdata import parse_plugin_output
 
@@ -55,60 +57,66 @@ REAP_GRACE = 1.0  # seconds to wait for the killed group to go; under the runner
 STATUSES: dict[int, Status] = {0: "ok", 1: "warning", 2: "critical", 3: "unknown"}
 
 
-async def probe(cfg: CheckConfig, ctx: ProbeContext) -> Outcome:
-    start = time.monotonic()
-    program = cfg.command[0]
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *cfg.command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "LC_NUMERIC": "C"},
-            start_new_session=True,  # its own process group: killpg reaches its children
-        )
-    except FileNotFoundError:
-        return _unknown(f"not found: {program}", start)
-    except PermissionError:
-        return _unknown(f"not executable: {program} (permission denied)", start)
-    except OSError as exc:
-        return _unknown(f"cannot run {program}: {exc.strerror or exc}", start)
+@CHECK_TYPES.register("command")
+@dataclass(frozen=True, kw_only=True)
+class CommandCheck(CheckConfig):
+    # argv, run without a shell
+    command: tuple[str, ...] = opt(check=lambda v: None if v else "must not be empty")
 
-    assert proc.stdout is not None and proc.stderr is not None
-    out = asyncio.ensure_future(_read_capped(proc.stdout))
-    err = asyncio.ensure_future(_read_capped(proc.stderr))
-    exited = asyncio.ensure_future(proc.wait())
-    tasks: set[asyncio.Future[Any]] = {out, err, exited}
-    try:
-        # asyncio.wait, not wait_for: on timeout the readers keep draining
-        # the pipes while the group dies, so they end at EOF, not mid-read.
-        _, pending = await asyncio.wait(tasks, timeout=cfg.timeout)
-    except asyncio.CancelledError:  # the runner's hard stop: take the group with us
-        await _kill_and_reap(proc, tasks)
-        raise
-    if pending:
-        gone = await _kill_and_reap(proc, tasks)
-        note = "process group killed" if gone else "process group killed, not yet exited"
-        return _unknown(f"timed out after {cfg.timeout:g}s ({note})", start)
+    async def probe(self, ctx: ProbeContext) -> Outcome:
+        start = time.monotonic()
+        program = self.command[0]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, "LC_NUMERIC": "C"},
+                start_new_session=True,  # its own process group: killpg reaches its children
+            )
+        except FileNotFoundError:
+            return _unknown(f"not found: {program}", start)
+        except PermissionError:
+            return _unknown(f"not executable: {program} (permission denied)", start)
+        except OSError as exc:
+            return _unknown(f"cannot run {program}: {exc.strerror or exc}", start)
 
-    code = exited.result()
-    stdout = out.result().decode(errors="replace")
-    message, _, perf = parse_plugin_output(stdout)
-    if not message:
-        message = _first_line(err.result().decode(errors="replace"))
-    latency = time.monotonic() - start
-    if code in STATUSES:
-        if not message and code != 0:
-            message = f"exited {code} with no output"
-        return Outcome(code == 0, STATUSES[code], message, latency, perf=perf)
-    if code < 0:
-        reason = f"killed by signal {-code}"
-        with contextlib.suppress(ValueError):
-            reason += f" ({signal.Signals(-code).name})"
-    else:
-        reason = f"exited {code}"
-    message = f"{reason}: {message}" if message else reason
-    return Outcome(False, "unknown", message, latency, perf=perf)
+        assert proc.stdout is not None and proc.stderr is not None
+        out = asyncio.ensure_future(_read_capped(proc.stdout))
+        err = asyncio.ensure_future(_read_capped(proc.stderr))
+        exited = asyncio.ensure_future(proc.wait())
+        tasks: set[asyncio.Future[Any]] = {out, err, exited}
+        try:
+            # asyncio.wait, not wait_for: on timeout the readers keep draining
+            # the pipes while the group dies, so they end at EOF, not mid-read.
+            _, pending = await asyncio.wait(tasks, timeout=self.timeout)
+        except asyncio.CancelledError:  # the runner's hard stop: take the group with us
+            await _kill_and_reap(proc, tasks)
+            raise
+        if pending:
+            gone = await _kill_and_reap(proc, tasks)
+            note = "process group killed" if gone else "process group killed, not yet exited"
+            return _unknown(f"timed out after {self.timeout:g}s ({note})", start)
+
+        code = exited.result()
+        stdout = out.result().decode(errors="replace")
+        message, _, perf = parse_plugin_output(stdout)
+        if not message:
+            message = _first_line(err.result().decode(errors="replace"))
+        latency = time.monotonic() - start
+        if code in STATUSES:
+            if not message and code != 0:
+                message = f"exited {code} with no output"
+            return Outcome(code == 0, STATUSES[code], message, latency, perf=perf)
+        if code < 0:
+            reason = f"killed by signal {-code}"
+            with contextlib.suppress(ValueError):
+                reason += f" ({signal.Signals(-code).name})"
+        else:
+            reason = f"exited {code}"
+        message = f"{reason}: {message}" if message else reason
+        return Outcome(False, "unknown", message, latency, perf=perf)
 
 
 async def _read_capped(stream: asyncio.StreamReader) -> bytes:

@@ -1,11 +1,11 @@
 """What one attempt of a check found (`Outcome`), what a probe is given
 (`ProbeContext`), and the Nagios perfdata it may carry (`Perf`).
 
-Every check type is one async function `probe(cfg, ctx) -> Outcome`
+Every check type's config class has an async `probe(ctx) -> Outcome`
 (http.py, tcp.py, dns.py, tls.py, command.py). A probe never raises for
 a failing target: a refused connection, a timeout, a wrong status are an
 Outcome with ok=False and the reason in `message`. It returns within
-`cfg.timeout` (the runner adds a hard stop a little later as a safety net).
+the check's `timeout` (the runner adds a hard stop a little later as a safety net).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
+
+from agent.core.http import client_session
 
 if TYPE_CHECKING:
     import aiohttp
@@ -58,22 +60,19 @@ class Outcome:
 
 class ProbeContext:
     """What probes share: one aiohttp session for every http check, with a
-    bounded connection pool, created on first use and closed by the runner."""
+    bounded connection pool, created on first use and closed by its owner
+    (the checks service, `vigil checks run`)."""
 
     def __init__(self, limit: int = 100) -> None:
         self.limit = limit
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
-        import aiohttp
-
         if self._session is None or self._session.closed:
-            # Per-check TLS options (verify_tls, ca_file) are passed per
-            # request as ssl=..., so one connector serves every check.
-            connector = aiohttp.TCPConnector(limit=self.limit, limit_per_host=0, force_close=True)
-            self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
-            )
+            # Per-check TLS options (verify_tls, ca_file) and timeouts are
+            # passed per request, so one connector serves every check; no
+            # keep-alive, so every run connects and shakes hands anew.
+            self._session = client_session(limit=self.limit, force_close=True)
         return self._session
 
     async def close(self) -> None:

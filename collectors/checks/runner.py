@@ -33,7 +33,8 @@ from collectors.checks.sla import SLA
 
 HARD_STOP = 2.0  # seconds past `timeout` before the runner stops a probe itself
 
-Probe = Callable[[CheckConfig, ProbeContext], Awaitable[Outcome]]
+# The check's own `cfg.probe`, or a stand-in (tests script outcomes with one).
+Probe = Callable[[ProbeContext], Awaitable[Outcome]]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Run:
 
 async def attempt(probe: Probe, cfg: CheckConfig, ctx: ProbeContext) -> Outcome:
     start = time.monotonic()
-    task = asyncio.ensure_future(probe(cfg, ctx))
+    task = asyncio.ensure_future(probe(ctx))
     try:
         done, _ = await asyncio.wait({task}, timeout=cfg.timeout + HARD_STOP)
     finally:

@@ -27,7 +27,6 @@ from agent.core.records import Record
 from collectors.base import Collector, counter, gauge
 from collectors.checks.config import CheckConfig
 from collectors.checks.model import ProbeContext
-from collectors.checks.probes import PROBES
 from collectors.checks.runner import Run, records, run_check
 from collectors.checks.sla import SLA
 
@@ -77,7 +76,7 @@ class CheckCollector(Collector):
         self.last: tuple[float, Run] | None = None  # for `vigil status`
 
     async def collect(self, ts: float, mono: float) -> Sequence[Record]:
-        run = await run_check(PROBES[self.cfg.type], self.cfg, self.ctx)
+        run = await run_check(self.cfg.probe, self.cfg, self.ctx)
         self.last = (ts, run)
         return records(run, ts, self.sla)
 

@@ -14,10 +14,65 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from dataclasses import dataclass
 
+from agent.core.schema import opt
 from collectors.checks import certs
-from collectors.checks.config import CheckConfig
+from collectors.checks.config import CHECK_TYPES, CheckConfig, check_address, host_port
 from collectors.checks.model import Outcome, ProbeContext
+
+
+@CHECK_TYPES.register("tls")
+@dataclass(frozen=True, kw_only=True)
+class TlsCheck(CheckConfig):
+    address: str = opt(check=check_address)
+    verify_tls: bool = True
+    ca_file: str = ""  # PEM bundle to verify against instead of the system's
+    server_name: str = ""  # SNI and the name to verify; default: the host
+
+    async def probe(self, ctx: ProbeContext) -> Outcome:
+        start = time.monotonic()
+        name = self.server_name or host_port(self.address)[0]
+
+        def fail(message: str, info: certs.CertInfo | None = None) -> Outcome:
+            return Outcome(
+                ok=False,
+                status="critical",
+                message=message,
+                latency=time.monotonic() - start,
+                cert_expiry_days=info.days_left if info else None,
+                cert=info.fields() if info else {},
+            )
+
+        host, port = host_port(self.address)
+        try:
+            _, writer, info = await asyncio.wait_for(
+                certs.open_tls(host, port, name, self.verify_tls, self.ca_file), self.timeout
+            )
+        except asyncio.TimeoutError:
+            return fail(f"timed out after {self.timeout:g}s")
+        except certs.CertificateInvalid as err:
+            return fail(err.message, err.info)
+        except certs.CaFileError as err:
+            return fail(str(err))
+        except ConnectionRefusedError:
+            return fail(f"connection refused by {self.address}")
+        except ssl.SSLError as err:
+            return fail(certs.handshake_error(err))
+        except OSError as err:
+            return fail(f"cannot connect to {self.address}: {err.strerror or err}")
+        latency = time.monotonic() - start
+        await certs.close(writer)
+        if info is None:
+            return fail("the server presented no certificate")
+        return Outcome(
+            ok=True,
+            status="ok",
+            message=describe(info, name, self.verify_tls),
+            latency=latency,
+            cert_expiry_days=info.days_left,
+            cert=info.fields(),
+        )
 
 
 def describe(info: certs.CertInfo, server_name: str, verified: bool) -> str:
@@ -32,48 +87,3 @@ def describe(info: certs.CertInfo, server_name: str, verified: bool) -> str:
         if not certs.matches(server_name, info.names):
             text += f"; it is for {', '.join(info.names) or 'no name'}, not {server_name}"
     return text
-
-
-async def probe(cfg: CheckConfig, ctx: ProbeContext) -> Outcome:
-    start = time.monotonic()
-    name = cfg.server_name or cfg.host_port[0]
-
-    def fail(message: str, info: certs.CertInfo | None = None) -> Outcome:
-        return Outcome(
-            ok=False,
-            status="critical",
-            message=message,
-            latency=time.monotonic() - start,
-            cert_expiry_days=info.days_left if info else None,
-            cert=info.fields() if info else {},
-        )
-
-    host, port = cfg.host_port
-    try:
-        _, writer, info = await asyncio.wait_for(
-            certs.open_tls(host, port, name, cfg.verify_tls, cfg.ca_file), cfg.timeout
-        )
-    except asyncio.TimeoutError:
-        return fail(f"timed out after {cfg.timeout:g}s")
-    except certs.CertificateInvalid as err:
-        return fail(err.message, err.info)
-    except certs.CaFileError as err:
-        return fail(str(err))
-    except ConnectionRefusedError:
-        return fail(f"connection refused by {cfg.address}")
-    except ssl.SSLError as err:
-        return fail(certs.handshake_error(err))
-    except OSError as err:
-        return fail(f"cannot connect to {cfg.address}: {err.strerror or err}")
-    latency = time.monotonic() - start
-    await certs.close(writer)
-    if info is None:
-        return fail("the server presented no certificate")
-    return Outcome(
-        ok=True,
-        status="ok",
-        message=describe(info, name, cfg.verify_tls),
-        latency=latency,
-        cert_expiry_days=info.days_left,
-        cert=info.fields(),
-    )

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from collectors.checks import command
-from collectors.checks.command import probe
-from collectors.checks.config import CheckConfig
+from collectors.checks.command import CommandCheck
 from collectors.checks.model import Outcome, ProbeContext
 from tests.collectors.checks.nginx import OK_BODY, Nginx
 from tests.conftest import small_tmpfs, wait_for
@@ -32,14 +31,14 @@ def plugin(name: str) -> str:
     return str(path)
 
 
-def cfg(*argv: str, timeout: float = 10.0) -> CheckConfig:
-    return CheckConfig(
+def cfg(*argv: str, timeout: float = 10.0) -> CommandCheck:
+    return CommandCheck(
         name="cmd", type="command", command=argv, timeout=timeout, interval=max(30.0, timeout)
     )
 
 
-def run(c: CheckConfig) -> Outcome:
-    return asyncio.run(probe(c, ProbeContext()))
+def run(c: CommandCheck) -> Outcome:
+    return asyncio.run(c.probe(ProbeContext()))
 
 
 def script(tmp_path: Path, body: str, name: str = "plugin.sh") -> str:
@@ -178,7 +177,7 @@ def test_cancelling_the_probe_kills_the_group(tmp_path):
 
     async def main() -> None:
         task = asyncio.ensure_future(
-            probe(cfg(script(tmp_path, HANGS), str(pids), timeout=30.0), ProbeContext())
+            cfg(script(tmp_path, HANGS), str(pids), timeout=30.0).probe(ProbeContext())
         )
         await asyncio.to_thread(wait_for, pids.exists, 10, "the script to start")
         task.cancel()

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from agent import __version__
 from agent.core.schema import build
 from collectors.checks import certs as cert_helpers
 from collectors.checks import http
-from collectors.checks.config import CheckConfig
+from collectors.checks.http import HttpCheck
 from collectors.checks.model import Outcome, ProbeContext
 from tests.collectors.checks.certs import Certs
 from tests.collectors.checks.nginx import OK_BODY, TLS_BODY, Nginx, free_ports
@@ -27,14 +28,14 @@ from tests.collectors.checks.nginx import OK_BODY, TLS_BODY, Nginx, free_ports
 SECONDS = 1 / 86400
 
 
-def check(**data: Any) -> CheckConfig:
-    return build(CheckConfig, {"name": "web", "type": "http", **data}, "test.toml")
+def check(**data: Any) -> HttpCheck:
+    return build(HttpCheck, {"name": "web", "type": "http", **data}, "test.toml")
 
 
-async def run_probe(cfg: CheckConfig) -> Outcome:
+async def run_probe(cfg: HttpCheck) -> Outcome:
     ctx = ProbeContext()
     try:
-        return await http.probe(cfg, ctx)
+        return await cfg.probe(ctx)
     finally:
         await ctx.close()
 
@@ -165,7 +166,13 @@ def test_method_headers_and_body_reach_the_server() -> None:
     [request] = seen
     assert request["method"] == "POST"
     assert request["headers"]["X-Token"] == "s3cret"
+    assert request["headers"]["User-Agent"] == f"vigil/{__version__}"
     assert request["body"] == "plain words"
+
+
+def test_a_user_agent_the_user_set_is_sent() -> None:
+    _, seen = probe_app("/echo", headers={"user-agent": "shop-monitor/2"})
+    assert seen[0]["headers"]["User-Agent"] == "shop-monitor/2"
 
 
 def test_body_json_is_sent_as_json() -> None:
@@ -332,7 +339,7 @@ def test_concurrent_probes_each_report_their_own_certificate(nginx: Nginx, certs
         ctx = ProbeContext()
         try:
             cfgs = [check(url=nginx.https_url(k), ca_file=str(certs.ca)) for k in kinds]
-            return await asyncio.gather(*(http.probe(c, ctx) for c in cfgs))
+            return await asyncio.gather(*(c.probe(ctx) for c in cfgs))
         finally:
             await ctx.close()
             await nginx.disconnected()

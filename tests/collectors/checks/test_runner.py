@@ -11,21 +11,21 @@ import pytest
 
 from agent.core.records import CheckRun, Event, Metric
 from agent.core.schema import ConfigError, build
-from collectors.checks.config import CheckConfig
 from collectors.checks.model import Outcome, Perf, ProbeContext
 from collectors.checks.runner import HARD_STOP, records, run_check
 from collectors.checks.sla import SLA
+from collectors.checks.tcp import TcpCheck
 
 
 def check(**kw):
     base = {"name": "api", "type": "tcp", "address": "127.0.0.1:1", "retry_delay": "10ms"}
-    return build(CheckConfig, {**base, **kw}, "agent.toml")
+    return build(TcpCheck, {**base, **kw}, "agent.toml")
 
 
 def scripted(*outcomes):
     calls = []
 
-    async def probe(cfg, ctx):
+    async def probe(ctx):
         calls.append(time.monotonic())
         return outcomes[min(len(calls), len(outcomes)) - 1]
 
@@ -65,7 +65,7 @@ def test_retries_never_push_a_run_past_its_interval():
 
 
 def test_a_probe_that_ignores_its_timeout_is_stopped():
-    async def hangs(cfg, ctx):
+    async def hangs(ctx):
         await asyncio.sleep(3600)
 
     start = time.monotonic()
@@ -75,7 +75,7 @@ def test_a_probe_that_ignores_its_timeout_is_stopped():
 
 
 def test_a_probe_that_raises_is_unknown_not_ok():
-    async def broken(cfg, ctx):
+    async def broken(ctx):
         raise RuntimeError("bug")
 
     result = run(broken, check(retries=0))
@@ -143,12 +143,15 @@ def test_transitions_are_events_once():
 @pytest.mark.parametrize(
     ("table", "path", "message"),
     [
-        ({"type": "http"}, "checks[0].url", "http checks need url"),
+        ({"type": "http"}, "checks[0].url", "required: a string"),
+        ({"type": "dns", "query": ""}, "checks[0].query", "must not be empty"),
+        ({"type": "command", "command": []}, "checks[0].command", "must not be empty"),
+        ({"type": "ftp"}, "checks[0].type", "expected one of 'command', 'dns', 'http'"),
         ({"type": "tcp", "address": "nohost"}, "checks[0].address", 'expected "host:port"'),
         (
             {"type": "tcp", "address": "a:1", "body_contains": "x"},
             "checks[0].body_contains",
-            "not used by tcp checks",
+            "not used by type 'tcp' (only by 'http')",
         ),
         ({"type": "http", "url": "ftp://x"}, "checks[0].url", "http:// or https://"),
         (

@@ -10,8 +10,8 @@ import time
 from agent.core.records import CheckRun
 from agent.core.schema import build
 from agent.scheduler import CollectorStats, Schedule
-from collectors.checks.config import CheckConfig
 from collectors.checks.service import Checks, phase_of
+from collectors.checks.tcp import TcpCheck
 
 
 def test_a_slow_target_delays_no_other_check(tmp_path):
@@ -27,7 +27,7 @@ def test_a_slow_target_delays_no_other_check(tmp_path):
 def run_both(tmp_path, slow_port: int, fast_port: int) -> None:
     configs = [
         build(
-            CheckConfig,
+            TcpCheck,
             {
                 "name": "slow",
                 "type": "tcp",
@@ -41,7 +41,7 @@ def run_both(tmp_path, slow_port: int, fast_port: int) -> None:
             "agent.toml",
         ),
         build(
-            CheckConfig,
+            TcpCheck,
             {"name": "fast", "type": "tcp", "address": f"127.0.0.1:{fast_port}", "interval": "1s"},
             "agent.toml",
         ),

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 
 from agent.core.schema import build
-from collectors.checks import tcp
-from collectors.checks.config import CheckConfig
 from collectors.checks.model import Outcome, ProbeContext
+from collectors.checks.tcp import TcpCheck
 from tests.collectors.checks.certs import Certs
 from tests.collectors.checks.nginx import TLS_BODY, Nginx, free_ports
 
@@ -23,8 +22,8 @@ SECONDS = 1 / 86400
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def check(**data: Any) -> CheckConfig:
-    return build(CheckConfig, {"name": "port", "type": "tcp", **data}, "test.toml")
+def check(**data: Any) -> TcpCheck:
+    return build(TcpCheck, {"name": "port", "type": "tcp", **data}, "test.toml")
 
 
 @contextlib.asynccontextmanager
@@ -58,7 +57,7 @@ async def server(handler: Handler) -> AsyncIterator[str]:
 def probe_server(handler: Handler, **data: Any) -> Outcome:
     async def main() -> Outcome:
         async with server(handler) as address:
-            return await tcp.probe(check(address=address, **data), ProbeContext())
+            return await check(address=address, **data).probe(ProbeContext())
 
     return asyncio.run(main())
 
@@ -88,7 +87,7 @@ def test_listening_port() -> None:
 
 def test_closed_port_is_refused() -> None:
     port = free_ports(1)[0]
-    outcome = asyncio.run(tcp.probe(check(address=f"127.0.0.1:{port}"), ProbeContext()))
+    outcome = asyncio.run(check(address=f"127.0.0.1:{port}").probe(ProbeContext()))
     assert (outcome.ok, outcome.status) == (False, "critical")
     assert outcome.message == "connection refused"
 
@@ -127,9 +126,9 @@ def test_server_that_never_answers_times_out_at_the_timeout() -> None:
 # -- tls = true, against nginx ------------------------------------------------------------
 
 
-def probe_nginx(nginx: Nginx, cfg: CheckConfig) -> Outcome:
+def probe_nginx(nginx: Nginx, cfg: TcpCheck) -> Outcome:
     async def main() -> Outcome:
-        outcome = await tcp.probe(cfg, ProbeContext())
+        outcome = await cfg.probe(ProbeContext())
         await nginx.disconnected()
         return outcome
 

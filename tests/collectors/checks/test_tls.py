@@ -14,22 +14,21 @@ import pytest
 
 from agent.core.schema import build
 from collectors.checks import certs as cert_helpers
-from collectors.checks import tls
-from collectors.checks.config import CheckConfig
 from collectors.checks.model import Outcome, ProbeContext
+from collectors.checks.tls import TlsCheck
 from tests.collectors.checks.certs import Certs
 from tests.collectors.checks.nginx import Nginx, free_ports
 
 SECONDS = 1 / 86400
 
 
-def check(**data: Any) -> CheckConfig:
-    return build(CheckConfig, {"name": "cert", "type": "tls", **data}, "test.toml")
+def check(**data: Any) -> TlsCheck:
+    return build(TlsCheck, {"name": "cert", "type": "tls", **data}, "test.toml")
 
 
-def run_probe(cfg: CheckConfig, nginx: Nginx | None = None) -> Outcome:
+def run_probe(cfg: TlsCheck, nginx: Nginx | None = None) -> Outcome:
     async def main() -> Outcome:
-        outcome = await tls.probe(cfg, ProbeContext())
+        outcome = await cfg.probe(ProbeContext())
         if nginx is not None:
             await nginx.disconnected()
         return outcome
@@ -200,7 +199,7 @@ def test_silent_server_times_out() -> None:
     async def main() -> Outcome:
         async with silent_server() as port:
             cfg = check(address=f"127.0.0.1:{port}", timeout="500ms")
-            return await tls.probe(cfg, ProbeContext())
+            return await cfg.probe(ProbeContext())
 
     outcome = asyncio.run(main())
     assert (outcome.ok, outcome.message) == (False, "timed out after 0.5s")
