@@ -3,6 +3,7 @@ routes of ingest (hub/ingest.py) and the read API (hub/read.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -32,10 +33,13 @@ def build(config: HubConfig) -> web.Application:
     )
     read = Read(read_token, store, store_thread)
 
-    async def close(app: web.Application) -> None:
+    def close() -> None:
         decode_threads.shutdown(wait=True)
         store_thread.shutdown(wait=True)  # the last commit finishes first
         store.close()
+
+    async def cleanup(app: web.Application) -> None:
+        await asyncio.to_thread(close)  # waiting for threads would block the loop
 
     app = web.Application(client_max_size=config.hub.max_body)
     app.router.add_post("/v1/ingest", ingest.handle)
@@ -43,7 +47,7 @@ def build(config: HubConfig) -> web.Application:
     app.router.add_get("/v1/hosts", read.hosts)
     app.router.add_get("/v1/metrics", read.metrics)
     app.router.add_get("/v1/events", read.events)
-    app.on_cleanup.append(close)
+    app.on_cleanup.append(cleanup)
     return app
 
 

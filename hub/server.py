@@ -19,11 +19,13 @@ from hub.config import HubConfig
 log = structlog.get_logger()
 
 
-async def serve(config: HubConfig) -> int:
+def app_runner(app: web.Application) -> web.AppRunner:
     # auto_decompress=False: the hub decompresses itself, with its limits.
-    runner = web.AppRunner(
-        build(config), access_log=None, handle_signals=False, auto_decompress=False
-    )
+    return web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
+
+
+async def serve(config: HubConfig) -> int:
+    runner = app_runner(build(config))
     await runner.setup()
     host, port = split_host_port(config.hub.listen)
     tls = None
