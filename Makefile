@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.host_metrics
 	$(BIN)/python -m bench.buffer
 	$(BIN)/python -m bench.hub_ingest
+	$(BIN)/python -m bench.footprint
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.checks

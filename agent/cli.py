@@ -189,8 +189,7 @@ def cmd_hub_run(args: argparse.Namespace) -> int:
 
 def cmd_hub_token(args: argparse.Namespace) -> int:
     from hub import config as hub_config
-    from hub.app import load_secret
-    from hub.auth import host_token
+    from hub.auth import host_token, load_secret
 
     cfg = hub_config.load(args.config)
     try:

@@ -1,12 +1,22 @@
-"""Host tokens: a host's token is its host id and an HMAC-SHA256 of that id
+"""Who may talk to the hub.
+
+Host tokens: a host's token is its host id and an HMAC-SHA256 of that id
 under the hub's secret. The hub keeps no token list, checks a token before
 reading a byte of the body, and refuses a batch whose host is not the
-token's; one host can never write as another (docs/protocol.md)."""
+token's; one host can never write as another (docs/protocol.md).
+
+The read API takes one shared bearer token, or none when the hub listens
+on loopback only (hub/config.py enforces that)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import secrets
+from pathlib import Path
+
+from hub.config import HubConfig
 
 _TOKEN_CONTEXT = b"vigil host token v1\x00"
 
@@ -24,3 +34,34 @@ def token_host(token: str, secret: bytes) -> str | None:
     if not dot or not host_id:
         return None
     return host_id if hmac.compare_digest(host_token(host_id, secret), token) else None
+
+
+def bearer_host(authorization: str, secret: bytes) -> str | None:
+    """The host an `Authorization: Bearer HOST.MAC` header proves, if any."""
+    return token_host(authorization[7:], secret) if authorization.startswith("Bearer ") else None
+
+
+def read_allowed(authorization: str, read_token: str | None) -> bool:
+    if read_token is None:  # allowed by config only on loopback
+        return True
+    return secrets.compare_digest(authorization, f"Bearer {read_token}")
+
+
+def load_secret(config: HubConfig) -> bytes:
+    """The token-signing secret: `secret_file`, or one made on first start
+    in the data directory (mode 0600) and kept."""
+    path = config.hub.secret_file or config.hub.data_dir / "hub.secret"
+    if not path.exists() and config.hub.secret_file is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    secret = path.read_bytes().strip()
+    if len(secret) < 16:
+        raise ValueError(f"{path}: the hub secret must be at least 16 bytes")
+    return secret
+
+
+def load_read_token(config: HubConfig) -> str | None:
+    path = config.hub.read_token_file
+    return Path(path).read_text().strip() if path else None

@@ -13,16 +13,19 @@ from aiohttp import web
 from agent import __version__
 from agent.core.configfile import split_host_port
 from agent.core.sdnotify import SystemdNotifier
-from hub.app import Hub, load_read_token, load_secret
+from hub.app import build
 from hub.config import HubConfig
 
 log = structlog.get_logger()
 
 
-async def serve(config: HubConfig) -> int:
-    hub = Hub(config, load_secret(config), load_read_token(config))
+def app_runner(app: web.Application) -> web.AppRunner:
     # auto_decompress=False: the hub decompresses itself, with its limits.
-    runner = web.AppRunner(hub.app(), access_log=None, handle_signals=False, auto_decompress=False)
+    return web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
+
+
+async def serve(config: HubConfig) -> int:
+    runner = app_runner(build(config))
     await runner.setup()
     host, port = split_host_port(config.hub.listen)
     tls = None

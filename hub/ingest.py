@@ -1,0 +1,81 @@
+"""`POST /v1/ingest`: a batch from an agent, stored exactly once.
+
+Order: check the token (before reading the body: a stranger costs no
+bandwidth), read at most `max_body` bytes, decompress with a limit and
+validate (in a worker thread: CPU work off the loop), store durably (in the
+one store thread), and only then answer 200 with the stream's mark, the
+`last_seq` the agent may forget up to. Any failure before the commit
+answers without a 2xx, so the agent keeps the batch and sends it again.
+
+Answers: 200 {"last_seq", "stored"}; 400 malformed (never retried by the
+agent); 401 no or forged token; 403 a genuine token for another host;
+413 over max_body, compressed or once decompressed; 415 unknown encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Executor
+
+import structlog
+from aiohttp import web
+
+from agent.core import protocol
+from hub.auth import bearer_host
+from hub.store import Store
+
+log = structlog.get_logger()
+
+
+class Ingest:
+    def __init__(
+        self,
+        secret: bytes,
+        store: Store,
+        store_thread: Executor,
+        decode_threads: Executor,
+        max_body: int,
+        max_decompressed: int,
+    ) -> None:
+        self.secret = secret
+        self.store = store
+        self.store_thread = store_thread
+        self.decode_threads = decode_threads
+        self.max_body = max_body
+        self.max_decompressed = max_decompressed
+
+    async def handle(self, request: web.Request) -> web.Response:
+        host = bearer_host(request.headers.get("Authorization", ""), self.secret)
+        if host is None:
+            return _error(401, "missing or invalid bearer token")
+        too_large = f"body over {self.max_body} bytes"
+        if (request.content_length or 0) > self.max_body:
+            return _error(413, too_large)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, too_large)
+        loop = asyncio.get_running_loop()
+        encoding = request.headers.get("Content-Encoding", "identity")
+        try:
+            batch = await loop.run_in_executor(self.decode_threads, self._decode, body, encoding)
+        except protocol.TooLarge as exc:
+            return _error(413, str(exc))
+        except protocol.UnsupportedEncoding as exc:
+            return _error(415, str(exc))
+        except protocol.ProtocolError as exc:
+            return _error(400, str(exc))
+        if batch.host != host:
+            log.warning("ingest_wrong_host", token_host=host, batch_host=batch.host)
+            return _error(403, f"this token is for host {host!r}, not {batch.host!r}")
+        done = await loop.run_in_executor(self.store_thread, self.store.ingest, batch, time.time())
+        return web.json_response({"last_seq": done.last_seq, "stored": done.stored})
+
+    def _decode(self, body: bytes, encoding: str) -> protocol.Batch:
+        data = protocol.decompress(body, encoding, self.max_decompressed)
+        return protocol.decode_batch(data)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

@@ -1,0 +1,265 @@
+"""One behavioural suite for every store backend (hub/store/): the
+exactly-once rules, the host registry and the queries. A new backend adds
+one entry to BACKENDS and must pass all of it unchanged."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.core import protocol
+from hub.store import Ingested, Store
+from hub.store.sqlite import SQLiteStore
+
+BACKENDS: dict[str, Callable[[Path], Store]] = {
+    "sqlite": lambda tmp: SQLiteStore(tmp / "hub.db"),
+}
+
+S1 = "5f0c9d2e8a7b4c1d9e3f2a1b0c4d5e6f"
+S2 = "00112233445566778899aabbccddeeff"
+T0 = 1767225600.0  # 2026-01-01
+Y2100 = 4102444800.0
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s = BACKENDS[request.param](tmp_path)
+    yield s
+    s.close()
+
+
+def metric(seq: int, **over: Any) -> dict[str, Any]:
+    return {
+        "kind": "metric",
+        "name": "m",
+        "labels": {"seq": str(seq)},
+        "value": seq,
+        "ts": T0 + seq,
+        **over,
+    }
+
+
+def wire(
+    first: int,
+    n: int = 0,
+    *,
+    records: list[dict[str, Any]] | None = None,
+    host: str = "web-01",
+    stream: str = S1,
+    sent: float = T0,
+) -> protocol.Batch:
+    """A batch as the hub sees it: encoded and decoded by the real codec."""
+    recs = records if records is not None else [metric(first + i) for i in range(n)]
+    return protocol.decode_batch(protocol.encode_batch(host, stream, first, recs, "0.1.0", sent))
+
+
+def seqs(store: Store, host: str | None = None) -> list[int]:
+    """The sequence numbers of the stored sample metrics, each as often as stored."""
+    return sorted(
+        int(s["labels"]["seq"])
+        for s in store.metrics(host, "m", 0, 1e12, 100_000)
+        for _ in s["points"]
+    )
+
+
+def streams(store: Store, host: str = "web-01") -> list[dict[str, Any]]:
+    [h] = [h for h in store.hosts() if h["id"] == host]
+    return h["streams"]  # type: ignore[no-any-return]
+
+
+def test_a_fresh_stream_stores_everything(store):
+    assert store.hosts() == []
+    assert store.ingest(wire(1, 3), T0 + 5) == Ingested(last_seq=3, stored=3)
+    assert seqs(store) == [1, 2, 3]
+    [host] = store.hosts()
+    assert host == {
+        "id": "web-01",
+        "first_seen": T0 + 5,
+        "last_seen": T0 + 5,
+        "agent_version": "0.1.0",
+        "clock_offset": 5.0,
+        "streams": [{"stream": S1, "last_seq": 3, "lost": 0}],
+    }
+
+
+def test_a_replayed_batch_is_acknowledged_without_storing_twice(store):
+    store.ingest(wire(1, 3), T0)
+    assert store.ingest(wire(1, 3), T0 + 1) == Ingested(3, 0)
+    assert store.ingest(wire(2, 2), T0 + 2) == Ingested(3, 0)  # inside what is held
+    assert store.ingest(wire(1, 1), T0 + 3) == Ingested(3, 0)
+    assert seqs(store) == [1, 2, 3]
+    assert streams(store) == [{"stream": S1, "last_seq": 3, "lost": 0}]
+    # a replay is contact: the host is alive
+    assert store.hosts()[0]["last_seen"] == T0 + 3
+    assert store.hosts()[0]["first_seen"] == T0
+
+
+def test_an_overlapping_batch_is_trimmed_to_its_new_records(store):
+    store.ingest(wire(1, 3), T0)
+    assert store.ingest(wire(2, 4), T0) == Ingested(5, 2)
+    assert store.ingest(wire(5, 3), T0) == Ingested(7, 2)
+    assert seqs(store) == [1, 2, 3, 4, 5, 6, 7]
+    assert streams(store) == [{"stream": S1, "last_seq": 7, "lost": 0}]
+
+
+def test_gaps_are_stored_around_and_counted_once(store):
+    # the stream's first batch starts at 41: 1-40 were lost on the agent
+    assert store.ingest(wire(41, 2), T0) == Ingested(42, 2)
+    assert store.ingest(wire(46, 2), T0) == Ingested(47, 2)  # 43-45 lost
+    assert store.ingest(wire(46, 2), T0) == Ingested(47, 0)  # a replay adds no loss
+    assert store.ingest(wire(44, 6), T0) == Ingested(49, 2)  # late 44-45: too late, trimmed
+    assert seqs(store) == [41, 42, 46, 47, 48, 49]
+    assert streams(store) == [{"stream": S1, "last_seq": 49, "lost": 43}]
+
+
+def test_two_streams_of_one_host_keep_their_own_marks(store):
+    # a host whose buffer directory was recreated: a new stream starts at 1
+    store.ingest(wire(1, 5, stream=S1), T0)
+    assert store.ingest(wire(1, 2, stream=S2), T0) == Ingested(2, 2)
+    assert store.ingest(wire(3, 1, stream=S2), T0) == Ingested(3, 1)
+    assert store.ingest(wire(4, 2, stream=S1), T0) == Ingested(5, 0)
+    assert seqs(store) == [1, 1, 2, 2, 3, 3, 4, 5]
+    assert streams(store) == [
+        {"stream": S2, "last_seq": 3, "lost": 0},
+        {"stream": S1, "last_seq": 5, "lost": 0},
+    ]
+
+
+def test_two_hosts_with_the_same_stream_id_are_apart(store):
+    store.ingest(wire(1, 3, host="web-01"), T0 + 1)
+    assert store.ingest(wire(1, 2, host="db-01", sent=T0 + 10), T0 + 2) == Ingested(2, 2)
+    assert [h["id"] for h in store.hosts()] == ["db-01", "web-01"]
+    assert streams(store, "db-01") == [{"stream": S1, "last_seq": 2, "lost": 0}]
+    assert streams(store, "web-01") == [{"stream": S1, "last_seq": 3, "lost": 0}]
+    assert store.hosts()[0]["clock_offset"] == -8.0  # db-01's clock is ahead
+    assert seqs(store, "db-01") == [1, 2]
+    assert seqs(store, "web-01") == [1, 2, 3]
+    assert {s["host"] for s in store.metrics(None, "m", 0, 1e12, 100)} == {"db-01", "web-01"}
+
+
+def test_hostile_values_round_trip_through_the_queries(store):
+    labels = {"mount": "/données/日本", "ключ": "🙂", "empty": ""}
+    records = [
+        metric(1, name="huge", value=2**64 - 1, labels={}),  # the largest msgpack integer
+        metric(2, name="huge", value=-(2**63), labels={}),
+        metric(3, name="nan", value=float("nan")),
+        metric(4, name="inf", value=float("inf")),
+        metric(5, name="future", ts=Y2100),
+        metric(6, name="intts", ts=2**64 - 1),
+        {**metric(7, name="labels"), "labels": labels, "type": "counter"},
+        {
+            "kind": "event",
+            "type": "log",
+            "ts": Y2100,
+            "line": "échec d'authentification pour 用户 \x00\u2028",
+            "count": 2**64 - 1,
+            "ratio": float("nan"),
+            "fields": {"ключ": [1, -(2**63)]},
+        },
+        {"kind": "check", "name": "api", "ts": T0, "ok": False, "latency": float("inf")},
+    ]
+    assert store.ingest(wire(1, records=records), T0) == Ingested(9, 9)
+
+    def points(name: str) -> list[list[Any]]:
+        [series] = store.metrics("web-01", name, 0, 1e20, 100)
+        return series["points"]  # type: ignore[no-any-return]
+
+    assert points("huge") == [[T0 + 1, float(2**64 - 1)], [T0 + 2, float(-(2**63))]]
+    assert points("nan") == [[T0 + 3, None]]  # JSON has no NaN
+    assert points("inf") == [[T0 + 4, None]]
+    assert points("future") == [[Y2100, 5.0]]
+    assert points("intts") == [[float(2**64 - 1), 6.0]]
+    assert store.metrics("web-01", "future", Y2100, Y2100, 10)[0]["points"] == [[Y2100, 5.0]]
+    assert store.metrics("web-01", "future", 0, Y2100 - 1, 10) == []
+    [series] = store.metrics("web-01", "labels", 0, 1e12, 10)
+    assert series["labels"] == labels
+
+    log, check = store.events("web-01", None, 0, 10)  # newest first
+    assert log["kind"] == "log" and log["ts"] == Y2100
+    assert log["line"] == records[7]["line"]
+    assert log["count"] == 2**64 - 1 and log["fields"] == {"ключ": [1, -(2**63)]}
+    assert log["ratio"] is None
+    assert check["kind"] == "check" and check["name"] == "api" and check["latency"] is None
+    assert [e["kind"] for e in store.events("web-01", "check", 0, 10)] == ["check"]
+    assert not any(
+        isinstance(v, float) and not math.isfinite(v) for e in (log, check) for v in e.values()
+    )
+
+
+def test_queries_filter_and_limit(store):
+    store.ingest(wire(1, 10), T0)
+    store.ingest(wire(1, 2, host="db-01"), T0)
+    events = [{"kind": "event", "type": "lifecycle", "ts": T0 + i, "n": i} for i in range(5)]
+    store.ingest(wire(1, records=events, stream=S2), T0)
+    assert seqs(store, "db-01") == [1, 2]
+    got = store.metrics("web-01", "m", T0 + 3, T0 + 5, 100)
+    assert sorted(p[0] - T0 for s in got for p in s["points"]) == [3, 4, 5]
+    assert sum(len(s["points"]) for s in store.metrics(None, None, 0, 1e12, 4)) == 4
+    assert store.metrics("nobody", None, 0, 1e12, 100) == []
+    assert [e["n"] for e in store.events("web-01", "lifecycle", 0, 3)] == [4, 3, 2]
+    assert [e["n"] for e in store.events(None, None, T0 + 3, 100)] == [4, 3]
+    assert store.events("web-01", "alert", 0, 100) == []
+
+
+def test_a_failed_write_stores_nothing_and_keeps_the_mark(store, monkeypatch):
+    store.ingest(wire(1, 2), T0)
+
+    def fail(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "_seen", fail)  # the transaction's last step
+    with pytest.raises(OSError):
+        store.ingest(wire(3, 2), T0 + 1)
+    monkeypatch.undo()
+    assert seqs(store) == [1, 2]
+    assert store.ingest(wire(3, 2), T0 + 2) == Ingested(4, 2)  # the retry stores it
+    assert seqs(store) == [1, 2, 3, 4]
+
+
+def test_sqlite_opens_a_database_written_by_earlier_hubs(tmp_path):
+    """The schema as hubs before the storage interface wrote it, with a row in
+    each table: it opens, its data reads back, and new rows look the same."""
+    db = sqlite3.connect(tmp_path / "hub.db")
+    db.executescript(
+        """
+        CREATE TABLE hosts (id TEXT PRIMARY KEY, first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL, agent_version TEXT NOT NULL, clock_offset REAL NOT NULL);
+        CREATE TABLE streams (host TEXT NOT NULL, stream TEXT NOT NULL,
+            last_seq INTEGER NOT NULL, lost INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (host, stream));
+        CREATE TABLE metrics (host TEXT NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL,
+            ts REAL NOT NULL, value REAL, type TEXT NOT NULL);
+        CREATE INDEX metrics_by_series ON metrics (host, name, ts);
+        CREATE TABLE events (host TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL,
+            body TEXT NOT NULL);
+        CREATE INDEX events_by_time ON events (host, ts);
+        INSERT INTO hosts VALUES ('web-01', 1.0, 2.0, '0.0.9', 0.5);
+        INSERT INTO streams VALUES ('web-01', 'old', 7, 1);
+        INSERT INTO metrics VALUES ('web-01', 'm', '{"seq":"7","\\u00e9":"x"}', 7.0, 7.0, 'gauge');
+        INSERT INTO events VALUES ('web-01', 3.0, 'log',
+            '{"kind": "event", "type": "log", "ts": 3.0, "line": "x"}');
+        """
+    )
+    db.close()
+    store = SQLiteStore(tmp_path / "hub.db")
+    try:
+        assert store.ingest(wire(6, 3, stream="old"), 10.0) == Ingested(8, 1)
+        assert streams(store) == [{"stream": "old", "last_seq": 8, "lost": 1}]
+        assert store.hosts()[0]["first_seen"] == 1.0
+        [old] = store.metrics("web-01", "m", 0, 7, 10)
+        assert old["labels"] == {"seq": "7", "é": "x"}
+        assert store.events("web-01", "log", 0, 10)[0]["line"] == "x"
+        store.ingest(wire(1, records=[metric(1, labels={"é": "x", "seq": "7"})], stream="n"), 11.0)
+    finally:
+        store.close()
+    # one string per series, as before: a new sample joins the old series
+    db = sqlite3.connect(tmp_path / "hub.db")
+    assert db.execute("SELECT DISTINCT labels FROM metrics WHERE ts < 8").fetchall() == [
+        ('{"seq":"7","\\u00e9":"x"}',)
+    ]
+    db.close()
