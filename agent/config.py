@@ -26,8 +26,7 @@ from agent.core.schema import Duration, Invalid, OneOf, Size, opt, plugin_option
 from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
 from collectors import HOST_COLLECTORS
 from collectors.checks.config import CHECK_TYPES, CheckConfig, check_names_unique
-from collectors.logs.config import LogDetectorsConfig, LogsConfig
-from collectors.logs.journal import JournalConfig
+from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
 

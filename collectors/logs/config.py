@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from agent.core.schema import Duration, Invalid, Size, check_identifier, check_regex, opt
 
@@ -116,3 +117,61 @@ class LogDetectorsConfig:
     volume_min_lines: int = opt(100, min=1)  # and at least this many lines
     volume_learn: Duration = opt(1800.0, min=60.0)  # history needed before judging
     max_templates: int = opt(4096, min=16)  # error signatures remembered per host
+
+
+_JOURNAL_MATCH = re.compile(r"[A-Z0-9_]+=.*", re.S)
+
+
+def _check_journal_match(value: str) -> str | None:
+    if value == "+" or _JOURNAL_MATCH.fullmatch(value):
+        return None
+    return (
+        'expected "FIELD=value" (FIELD in capitals, e.g. "_SYSTEMD_UNIT=ssh.service") '
+        f'or "+", got {value!r}'
+    )
+
+
+def _hidden(default: Any) -> Any:
+    """A [[logs]] key that means nothing for the journal: not a TOML key here."""
+    return field(default=default, init=False)
+
+
+@dataclass(frozen=True)
+class JournalConfig(LogsConfig):
+    """A `[[journal]]` table: the [[logs]] keys that apply to the journal
+    (rules, default_rules, detectors, events_per_minute, context_lines,
+    start_at, max_line_bytes, poll_interval), validated as there, plus
+    `matches` and `directory`. `paths` holds the table's label, which is
+    also its `file` label and the key of its saved state."""
+
+    # journalctl's matches: "FIELD=value" (same field: OR, different: AND), "+" for OR
+    matches: tuple[str, ...] = opt((), each=_check_journal_match)
+    # journalctl --directory: journal files in DIR (tests, containers);
+    # default: the system journal
+    directory: Path | None = None
+    paths: tuple[str, ...] = _hidden(())
+    exclude: tuple[str, ...] = _hidden(())
+    format: Any = _hidden("text")
+    encoding: str = _hidden("utf-8")
+    watch: Any = _hidden("auto")  # the journal's directories, for a prompt wake-up
+    rotate_wait: Any = _hidden(0.0)
+    json_message_key: str = _hidden("message")
+    json_level_key: str = _hidden("level")
+
+    def __post_init__(self) -> None:
+        if self.matches and ("+" in (self.matches[0], self.matches[-1])):
+            raise Invalid('"+" must stand between two matches', key="matches")
+        if any(a == b == "+" for a, b in zip(self.matches, self.matches[1:])):
+            raise Invalid('"+" must stand between two matches', key="matches")
+        object.__setattr__(self, "paths", (self.label,))
+        super().__post_init__()
+
+    @property
+    def label(self) -> str:
+        """`journal`, then `:DIRECTORY` and `:MATCHES` (space-separated) when set."""
+        parts = ["journal"]
+        if self.directory is not None:
+            parts.append(str(self.directory))
+        if self.matches:
+            parts.append(" ".join(self.matches))
+        return ":".join(parts)

@@ -54,15 +54,12 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from agent.core.schema import Invalid, opt
-from collectors.logs.config import LogsConfig
+from collectors.logs.config import JournalConfig
 from collectors.logs.files import BYTES, LINES, TRUNCATED, Chunk, Follower
 
 log = structlog.get_logger("vigil.collectors.logs")
@@ -74,64 +71,8 @@ SEEK_TIMEOUT = 60.0  # for `journalctl -n 1` on first use
 SYSTEM_JOURNAL = ("/var/log/journal", "/run/log/journal")
 # What the lines are made of; journalctl always adds __CURSOR and the timestamps.
 FIELDS = ("MESSAGE", "SYSLOG_IDENTIFIER", "SYSLOG_PID", "_PID", "_COMM", "_HOSTNAME")
-_MATCH = re.compile(r"[A-Z0-9_]+=.*", re.S)
 _ID128 = re.compile(r"[0-9a-f]{32}")
 _UNSAFE = re.compile(r"[\s\[\]:]")  # would break the `IDENT[PID]:` header
-
-
-def _check_match(value: str) -> str | None:
-    if value == "+" or _MATCH.fullmatch(value):
-        return None
-    return (
-        'expected "FIELD=value" (FIELD in capitals, e.g. "_SYSTEMD_UNIT=ssh.service") '
-        f'or "+", got {value!r}'
-    )
-
-
-def _hidden(default: Any) -> Any:
-    """A [[logs]] key that means nothing for the journal: not a TOML key here."""
-    return field(default=default, init=False)
-
-
-@dataclass(frozen=True)
-class JournalConfig(LogsConfig):
-    """A `[[journal]]` table: the [[logs]] keys that apply to the journal
-    (rules, default_rules, detectors, events_per_minute, context_lines,
-    start_at, max_line_bytes, poll_interval), validated as there, plus
-    `matches` and `directory`. `paths` holds the table's label, which is
-    also its `file` label and the key of its saved state."""
-
-    # journalctl's matches: "FIELD=value" (same field: OR, different: AND), "+" for OR
-    matches: tuple[str, ...] = opt((), each=_check_match)
-    # journalctl --directory: journal files in DIR (tests, containers);
-    # default: the system journal
-    directory: Path | None = None
-    paths: tuple[str, ...] = _hidden(())
-    exclude: tuple[str, ...] = _hidden(())
-    format: Any = _hidden("text")
-    encoding: str = _hidden("utf-8")
-    watch: Any = _hidden("auto")  # the journal's directories, for a prompt wake-up
-    rotate_wait: Any = _hidden(0.0)
-    json_message_key: str = _hidden("message")
-    json_level_key: str = _hidden("level")
-
-    def __post_init__(self) -> None:
-        if self.matches and ("+" in (self.matches[0], self.matches[-1])):
-            raise Invalid('"+" must stand between two matches', key="matches")
-        if any(a == b == "+" for a, b in zip(self.matches, self.matches[1:])):
-            raise Invalid('"+" must stand between two matches', key="matches")
-        object.__setattr__(self, "paths", (self.label,))
-        super().__post_init__()
-
-    @property
-    def label(self) -> str:
-        """`journal`, then `:DIRECTORY` and `:MATCHES` (space-separated) when set."""
-        parts = ["journal"]
-        if self.directory is not None:
-            parts.append(str(self.directory))
-        if self.matches:
-            parts.append(" ".join(self.matches))
-        return ":".join(parts)
 
 
 # -- entries to lines (pure) ---------------------------------------------------------

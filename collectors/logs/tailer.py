@@ -50,10 +50,10 @@ import structlog
 from agent.core.checkpoint import CheckpointStore
 from agent.core.records import Event, Metric, Record
 from collectors.base import Collector, counter, gauge
-from collectors.logs.config import LogDetectorsConfig, LogsConfig
+from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig
 from collectors.logs.detectors import AuthDetector, SignatureDetector, VolumeDetector
 from collectors.logs.files import BYTES, COUNTERS, LINES, MISSED, REREAD, TRUNCATED, Follower
-from collectors.logs.journal import JournalConfig, JournalFollower
+from collectors.logs.journal import JournalFollower
 from collectors.logs.rules import Detectors, RateLimiter, TableProcessor
 
 log = structlog.get_logger("vigil.collectors.logs")

@@ -20,10 +20,10 @@ import pytest
 
 from agent.core.schema import ConfigError, build
 from collectors.logs import journal as journal_mod
-from collectors.logs.config import LogDetectorsConfig, RuleConfig
+from collectors.logs.config import JournalConfig, LogDetectorsConfig, RuleConfig
 from collectors.logs.detectors import parse_auth_line
 from collectors.logs.files import LINES, TRUNCATED
-from collectors.logs.journal import JournalConfig, JournalFollower, entry_lines, field_text
+from collectors.logs.journal import JournalFollower, entry_lines, field_text
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 needs_journal = pytest.mark.skipif(
