@@ -36,6 +36,10 @@ def _keys(cls, prefix=""):
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
+        if "plugins" in f.metadata:  # plugin_options: each plugin's own keys
+            for name, options in f.metadata["plugins"].configs().items():
+                yield from _keys(options, prefix if f.metadata["flat"] else f"{prefix}{name}.")
+            continue
         tp = hints[f.name]
         args = typing.get_args(tp)
         if typing.get_origin(tp) is tuple and args and dataclasses.is_dataclass(args[0]):
