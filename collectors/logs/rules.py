@@ -3,10 +3,10 @@
 Text logs go through one multi-pattern scan per chunk (matcher.py): the
 rules, the patterns of the detectors fed lines (the failed-login prefilter)
 and the error-level patterns together, so a line that nothing matches costs
-no Python at all. Only matched lines are
-decoded. JSON logs are parsed line by line (a rule can test fields), but
-only the lines whose raw bytes hold something a rule or detector needs
-(prefilter.py); the others cannot match and are skipped unparsed.
+no Python at all. Only matched lines are decoded. JSON logs are parsed line
+by line (a rule can test fields), but only the lines whose raw bytes hold
+something a rule or detector needs (prefilter.py); the others cannot match
+and are skipped unparsed.
 
 Every matching line counts in `log_matches_total{rule, file}` for each rule
 that matches it, and is one event listing them all (`rules`; `rule` and the

@@ -1,5 +1,4 @@
-"""Failed logins (`auth`): failed authentication attempts per remote
-address from sshd and PAM lines, and brute-force findings.
+"""Failed logins (`auth`), and brute-force findings.
 
 Counts failed authentication attempts from sshd and PAM lines in auth.log,
 secure and syslog, keyed by the remote address or host name as logged.
