@@ -56,10 +56,10 @@ import psutil
 
 from bench.common import cpu_seconds, free_port
 from collectors.logs.config import LogsConfig, RuleConfig
-from collectors.logs.detectors import AuthDetector, SignatureDetector, VolumeDetector
+from collectors.logs.detectors.base import build_all
 from collectors.logs.files import Chunk
 from collectors.logs.matcher import available_engines, build_matcher
-from collectors.logs.rules import Detectors, RateLimiter, TableProcessor
+from collectors.logs.rules import RateLimiter, TableProcessor
 
 # Python `re` and POSIX ERE read these alike, so grep and vigil count the same lines.
 PATTERNS = ("ERROR|FATAL", "database connection failed", "status=5[0-9][0-9] ")
@@ -322,7 +322,7 @@ CONFIGS: dict[
 
 def processor(path: Path, **options: Any) -> TableProcessor:
     config = LogsConfig(paths=(str(path),), rules=USER_RULES, **options)
-    detectors = Detectors(AuthDetector(), VolumeDetector(), SignatureDetector())
+    detectors = build_all()
     return TableProcessor(config, detectors, {}, RateLimiter(config.events_per_minute))
 
 
@@ -491,7 +491,7 @@ def bench_json(megabytes: float, directory: Path, runs: int = RUNS) -> None:
         def once() -> int:
             proc = TableProcessor(
                 LogsConfig(paths=(str(path),), format="json", rules=JSON_RULES),
-                Detectors(AuthDetector(), VolumeDetector(), SignatureDetector()),
+                build_all(),
                 {},
                 RateLimiter(20),
             )

@@ -37,9 +37,9 @@ def _keys(cls, prefix=""):
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
-        if "plugins" in f.metadata:  # [host.disk]: each plugin's options table
+        if "plugins" in f.metadata:  # plugin_options: each plugin's own keys
             for name, options in f.metadata["plugins"].configs().items():
-                yield from _keys(options, f"{prefix}{name}.")
+                yield from _keys(options, prefix if f.metadata["flat"] else f"{prefix}{name}.")
             continue
         tp = hints[f.name]
         args = typing.get_args(tp)

@@ -17,7 +17,10 @@ Plugins own their config, so two field kinds come from a `Registry`:
   that belongs to another type is named as such.
 - `plugin_options(registry)` on a `Mapping[str, Any]` field: the section's
   other keys that name a registered plugin are that plugin's options table
-  (`[host.disk]`); every plugin with options gets its defaults.
+  (`[host.disk]`); every plugin with options gets its defaults. With
+  `flat=True` the plugins' options are keys of the section itself, each
+  plugin's config class declaring the keys it owns (`[log_detectors]`:
+  `auth_threshold` belongs to the auth detector's class).
 """
 
 from __future__ import annotations
@@ -127,11 +130,15 @@ class OneOf:
     key: str = "type"
 
 
-def plugin_options(registry: Registry[Any]) -> Any:
-    """A `Mapping[str, Any]` field holding each registered plugin's options,
-    given as tables beside the section's own keys."""
+def plugin_options(registry: Registry[Any], *, flat: bool = False) -> Any:
+    """A `Mapping[str, Any]` field holding each registered plugin's options
+    (name -> its config object), given as tables beside the section's own
+    keys; with `flat`, as the section's own keys: each plugin's config class
+    then names the keys it owns, and no key may belong to two of them (or to
+    the section)."""
     return dataclasses.field(
-        default_factory=lambda: defaults_of(registry), metadata={"plugins": registry}
+        default_factory=lambda: defaults_of(registry),
+        metadata={"plugins": registry, "flat": flat},
     )
 
 
@@ -209,32 +216,45 @@ class _Builder:
             if f.init and "plugins" not in f.metadata
         }
         plugins = {
-            f.name: f.metadata["plugins"]
+            f.name: f.metadata
             for f in dataclasses.fields(cls)  # type: ignore[arg-type]
             if "plugins" in f.metadata
         }
-        options = {n: c for reg in plugins.values() for n, c in reg.configs().items()}
+        options = {
+            n: c
+            for meta in plugins.values()
+            if not meta["flat"]
+            for n, c in meta["plugins"].configs().items()
+        }
+        owners = _flat_owners(plugins, fields)
         values: dict[str, Any] = {}
         ok = True
         for key in data:
-            if key in fields:
-                continue
-            if key in options:
+            if key in fields or key in options or key in owners:
                 continue
             if foreign and key in foreign:
                 self.fail(_join(path, key), foreign[key])
                 continue
-            close = difflib.get_close_matches(key, [*fields, *options], n=1)
+            close = difflib.get_close_matches(key, [*fields, *options, *owners], n=1)
             hint = f' (did you mean "{close[0]}"?)' if close else ""
-            known = ", ".join(sorted([*fields, *options]))
+            known = ", ".join(sorted([*fields, *options, *owners]))
             self.fail(_join(path, key), f"unknown key{hint}; known keys here: {known}")
-        for name, registry in plugins.items():
+        for name, meta in plugins.items():
+            registry = meta["plugins"]
             built = defaults_of(registry)
-            for key, option_cls in registry.configs().items():
-                if key in data:
-                    before = len(self.problems)
-                    built[key] = self.section(option_cls, data[key], _join(path, key))
-                    ok = ok and len(self.problems) == before
+            for plugin, option_cls in registry.configs().items():
+                if meta["flat"]:  # its keys, read from this very table
+                    raw: object = {k: v for k, v in data.items() if owners.get(k) == (name, plugin)}
+                    if not raw:
+                        continue
+                    where = path
+                elif plugin in data:
+                    raw, where = data[plugin], _join(path, plugin)
+                else:
+                    continue
+                before = len(self.problems)
+                built[plugin] = self.section(option_cls, raw, where)
+                ok = ok and len(self.problems) == before
             values[name] = built
         for key, f in fields.items():
             name = f.name
@@ -335,6 +355,26 @@ class _Builder:
             for i, item in enumerate(value):
                 if err := each(item):
                     self.fail(f"{path}[{i}]", err)
+
+
+def _flat_owners(
+    plugins: Mapping[str, Mapping[str, Any]], fields: Mapping[str, Any]
+) -> dict[str, tuple[str, str]]:
+    """Key -> (field, plugin) for the keys that flat plugin options own."""
+    owners: dict[str, tuple[str, str]] = {}
+    for name, meta in plugins.items():
+        if not meta["flat"]:
+            continue
+        for plugin, option_cls in meta["plugins"].configs().items():
+            for f in dataclasses.fields(option_cls):
+                key = f.name.removesuffix("_")
+                if key in owners or key in fields:
+                    other = repr(owners[key][1]) if key in owners else "the section"
+                    raise RuntimeError(
+                        f"{meta['plugins'].kind} {plugin!r} and {other} both claim the key {key!r}"
+                    )
+                owners[key] = (name, plugin)
+    return owners
 
 
 def _scalar(tp: Any, raw: object) -> Any:

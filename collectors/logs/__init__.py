@@ -5,7 +5,7 @@ detectors. Split by responsibility:
 - files.py      following files: identity, rotation, offsets (tailer design note)
 - matcher.py    many patterns in one pass (Hyperscan, or `re`)
 - rules.py      rules, events, rate limits
-- detectors.py  failed logins, volume spikes, new error signatures
+- detectors/    failed logins, volume spikes, new error signatures: one module each
 - defaults.py   the rule set that ships with the agent
 - tailer.py     the long-running collector that ties them together
 """

@@ -4,14 +4,23 @@ Every key is documented in docs/configuration.md; the behaviour in docs/logs.md.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.core.schema import Duration, Invalid, Size, check_identifier, check_regex, opt
+from agent.core.schema import (
+    Duration,
+    Invalid,
+    Size,
+    check_identifier,
+    check_regex,
+    opt,
+    plugin_options,
+)
+from collectors.logs.detectors.base import DETECTORS, default_names
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
-DETECTORS = ("auth", "volume", "new_errors")
 # Rotated files that logrotate compressed: never read as text. Matched
 # against the file name, so "*.log*" globs skip app.log.2.gz.
 COMPRESSED = ("*.gz", "*.bz2", "*.xz", "*.zst", "*.lz4", "*.zip", "*.Z")
@@ -91,7 +100,7 @@ class LogsConfig:
     context_lines: int = opt(3, min=0)
     events_per_minute: int = opt(20, min=1)  # per rule; the rest are counted in a summary
     default_rules: bool = True
-    detectors: tuple[str, ...] = opt(DETECTORS, each=_check_detector)
+    detectors: tuple[str, ...] = opt(factory=default_names, each=_check_detector)
     rules: tuple[RuleConfig, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -109,14 +118,10 @@ class LogsConfig:
 
 @dataclass(frozen=True)
 class LogDetectorsConfig:
-    """`[log_detectors]`: tuning shared by every [[logs]] table that enables a detector."""
+    """`[log_detectors]`: tuning shared by every [[logs]] table that enables a
+    detector. Each detector's module declares the keys it owns (`auth_threshold`)."""
 
-    auth_threshold: int = opt(10, min=1)  # failures from one address within auth_window
-    auth_window: Duration = opt(300.0, min=1.0)
-    volume_factor: float = opt(3.0, min=1.0)  # a minute this many times the baseline is a spike
-    volume_min_lines: int = opt(100, min=1)  # and at least this many lines
-    volume_learn: Duration = opt(1800.0, min=60.0)  # history needed before judging
-    max_templates: int = opt(4096, min=16)  # error signatures remembered per host
+    options: Mapping[str, Any] = plugin_options(DETECTORS, flat=True)
 
 
 _JOURNAL_MATCH = re.compile(r"[A-Z0-9_]+=.*", re.S)

@@ -1,11 +1,12 @@
 """Lines in, events and counters out: rules, detectors and rate limits.
 
 Text logs go through one multi-pattern scan per chunk (matcher.py): the
-rules, the failed-login prefilter and the error-level patterns together, so
-a line that nothing matches costs no Python at all. Only matched lines are
-decoded. JSON logs are parsed line by line (a rule can test fields), but
-only the lines whose raw bytes hold something a rule or detector needs
-(prefilter.py); the others cannot match and are skipped unparsed.
+rules, the patterns of the detectors fed lines (the failed-login prefilter)
+and the error-level patterns together, so a line that nothing matches costs
+no Python at all. Only matched lines are decoded. JSON logs are parsed line
+by line (a rule can test fields), but only the lines whose raw bytes hold
+something a rule or detector needs (prefilter.py); the others cannot match
+and are skipped unparsed.
 
 Every matching line counts in `log_matches_total{rule, file}` for each rule
 that matches it, and is one event listing them all (`rules`; `rule` and the
@@ -14,8 +15,13 @@ and `context_lines` lines before it, and whether its error signature is new.
 At most `events_per_minute` events per rule: an event goes out if any of
 its rules has allowance left; a line none of whose rules has is counted as
 suppressed for each, and the rest of a storm is one summary event per rule
-and minute with the number not sent. A new signature whose line sends no
-event is an event of its own; failed-login findings are `security` events.
+and minute with the number not sent.
+
+Detectors are fed as each declares (detectors/base.py): lines their
+patterns find, error lines, or whole reads. A finding about an error line
+(a new signature) goes into that line's event, or is an event of its own
+when the line sends none; any other finding is an event of its own, of the
+detector's `event_type` (failed logins: `security`).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import structlog
 from agent.core.records import MAX_TEXT, Event, encodable, text_of, valid_text
 from collectors.logs.config import SEVERITIES, LogsConfig, RuleConfig
 from collectors.logs.defaults import DEFAULT_RULES
-from collectors.logs.detectors import AuthDetector, Finding, SignatureDetector, VolumeDetector
+from collectors.logs.detectors.base import ERROR_LEVELS, ERROR_PATTERNS, Detector, Finding
 from collectors.logs.files import Chunk
 from collectors.logs.matcher import Data, build_matcher
 from collectors.logs.prefilter import (
@@ -44,7 +50,6 @@ from collectors.logs.prefilter import (
 log = structlog.get_logger("vigil.collectors.logs")
 
 MAX_EVENT_LINE = 4096  # characters of a line kept in an event
-ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "alert", "emerg", "panic"})
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}  # most severe first
 
 
@@ -87,17 +92,6 @@ def rules_for(config: LogsConfig) -> list[Rule]:
             if name not in own
         ]
     return rules
-
-
-class Detectors:
-    """The host-wide detectors; each [[logs]] table chooses which it feeds."""
-
-    def __init__(
-        self, auth: AuthDetector, volume: VolumeDetector, signatures: SignatureDetector
-    ) -> None:
-        self.auth = auth
-        self.volume = volume
-        self.signatures = signatures
 
 
 class RateLimiter:
@@ -149,26 +143,28 @@ class TableProcessor:
     def __init__(
         self,
         config: LogsConfig,
-        detectors: Detectors,
+        detectors: Mapping[str, Detector],
         matches: dict[tuple[str, str], int],
         limiter: RateLimiter,
         engine: str = "auto",
     ) -> None:
         self.config = config
-        self.detectors = detectors
+        self.detectors = detectors  # the host-wide ones, by name; the table feeds its own
         self.matches = matches  # (rule, file) -> lines matched, shared and persisted
         self.line_errors = 0  # lines whose processing raised (a bug): skipped, counted
         self.limiter = limiter
         self.rules = rules_for(config)
-        self.auth = "auth" in config.detectors
-        self.volume = "volume" in config.detectors
-        self.new_errors = "new_errors" in config.detectors
+        on = [d for name, d in detectors.items() if name in config.detectors]
+        self.line_feeds = [d for d in on if d.takes == "lines"]
+        self.error_feeds = [d for d in on if d.takes == "errors"]
+        self.read_feeds = [d for d in on if d.takes == "reads"]
         # One scan for everything; a detector's patterns only when it is on.
         patterns = [r.regex.pattern if r.regex else "" for r in self.rules]
-        auth = AuthDetector.PREFILTER if self.auth else ()
-        self.auth_ids = range(len(patterns), len(patterns) + len(auth))
-        patterns += auth
-        errors = SignatureDetector.ERROR_PATTERNS if self.new_errors else ()
+        self.line_ids: list[range] = []  # of each line_feeds detector's patterns
+        for detector in self.line_feeds:
+            self.line_ids.append(range(len(patterns), len(patterns) + len(detector.patterns)))
+            patterns += detector.patterns
+        errors = ERROR_PATTERNS if self.error_feeds else ()
         self.error_ids = frozenset(range(len(patterns), len(patterns) + len(errors)))
         patterns += errors
         # Rules without a pattern only test JSON fields: keep them out of the scan.
@@ -176,7 +172,8 @@ class TableProcessor:
         self.engine_name = engine
         self.json_prefilter = config.format == "json"  # False: parse every line
         self.matcher = build_matcher([patterns[i] for i in self.scanned], engine)
-        self.prefilter = [re.compile(p) for p in AuthDetector.PREFILTER]
+        # JSON logs: each line_feeds detector's patterns, searched in the message
+        self.line_regexes = [[re.compile(p) for p in d.patterns] for d in self.line_feeds]
         self.json_lines = self._json_prefilter() if config.format == "json" else None
         self.tails: dict[str, list[str]] = {}  # file -> last lines, for context
 
@@ -194,12 +191,12 @@ class TableProcessor:
                 keys.append(max((k for k, _ in rule.match), key=len))
             elif rule.regex is not None:
                 needs.append(literals_of(rule.regex.pattern))
-        if self.auth:
-            needs += [literals_of(p) for p in AuthDetector.PREFILTER]
-        if self.new_errors:
+        for detector in self.line_feeds:
+            needs += [literals_of(p) for p in detector.patterns]
+        if self.error_feeds:
             needs.append([(level.encode(), True) for level in sorted(ERROR_LEVELS)])
         literals = None if None in needs else [lit for one in needs if one for lit in one]
-        reads_message = self.auth or any(r.regex is not None for r in self.rules)
+        reads_message = bool(self.line_feeds) or any(r.regex is not None for r in self.rules)
         message_keys = (cfg.json_message_key, "msg") if reads_message else ()
         return JsonPrefilter(literals, keys, message_keys, cfg.encoding, self.engine_name)
 
@@ -208,8 +205,8 @@ class TableProcessor:
             self._process_json(chunk, now, emit)
         else:
             self._process_text(chunk, now, emit)
-        if self.volume:
-            self._findings(self.detectors.volume.observe(chunk.label, chunk.lines, now), now, emit)
+        for detector in self.read_feeds:
+            self._findings(detector, detector.observe(chunk.label, chunk.lines, now), now, emit)
         self._remember_tail(chunk)
 
     def _process_text(self, chunk: Chunk, now: float, emit: Callable[[Event], None]) -> None:
@@ -235,10 +232,11 @@ class TableProcessor:
         line = _text(data[start:end], encoding)
         hits = [self.rules[i] for i in sorted(ids) if i < len(self.rules)]
         fields = [rule.extract(line) for rule in hits]
-        error = self.new_errors and (hits or not self.error_ids.isdisjoint(ids))
+        error = bool(self.error_feeds) and (hits or not self.error_ids.isdisjoint(ids))
         self._line(hits, fields, line, line if error else None, chunk, start, now, emit)
-        if self.auth and not ids.isdisjoint(self.auth_ids):
-            self._findings(self.detectors.auth.feed(line, now), now, emit)
+        for detector, own in zip(self.line_feeds, self.line_ids):
+            if not ids.isdisjoint(own):
+                self._findings(detector, detector.feed(line, chunk.label, now), now, emit)
 
     def _process_json(self, chunk: Chunk, now: float, emit: Callable[[Event], None]) -> None:
         data = chunk.data
@@ -270,10 +268,11 @@ class TableProcessor:
         hits = [r for r in self.rules if _rule_matches(r, obj, message)]
         fields = [{**rule.extract(message), **_json_fields(obj, rule)} for rule in hits]
         level = _field_text(obj.get(cfg.json_level_key, "")).lower() if not hits else ""
-        error = self.new_errors and (hits or level in ERROR_LEVELS)
+        error = bool(self.error_feeds) and (hits or level in ERROR_LEVELS)
         self._line(hits, fields, raw, message if error else None, chunk, start, now, emit)
-        if self.auth and any(p.search(message) for p in self.prefilter):
-            self._findings(self.detectors.auth.feed(message, now), now, emit)
+        for detector, regexes in zip(self.line_feeds, self.line_regexes):
+            if any(p.search(message) for p in regexes):
+                self._findings(detector, detector.feed(message, chunk.label, now), now, emit)
 
     def _line(
         self,
@@ -288,15 +287,16 @@ class TableProcessor:
     ) -> None:
         """One line's outcome: every rule that matched counts it, and it is one
         event listing them all (if one of them may still send this minute), with
-        its new error signature folded in. `error`: the text whose signature
-        the new_errors detector takes, if it takes one."""
+        the error detectors' findings about it folded in. `error`: the text the
+        error detectors take, if it is an error line."""
         primary = min(hits, key=lambda r: _RANK.get(r.severity, len(_RANK))) if hits else None
-        new: Sequence[Finding] = ()
+        found: list[tuple[Detector, list[Finding]]] = []
         if error is not None:
             name = primary.name if primary is not None else None
-            new = self.detectors.signatures.feed(error, chunk.label, now, name)
+            found = [(d, d.feed(error, chunk.label, now, name)) for d in self.error_feeds]
         if primary is None:
-            self._findings(new, now, emit)
+            for detector, findings in found:
+                self._findings(detector, findings, now, emit)
             return
         label = chunk.label
         allowed = []
@@ -307,7 +307,8 @@ class TableProcessor:
         if not any(allowed):
             for rule in hits:
                 self.limiter.suppress(rule.name, label, rule.severity)
-            self._findings(new, now, emit)  # a new signature is never rate-limited away
+            for detector, findings in found:  # never rate-limited away
+                self._findings(detector, findings, now, emit)
             return
         merged: dict[str, Any] = {}
         for extracted in reversed(fields):  # the first rule's value wins
@@ -319,11 +320,17 @@ class TableProcessor:
             "line": line[:MAX_EVENT_LINE],
             "context": self._context(label, chunk.data, start),
             "fields": merged,
-            "new_signature": bool(new),
+            "new_signature": False,  # documented in every rule event; a folded finding sets it
         }
-        if new:
-            event_fields["template"] = new[0].fields["template"]
+        alone: list[tuple[Detector, list[Finding]]] = []
+        for detector, findings in found:
+            for f in findings:
+                if f.fold is not None:
+                    event_fields.update(f.fold)
+            alone.append((detector, [f for f in findings if f.fold is None]))
         emit(Event("log", now, line[:MAX_EVENT_LINE], primary.severity, event_fields))
+        for detector, findings in alone:
+            self._findings(detector, findings, now, emit)
 
     def _context(self, label: str, data: Data, start: int) -> list[str]:
         """Up to context_lines lines before the line at `start`."""
@@ -349,11 +356,15 @@ class TableProcessor:
         self.tails[chunk.label] = lines[-want:]
 
     def _findings(
-        self, findings: Sequence[Finding], now: float, emit: Callable[[Event], None]
+        self,
+        detector: Detector,
+        findings: Sequence[Finding],
+        now: float,
+        emit: Callable[[Event], None],
     ) -> None:
         for f in findings:
-            kind = "security" if f.detector == "auth" else "log"
-            emit(Event(kind, now, f.message, f.severity, {"detector": f.detector, **f.fields}))
+            fields = {"detector": f.detector, **f.fields}
+            emit(Event(detector.event_type, now, f.message, f.severity, fields))
 
 
 def _text(raw: Data, encoding: str) -> str:

@@ -51,10 +51,10 @@ from agent.core.checkpoint import CheckpointStore
 from agent.core.records import Event, Metric, Record
 from collectors.base import Collector, counter, gauge
 from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig
-from collectors.logs.detectors import AuthDetector, SignatureDetector, VolumeDetector
+from collectors.logs.detectors.base import DETECTORS, Detector, build_all
 from collectors.logs.files import BYTES, COUNTERS, LINES, MISSED, REREAD, TRUNCATED, Follower
 from collectors.logs.journal import JournalFollower
-from collectors.logs.rules import Detectors, RateLimiter, TableProcessor
+from collectors.logs.rules import RateLimiter, TableProcessor
 
 log = structlog.get_logger("vigil.collectors.logs")
 
@@ -64,7 +64,8 @@ STATE_EVERY = 1.0  # seconds between commits when only offsets moved
 STALL_POLLS = 3  # polls a file may wait, with no progress, before it counts as stalled
 
 
-Parts = tuple[dict[str, Any], Any, dict[str, Any]]  # tail state, templates, counters view
+# tail state, the detectors' own checkpoint parts (templates), counters view
+Parts = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
 
 
 class Committer(Protocol):
@@ -103,9 +104,8 @@ class LogCollector(Collector):
         ),
         counter("log_commit_errors_total", "Commits of log state and events that failed."),
         counter("log_line_errors_total", "Lines whose processing raised an error: skipped."),
-        counter("auth_failures_total", "Failed authentication attempts, by remote address."),
-        counter("auth_failures_by_user_total", "Failed authentication attempts, by user name."),
         gauge("log_files_watched", "Log files open for reading."),
+        *(spec for _, detector in DETECTORS.items() for spec in detector.specs),
     )
 
     def __init__(
@@ -126,11 +126,11 @@ class LogCollector(Collector):
         self.counters: dict[str, list[int]] = {}
         self.matches: dict[tuple[str, str], int] = {}
         self.limiter = RateLimiter(1)
-        self.detectors: Detectors | None = None
+        self.detectors: dict[str, Detector] = {}
         self.events: list[Event] = []  # produced, not yet committed
         self.committed: dict[str, Any] = {}  # the last committed "tail" part
         self.view: dict[str, Any] = {}  # what collect() reports: counters as committed
-        self.templates_committed: Any = None
+        self.parts_committed: dict[str, Any] = {}  # the detectors' own parts, as committed
         self.commit_error: str | None = None
         self.commit_errors = 0
         self.catching_up = False  # the last step left data unread
@@ -152,12 +152,16 @@ class LogCollector(Collector):
     async def start(self, committer: Committer) -> None:
         self.committer = committer
         tail = await committer.load_checkpoint(self.store, "tail") or {}
-        templates = await committer.load_checkpoint(self.store, "templates")
+        own = {}
+        for _, detector in DETECTORS.items():
+            if detector.state_part is not None:
+                part = detector.state_part
+                own[part] = await committer.load_checkpoint(self.store, part)
         for repair in self.store.repairs:
             log.warning("log_state_repaired", what=repair)
-        await self._in_thread(self._setup, tail, templates, self.store.discarded.get("tail"))
+        await self._in_thread(self._setup, tail, own, self.store.discarded.get("tail"))
         self.committed, _, self.view = await self._in_thread(self._parts)
-        self.templates_committed = templates
+        self.parts_committed = own
         # The series restored from the state are not new: no implicit 0 for them.
         self._known, self._since = set(), None
         self.collect(time.time(), 0.0)
@@ -193,28 +197,15 @@ class LogCollector(Collector):
     async def _in_thread(self, func: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.thread, func, *args)
 
-    def _setup(self, tail: dict[str, Any], templates: Any, discarded: Any) -> None:
-        cfg = self.detector_config
+    def _setup(self, tail: dict[str, Any], own: dict[str, Any], discarded: Any) -> None:
         now = time.time()
         self.counters = {k: list(v) for k, v in tail.get("counters", {}).items()}
         self.matches = {(r, f): n for r, f, n in tail.get("matches", [])}
-        auth = tail.get("auth")
-        volume = tail.get("volume")
-        self.detectors = Detectors(
-            AuthDetector.restore(auth, cfg.auth_threshold, cfg.auth_window)
-            if auth
-            else AuthDetector(cfg.auth_threshold, cfg.auth_window),
-            VolumeDetector.restore(
-                volume, cfg.volume_factor, cfg.volume_min_lines, int(cfg.volume_learn // 60)
-            )
-            if volume
-            else VolumeDetector(
-                cfg.volume_factor, cfg.volume_min_lines, int(cfg.volume_learn // 60)
-            ),
-            SignatureDetector.restore(templates, cfg.max_templates)
-            if templates
-            else SignatureDetector(cfg.max_templates),
-        )
+        states = {
+            name: tail.get(name) if d.state_part is None else own.get(d.state_part)
+            for name, d in DETECTORS.items()
+        }
+        self.detectors = build_all(self.detector_config.options, states)
         self.limiter = RateLimiter(min(t.events_per_minute for t in self.tables))
         saved_tables = tail.get("tables", {})
         for table in self.tables:
@@ -326,10 +317,11 @@ class LogCollector(Collector):
         """Commit `taken` (from `_parts`) with the events produced up to it.
         A failure keeps everything for the next try and stops reading."""
         assert self.committer is not None
-        tail, templates, view = taken
+        tail, own, view = taken
         parts: dict[str, Any] = {"tail": tail}
-        if templates != self.templates_committed:
-            parts["templates"] = templates  # only when it changed: it can be large
+        for part, data in own.items():
+            if data != self.parts_committed.get(part):
+                parts[part] = data  # only when it changed: it can be large
         self.last_commit = time.monotonic()
         try:
             await self.committer.commit_checkpoint(self.store, [e.to_dict() for e in events], parts)
@@ -351,30 +343,32 @@ class LogCollector(Collector):
         if self.commit_error is not None:
             log.info("log_commit_resumed")
         self.commit_error = None
-        self.committed, self.templates_committed, self.view = tail, templates, view
+        self.committed, self.parts_committed, self.view = tail, own, view
 
     def _parts(self) -> Parts:
         """The state to commit, and the counters it commits, taken together."""
-        assert self.detectors is not None
         view = {
             "counters": {k: tuple(v) for k, v in self.counters.items()},
             "matches": dict(self.matches),
-            "by_remote": dict(self.detectors.auth.by_remote),
-            "by_user": dict(self.detectors.auth.by_user),
+            "detectors": [s for d in self.detectors.values() for s in d.samples()],
         }
         for follower in self.followers:
             follower.changed = follower.urgent = False
-        return self._tail_part(), self.detectors.signatures.snapshot(), view
+        own = {
+            d.state_part: d.snapshot() for d in self.detectors.values() if d.state_part is not None
+        }
+        return self._tail_part(), own, view
 
     def _tail_part(self) -> dict[str, Any]:
-        assert self.detectors is not None
-        return {
+        tail = {
             "tables": {table_key(f.config): f.state() for f in self.followers},
             "counters": {k: list(v) for k, v in self.counters.items()},
             "matches": [[r, f, n] for (r, f), n in sorted(self.matches.items())],
-            "auth": self.detectors.auth.snapshot(),
-            "volume": self.detectors.volume.snapshot(),
         }
+        for name, detector in self.detectors.items():
+            if detector.state_part is None:
+                tail[name] = detector.snapshot()
+        return tail
 
     # -- the watchdog -------------------------------------------------------------------
 
@@ -546,11 +540,8 @@ class LogCollector(Collector):
                 self._counter(out, name, values[i], ts, file=label)
         for (rule, label), n in view.get("matches", {}).items():
             self._counter(out, "log_matches_total", n, ts, rule=rule, file=label)
-        for remote, n in view.get("by_remote", {}).items():
-            self._counter(out, "auth_failures_total", n, ts, remote=remote)
-        for user, n in view.get("by_user", {}).items():
-            if user:  # not logged (PAM-only lines): counted in by_remote only
-                self._counter(out, "auth_failures_by_user_total", n, ts, user=user)
+        for name, labels, value in view.get("detectors", ()):
+            self._counter(out, name, value, ts, **labels)
         for rule, n in self.limiter.suppressed_total.items():
             self._counter(out, "log_events_suppressed_total", n, ts, rule=rule)
         for label, n in self.stalled_total.items():

@@ -130,3 +130,57 @@ def test_http_urls(url):
 @pytest.mark.parametrize("url", ["ftp://h", "http://", "h:80", "http://h:99999", ""])
 def test_not_http_urls(url):
     assert "expected an http:// or https:// URL" in (check_http_url(url) or "")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DrillOptions:
+    drill_depth: int = opt(3, min=1)
+    drill_speed: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SawOptions:
+    saw_teeth: int = 40
+
+
+TOOLS: Registry[type[Any]] = Registry("tool", lambda cls: cls)
+TOOLS.add("drill", DrillOptions)
+TOOLS.add("saw", SawOptions)
+
+
+@dataclass(frozen=True)
+class Workshop:
+    name: str = "shed"
+    tools: Mapping[str, Any] = plugin_options(TOOLS, flat=True)
+
+
+def test_flat_plugin_options_share_one_table():
+    """Each plugin owns some of the table's keys; the others are its neighbours'."""
+    assert build(Workshop, {}, "t.toml").tools == {
+        "drill": DrillOptions(),
+        "saw": SawOptions(),
+    }
+    built = build(Workshop, {"drill_depth": 5, "saw_teeth": 10, "name": "barn"}, "t.toml")
+    assert built.tools == {"drill": DrillOptions(drill_depth=5), "saw": SawOptions(saw_teeth=10)}
+    assert built.name == "barn"
+    with pytest.raises(ConfigError) as err:
+        build(Workshop, {"drill_depth": 0, "saw_teth": 1}, "t.toml")
+    problems = [str(p) for p in err.value.problems]
+    assert problems[0] == (
+        't.toml: saw_teth: unknown key (did you mean "saw_teeth"?); '
+        "known keys here: drill_depth, drill_speed, name, saw_teeth"
+    )
+    assert problems[1] == "t.toml: drill_depth: must be at least 1, got 0"
+
+
+def test_two_flat_plugins_claiming_one_key_are_refused():
+    clash: Registry[type[Any]] = Registry("tool", lambda cls: cls)
+    clash.add("drill", DrillOptions)
+    clash.add("drill2", DrillOptions)
+
+    @dataclass(frozen=True)
+    class Clash:
+        tools: Mapping[str, Any] = plugin_options(clash, flat=True)
+
+    with pytest.raises(RuntimeError, match="'drill2' and 'drill' both claim the key"):
+        build(Clash, {}, "t.toml")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from collectors.logs.defaults import DEFAULT_RULES, SEVERITIES
-from collectors.logs.detectors import ERROR_PATTERN, AuthDetector
+from collectors.logs.detectors.auth import AuthDetector
+from collectors.logs.detectors.base import ERROR_PATTERN
 
 LOGHUB = Path(__file__).parents[2] / "fixtures" / "loghub"  # copies of ../shared/data/loghub
 
@@ -42,7 +43,7 @@ def test_rules_are_well_formed() -> None:
 
 def test_patterns_compile_for_hyperscan() -> None:
     hyperscan = pytest.importorskip("hyperscan")
-    patterns = [p for _, p, _ in DEFAULT_RULES] + [ERROR_PATTERN, *AuthDetector.PREFILTER]
+    patterns = [p for _, p, _ in DEFAULT_RULES] + [ERROR_PATTERN, *AuthDetector.patterns]
     db = hyperscan.Database()
     db.compile(
         expressions=[p.encode() for p in patterns],

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 
 from agent.core.records import Event
 from collectors.logs.config import LogsConfig, RuleConfig
-from collectors.logs.detectors import AuthDetector, SignatureDetector, VolumeDetector, template
+from collectors.logs.detectors.base import build_all
+from collectors.logs.detectors.signatures import template
 from collectors.logs.files import Chunk
 from collectors.logs.matcher import available_engines
-from collectors.logs.rules import Detectors, RateLimiter, TableProcessor
+from collectors.logs.rules import RateLimiter, TableProcessor
 
 LOGHUB = Path(__file__).parents[2] / "fixtures" / "loghub"
 SAMPLES = ["Linux_2k.log", "Apache_2k.log", "Zookeeper_2k.log", "HDFS_2k.log"]
@@ -56,7 +57,7 @@ class NaiveMatcher:
 def processor(engine: str = "auto", **options: Any) -> TableProcessor:
     options.setdefault("paths", ("/var/log/app.log",))
     config = LogsConfig(**options)
-    detectors = Detectors(AuthDetector(), VolumeDetector(), SignatureDetector())
+    detectors = build_all()
     return TableProcessor(config, detectors, {}, RateLimiter(config.events_per_minute), engine)
 
 
@@ -68,10 +69,10 @@ def outcome(proc: TableProcessor, chunks: list[bytes]) -> tuple[Any, ...]:
     return (
         [e.to_dict() for e in events],
         dict(proc.matches),
-        dict(proc.detectors.auth.by_remote),
-        dict(proc.detectors.auth.by_user),
-        proc.detectors.signatures.snapshot(),
-        proc.detectors.volume.snapshot(),
+        dict(proc.detectors["auth"].by_remote),
+        dict(proc.detectors["auth"].by_user),
+        proc.detectors["new_errors"].snapshot(),
+        proc.detectors["volume"].snapshot(),
     )
 
 
@@ -125,7 +126,7 @@ def test_new_signatures_are_those_of_the_error_lines_in_order(name):
     events, *_ = outcome(proc, [data])
     flagged = [template(e["fields"]["line"]) for e in events if e["fields"].get("new_signature")]
     flagged += [e["fields"]["template"] for e in events if e["fields"].get("detector")]
-    assert len(flagged) == len(set(flagged)) == len(proc.detectors.signatures)
+    assert len(flagged) == len(set(flagged)) == len(proc.detectors["new_errors"])
 
 
 @settings(max_examples=30, deadline=None)

@@ -21,7 +21,7 @@ import pytest
 from agent.core.schema import ConfigError, build
 from collectors.logs import journal as journal_mod
 from collectors.logs.config import JournalConfig, LogDetectorsConfig, RuleConfig
-from collectors.logs.detectors import parse_auth_line
+from collectors.logs.detectors.auth import parse_auth_line
 from collectors.logs.files import LINES, TRUNCATED
 from collectors.logs.journal import JournalFollower, entry_lines, field_text
 

@@ -11,10 +11,10 @@ import pytest
 
 from agent.core.records import Event
 from collectors.logs.config import LogsConfig, RuleConfig
-from collectors.logs.detectors import AuthDetector, SignatureDetector, VolumeDetector
+from collectors.logs.detectors.base import build_all
 from collectors.logs.files import Chunk
 from collectors.logs.matcher import available_engines
-from collectors.logs.rules import Detectors, RateLimiter, Rule, TableProcessor
+from collectors.logs.rules import RateLimiter, Rule, TableProcessor
 
 LOGHUB = Path(__file__).parents[2] / "fixtures" / "loghub"
 NOW = 1_800_000_000.0  # a minute boundary is at a multiple of 60
@@ -24,7 +24,7 @@ def processor(engine: str = "auto", **options) -> tuple[TableProcessor, dict]:
     options.setdefault("paths", ("/var/log/app.log",))
     options.setdefault("detectors", ())
     config = LogsConfig(**options)
-    detectors = Detectors(AuthDetector(), VolumeDetector(), SignatureDetector())
+    detectors = build_all()
     matches: dict = {}
     limiter = RateLimiter(config.events_per_minute)
     return TableProcessor(config, detectors, matches, limiter, engine), matches
@@ -104,7 +104,7 @@ def test_new_error_signatures_and_failed_logins_come_out_as_events():
     events = run(proc, text + "2026-11-26 ERROR worker 17 crashed at 0xdeadbeef\n")
     kinds = sorted((e.type, e.fields["detector"]) for e in events)
     assert kinds == [("log", "new_error"), ("security", "auth")]
-    assert proc.detectors.auth.by_remote == {"203.0.113.9": 12}
+    assert proc.detectors["auth"].by_remote == {"203.0.113.9": 12}
     assert not run(proc, "2026-11-27 ERROR worker 3 crashed at 0xfeedface\n")  # same signature
 
 
@@ -117,7 +117,7 @@ def test_hyperscan_and_re_give_the_same_events_and_counts(sample):
         proc, matches = processor(engine, detectors=("auth", "new_errors"), context_lines=1)
         assert proc.engine == engine
         events = run(proc, text)
-        results.append(([e.to_dict() for e in events], matches, proc.detectors.auth.by_remote))
+        results.append(([e.to_dict() for e in events], matches, proc.detectors["auth"].by_remote))
     assert results[0] == results[1]
     assert results[0][0]  # not vacuous: every sample has matches
 
