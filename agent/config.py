@@ -22,7 +22,7 @@ from agent.core.configfile import (
     load_config,
     split_host_port,
 )
-from agent.core.schema import Duration, Invalid, OneOf, Size, opt, plugin_options
+from agent.core.schema import Duration, Invalid, OneOf, Size, check_http_url, opt, plugin_options
 from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
 from collectors import HOST_COLLECTORS
 from collectors.checks.config import CHECK_TYPES, CheckConfig, check_names_unique
@@ -88,17 +88,11 @@ class ApiSection:
             )
 
 
-def _check_url(value: str) -> str | None:
-    if not value.startswith(("http://", "https://")) or len(value) < 10:
-        return f'expected an http:// or https:// URL such as "http://127.0.0.1:8650", got {value!r}'
-    return None
-
-
 @dataclass(frozen=True)
 class HubSection:
     """Where to push. Without a [hub] table the agent keeps everything local."""
 
-    url: str | None = opt(None, check=_check_url)
+    url: str | None = opt(None, check=check_http_url)
     token: str | None = None
     token_file: Path | None = None
     ca_file: Path | None = None  # trust this CA instead of the system's, for https

@@ -27,13 +27,11 @@ Buffer I/O runs in one worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import random
 import ssl
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -43,8 +41,10 @@ from agent.buffer import Batch, DiskBuffer
 from agent.config import Config
 from agent.core import protocol
 from agent.core.checkpoint import CheckpointStore
+from agent.core.http import client_session, tls_context_async
 from agent.core.records import Event, Metric, Record
 from agent.core.retry import full_jitter, retry_after
+from agent.core.worker import Worker
 from collectors.base import Spec, counter, gauge
 
 log = structlog.get_logger()
@@ -79,7 +79,7 @@ class Shipper:
         self.url = (config.hub.url or "").rstrip("/") + "/v1/ingest"
         self.token = token
         self.rng = rng or random.Random()
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
+        self.thread = Worker("buffer")
         self.buffer: DiskBuffer | None = None
         self.opened_at = 1  # the buffer's next_seq when opened
         self.deadletter = config.agent.state_dir / "deadletter"
@@ -103,10 +103,8 @@ class Shipper:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        import aiohttp  # only agents that push pay for it
-
         cfg = self.config.buffer
-        self.buffer = await self._in_thread(
+        self.buffer = await self.thread.run(
             DiskBuffer,
             self.config.agent.state_dir / "buffer",
             cfg.max_bytes,
@@ -117,16 +115,10 @@ class Shipper:
         self.opened_at = self.buffer.next_seq
         for repair in self.buffer.repairs:
             log.warning("buffer_repaired", what=repair)
-        ssl_context: ssl.SSLContext | bool = True
+        tls: ssl.SSLContext | bool = True
         if self.config.hub.ca_file is not None:  # reads the file: off the loop
-            make = functools.partial(
-                ssl.create_default_context, cafile=str(self.config.hub.ca_file)
-            )
-            ssl_context = await self._in_thread(make)
-        self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.hub.timeout),
-            connector=aiohttp.TCPConnector(ssl=ssl_context, limit=1),
-        )
+            tls = await tls_context_async(ca_file=str(self.config.hub.ca_file))
+        self.session = client_session(timeout=self.config.hub.timeout, tls=tls, limit=1)
         self.tasks = [
             asyncio.create_task(self._flush_loop(), name="shipper:flush"),
             asyncio.create_task(self._ship_loop(), name="shipper:ship"),
@@ -153,21 +145,18 @@ class Shipper:
         if self.session is not None:
             await self.session.close()
         if self.buffer is not None:
-            await self._in_thread(self.buffer.close)
+            await self.thread.run(self.buffer.close)
         self.thread.shutdown(wait=True)
 
-    async def _in_thread(self, func: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.thread, func, *args)
-
     async def load_checkpoint(self, store: CheckpointStore, name: str) -> Any:
-        return await self._in_thread(store.load, name, self.buffer, self.opened_at)
+        return await self.thread.run(store.load, name, self.buffer, self.opened_at)
 
     async def commit_checkpoint(
         self, store: CheckpointStore, records: list[dict[str, Any]], parts: dict[str, Any]
     ) -> None:
         """Append `records` and commit `parts` with them (agent/core/checkpoint.py),
         in the buffer's thread so no other append comes in between."""
-        await self._in_thread(store.commit, self.buffer, records, parts)
+        await self.thread.run(store.commit, self.buffer, records, parts)
         if records:
             self.wake.set()
 
@@ -193,7 +182,7 @@ class Shipper:
         limit = self.config.buffer.batch_records
         for i in range(0, len(batch), limit):
             try:
-                await self._in_thread(self.buffer.append, batch[i : i + limit])
+                await self.thread.run(self.buffer.append, batch[i : i + limit])
             except OSError as exc:
                 # Disk full or failing: keep the rest in memory and try again at
                 # the next flush, within a bound; what falls off is counted.
@@ -237,7 +226,7 @@ class Shipper:
             attempt += 1
             self.retries += 1
             if self.buffer is not None:
-                await self._in_thread(self.buffer.rewind)
+                await self.thread.run(self.buffer.rewind)
             backoff = full_jitter(attempt, self.config.hub.max_backoff, self.rng)
             await asyncio.sleep(wait if wait > 0 else backoff)
 
@@ -248,7 +237,7 @@ class Shipper:
         cfg = self.config.buffer
         while True:
             self.wake.clear()  # before reading: a flush during the read still wakes us
-            batch: Batch | None = await self._in_thread(
+            batch: Batch | None = await self.thread.run(
                 self.buffer.read, cfg.batch_records, cfg.batch_bytes
             )
             if batch is not None:
@@ -291,7 +280,7 @@ class Shipper:
                 last_seq = int(json.loads(text)["last_seq"])
             except (ValueError, KeyError, TypeError):
                 last_seq = batch.last
-            await self._in_thread(self.buffer.ack, min(last_seq, batch.last))
+            await self.thread.run(self.buffer.ack, min(last_seq, batch.last))
             self.sent_records += batch.last - batch.first + 1
             self.last_success = time.time()
             if self.last_error is not None:
@@ -353,7 +342,7 @@ class Shipper:
             assert self.buffer is not None
             self.buffer.ack(batch.last)
 
-        await self._in_thread(write)
+        await self.thread.run(write)
         self.dead_letters += 1
         log.error(
             "batch_dead_lettered",

@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
-"""Memory footprint of `vigil hub run`: RSS idle, then steady after a
+"""Memory footprint: `vigil run` with the default configuration (host
+metrics, default alert rules, no hub, no logs, no checks: what `vigil run`
+does out of the box), and `vigil hub run` idle, then steady after a
 fleet's batches, and the peak.
+
+The agent runs for `--agent-seconds` (several 10 s collection cycles) and
+its settled VmRSS is read. Target (issue 12): under 32 MB.
 
 Starts the real hub on loopback with a default config, waits until it
 answers /healthz and settles, reads VmRSS; then `--hosts` simulated agents
 each push `--rounds` batches (one collection cycle of this host each,
 msgpack + zstd, as the shipper sends them), 8 at a time; after they stop,
 RSS is read again once it settles. Target (issue 12): steady under 45 MB.
+MB here are MiB (VmRSS kB / 1024), as in the other benchmarks.
 
-    .venv/bin/python -m bench.footprint [--hosts 50] [--rounds 20]
+    .venv/bin/python -m bench.footprint [--hosts 50] [--rounds 20] [--agent-seconds 45]
 
 A benchmark, not a test: it prints figures and asserts nothing.
 """
@@ -31,6 +37,23 @@ from bench.common import free_port, status_kib
 from hub.auth import host_token
 
 TARGET_MB = 45
+AGENT_TARGET_MB = 32
+
+
+def agent_rss_kib(seconds: float) -> tuple[int, int]:
+    """Settled and peak VmRSS of `vigil run` with only a state directory set."""
+    tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-footprint-agent-"))
+    (tmp / "agent.toml").write_text(f'[agent]\nstate_dir = "{tmp / "state"}"\n')
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(tmp / "agent.toml")],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        steady = settled_rss_kib(agent.pid, seconds)
+        return steady, status_kib(agent.pid, "VmHWM")
+    finally:
+        agent.terminate()
+        agent.wait(30)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -81,7 +104,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--agent-seconds", type=float, default=45.0)
     args = parser.parse_args()
+    agent_steady, agent_peak = agent_rss_kib(args.agent_seconds)
+    print(f"vigil run, default configuration, after {args.agent_seconds:.0f} s:")
+    print(f"{'RSS':>18} {agent_steady / 1024:6.1f} MB   (target < {AGENT_TARGET_MB} MB)")
+    print(f"{'peak (VmHWM)':>18} {agent_peak / 1024:6.1f} MB")
     cycle = one_cycle_of_records()
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-footprint-"))
     port = free_port()

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from agent.core.worker import Worker
 from hub.auth import load_read_token, load_secret
 from hub.config import HubConfig
 from hub.ingest import Ingest
@@ -21,7 +22,7 @@ def build(config: HubConfig) -> web.Application:
     secret, read_token = load_secret(config), load_read_token(config)
     store = SQLiteStore(config.hub.data_dir / "hub.db")
     # One store thread: the store is not thread-safe, and it serializes writes.
-    store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+    store_thread = Worker("store")
     decode_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
     ingest = Ingest(
         secret,

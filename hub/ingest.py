@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from agent.core import protocol
+from agent.core.worker import Worker
 from hub.auth import bearer_host
 from hub.store import Store
 
@@ -33,7 +34,7 @@ class Ingest:
         self,
         secret: bytes,
         store: Store,
-        store_thread: Executor,
+        store_thread: Worker,
         decode_threads: Executor,
         max_body: int,
         max_decompressed: int,
@@ -69,7 +70,7 @@ class Ingest:
         if batch.host != host:
             log.warning("ingest_wrong_host", token_host=host, batch_host=batch.host)
             return _error(403, f"this token is for host {host!r}, not {batch.host!r}")
-        done = await loop.run_in_executor(self.store_thread, self.store.ingest, batch, time.time())
+        done = await self.store_thread.run(self.store.ingest, batch, time.time())
         return web.json_response({"last_seq": done.last_seq, "stored": done.stored})
 
     def _decode(self, body: bytes, encoding: str) -> protocol.Batch:

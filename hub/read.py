@@ -6,19 +6,18 @@ share a connection there."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any
 
 from aiohttp import web
 
+from agent.core.worker import Worker
 from hub.auth import read_allowed
 from hub.store import Store
 
 
 class Read:
-    def __init__(self, read_token: str | None, store: Store, store_thread: Executor) -> None:
+    def __init__(self, read_token: str | None, store: Store, store_thread: Worker) -> None:
         self.read_token = read_token
         self.store = store
         self.store_thread = store_thread
@@ -26,8 +25,7 @@ class Read:
     async def _answer(self, request: web.Request, query: Callable[[], Any]) -> web.Response:
         if not read_allowed(request.headers.get("Authorization", ""), self.read_token):
             return _error(401, "the read API needs the read token")
-        loop = asyncio.get_running_loop()
-        return web.json_response(await loop.run_in_executor(self.store_thread, query))
+        return web.json_response(await self.store_thread.run(query))
 
     async def hosts(self, request: web.Request) -> web.Response:
         return await self._answer(request, lambda: {"hosts": self.store.hosts()})

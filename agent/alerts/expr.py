@@ -60,7 +60,6 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import NoReturn
 
 STALE = 300.0
@@ -278,6 +277,8 @@ class _Parser:
         token = self.match(_DURATION)
         if token is None:
             self.fail(f"expected a duration like 5m, 30s or 1h30m, found {self.found()}")
+        from fractions import Fraction  # exact sums of "1.1m"; rare enough to load late
+
         total, at = Fraction(0), 0
         for m in _DURATION_PART.finditer(token):
             if m.start() != at:

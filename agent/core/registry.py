@@ -10,6 +10,7 @@ what registers them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -31,6 +32,15 @@ class Registry(Generic[P]):
             raise RuntimeError(f"{self.kind} {name!r} is registered twice")
         self._plugins[name] = plugin
         return plugin
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[Registry[P]]:
+        """What is registered inside is gone afterwards (tests add plugins)."""
+        saved = dict(self._plugins)
+        try:
+            yield self
+        finally:
+            self._plugins = saved
 
     def register(self, name: str) -> Callable[[P], P]:
         """A class decorator: `@CHECK_TYPES.register("http")`."""

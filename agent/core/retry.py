@@ -4,7 +4,6 @@ Retry-After honoured."""
 
 from __future__ import annotations
 
-import email.utils
 import random
 import time
 
@@ -15,6 +14,8 @@ def retry_after(value: str | None) -> float | None:
         return None
     if value.strip().isdigit():
         return float(value.strip())
+    import email.utils  # HTTP dates are rare; most servers send seconds
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -55,7 +55,7 @@ class AlertmanagerNotifier(RemoteNotifier[AlertmanagerConfig]):
         return json.dumps([alertmanager_alert(a) for a in alerts]).encode()
 
     async def start(self) -> None:
-        self.active = await self._io(_read_active, self.dir)
+        self.active = await self.thread.run(_read_active, self.dir)
         await super().start()
 
     async def send(self, alert: Alert) -> None:
@@ -69,7 +69,7 @@ class AlertmanagerNotifier(RemoteNotifier[AlertmanagerConfig]):
 
     async def _save_active(self) -> None:
         try:
-            await self._io(_write_active, self.dir, dict(self.active))
+            await self.thread.run(_write_active, self.dir, dict(self.active))
         except OSError as exc:
             self._error("notifier_state_failed", f"cannot save the firing alerts: {exc}")
 

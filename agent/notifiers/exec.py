@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import signal
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -127,6 +126,8 @@ class ExecNotifier(Notifier[ExecConfig]):
     async def _execute(self, alert: Alert) -> None:
         command, timeout = self.config.command, self.config.timeout
         data = json.dumps(alert_json(alert)).encode()
+        import tempfile  # loaded by the first run, not by every agent
+
         out = await asyncio.to_thread(tempfile.TemporaryFile)
         try:
             try:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.core.alert import Alert
 from agent.core.schema import Invalid
+from agent.core.worker import Worker
 from agent.notifiers.base import NOTIFIER_TYPES, STOP_GRACE, Notifier, NotifierConfig
 from agent.notifiers.payloads import alert_json
 
@@ -34,7 +35,7 @@ class FileNotifier(Notifier[FileConfig]):
         super().__init__(config, state_dir, host)
         assert config.path is not None
         self.path = config.path
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"notify-{self.name}")
+        self.thread = Worker(f"notify-{self.name}")
         self.pending: set[Future[None]] = set()
 
     def queued(self) -> int:

@@ -30,8 +30,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +42,7 @@ from agent.core.atomic import write_atomically
 from agent.core.http import client_session, tls_context_async
 from agent.core.retry import full_jitter, retry_after
 from agent.core.schema import Duration, Invalid, check_http_url, opt
+from agent.core.worker import Worker
 from agent.notifiers.base import STOP_GRACE, Notifier, NotifierConfig
 from agent.notifiers.payloads import alert_json
 
@@ -93,7 +93,7 @@ class RemoteNotifier(Notifier[R]):
         self.url = config.url.rstrip("/") + self.path_suffix if self.path_suffix else config.url
         self.dir = state_dir / "notify" / config.name
         self.rng = rng or random.Random()
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"notify-{self.name}")
+        self.thread = Worker(f"notify-{self.name}")
         self.queue: list[int] = []  # sequence numbers on disk, oldest first
         self.next_seq = 1
         self.wake = asyncio.Event()
@@ -111,13 +111,10 @@ class RemoteNotifier(Notifier[R]):
     def status(self) -> dict[str, Any]:
         return {**super().status(), "retries": self.retries, "last_success": self.last_success}
 
-    async def _io(self, func: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.thread, func, *args)
-
     # -- lifecycle
 
     async def start(self) -> None:
-        seqs, removed = await self._io(_open_queue, self.dir)
+        seqs, removed = await self.thread.run(_open_queue, self.dir)
         for name in removed:
             log.warning("notifier_queue_partial_write_removed", notifier=self.name, file=name)
         self.queue = seqs
@@ -157,7 +154,7 @@ class RemoteNotifier(Notifier[R]):
         seq, self.next_seq = self.next_seq, self.next_seq + 1
         data = json.dumps({"queued_at": time.time(), "alert": alert}).encode()
         try:
-            await self._io(_write_item, self.dir, seq, data)
+            await self.thread.run(_write_item, self.dir, seq, data)
         except OSError as exc:
             self.failed += 1
             self._error("notifier_enqueue_failed", f"cannot queue: {exc}", rule=alert["rule"])
@@ -172,12 +169,12 @@ class RemoteNotifier(Notifier[R]):
             seq = self.queue.pop(0)
             self.dropped += 1
             log.warning("notifier_queue_full", notifier=self.name, dropped_seq=seq)
-            await self._io(_remove_item, self.dir, seq)
+            await self.thread.run(_remove_item, self.dir, seq)
 
     async def _forget(self, seq: int) -> None:
         if seq in self.queue:
             self.queue.remove(seq)
-        await self._io(_remove_item, self.dir, seq)
+        await self.thread.run(_remove_item, self.dir, seq)
 
     # -- delivery
 
@@ -207,7 +204,7 @@ class RemoteNotifier(Notifier[R]):
 
     async def _deliver(self, seq: int) -> tuple[str, float | None]:
         try:
-            item = await self._io(read_item, self.dir, seq)
+            item = await self.thread.run(read_item, self.dir, seq)
             body = self.render([item["alert"]])
             rule = str(item["alert"]["rule"])
         except FileNotFoundError:  # dropped while we were busy

@@ -41,7 +41,6 @@ import importlib
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,6 +48,7 @@ import structlog
 
 from agent.core.checkpoint import CheckpointStore
 from agent.core.records import Event, Metric, Record
+from agent.core.worker import Worker
 from collectors.base import Collector, counter, gauge
 from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig
 from collectors.logs.detectors.base import DETECTORS, Detector, build_all
@@ -119,7 +119,7 @@ class LogCollector(Collector):
         self.detector_config = detectors
         self.store = CheckpointStore(state_dir / "logs")
         self.engine = engine
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logs")
+        self.thread = Worker("logs")
         self.committer: Committer | None = None
         self.followers: list[Follower] = []
         self.processors: list[TableProcessor] = []
@@ -159,8 +159,8 @@ class LogCollector(Collector):
                 own[part] = await committer.load_checkpoint(self.store, part)
         for repair in self.store.repairs:
             log.warning("log_state_repaired", what=repair)
-        await self._in_thread(self._setup, tail, own, self.store.discarded.get("tail"))
-        self.committed, _, self.view = await self._in_thread(self._parts)
+        await self.thread.run(self._setup, tail, own, self.store.discarded.get("tail"))
+        self.committed, _, self.view = await self.thread.run(self._parts)
         self.parts_committed = own
         # The series restored from the state are not new: no implicit 0 for them.
         self._known, self._since = set(), None
@@ -172,7 +172,7 @@ class LogCollector(Collector):
         if any(t.watch == "auto" for t in self.tables):
             # imported off the loop: importing reads files (and watchfiles pulls
             # in multiprocessing, which asks the OS for the working directory)
-            await self._in_thread(importlib.import_module, "watchfiles")
+            await self.thread.run(importlib.import_module, "watchfiles")
             self.tasks.append(asyncio.create_task(self._watch(), name="logs:watch"))
         log.info(
             "log_tailing_started",
@@ -188,14 +188,11 @@ class LogCollector(Collector):
         await self._wait_for_commit()
         if self.committer is not None and self.followers:
             # what was read is kept; failing that, it is read again next time
-            parts = await self._in_thread(self._parts)
+            parts = await self.thread.run(self._parts)
             events, self.events = self.events, []
             await self._commit(parts, events)
-        await self._in_thread(self._close)
+        await self.thread.run(self._close)
         self.thread.shutdown(wait=False)
-
-    async def _in_thread(self, func: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.thread, func, *args)
 
     def _setup(self, tail: dict[str, Any], own: dict[str, Any], discarded: Any) -> None:
         now = time.time()
@@ -244,7 +241,7 @@ class LogCollector(Collector):
                 # it matches the events exactly; the commit's disk I/O then
                 # overlaps the next step's reading.
                 try:
-                    more, parts = await self._in_thread(self._step, self._commit_due() == 0)
+                    more, parts = await self.thread.run(self._step, self._commit_due() == 0)
                 except Exception as exc:  # a disk error or a bug: keep tailing, say so
                     log.exception("log_step_failed", error=str(exc))
                     await asyncio.sleep(1.0)
@@ -257,7 +254,7 @@ class LogCollector(Collector):
                 more = False
                 await self._wait_for_commit()
                 if self._commit_due() == 0:
-                    parts = await self._in_thread(self._parts)
+                    parts = await self.thread.run(self._parts)
                     events, self.events = self.events, []
                     await self._commit(parts, events)
             if more and self.commit_error is None:

@@ -184,3 +184,10 @@ def test_two_flat_plugins_claiming_one_key_are_refused():
 
     with pytest.raises(RuntimeError, match="'drill2' and 'drill' both claim the key"):
         build(Clash, {}, "t.toml")
+
+
+def test_a_scope_forgets_what_was_registered_inside():
+    with KINDS.scope():
+        KINDS.add("extra", Pipe)
+        assert "extra" in KINDS
+    assert "extra" not in KINDS and list(KINDS) == ["pipe", "web"]

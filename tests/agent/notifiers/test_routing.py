@@ -81,10 +81,10 @@ class PagerNotifier(Notifier[PagerConfig]):
 
 
 @pytest.fixture
-def notifier_types(monkeypatch):
+def notifier_types():
     """NOTIFIER_TYPES, with whatever a test registers gone after it."""
-    monkeypatch.setattr(NOTIFIER_TYPES, "_plugins", dict(NOTIFIER_TYPES._plugins))
-    return NOTIFIER_TYPES
+    with NOTIFIER_TYPES.scope() as types:
+        yield types
 
 
 def test_a_registered_type_is_configured_built_and_routed(notifier_types, tmp_path):

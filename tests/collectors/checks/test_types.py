@@ -44,11 +44,11 @@ class EchoCheck(CheckConfig):
 
 
 @pytest.fixture
-def echo(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[EchoCheck]]:
+def echo() -> Iterator[type[EchoCheck]]:
     # For this test only: the other tests see the built-in types alone.
-    monkeypatch.setattr(CHECK_TYPES, "_plugins", dict(CHECK_TYPES._plugins))
-    CHECK_TYPES.register("echo")(EchoCheck)
-    yield EchoCheck
+    with CHECK_TYPES.scope():
+        CHECK_TYPES.register("echo")(EchoCheck)
+        yield EchoCheck
 
 
 def config(*checks: dict[str, object]) -> Config:

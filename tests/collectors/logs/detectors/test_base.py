@@ -107,38 +107,40 @@ def test_the_tailer_goes_on_from_state_saved_before(tmp_path):
 
 
 @pytest.fixture
-def toy(monkeypatch):
+def toy():
     """A detector registered the way a new module would register one; the
     registry is put back afterwards."""
-    monkeypatch.setattr(DETECTORS, "_plugins", dict(DETECTORS._plugins))
+    with DETECTORS.scope():
 
-    @dataclass(frozen=True, kw_only=True)
-    class ToyOptions:
-        toy_answer: str = "who's there?"
+        @dataclass(frozen=True, kw_only=True)
+        class ToyOptions:
+            toy_answer: str = "who's there?"
 
-    @DETECTORS.register("toy")
-    class Toy(Detector):
-        Options = ToyOptions
-        default_on = False
-        takes = "lines"
-        patterns = (r"knock knock",)
+        @DETECTORS.register("toy")
+        class Toy(Detector):
+            Options = ToyOptions
+            default_on = False
+            takes = "lines"
+            patterns = (r"knock knock",)
 
-        def __init__(self, answer: str, knocks: int) -> None:
-            self.answer, self.knocks = answer, knocks
+            def __init__(self, answer: str, knocks: int) -> None:
+                self.answer, self.knocks = answer, knocks
 
-        @classmethod
-        def configured(cls, options: ToyOptions, state: Any) -> Toy:
-            return cls(options.toy_answer, state["knocks"] if state else 0)
+            @classmethod
+            def configured(cls, options: ToyOptions, state: Any) -> Toy:
+                return cls(options.toy_answer, state["knocks"] if state else 0)
 
-        def feed(self, line: str, file: str, now: float, rule: str | None = None) -> list[Finding]:
-            self.knocks += 1
-            message = f"{self.answer} (knock {self.knocks} in {file})"
-            return [Finding("toy", "low", message, {"knocks": self.knocks})]
+            def feed(
+                self, line: str, file: str, now: float, rule: str | None = None
+            ) -> list[Finding]:
+                self.knocks += 1
+                message = f"{self.answer} (knock {self.knocks} in {file})"
+                return [Finding("toy", "low", message, {"knocks": self.knocks})]
 
-        def snapshot(self) -> dict[str, Any]:
-            return {"knocks": self.knocks}
+            def snapshot(self) -> dict[str, Any]:
+                return {"knocks": self.knocks}
 
-    return Toy
+        yield Toy
 
 
 def test_a_detector_module_plugs_in_by_registering(toy, tmp_path):
