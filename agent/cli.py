@@ -188,9 +188,13 @@ def cmd_hub_run(args: argparse.Namespace) -> int:
 
 
 def cmd_hub_token(args: argparse.Namespace) -> int:
+    from agent.core.schema import check_host_id
     from hub import config as hub_config
     from hub.auth import host_token, load_secret
 
+    if problem := check_host_id(args.host):
+        print(f"vigil: hub token: host id {args.host!r} {problem}", file=sys.stderr)
+        return EXIT_USAGE
     cfg = hub_config.load(args.config)
     try:
         print(host_token(args.host, load_secret(cfg)))

@@ -22,19 +22,22 @@ from agent.core.configfile import (
     load_config,
     split_host_port,
 )
-from agent.core.schema import Duration, Invalid, OneOf, Size, check_http_url, opt, plugin_options
+from agent.core.schema import (
+    Duration,
+    Invalid,
+    OneOf,
+    Size,
+    check_host_id,
+    check_http_url,
+    opt,
+    plugin_options,
+)
 from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
 from collectors import HOST_COLLECTORS
 from collectors.checks.config import CHECK_TYPES, CheckConfig, check_names_unique
 from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
-
-
-def _check_host_id(value: str) -> str | None:
-    if not value or len(value) > 253 or any(c.isspace() or c == "/" for c in value):
-        return "must be 1 to 253 characters with no spaces or slashes"
-    return None
 
 
 def _check_enabled(names: tuple[str, ...]) -> str | None:
@@ -46,7 +49,7 @@ def _check_enabled(names: tuple[str, ...]) -> str | None:
 
 @dataclass(frozen=True)
 class AgentSection:
-    host_id: str = opt(factory=socket.gethostname, check=_check_host_id)
+    host_id: str = opt(factory=socket.gethostname, check=check_host_id)
     state_dir: Path = opt(factory=default_state_dir)
     interval: Duration = opt(10.0, min=0.05)
     # Each run starts up to this much after its slot, at random. Off by

@@ -4,8 +4,10 @@ routes of ingest (hub/ingest.py) and the read API (hub/read.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import structlog
 from aiohttp import web
 
 from agent.core.worker import Worker
@@ -13,7 +15,10 @@ from hub.auth import load_read_token, load_secret
 from hub.config import HubConfig
 from hub.ingest import Ingest
 from hub.read import Read
+from hub.store import Limits, Store
 from hub.store.sqlite import SQLiteStore
+
+log = structlog.get_logger()
 
 
 def build(config: HubConfig) -> web.Application:
@@ -21,6 +26,10 @@ def build(config: HubConfig) -> web.Application:
     unreadable secret or read token, before anything listens."""
     secret, read_token = load_secret(config), load_read_token(config)
     store = SQLiteStore(config.hub.data_dir / "hub.db")
+    hub = config.hub
+    store.limits = Limits(
+        hub.max_series_per_host, hub.max_new_series_per_batch, hub.max_clock_skew, hub.retention_raw
+    )
     # One store thread: the store is not thread-safe, and it serializes writes.
     store_thread = Worker("store")
     decode_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
@@ -39,7 +48,13 @@ def build(config: HubConfig) -> web.Application:
         store_thread.shutdown(wait=True)  # the last commit finishes first
         store.close()
 
+    async def start_retention(app: web.Application) -> None:
+        if hub.retention_raw:
+            app[RETENTION] = asyncio.create_task(expire(store, store_thread, hub.retention_raw))
+
     async def cleanup(app: web.Application) -> None:
+        if RETENTION in app:
+            app[RETENTION].cancel()
         await asyncio.to_thread(close)  # waiting for threads would block the loop
 
     app = web.Application(client_max_size=config.hub.max_body)
@@ -48,8 +63,30 @@ def build(config: HubConfig) -> web.Application:
     app.router.add_get("/v1/hosts", read.hosts)
     app.router.add_get("/v1/metrics", read.metrics)
     app.router.add_get("/v1/events", read.events)
+    app.on_startup.append(start_retention)
     app.on_cleanup.append(cleanup)
     return app
+
+
+RETENTION: web.AppKey[asyncio.Task[None]] = web.AppKey("retention", asyncio.Task)
+EXPIRE_CHUNK = 5000  # rows per transaction: ingest waits for one chunk at most
+
+
+async def expire(store: Store, store_thread: Worker, retention: float) -> None:
+    """Delete what is older than `retention`, now and every few minutes, a
+    chunk at a time on the store thread so ingest interleaves."""
+    while True:
+        before, gone = time.time() - retention, 0
+        try:
+            while (n := await store_thread.run(store.expire, before, EXPIRE_CHUNK)) > 0:
+                gone += n
+                if n < EXPIRE_CHUNK:
+                    break
+        except Exception as exc:
+            log.error("retention_failed", error=repr(exc)[:300])
+        if gone:
+            log.info("retention_expired", rows=gone, before=before)
+        await asyncio.sleep(min(600.0, max(1.0, retention / 10)))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
+from agent.core.schema import check_host_id
 from hub.config import HubConfig
 
 _TOKEN_CONTEXT = b"vigil host token v1\x00"
@@ -29,11 +30,14 @@ def host_token(host_id: str, secret: bytes) -> str:
 
 
 def token_host(token: str, secret: bytes) -> str | None:
-    """The host id a token was issued for, or None if it is not genuine."""
+    """The host id a token was issued for, or None if it is not genuine.
+    Compared as bytes: compare_digest refuses non-ASCII str, and a header
+    may hold anything (a lone surrogate from undecodable bytes too)."""
     host_id, dot, _ = token.rpartition(".")
-    if not dot or not host_id:
+    if not dot or not host_id or check_host_id(host_id):
         return None
-    return host_id if hmac.compare_digest(host_token(host_id, secret), token) else None
+    given = token.encode("utf-8", "surrogateescape")
+    return host_id if hmac.compare_digest(host_token(host_id, secret).encode(), given) else None
 
 
 def bearer_host(authorization: str, secret: bytes) -> str | None:
@@ -44,7 +48,8 @@ def bearer_host(authorization: str, secret: bytes) -> str | None:
 def read_allowed(authorization: str, read_token: str | None) -> bool:
     if read_token is None:  # allowed by config only on loopback
         return True
-    return secrets.compare_digest(authorization, f"Bearer {read_token}")
+    given = authorization.encode("utf-8", "surrogateescape")
+    return secrets.compare_digest(given, f"Bearer {read_token}".encode())
 
 
 def load_secret(config: HubConfig) -> bytes:

@@ -14,7 +14,7 @@ from agent.core.configfile import (
     load_config,
     split_host_port,
 )
-from agent.core.schema import Invalid, Size, opt
+from agent.core.schema import Duration, Invalid, Size, opt
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/hub.toml")
 
@@ -32,6 +32,11 @@ class HubSection:
     tls_key_file: Path | None = None
     max_body: Size = opt(8 << 20, min=1024)  # compressed bytes accepted per request
     max_decompressed: Size = opt(64 << 20, min=1024)
+    # What one host may store (docs/operations.md, "Security")
+    max_series_per_host: int = opt(20_000, min=1)
+    max_new_series_per_batch: int = opt(10_000, min=1)
+    max_clock_skew: Duration = opt(3600.0, min=1.0)  # records stamped further ahead: clamped
+    retention_raw: Duration = opt(7 * 86400.0, min=0.0)  # 0s: keep for ever
 
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):

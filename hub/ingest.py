@@ -9,7 +9,13 @@ answers without a 2xx, so the agent keeps the batch and sends it again.
 
 Answers: 200 {"last_seq", "stored"}; 400 malformed (never retried by the
 agent); 401 no or forged token; 403 a genuine token for another host;
-413 over max_body, compressed or once decompressed; 415 unknown encoding.
+413 over max_body, compressed or once decompressed; 415 unknown encoding;
+422 over the host's series limits (the agent dead-letters it); 503 with
+Retry-After when the store cannot write (the agent retries).
+
+What the validator (agent/core/protocol.py) accepts, the store stores: a
+store failure is the hub's own (a full disk), never the batch's, so it is
+answered 503, not 500, and logged and counted.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from aiohttp import web
 from agent.core import protocol
 from agent.core.worker import Worker
 from hub.auth import bearer_host
-from hub.store import Store
+from hub.store import SeriesLimit, Store
 
 log = structlog.get_logger()
 
@@ -45,6 +51,7 @@ class Ingest:
         self.decode_threads = decode_threads
         self.max_body = max_body
         self.max_decompressed = max_decompressed
+        self.store_errors = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         host = bearer_host(request.headers.get("Authorization", ""), self.secret)
@@ -70,7 +77,17 @@ class Ingest:
         if batch.host != host:
             log.warning("ingest_wrong_host", token_host=host, batch_host=batch.host)
             return _error(403, f"this token is for host {host!r}, not {batch.host!r}")
-        done = await self.store_thread.run(self.store.ingest, batch, time.time())
+        received = time.time()
+        try:
+            done = await self.store_thread.run(self.store.ingest, batch, received)
+        except SeriesLimit as exc:
+            log.warning("ingest_series_limit", host=host, reason=str(exc))
+            await self.store_thread.run(self.store.note_refused, host, received)
+            return _error(422, str(exc))
+        except Exception as exc:
+            self.store_errors += 1
+            log.error("ingest_store_failed", host=host, error=repr(exc)[:300])
+            return _error(503, "the hub cannot store batches now", retry_after=5)
         return web.json_response({"last_seq": done.last_seq, "stored": done.stored})
 
     def _decode(self, body: bytes, encoding: str) -> protocol.Batch:
@@ -78,5 +95,6 @@ class Ingest:
         return protocol.decode_batch(data)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response({"error": message}, status=status, headers=headers)

@@ -36,10 +36,20 @@ from typing import Any
 import msgpack
 import zstandard
 
+from agent.core.schema import check_host_id
+
 VERSION = 1
 MAX_COMPRESSED = 8 << 20  # bytes on the wire
 MAX_DECOMPRESSED = 64 << 20  # bytes after decompression
 MAX_RECORDS = 100_000
+# What the hub accepts is what it can store and serve (tests/hub's property
+# test holds the two together). The agent's records stay well inside:
+# agent/core/records.py caps fields at depth 8 and strings at 16,384
+# characters; a log line is at most its table's max_line_bytes.
+MAX_SEQ = 1 << 53  # sequence numbers: exact as a JSON number, and far beyond any stream
+MAX_DEPTH = 32  # containers nested in one record
+MAX_STRING = 1 << 20  # characters in one string of a record
+MAX_TS = 2.0**34  # seconds since 1970: the year 2514
 
 
 class ProtocolError(ValueError):
@@ -144,6 +154,8 @@ def decode_batch(body: bytes) -> Batch:
     if data.get("v") != VERSION:
         raise ProtocolError(f"unsupported protocol version {data.get('v')!r}; this hub speaks 1")
     host = _str(data, "host", 253)
+    if problem := check_host_id(host):
+        raise ProtocolError(f"host {problem}")
     stream = _str(data, "stream", 64)
     first, last = _int(data, "first"), _int(data, "last")
     records = data.get("records")
@@ -151,9 +163,33 @@ def decode_batch(body: bytes) -> Batch:
         raise ProtocolError("records must be a non-empty array")
     if first < 1 or last - first + 1 != len(records):
         raise ProtocolError(f"first={first}, last={last} do not match {len(records)} records")
+    if last >= MAX_SEQ:
+        raise ProtocolError(f"sequence numbers must stay below 2**53, got last={last}")
     for i, record in enumerate(records):
         _check_record(record, i)
     return Batch(host, stream, first, last, _str(data, "agent", 64), _num(data, "sent"), records)
+
+
+def _check_tree(value: Any, depth: int) -> None:
+    """Containers at most MAX_DEPTH deep, strings at most MAX_STRING long,
+    map keys strings: what the store's JSON and every reader take."""
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise ProtocolError(f"a string of {len(value)} characters; at most {MAX_STRING}")
+    elif isinstance(value, (dict, list)):
+        if depth >= MAX_DEPTH:
+            raise ProtocolError(f"nested deeper than {MAX_DEPTH}")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ProtocolError(f"map keys must be strings, not {type(key).__name__}")
+                _check_tree(key, depth)
+                _check_tree(item, depth + 1)
+        else:
+            for item in value:
+                _check_tree(item, depth + 1)
+    elif isinstance(value, bytes) and len(value) > MAX_STRING:
+        raise ProtocolError(f"a byte string of {len(value)} bytes; at most {MAX_STRING}")
 
 
 def _str(data: Mapping[str, Any], key: str, max_len: int) -> str:
@@ -182,7 +218,9 @@ def _check_record(record: object, i: int) -> None:
     if not isinstance(record, dict):
         raise ProtocolError(f"{where} must be a map")
     try:
-        _num(record, "ts")
+        _check_tree(record, 0)
+        if not 0 <= _num(record, "ts") <= MAX_TS:
+            raise ProtocolError("ts must be seconds since 1970, before the year 2514")
         kind = record.get("kind")
         if kind == "metric":
             _str(record, "name", 200)

@@ -430,3 +430,18 @@ def check_http_url(value: str) -> str | None:
         example = '"http://127.0.0.1:8650"'
         return f"expected an http:// or https:// URL with a host, like {example}, got {value!r}"
     return None
+
+
+def check_host_id(value: str) -> str | None:
+    """The one host id rule, for the agent's host_id, `vigil hub token` and
+    ingest: 1 to 253 characters, none of them space, control or "/",
+    representable in UTF-8 (the token carries it)."""
+    if not value or len(value) > 253:
+        return "must be 1 to 253 characters"
+    if any(c.isspace() or c == "/" or not c.isprintable() for c in value):
+        return "must hold no spaces, control characters or slashes"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return "must be valid Unicode text"
+    return None

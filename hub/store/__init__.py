@@ -12,6 +12,17 @@ gap: records the agent lost (its buffer was full), counted per stream.
 Durable: a backend's transaction is on disk when it returns, and the hub
 answers 2xx only after `ingest` returns (hub/ingest.py).
 
+Limits (`Limits`, from `[hub]`), also applied here once for every backend:
+- a record stamped more than `max_clock_skew` ahead of the hub's clock is
+  stored at the hub's time of receipt, and one older than the raw
+  retention is not stored (retention would delete it at once); both count
+  as the host's `skewed` records. Sequence numbers still advance: the agent
+  is not asked to send them again.
+- a batch that would give its host more than `max_new_series_per_batch`
+  new series, or more than `max_series_per_host` in all, is refused whole
+  with `SeriesLimit` (422 to the agent, which dead-letters it) and stores
+  nothing; the stream's mark does not move.
+
 Not thread-safe: the hub calls a store from one worker thread.
 """
 
@@ -30,6 +41,17 @@ class Ingested(NamedTuple):
     stored: int  # records of this batch stored now (0 for a replay)
 
 
+class Limits(NamedTuple):
+    max_series_per_host: int = 20_000
+    max_new_series_per_batch: int = 10_000
+    max_clock_skew: float = 3600.0  # seconds ahead of the hub's clock
+    retention: float = 7 * 86400.0  # seconds of raw data kept; 0: for ever
+
+
+class SeriesLimit(Exception):
+    """A batch that would exceed a host's series limits: refused, not stored."""
+
+
 class MetricRow(NamedTuple):
     name: str
     labels: str  # JSON, keys sorted: one string per series
@@ -45,18 +67,59 @@ class EventRow(NamedTuple):
 
 
 class Store(ABC):
+    limits: Limits = Limits()  # set per instance by the hub from its config
+
     def ingest(self, batch: Batch, received: float) -> Ingested:
         """Store what `batch` adds to its stream, durably; `received` is the
-        hub's clock, for the host's last_seen and clock offset."""
+        hub's clock, for the host's last_seen and clock offset. Raises
+        SeriesLimit, storing nothing, for a batch over the series limits."""
+        host = batch.host
         with self._transaction():
-            mark = self._mark(batch.host, batch.stream)
+            mark = self._mark(host, batch.stream)
             fresh = batch.records[max(0, mark + 1 - batch.first) :] if batch.last > mark else []
             lost = max(0, batch.first - mark - 1) if fresh else 0
-            metrics, events = rows(fresh)
-            self._append(batch.host, batch.stream, metrics, events, max(mark, batch.last), lost)
+            kept, skewed = self._in_window(fresh, received)
+            metrics, events = rows(kept)
+            series = {(m.name, m.labels) for m in metrics}
+            new = len(series) - self._known_series(host, series) if series else 0
+            if new:
+                self._check_series(host, new)
+            self._append(host, batch.stream, metrics, events, max(mark, batch.last), lost)
             # a replay counts as contact too: the host is alive
-            self._seen(batch.host, received, batch.agent, received - batch.sent)
-        return Ingested(max(mark, batch.last), len(fresh))
+            self._seen(host, received, batch.agent, received - batch.sent, skewed)
+        return Ingested(max(mark, batch.last), len(kept))
+
+    def _in_window(
+        self, records: list[dict[str, Any]], received: float
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Records clamped to the hub's clock when stamped too far ahead,
+        without those older than the retention; and how many were either."""
+        ahead = received + self.limits.max_clock_skew
+        oldest = received - self.limits.retention if self.limits.retention else -1.0
+        kept, skewed = [], 0
+        for r in records:
+            ts = r["ts"]
+            if ts > ahead:
+                r, skewed = {**r, "ts": received}, skewed + 1
+            elif ts < oldest:
+                skewed += 1
+                continue
+            kept.append(r)
+        return kept, skewed
+
+    def _check_series(self, host: str, new: int) -> None:
+        limits = self.limits
+        if new > limits.max_new_series_per_batch:
+            raise SeriesLimit(
+                f"this batch adds {new} new series for host {host!r}; at most "
+                f"{limits.max_new_series_per_batch} per batch (max_new_series_per_batch)"
+            )
+        total = self._series_count(host)
+        if total + new > limits.max_series_per_host:
+            raise SeriesLimit(
+                f"host {host!r} has {total} series and this batch adds {new}; at most "
+                f"{limits.max_series_per_host} (max_series_per_host)"
+            )
 
     # -- what a backend implements -------------------------------------------
 
@@ -81,16 +144,38 @@ class Store(ABC):
         """Add the rows, set the stream's mark and add `lost` to its gap count."""
 
     @abstractmethod
-    def _seen(self, host: str, received: float, agent_version: str, clock_offset: float) -> None:
-        """Record contact from `host` (first_seen is kept from the first call)."""
+    def _seen(
+        self, host: str, received: float, agent_version: str, clock_offset: float, skewed: int
+    ) -> None:
+        """Record contact from `host` (first_seen is kept from the first call)
+        and add `skewed` to its count of records outside the time window."""
+
+    @abstractmethod
+    def note_refused(self, host: str, received: float) -> None:
+        """Count a batch of `host` refused for its series limits (its own write)."""
+
+    @abstractmethod
+    def _known_series(self, host: str, series: set[tuple[str, str]]) -> int:
+        """How many of `series` (name, labels JSON) `host` already has."""
+
+    @abstractmethod
+    def _series_count(self, host: str) -> int:
+        """How many series `host` has."""
+
+    @abstractmethod
+    def expire(self, before: float, limit: int) -> int:
+        """Delete up to `limit` metric points and events stamped before
+        `before`, and series with no point since; how many rows went. Called
+        again while it returns `limit`, between ingests: one call is short."""
 
     @abstractmethod
     def close(self) -> None: ...
 
     @abstractmethod
     def hosts(self) -> list[dict[str, Any]]:
-        """Every host with first_seen, last_seen, agent_version, clock_offset
-        and its streams (stream, last_seq, lost), by id."""
+        """Every host with first_seen, last_seen, agent_version, clock_offset,
+        skewed_records, refused_batches and its streams (stream, last_seq,
+        lost), by id."""
 
     @abstractmethod
     def metrics(

@@ -20,7 +20,9 @@ CREATE TABLE IF NOT EXISTS hosts (
     first_seen REAL NOT NULL,
     last_seen REAL NOT NULL,
     agent_version TEXT NOT NULL,
-    clock_offset REAL NOT NULL          -- hub time minus the agent's send time
+    clock_offset REAL NOT NULL,         -- hub time minus the agent's send time
+    skewed INTEGER NOT NULL DEFAULT 0,  -- records stamped outside the time window
+    refused INTEGER NOT NULL DEFAULT 0  -- batches refused for its series limits
 );
 CREATE TABLE IF NOT EXISTS streams (
     host TEXT NOT NULL,
@@ -45,6 +47,15 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL                  -- the record as JSON
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (host, ts);
+CREATE TABLE IF NOT EXISTS series (     -- each host's series, for its limits
+    host TEXT NOT NULL,
+    name TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    last_ts REAL NOT NULL,              -- its newest point: retention drops it after
+    PRIMARY KEY (host, name, labels)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS metrics_by_time ON metrics (ts);
+CREATE INDEX IF NOT EXISTS events_by_ts ON events (ts);
 """
 
 
@@ -59,7 +70,21 @@ class SQLiteStore(Store):
         # than either holds, the kernel's page cache keeps the file, and the
         # hub's RSS budget is 45 MB (bench/footprint.py measures it).
         self.db.execute("PRAGMA cache_size=-512")
+        self._create()
+
+    def _create(self) -> None:
+        """The schema, and what older databases lack."""
+        had = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master")}
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(hosts)")}
+        for column in ("skewed", "refused"):
+            if "hosts" in had and column not in columns:
+                self.db.execute(f"ALTER TABLE hosts ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         self.db.executescript(SCHEMA)
+        if "metrics" in had and "series" not in had:  # the limits count what is there
+            self.db.execute(
+                "INSERT OR IGNORE INTO series"
+                " SELECT host, name, labels, max(ts) FROM metrics GROUP BY host, name, labels"
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -94,19 +119,71 @@ class SQLiteStore(Store):
             "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", [(host, *m) for m in metrics]
         )
         db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", [(host, *e) for e in events])
+        newest: dict[tuple[str, str], float] = {}
+        for m in metrics:
+            key = (m.name, m.labels)
+            newest[key] = max(m.ts, newest.get(key, m.ts))
+        db.executemany(
+            "INSERT INTO series VALUES (?, ?, ?, ?) ON CONFLICT (host, name, labels) DO UPDATE"
+            " SET last_ts = max(last_ts, excluded.last_ts)",
+            [(host, name, labels, ts) for (name, labels), ts in newest.items()],
+        )
         db.execute(
             "INSERT INTO streams VALUES (?, ?, ?, ?) ON CONFLICT (host, stream) DO UPDATE"
             " SET last_seq = max(last_seq, excluded.last_seq), lost = lost + excluded.lost",
             (host, stream, mark, lost),
         )
 
-    def _seen(self, host: str, received: float, agent_version: str, clock_offset: float) -> None:
+    def _seen(
+        self, host: str, received: float, agent_version: str, clock_offset: float, skewed: int
+    ) -> None:
         self.db.execute(
-            "INSERT INTO hosts VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            "INSERT INTO hosts (id, first_seen, last_seen, agent_version, clock_offset, skewed)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
             " last_seen = excluded.last_seen, agent_version = excluded.agent_version,"
-            " clock_offset = excluded.clock_offset",
-            (host, received, received, agent_version, clock_offset),
+            " clock_offset = excluded.clock_offset, skewed = skewed + excluded.skewed",
+            (host, received, received, agent_version, clock_offset, skewed),
         )
+
+    def note_refused(self, host: str, received: float) -> None:
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO hosts (id, first_seen, last_seen, agent_version, clock_offset,"
+                " refused) VALUES (?, ?, ?, '', 0, 1)"
+                " ON CONFLICT (id) DO UPDATE SET refused = refused + 1",
+                (host, received, received),
+            )
+
+    def _known_series(self, host: str, series: set[tuple[str, str]]) -> int:
+        found = 0
+        for name, labels in series:
+            found += self.db.execute(
+                "SELECT count(*) FROM series WHERE host = ? AND name = ? AND labels = ?",
+                (host, name, labels),
+            ).fetchone()[0]
+        return int(found)
+
+    def _series_count(self, host: str) -> int:
+        row = self.db.execute("SELECT count(*) FROM series WHERE host = ?", (host,)).fetchone()
+        return int(row[0])
+
+    def expire(self, before: float, limit: int) -> int:
+        gone = 0
+        with self._transaction():
+            for table in ("metrics", "events"):
+                gone += self.db.execute(
+                    f"DELETE FROM {table} WHERE rowid IN"
+                    f" (SELECT rowid FROM {table} WHERE ts < ? LIMIT ?)",
+                    (before, limit - gone),
+                ).rowcount
+                if gone >= limit:
+                    return gone
+            gone += self.db.execute(
+                "DELETE FROM series WHERE (host, name, labels) IN"
+                " (SELECT host, name, labels FROM series WHERE last_ts < ? LIMIT ?)",
+                (before, limit - gone),
+            ).rowcount
+        return gone
 
     # -- reads ---------------------------------------------------------------
 
@@ -125,10 +202,12 @@ class SQLiteStore(Store):
                 "last_seen": last,
                 "agent_version": version,
                 "clock_offset": offset,
+                "skewed_records": skewed,
+                "refused_batches": refused,
                 "streams": streams.get(host, []),
             }
-            for host, first, last, version, offset in self.db.execute(
-                "SELECT id, first_seen, last_seen, agent_version, clock_offset"
+            for host, first, last, version, offset, skewed, refused in self.db.execute(
+                "SELECT id, first_seen, last_seen, agent_version, clock_offset, skewed, refused"
                 " FROM hosts ORDER BY id"
             )
         ]

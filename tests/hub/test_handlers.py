@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from hub.config import load
 from hub.server import app_runner
 
 STREAM = "5f0c9d2e8a7b4c1d9e3f2a1b0c4d5e6f"
-T0 = 1767225600.0
+T0 = float(int(time.time()))  # records within the retention window
 SECRET = b"a test secret of the hub, 32 b."
 READ = "read-token-for-tests"
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "protocol"
@@ -37,6 +38,7 @@ def config(tmp_path: Path) -> Path:
         f'[hub]\ndata_dir = "{tmp_path / "data"}"\nsecret_file = "{tmp_path / "secret"}"\n'
         f'read_token_file = "{tmp_path / "read"}"\nmax_body = "4KiB"\n'
         'max_decompressed = "64KiB"\n'
+        'retention_raw = "0s"\n'  # the golden batch's records are from 2026-01-01
     )
     return path
 

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 
 from agent.core import protocol
-from hub.store import Ingested, Store
+from hub.store import Ingested, Limits, SeriesLimit, Store
 from hub.store.sqlite import SQLiteStore
 
 BACKENDS: dict[str, Callable[[Path], Store]] = {
     "sqlite": lambda tmp: SQLiteStore(tmp / "hub.db"),
 }
+# The suite's records are from 2026: keep them whatever today's date.
+KEEP = Limits(retention=0.0)
 
 S1 = "5f0c9d2e8a7b4c1d9e3f2a1b0c4d5e6f"
 S2 = "00112233445566778899aabbccddeeff"
@@ -29,6 +31,7 @@ Y2100 = 4102444800.0
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     s = BACKENDS[request.param](tmp_path)
+    s.limits = KEEP
     yield s
     s.close()
 
@@ -83,6 +86,8 @@ def test_a_fresh_stream_stores_everything(store):
         "last_seen": T0 + 5,
         "agent_version": "0.1.0",
         "clock_offset": 5.0,
+        "skewed_records": 0,
+        "refused_batches": 0,
         "streams": [{"stream": S1, "last_seq": 3, "lost": 0}],
     }
 
@@ -143,14 +148,15 @@ def test_two_hosts_with_the_same_stream_id_are_apart(store):
 
 
 def test_hostile_values_round_trip_through_the_queries(store):
+    store.limits = Limits()  # the defaults: 1 h of clock skew, 7 days kept
     labels = {"mount": "/données/日本", "ключ": "🙂", "empty": ""}
     records = [
         metric(1, name="huge", value=2**64 - 1, labels={}),  # the largest msgpack integer
         metric(2, name="huge", value=-(2**63), labels={}),
         metric(3, name="nan", value=float("nan")),
         metric(4, name="inf", value=float("inf")),
-        metric(5, name="future", ts=Y2100),
-        metric(6, name="intts", ts=2**64 - 1),
+        metric(5, name="future", ts=Y2100),  # stored at the hub's time of receipt
+        metric(6, name="old", ts=0),  # older than the retention: not stored
         {**metric(7, name="labels"), "labels": labels, "type": "counter"},
         {
             "kind": "event",
@@ -163,7 +169,7 @@ def test_hostile_values_round_trip_through_the_queries(store):
         },
         {"kind": "check", "name": "api", "ts": T0, "ok": False, "latency": float("inf")},
     ]
-    assert store.ingest(wire(1, records=records), T0) == Ingested(9, 9)
+    assert store.ingest(wire(1, records=records), T0 + 10) == Ingested(9, 8)
 
     def points(name: str) -> list[list[Any]]:
         [series] = store.metrics("web-01", name, 0, 1e20, 100)
@@ -172,15 +178,14 @@ def test_hostile_values_round_trip_through_the_queries(store):
     assert points("huge") == [[T0 + 1, float(2**64 - 1)], [T0 + 2, float(-(2**63))]]
     assert points("nan") == [[T0 + 3, None]]  # JSON has no NaN
     assert points("inf") == [[T0 + 4, None]]
-    assert points("future") == [[Y2100, 5.0]]
-    assert points("intts") == [[float(2**64 - 1), 6.0]]
-    assert store.metrics("web-01", "future", Y2100, Y2100, 10)[0]["points"] == [[Y2100, 5.0]]
-    assert store.metrics("web-01", "future", 0, Y2100 - 1, 10) == []
+    assert points("future") == [[T0 + 10, 5.0]]
+    assert store.metrics("web-01", "old", 0, 1e20, 10) == []
+    assert store.hosts()[0]["skewed_records"] == 3
     [series] = store.metrics("web-01", "labels", 0, 1e12, 10)
     assert series["labels"] == labels
 
     log, check = store.events("web-01", None, 0, 10)  # newest first
-    assert log["kind"] == "log" and log["ts"] == Y2100
+    assert log["kind"] == "log" and log["ts"] == T0 + 10
     assert log["line"] == records[7]["line"]
     assert log["count"] == 2**64 - 1 and log["fields"] == {"ключ": [1, -(2**63)]}
     assert log["ratio"] is None
@@ -263,3 +268,40 @@ def test_sqlite_opens_a_database_written_by_earlier_hubs(tmp_path):
         ('{"seq":"7","\\u00e9":"x"}',)
     ]
     db.close()
+
+
+def test_series_limits_refuse_the_batch_whole_and_keep_the_mark(store):
+    store.limits = Limits(max_series_per_host=5, max_new_series_per_batch=3, retention=0.0)
+    with pytest.raises(SeriesLimit, match=r"adds 4 new series.*at most 3 per batch"):
+        store.ingest(wire(1, 4), T0)  # each record its own series (label seq)
+    assert seqs(store) == [] and store.hosts() == []  # nothing stored, no mark
+    assert store.ingest(wire(1, 3), T0) == Ingested(3, 3)
+    with pytest.raises(SeriesLimit, match="has 3 series and this batch adds 3; at most 5"):
+        store.ingest(wire(4, 3), T0)
+    assert streams(store)[0]["last_seq"] == 3
+    # known series take new points; a replay is acknowledged, never refused
+    again = [metric(i, ts=T0 + 100 + i) for i in (1, 2, 3)]
+    assert store.ingest(wire(4, records=again), T0) == Ingested(6, 3)
+    assert store.ingest(wire(1, 3), T0) == Ingested(6, 0)
+    assert store.ingest(wire(7, 2), T0) == Ingested(8, 2)  # 5 series: at the limit
+    store.note_refused("web-01", T0)
+    assert store.hosts()[0]["refused_batches"] == 1
+
+
+def test_retention_expires_points_events_and_series_a_chunk_at_a_time(store):
+    events = [{"kind": "event", "type": "log", "ts": T0 + i, "n": i} for i in range(4)]
+    store.ingest(wire(1, 6), T0)  # series seq=1..6 at T0+1..T0+6
+    store.ingest(wire(1, records=events, stream=S2), T0)
+    cutoff = T0 + 3.5
+    assert store.expire(cutoff, 2) == 2  # one short chunk
+    total = 2
+    while (n := store.expire(cutoff, 2)) > 0:
+        total += n
+    assert total == 3 + 4 + 3  # points seq 1-3, events 0-3, series 1-3
+    assert seqs(store) == [4, 5, 6]
+    assert [e["n"] for e in store.events(None, None, 0, 10)] == []
+    assert store._series_count("web-01") == 3
+    # the series may come back: it is new again, and counted
+    store.limits = Limits(max_series_per_host=4, retention=0.0)
+    with pytest.raises(SeriesLimit):
+        store.ingest(wire(7, records=[metric(1, ts=T0 + 9), metric(2, ts=T0 + 9)]), T0)
