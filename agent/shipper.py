@@ -13,9 +13,10 @@ Failures:
   with full jitter (a random wait up to min(max_backoff, 1 s x 2^n)), so a
   fleet coming back does not hit the hub in step.
 - 429, 503: wait as long as `Retry-After` says (or the backoff).
-- 400, 413, 415: the hub will never take this batch. It goes to
-  `STATE_DIR/deadletter/` (body and reason), is counted, and acknowledged
-  locally so the queue moves on.
+- Any other 4xx (400 malformed, 413 too large, 415, 422 over the host's
+  series limits): the hub will never take this batch. It goes to
+  `STATE_DIR/deadletter/` (body and the hub's reason), is logged and
+  counted, and acknowledged locally so the queue moves on.
 - 401, 403: a configuration fault (wrong token, wrong host id). The data
   stays; the shipper backs off and logs `hub_auth_failed` each time, which
   alerting can use.
@@ -287,12 +288,12 @@ class Shipper:
                 log.info("hub_reachable_again", hub=self.config.hub.url)
             self.last_error = None
             return None
-        if status in (400, 413, 415):
-            await self._dead_letter(batch, body, status, text)
-            return None
         if status in (401, 403):
             self._auth_failed(status, text)
             return 0.0
+        if 400 <= status < 500 and status not in (408, 429):
+            await self._dead_letter(batch, body, status, text)
+            return None
         self._failed(f"hub answered {status}: {text[:200]}")
         return after if status in (429, 503) and after is not None else 0.0
 

@@ -73,8 +73,11 @@ EXPIRE_CHUNK = 5000  # rows per transaction: ingest waits for one chunk at most
 
 
 async def expire(store: Store, store_thread: Worker, retention: float) -> None:
-    """Delete what is older than `retention`, now and every few minutes, a
-    chunk at a time on the store thread so ingest interleaves."""
+    """Delete what is older than `retention`, every few minutes, a chunk at
+    a time on the store thread so ingest interleaves. The first pass waits
+    a minute: a fleet reconnecting after a hub restart comes first."""
+    every = min(600.0, max(1.0, retention / 10))
+    await asyncio.sleep(min(60.0, every))
     while True:
         before, gone = time.time() - retention, 0
         try:
@@ -86,7 +89,7 @@ async def expire(store: Store, store_thread: Worker, retention: float) -> None:
             log.error("retention_failed", error=repr(exc)[:300])
         if gone:
             log.info("retention_expired", rows=gone, before=before)
-        await asyncio.sleep(min(600.0, max(1.0, retention / 10)))
+        await asyncio.sleep(every)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -14,10 +14,10 @@ answers 2xx only after `ingest` returns (hub/ingest.py).
 
 Limits (`Limits`, from `[hub]`), also applied here once for every backend:
 - a record stamped more than `max_clock_skew` ahead of the hub's clock is
-  stored at the hub's time of receipt, and one older than the raw
-  retention is not stored (retention would delete it at once); both count
-  as the host's `skewed` records. Sequence numbers still advance: the agent
-  is not asked to send them again.
+  stored at the hub's time of receipt and counted as the host's `skewed`
+  records (a clock in 2100 would otherwise sit on top of every newest-first
+  read). Old records are stored as they are: an agent back from a long
+  outage delivers its backlog, and retention expires it in its time.
 - a batch that would give its host more than `max_new_series_per_batch`
   new series, or more than `max_series_per_host` in all, is refused whole
   with `SeriesLimit` (422 to the agent, which dead-letters it) and stores
@@ -92,20 +92,13 @@ class Store(ABC):
     def _in_window(
         self, records: list[dict[str, Any]], received: float
     ) -> tuple[list[dict[str, Any]], int]:
-        """Records clamped to the hub's clock when stamped too far ahead,
-        without those older than the retention; and how many were either."""
+        """Records, those stamped too far ahead clamped to the hub's clock;
+        and how many were."""
         ahead = received + self.limits.max_clock_skew
-        oldest = received - self.limits.retention if self.limits.retention else -1.0
-        kept, skewed = [], 0
-        for r in records:
-            ts = r["ts"]
-            if ts > ahead:
-                r, skewed = {**r, "ts": received}, skewed + 1
-            elif ts < oldest:
-                skewed += 1
-                continue
-            kept.append(r)
-        return kept, skewed
+        if all(r["ts"] <= ahead for r in records):
+            return records, 0
+        kept = [r if r["ts"] <= ahead else {**r, "ts": received} for r in records]
+        return kept, sum(r["ts"] > ahead for r in records)
 
     def _check_series(self, host: str, new: int) -> None:
         limits = self.limits

@@ -88,7 +88,10 @@ def test_remote_listen_allowed_when_asked(tmp_path):
     [
         ("[agent\n", "not valid TOML"),
         ('[agent]\ninterval = "1ms"\n', "agent.interval: must be at least 0.05"),
-        ("[agent]\nhost_id = 'a b'\n", "agent.host_id: must hold no spaces, control characters or slashes"),
+        (
+            "[agent]\nhost_id = 'a b'\n",
+            "agent.host_id: must hold no spaces, control characters or slashes",
+        ),
         ("agent = 3\n", "agent: expected a table"),
         ('[api]\nlisten = "nope"\n', 'api.listen: expected "HOST:PORT"'),
         ("[host.disk]\nexclude_mounts = [1]\n", "host.disk.exclude_mounts[0]: expected a string"),

@@ -27,6 +27,7 @@ class HubProcess:
         self.config.write_text(
             f'[hub]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{tmp / "hub"}"\n'
             f'max_body = "{max_body}"\nmax_decompressed = "4MiB"\n'
+            'retention_raw = "0s"\n'  # the golden batch is from 2026-01-01
         )
         self.log = open(tmp / "hub.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
