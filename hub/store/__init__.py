@@ -69,6 +69,11 @@ class EventRow(NamedTuple):
 class Store(ABC):
     limits: Limits = Limits()  # set per instance by the hub from its config
 
+    def __init__(self) -> None:
+        # each host's number of series, as committed: a host flooding new
+        # series is refused after one lookup, not one per series
+        self._totals: dict[str, int] = {}
+
     def ingest(self, batch: Batch, received: float) -> Ingested:
         """Store what `batch` adds to its stream, durably; `received` is the
         hub's clock, for the host's last_seen and clock offset. Raises
@@ -81,12 +86,13 @@ class Store(ABC):
             kept, skewed = self._in_window(fresh, received)
             metrics, events = rows(kept)
             series = {(m.name, m.labels) for m in metrics}
-            new = len(series) - self._known_series(host, series) if series else 0
-            if new:
-                self._check_series(host, new)
+            total = self._series_total(host) if series else 0
+            new = self._check_series(host, series, total) if series else 0
             self._append(host, batch.stream, metrics, events, max(mark, batch.last), lost)
             # a replay counts as contact too: the host is alive
             self._seen(host, received, batch.agent, received - batch.sent, skewed)
+        if new:
+            self._totals[host] = total + new  # committed
         return Ingested(max(mark, batch.last), len(kept))
 
     def _in_window(
@@ -100,19 +106,29 @@ class Store(ABC):
         kept = [r if r["ts"] <= ahead else {**r, "ts": received} for r in records]
         return kept, sum(r["ts"] > ahead for r in records)
 
-    def _check_series(self, host: str, new: int) -> None:
+    def _series_total(self, host: str) -> int:
+        if host not in self._totals:
+            self._totals[host] = self._series_count(host)
+        return self._totals[host]
+
+    def _check_series(self, host: str, series: set[tuple[str, str]], total: int) -> int:
+        """How many of `series` are new; SeriesLimit if too many. The lookup
+        stops as soon as the verdict is certain."""
         limits = self.limits
+        room = min(limits.max_new_series_per_batch, limits.max_series_per_host - total)
+        new = self._new_series(host, series, stop_after=room)
         if new > limits.max_new_series_per_batch:
             raise SeriesLimit(
-                f"this batch adds {new} new series for host {host!r}; at most "
-                f"{limits.max_new_series_per_batch} per batch (max_new_series_per_batch)"
+                f"this batch adds over {limits.max_new_series_per_batch} new series for host"
+                f" {host!r}; at most {limits.max_new_series_per_batch} per batch"
+                " (max_new_series_per_batch)"
             )
-        total = self._series_count(host)
-        if total + new > limits.max_series_per_host:
+        if new > room:
             raise SeriesLimit(
-                f"host {host!r} has {total} series and this batch adds {new}; at most "
-                f"{limits.max_series_per_host} (max_series_per_host)"
+                f"host {host!r} has {total} series and this batch adds more than {room}; at most"
+                f" {limits.max_series_per_host} (max_series_per_host)"
             )
+        return new
 
     # -- what a backend implements -------------------------------------------
 
@@ -148,8 +164,9 @@ class Store(ABC):
         """Count a batch of `host` refused for its series limits (its own write)."""
 
     @abstractmethod
-    def _known_series(self, host: str, series: set[tuple[str, str]]) -> int:
-        """How many of `series` (name, labels JSON) `host` already has."""
+    def _new_series(self, host: str, series: set[tuple[str, str]], stop_after: int) -> int:
+        """How many of `series` (name, labels JSON) `host` does not have yet;
+        counting may stop once the count exceeds `stop_after`."""
 
     @abstractmethod
     def _series_count(self, host: str) -> int:

@@ -61,6 +61,7 @@ CREATE INDEX IF NOT EXISTS events_by_ts ON events (ts);
 
 class SQLiteStore(Store):
     def __init__(self, path: Path) -> None:
+        super().__init__()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -154,20 +155,25 @@ class SQLiteStore(Store):
                 (host, received, received),
             )
 
-    def _known_series(self, host: str, series: set[tuple[str, str]]) -> int:
-        found = 0
+    def _new_series(self, host: str, series: set[tuple[str, str]], stop_after: int) -> int:
+        new = 0
         for name, labels in series:
-            found += self.db.execute(
-                "SELECT count(*) FROM series WHERE host = ? AND name = ? AND labels = ?",
+            row = self.db.execute(
+                "SELECT 1 FROM series WHERE host = ? AND name = ? AND labels = ?",
                 (host, name, labels),
-            ).fetchone()[0]
-        return int(found)
+            ).fetchone()
+            if row is None:
+                new += 1
+                if new > stop_after:
+                    break
+        return new
 
     def _series_count(self, host: str) -> int:
         row = self.db.execute("SELECT count(*) FROM series WHERE host = ?", (host,)).fetchone()
         return int(row[0])
 
     def expire(self, before: float, limit: int) -> int:
+        self._totals.clear()  # series may go: count them again
         gone = 0
         with self._transaction():
             for table in ("metrics", "events"):
