@@ -32,6 +32,10 @@ class HubSection:
     tls_key_file: Path | None = None
     max_body: Size = opt(8 << 20, min=1024)  # compressed bytes accepted per request
     max_decompressed: Size = opt(64 << 20, min=1024)
+    # Reads (issue 13): their own threads and connections, in bounded pages.
+    read_threads: int = opt(2, min=1, check=lambda n: None if n <= 32 else "at most 32")
+    max_read_points: int = opt(10_000, min=1)  # metric points per page of /v1/metrics
+    max_read_events: int = opt(1_000, min=1)  # events per page of /v1/events
 
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):

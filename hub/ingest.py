@@ -9,7 +9,9 @@ answers without a 2xx, so the agent keeps the batch and sends it again.
 
 Answers: 200 {"last_seq", "stored"}; 400 malformed (never retried by the
 agent); 401 no or forged token; 403 a genuine token for another host;
-413 over max_body, compressed or once decompressed; 415 unknown encoding.
+413 over max_body, compressed or once decompressed; 415 unknown encoding;
+503 with Retry-After when the store cannot write (a full disk: the agent
+keeps the batch and comes back; logged once per distinct error).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from aiohttp import web
 from agent.core import protocol
 from agent.core.worker import Worker
 from hub.auth import bearer_host
-from hub.store import Store
+from hub.store import Store, Unwritable
 
 log = structlog.get_logger()
+
+STORE_RETRY = 5  # seconds an agent waits after a 503 for a store that cannot write
 
 
 class Ingest:
@@ -45,6 +49,8 @@ class Ingest:
         self.decode_threads = decode_threads
         self.max_body = max_body
         self.max_decompressed = max_decompressed
+        self.store_error: str | None = None  # the write error logged last
+        self.unwritable_total = 0  # batches answered 503: the store could not write
 
     async def handle(self, request: web.Request) -> web.Response:
         host = bearer_host(request.headers.get("Authorization", ""), self.secret)
@@ -70,7 +76,17 @@ class Ingest:
         if batch.host != host:
             log.warning("ingest_wrong_host", token_host=host, batch_host=batch.host)
             return _error(403, f"this token is for host {host!r}, not {batch.host!r}")
-        done = await self.store_thread.run(self.store.ingest, batch, time.time())
+        try:
+            done = await self.store_thread.run(self.store.ingest, batch, time.time())
+        except Unwritable as exc:
+            self.unwritable_total += 1
+            if str(exc) != self.store_error:
+                log.error("store_write_failed", error=str(exc), host=host)
+                self.store_error = str(exc)
+            return _error(503, f"the hub cannot store now: {exc}", retry_after=STORE_RETRY)
+        if self.store_error is not None:
+            log.info("store_writable_again", refused=self.unwritable_total)
+            self.store_error = None
         return web.json_response({"last_seq": done.last_seq, "stored": done.stored})
 
     def _decode(self, body: bytes, encoding: str) -> protocol.Batch:
@@ -78,5 +94,6 @@ class Ingest:
         return protocol.decode_batch(data)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response({"error": message}, status=status, headers=headers)
