@@ -13,24 +13,29 @@ from aiohttp import web
 from agent.core.worker import Worker
 from hub.auth import load_read_token, load_secret
 from hub.config import HubConfig
+from hub.health import Health
 from hub.ingest import Ingest
 from hub.read import Read
 from hub.store import Limits, Store
-from hub.store.sqlite import SQLiteStore
+from hub.store.sqlite import open_store
 
 log = structlog.get_logger()
+RETENTION: web.AppKey[asyncio.Task[None]] = web.AppKey("retention", asyncio.Task)
+EXPIRE_CHUNK = 5000  # rows per transaction: ingest waits for one chunk at most
 
 
 def build(config: HubConfig) -> web.Application:
     """The application for `config`. Raises OSError or ValueError for an
-    unreadable secret or read token, before anything listens."""
+    unreadable secret, read token or database, before anything listens. A
+    damaged database is set aside and replaced (hub/store/sqlite.py)."""
     secret, read_token = load_secret(config), load_read_token(config)
-    store = SQLiteStore(config.hub.data_dir / "hub.db")
+    store = open_store(config.hub.data_dir / "hub.db")
     hub = config.hub
     store.limits = Limits(
         hub.max_series_per_host, hub.max_new_series_per_batch, hub.max_clock_skew, hub.retention_raw
     )
     # One store thread: the store is not thread-safe, and it serializes writes.
+    # Reads have their own threads and connections (hub/read.py).
     store_thread = Worker("store")
     decode_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
     ingest = Ingest(
@@ -41,9 +46,17 @@ def build(config: HubConfig) -> web.Application:
         config.hub.max_body,
         config.hub.max_decompressed,
     )
-    read = Read(read_token, store, store_thread)
+    read = Read(
+        read_token,
+        store.reader,
+        config.hub.read_threads,
+        config.hub.max_read_points,
+        config.hub.max_read_events,
+    )
+    health = Health(store, store_thread)
 
     def close() -> None:
+        read.close()
         decode_threads.shutdown(wait=True)
         store_thread.shutdown(wait=True)  # the last commit finishes first
         store.close()
@@ -59,17 +72,13 @@ def build(config: HubConfig) -> web.Application:
 
     app = web.Application(client_max_size=config.hub.max_body)
     app.router.add_post("/v1/ingest", ingest.handle)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/healthz", health.handle)
     app.router.add_get("/v1/hosts", read.hosts)
     app.router.add_get("/v1/metrics", read.metrics)
     app.router.add_get("/v1/events", read.events)
     app.on_startup.append(start_retention)
     app.on_cleanup.append(cleanup)
     return app
-
-
-RETENTION: web.AppKey[asyncio.Task[None]] = web.AppKey("retention", asyncio.Task)
-EXPIRE_CHUNK = 5000  # rows per transaction: ingest waits for one chunk at most
 
 
 async def expire(store: Store, store_thread: Worker, retention: float) -> None:
@@ -90,7 +99,3 @@ async def expire(store: Store, store_thread: Worker, retention: float) -> None:
         if gone:
             log.info("retention_expired", rows=gone, before=before)
         await asyncio.sleep(every)
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})

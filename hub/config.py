@@ -37,6 +37,10 @@ class HubSection:
     max_new_series_per_batch: int = opt(10_000, min=1)
     max_clock_skew: Duration = opt(3600.0, min=1.0)  # records stamped further ahead: clamped
     retention_raw: Duration = opt(7 * 86400.0, min=0.0)  # 0s: keep for ever
+    # Reads (issue 13): their own threads and connections, in bounded pages.
+    read_threads: int = opt(2, min=1, check=lambda n: None if n <= 32 else "at most 32")
+    max_read_points: int = opt(10_000, min=1)  # metric points per page of /v1/metrics
+    max_read_events: int = opt(1_000, min=1)  # events per page of /v1/events
 
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):

@@ -11,11 +11,11 @@ Answers: 200 {"last_seq", "stored"}; 400 malformed (never retried by the
 agent); 401 no or forged token; 403 a genuine token for another host;
 413 over max_body, compressed or once decompressed; 415 unknown encoding;
 422 over the host's series limits (the agent dead-letters it); 503 with
-Retry-After when the store cannot write (the agent retries).
+Retry-After when the store cannot write (a full disk: the agent keeps the
+batch and comes back; logged once per distinct error).
 
 What the validator (agent/core/protocol.py) accepts, the store stores: a
-store failure is the hub's own (a full disk), never the batch's, so it is
-answered 503, not 500, and logged and counted.
+batch is refused up front (400) or stored, never failed in the store.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from aiohttp import web
 from agent.core import protocol
 from agent.core.worker import Worker
 from hub.auth import bearer_host
-from hub.store import SeriesLimit, Store
+from hub.store import SeriesLimit, Store, Unwritable
 
 log = structlog.get_logger()
+
+STORE_RETRY = 5  # seconds an agent waits after a 503 for a store that cannot write
 
 
 class Ingest:
@@ -51,7 +53,8 @@ class Ingest:
         self.decode_threads = decode_threads
         self.max_body = max_body
         self.max_decompressed = max_decompressed
-        self.store_errors = 0
+        self.store_error: str | None = None  # the write error logged last
+        self.unwritable_total = 0  # batches answered 503: the store could not write
 
     async def handle(self, request: web.Request) -> web.Response:
         host = bearer_host(request.headers.get("Authorization", ""), self.secret)
@@ -82,12 +85,17 @@ class Ingest:
             done = await self.store_thread.run(self.store.ingest, batch, received)
         except SeriesLimit as exc:
             log.warning("ingest_series_limit", host=host, reason=str(exc))
-            await self.store_thread.run(self.store.note_refused, host, received)
+            await self.store_thread.run(self.store.note_refused, host)
             return _error(422, str(exc))
-        except Exception as exc:
-            self.store_errors += 1
-            log.error("ingest_store_failed", host=host, error=repr(exc)[:300])
-            return _error(503, "the hub cannot store batches now", retry_after=5)
+        except Unwritable as exc:
+            self.unwritable_total += 1
+            if str(exc) != self.store_error:
+                log.error("store_write_failed", error=str(exc), host=host)
+                self.store_error = str(exc)
+            return _error(503, f"the hub cannot store now: {exc}", retry_after=STORE_RETRY)
+        if self.store_error is not None:
+            log.info("store_writable_again", refused=self.unwritable_total)
+            self.store_error = None
         return web.json_response({"last_seq": done.last_seq, "stored": done.stored})
 
     def _decode(self, body: bytes, encoding: str) -> protocol.Batch:

@@ -1,59 +1,157 @@
 """The read API: `GET /v1/hosts`, `/v1/metrics`, `/v1/events` (JSON).
 
-Guarded by the read token when one is configured. Queries run in the store
-thread, one at a time with ingest: SQLite's one writer and its readers
-share a connection there."""
+Guarded by the read token when one is configured. Queries run in their own
+threads (`[hub] read_threads`), each with its own connection to the store
+(`Store.reader()`): in WAL mode a read sees the last commit and never makes
+ingest wait, however long it takes. Answers are pages: `limit` is an
+integer from 1 to `max_read_points` (metrics) or `max_read_events`
+(events), 400 beyond; `next` in the answer is the cursor for the following
+page (`cursor=...` with the same filters), null on the last page. The JSON
+is built in the read thread too, so a page costs the event loop nothing
+but the send.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import json
+import math
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
 
-from agent.core.worker import Worker
 from hub.auth import read_allowed
-from hub.store import Store
+from hub.store import BadCursor, Reader
+
+MAX_CURSOR = 1000  # characters; ours are far shorter
+
+
+class BadQuery(ValueError):
+    """A query parameter out of its range; the message says which and why."""
 
 
 class Read:
-    def __init__(self, read_token: str | None, store: Store, store_thread: Worker) -> None:
+    def __init__(
+        self,
+        read_token: str | None,
+        open_reader: Callable[[], Reader],
+        threads: int,
+        max_points: int,
+        max_events: int,
+    ) -> None:
         self.read_token = read_token
-        self.store = store
-        self.store_thread = store_thread
+        self.open_reader = open_reader
+        self.max_points = max_points
+        self.max_events = max_events
+        self.local = threading.local()
+        self.readers: list[Reader] = []
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="read")
 
-    async def _answer(self, request: web.Request, query: Callable[[], Any]) -> web.Response:
+    def close(self) -> None:
+        """Wait for the reads in hand, then close every reader (blocks: off the loop)."""
+        self.pool.shutdown(wait=True)
+        with self.lock:
+            for reader in self.readers:
+                reader.close()
+            self.readers.clear()
+
+    def _reader(self) -> Reader:
+        """This read thread's reader, opened on its first query."""
+        reader: Reader | None = getattr(self.local, "reader", None)
+        if reader is None:
+            reader = self.local.reader = self.open_reader()
+            with self.lock:
+                self.readers.append(reader)
+        return reader
+
+    async def _answer(
+        self, request: web.Request, query: Callable[[Reader], dict[str, Any]]
+    ) -> web.Response:
         if not read_allowed(request.headers.get("Authorization", ""), self.read_token):
             return _error(401, "the read API needs the read token")
-        return web.json_response(await self.store_thread.run(query))
+        loop = asyncio.get_running_loop()
+        try:
+            body = await loop.run_in_executor(self.pool, self._run, query)
+        except BadCursor as exc:
+            return _error(400, f"cursor: {exc}")
+        return web.Response(body=body, content_type="application/json")
+
+    def _run(self, query: Callable[[Reader], dict[str, Any]]) -> bytes:
+        return json.dumps(query(self._reader())).encode()
 
     async def hosts(self, request: web.Request) -> web.Response:
-        return await self._answer(request, lambda: {"hosts": self.store.hosts()})
+        return await self._answer(request, lambda r: {"hosts": r.hosts()})
 
     async def metrics(self, request: web.Request) -> web.Response:
         q = request.query
         try:
-            since, until = float(q.get("since", 0)), float(q.get("until", 1e12))
-            limit = int(q.get("limit", 100_000))
-        except ValueError:
-            return _error(400, "since, until and limit must be numbers")
-        return await self._answer(
-            request,
-            lambda: {
-                "series": self.store.metrics(q.get("host"), q.get("name"), since, until, limit)
-            },
-        )
+            since, until = _number(q, "since", 0.0), _number(q, "until", 1e12)
+            limit = _limit(q, self.max_points, "points")
+            after = _cursor(q)
+        except BadQuery as exc:
+            return _error(400, str(exc))
+
+        def query(r: Reader) -> dict[str, Any]:
+            page = r.metrics(q.get("host"), q.get("name"), since, until, limit, after)
+            return {"series": page.items, "next": page.next}
+
+        return await self._answer(request, query)
 
     async def events(self, request: web.Request) -> web.Response:
         q = request.query
         try:
-            since, limit = float(q.get("since", 0)), int(q.get("limit", 1000))
-        except ValueError:
-            return _error(400, "since and limit must be numbers")
-        return await self._answer(
-            request,
-            lambda: {"events": self.store.events(q.get("host"), q.get("kind"), since, limit)},
+            since = _number(q, "since", 0.0)
+            limit = _limit(q, self.max_events, "events")
+            after = _cursor(q)
+        except BadQuery as exc:
+            return _error(400, str(exc))
+
+        def query(r: Reader) -> dict[str, Any]:
+            page = r.events(q.get("host"), q.get("kind"), since, limit, after)
+            return {"events": page.items, "next": page.next}
+
+        return await self._answer(request, query)
+
+
+def _number(q: Mapping[str, str], key: str, default: float) -> float:
+    text = q.get(key)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise BadQuery(f"{key} must be a finite number (Unix seconds), not {text[:40]!r}")
+    return value
+
+
+def _limit(q: Mapping[str, str], maximum: int, unit: str) -> int:
+    text = q.get("limit")
+    if text is None:
+        return maximum
+    limit = int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+    if limit is None and text.isascii() and text.isdigit():
+        limit = maximum + 1  # too many digits to be anything but over the maximum
+    if limit is None or limit < 1:
+        raise BadQuery(f"limit must be an integer from 1 to {maximum}, not {text[:40]!r}")
+    if limit > maximum:
+        raise BadQuery(
+            f"limit is over the maximum of {maximum} {unit} per page;"
+            " read the rest page by page with the cursor in `next`"
         )
+    return limit
+
+
+def _cursor(q: Mapping[str, str]) -> str | None:
+    text = q.get("cursor")
+    if text is not None and (not text or len(text) > MAX_CURSOR):
+        raise BadQuery("cursor: not a cursor of this hub")
+    return text
 
 
 def _error(status: int, message: str) -> web.Response:

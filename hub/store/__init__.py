@@ -10,27 +10,41 @@ stores only its new records. A batch that starts beyond the mark leaves a
 gap: records the agent lost (its buffer was full), counted per stream.
 
 Durable: a backend's transaction is on disk when it returns, and the hub
-answers 2xx only after `ingest` returns (hub/ingest.py).
+answers 2xx only after `ingest` returns (hub/ingest.py). A write the
+backend cannot make (a full disk, a read-only or damaged file) raises
+`Unwritable`: nothing of it is stored, the agent keeps the batch and sends
+it again. The outcome of the latest write is kept in `last_write`, and
+`probe` makes a tiny write when there was none lately: /healthz reports it.
+
+Reads: `reader()` opens a `Reader` on its own connection, for another
+thread. Readers see committed data only and never wait for, or hold up,
+the writer. Their answers come in pages: at most `limit` items and
+`next`, an opaque cursor to pass back as `after` for the following page
+(None on the last page), so a client can read everything without one
+giant answer.
 
 Limits (`Limits`, from `[hub]`), also applied here once for every backend:
 - a record stamped more than `max_clock_skew` ahead of the hub's clock is
   stored at the hub's time of receipt and counted as the host's `skewed`
   records (a clock in 2100 would otherwise sit on top of every newest-first
   read). Old records are stored as they are: an agent back from a long
-  outage delivers its backlog, and retention expires it in its time.
+  outage delivers its backlog, and retention (`expire`) removes it in time.
 - a batch that would give its host more than `max_new_series_per_batch`
   new series, or more than `max_series_per_host` in all, is refused whole
   with `SeriesLimit` (422 to the agent, which dead-letters it) and stores
   nothing; the stream's mark does not move.
 
-Not thread-safe: the hub calls a store from one worker thread.
+Not thread-safe: the hub calls a store from one worker thread, and each
+reader from one thread at a time.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, NamedTuple
 
 from agent.core.protocol import Batch
@@ -39,17 +53,6 @@ from agent.core.protocol import Batch
 class Ingested(NamedTuple):
     last_seq: int  # the stream's mark after this batch: what the agent may forget
     stored: int  # records of this batch stored now (0 for a replay)
-
-
-class Limits(NamedTuple):
-    max_series_per_host: int = 20_000
-    max_new_series_per_batch: int = 10_000
-    max_clock_skew: float = 3600.0  # seconds ahead of the hub's clock
-    retention: float = 7 * 86400.0  # seconds of raw data kept; 0: for ever
-
-
-class SeriesLimit(Exception):
-    """A batch that would exceed a host's series limits: refused, not stored."""
 
 
 class MetricRow(NamedTuple):
@@ -66,20 +69,98 @@ class EventRow(NamedTuple):
     body: str  # the whole record as JSON
 
 
+class Limits(NamedTuple):
+    max_series_per_host: int = 20_000
+    max_new_series_per_batch: int = 10_000
+    max_clock_skew: float = 3600.0  # seconds ahead of the hub's clock
+    retention: float = 7 * 86400.0  # seconds of raw data kept; 0: for ever
+
+
+class SeriesLimit(Exception):
+    """A batch that would exceed a host's series limits: refused, not stored."""
+
+
+class Unwritable(Exception):
+    """The backend could not write (full disk, read-only or damaged file,
+    I/O error): the transaction stored nothing; trying again later may work."""
+
+
+class BadCursor(ValueError):
+    """A page cursor (`after`) that this reader did not make."""
+
+
+class Page(NamedTuple):
+    items: list[dict[str, Any]]
+    next: str | None  # pass back as `after` for the following page; None: the last
+
+
+class WriteOutcome(NamedTuple):
+    at: float  # time.monotonic() when the write ended
+    error: str | None  # None: committed
+
+
+class Reader(ABC):
+    """Queries on a connection of their own (see the module's docstring)."""
+
+    @abstractmethod
+    def hosts(self) -> list[dict[str, Any]]:
+        """Every host with first_seen, last_seen, agent_version, clock_offset,
+        skewed_records, refused_batches and its streams (stream, last_seq,
+        lost), by id."""
+
+    @abstractmethod
+    def metrics(
+        self,
+        host: str | None,
+        name: str | None,
+        since: float,
+        until: float,
+        limit: int,
+        after: str | None = None,
+    ) -> Page:
+        """Series (host, name, labels, points [[ts, value], ...]) with points
+        in [since, until]: at most `limit` points per page, in the order of
+        (host, name, time). A series may continue on the next page: merge
+        points by (host, name, labels). JSON has no NaN or infinity: a value
+        that is not finite reads as None. Raises BadCursor for a bad `after`."""
+
+    @abstractmethod
+    def events(
+        self,
+        host: str | None,
+        kind: str | None,
+        since: float,
+        limit: int,
+        after: str | None = None,
+    ) -> Page:
+        """Events from `since` on, newest first: the record with host, ts,
+        kind; at most `limit` per page (a page may end sooner to bound its
+        size). A number in it that is not finite reads as None. Raises
+        BadCursor for a bad `after`."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
 class Store(ABC):
+    last_write: WriteOutcome | None = None  # the latest write transaction's outcome
     limits: Limits = Limits()  # set per instance by the hub from its config
 
     def __init__(self) -> None:
         # each host's number of series, as committed: a host flooding new
         # series is refused after one lookup, not one per series
         self._totals: dict[str, int] = {}
+        # batches refused for their series limits, not yet written down: the
+        # next write, whoever's, adds them (a refusal costs no fsync)
+        self._refused: dict[str, int] = {}
 
     def ingest(self, batch: Batch, received: float) -> Ingested:
         """Store what `batch` adds to its stream, durably; `received` is the
         hub's clock, for the host's last_seen and clock offset. Raises
-        SeriesLimit, storing nothing, for a batch over the series limits."""
+        SeriesLimit, storing nothing, for a batch over the series limits,
+        and Unwritable when the backend cannot write."""
         host = batch.host
-        with self._transaction():
+        with self._write():
             mark = self._mark(host, batch.stream)
             fresh = batch.records[max(0, mark + 1 - batch.first) :] if batch.last > mark else []
             lost = max(0, batch.first - mark - 1) if fresh else 0
@@ -91,9 +172,17 @@ class Store(ABC):
             self._append(host, batch.stream, metrics, events, max(mark, batch.last), lost)
             # a replay counts as contact too: the host is alive
             self._seen(host, received, batch.agent, received - batch.sent, skewed)
+            if self._refused:
+                self._count_refused(self._refused, received)
+        self._refused = {}  # committed
         if new:
             self._totals[host] = total + new  # committed
         return Ingested(max(mark, batch.last), len(kept))
+
+    def note_refused(self, host: str) -> None:
+        """Count a batch of `host` refused for its series limits (in the
+        store's thread, like every call)."""
+        self._refused[host] = self._refused.get(host, 0) + 1
 
     def _in_window(
         self, records: list[dict[str, Any]], received: float
@@ -130,11 +219,44 @@ class Store(ABC):
             )
         return new
 
+    def expire(self, before: float, limit: int) -> int:
+        """Delete up to `limit` metric points and events stamped before
+        `before`, and series with no point since; how many rows went. Called
+        again while it returns `limit`, between ingests: one call is short."""
+        self._totals.clear()  # series may go: count them again
+        with self._write():
+            return self._expire(before, limit)
+
+    def probe(self) -> WriteOutcome:
+        """A tiny durable write transaction, to learn whether the store can
+        write; its outcome, which is also `last_write`."""
+        try:
+            with self._write():
+                self._touch(time.time())
+                if self._refused:
+                    self._count_refused(self._refused, time.time())
+            self._refused = {}
+        except Unwritable:
+            pass
+        assert self.last_write is not None
+        return self.last_write
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        try:
+            with self._transaction():
+                yield
+        except Unwritable as exc:
+            self.last_write = WriteOutcome(time.monotonic(), str(exc) or type(exc).__name__)
+            raise
+        self.last_write = WriteOutcome(time.monotonic(), None)
+
     # -- what a backend implements -------------------------------------------
 
     @abstractmethod
     def _transaction(self) -> AbstractContextManager[None]:
-        """One atomic, durable write: committed on exit, rolled back on error."""
+        """One atomic, durable write: committed on exit, rolled back on
+        error; raises Unwritable when the backend cannot write."""
 
     @abstractmethod
     def _mark(self, host: str, stream: str) -> int:
@@ -154,14 +276,19 @@ class Store(ABC):
 
     @abstractmethod
     def _seen(
-        self, host: str, received: float, agent_version: str, clock_offset: float, skewed: int
+        self,
+        host: str,
+        received: float,
+        agent_version: str,
+        clock_offset: float,
+        skewed: int,
     ) -> None:
         """Record contact from `host` (first_seen is kept from the first call)
         and add `skewed` to its count of records outside the time window."""
 
     @abstractmethod
-    def note_refused(self, host: str, received: float) -> None:
-        """Count a batch of `host` refused for its series limits (its own write)."""
+    def _count_refused(self, refused: dict[str, int], now: float) -> None:
+        """Add to each host's count of batches refused for its series limits."""
 
     @abstractmethod
     def _new_series(self, host: str, series: set[tuple[str, str]], stop_after: int) -> int:
@@ -173,34 +300,19 @@ class Store(ABC):
         """How many series `host` has."""
 
     @abstractmethod
-    def expire(self, before: float, limit: int) -> int:
-        """Delete up to `limit` metric points and events stamped before
-        `before`, and series with no point since; how many rows went. Called
-        again while it returns `limit`, between ingests: one call is short."""
+    def _expire(self, before: float, limit: int) -> int:
+        """`expire`'s deletions, inside its transaction."""
+
+    @abstractmethod
+    def _touch(self, now: float) -> None:
+        """The smallest write there is (the probe's), inside a transaction."""
+
+    @abstractmethod
+    def reader(self) -> Reader:
+        """A new reader on its own connection (callable from any thread)."""
 
     @abstractmethod
     def close(self) -> None: ...
-
-    @abstractmethod
-    def hosts(self) -> list[dict[str, Any]]:
-        """Every host with first_seen, last_seen, agent_version, clock_offset,
-        skewed_records, refused_batches and its streams (stream, last_seq,
-        lost), by id."""
-
-    @abstractmethod
-    def metrics(
-        self, host: str | None, name: str | None, since: float, until: float, limit: int
-    ) -> list[dict[str, Any]]:
-        """Series (host, name, labels, points [[ts, value], ...]) with points
-        in [since, until], at most `limit` points. JSON has no NaN or infinity:
-        a value that is not finite reads as None."""
-
-    @abstractmethod
-    def events(
-        self, host: str | None, kind: str | None, since: float, limit: int
-    ) -> list[dict[str, Any]]:
-        """Events from `since` on, newest first: the record with host, ts, kind.
-        A number in it that is not finite reads as None."""
 
 
 def rows(records: list[dict[str, Any]]) -> tuple[list[MetricRow], list[EventRow]]:

@@ -1,18 +1,48 @@
 """The embedded store: SQLite in WAL mode with `synchronous=FULL`, so a
 commit is on disk before `ingest` returns. The schema is the one hubs
-have always written (existing databases open as they are)."""
+have always written (existing databases open as they are), plus the
+one-row `probe` table that /healthz writes to.
+
+At start, `open_store` checks the file (`PRAGMA quick_check`); a damaged
+one (not a database, truncated, a bad page) is renamed
+`hub.db.<time>.corrupt`, with its `-wal` and `-shm`, and a fresh database
+takes its place: the agents send again what they still hold. An error that
+is not damage (no permission, no space) is left alone and raised as OSError.
+
+Readers (`SQLiteReader`) each have their own connection, `query_only`: in
+WAL mode they read the last commit while the writer goes on. Pages are
+bounded: at most `limit` rows fetched per query, and an events page also
+ends after about `PAGE_BYTES` of bodies. Cursors are the position of the
+last row (its sort key and rowid), base64url JSON: the next page starts
+right after it using the indexes, whatever was written meanwhile.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from hub.store import EventRow, MetricRow, Store
+import structlog
+
+from hub.store import BadCursor, EventRow, MetricRow, Page, Reader, Store, Unwritable
+
+log = structlog.get_logger()
+
+PAGE_BYTES = 8 << 20  # an events page ends after this much of event bodies
+# Result codes (the low byte of an extended code) that mean the file cannot
+# be written now: busy, locked, no memory, read-only, I/O error, damaged, full,
+# cannot open, not a database. Others (constraint, too big) are the data's.
+_UNWRITABLE = {5, 6, 7, 8, 10, 11, 13, 14, 26}
+_DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (
@@ -21,7 +51,7 @@ CREATE TABLE IF NOT EXISTS hosts (
     last_seen REAL NOT NULL,
     agent_version TEXT NOT NULL,
     clock_offset REAL NOT NULL,         -- hub time minus the agent's send time
-    skewed INTEGER NOT NULL DEFAULT 0,  -- records stamped outside the time window
+    skewed INTEGER NOT NULL DEFAULT 0,  -- records stamped too far ahead (clamped)
     refused INTEGER NOT NULL DEFAULT 0  -- batches refused for its series limits
 );
 CREATE TABLE IF NOT EXISTS streams (
@@ -54,27 +84,105 @@ CREATE TABLE IF NOT EXISTS series (     -- each host's series, for its limits
     last_ts REAL NOT NULL,              -- its newest point: retention drops it after
     PRIMARY KEY (host, name, labels)
 ) WITHOUT ROWID;
+-- retention deletes by time; unfiltered event pages read by time
 CREATE INDEX IF NOT EXISTS metrics_by_time ON metrics (ts);
 CREATE INDEX IF NOT EXISTS events_by_ts ON events (ts);
+CREATE TABLE IF NOT EXISTS probe (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    at REAL NOT NULL                    -- /healthz's latest test write
+);
 """
 
 
+def open_store(path: Path) -> SQLiteStore:
+    """The store at `path`, checked first: a damaged file is set aside and
+    a fresh one made (logged as `store_corrupt_set_aside`). Raises OSError
+    when the file cannot be opened for another reason."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    damage = _damage(path)
+    if damage is not None:
+        aside = _set_aside(path)
+        log.error("store_corrupt_set_aside", path=str(path), moved_to=str(aside), error=damage)
+    try:
+        return SQLiteStore(path)
+    except sqlite3.Error as exc:
+        raise OSError(f"{path}: {exc}") from exc
+
+
+def _damage(path: Path) -> str | None:
+    """What `quick_check` finds wrong with the database at `path`, if anything."""
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise OSError(f"{path}: {exc}") from exc
+    try:
+        result = [row[0] for row in db.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as exc:
+        if _code(exc) in _DAMAGED:
+            return str(exc)
+        raise OSError(f"{path}: {exc}") from exc
+    finally:
+        db.close()
+    return None if result == ["ok"] else "; ".join(result)[:500]
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename the database and its -wal and -shm to `NAME.<time>.corrupt*`."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.{stamp}.corrupt")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.{stamp}-{n}.corrupt")
+    for suffix in ("-wal", "-shm", ""):  # the database last: it names the set
+        part = Path(f"{path}{suffix}")
+        if part.exists():
+            os.replace(part, f"{aside}{suffix}")
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return aside
+
+
+def _code(exc: sqlite3.Error) -> int:
+    """The primary result code (Python 3.11+ has it; older: guess from the type)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF
+    if isinstance(exc, sqlite3.OperationalError):
+        return 10
+    return 11 if type(exc) is sqlite3.DatabaseError else 1
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout=5000")
+    # 512 KiB, not the default 2 MiB: a fleet's inserts touch more pages
+    # than either holds, the kernel's page cache keeps the file, and the
+    # hub's RSS budget is 45 MB (bench/footprint.py measures it).
+    db.execute("PRAGMA cache_size=-512")
+    return db
+
+
 class SQLiteStore(Store):
+    """The writer. `SQLiteStore(path)` opens without checking: the hub uses
+    `open_store`."""
+
     def __init__(self, path: Path) -> None:
         super().__init__()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.path = path
+        self.db = _connect(path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        # 512 KiB, not the default 2 MiB: a fleet's inserts touch more pages
-        # than either holds, the kernel's page cache keeps the file, and the
-        # hub's RSS budget is 45 MB (bench/footprint.py measures it).
-        self.db.execute("PRAGMA cache_size=-512")
         self._create()
 
     def _create(self) -> None:
-        """The schema, and what older databases lack."""
+        """The schema, and what databases written before issue 13 lack."""
         had = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master")}
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(hosts)")}
         for column in ("skewed", "refused"):
@@ -90,15 +198,29 @@ class SQLiteStore(Store):
     def close(self) -> None:
         self.db.close()
 
+    def reader(self) -> SQLiteReader:
+        return SQLiteReader(self.path)
+
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
         try:
+            self.db.execute("BEGIN IMMEDIATE")
             yield
             self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
+        except BaseException as exc:
+            if self.db.in_transaction:
+                # SQLite may have rolled back already (a full disk)
+                with suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError) and _code(exc) in _UNWRITABLE:
+                raise Unwritable(str(exc)) from exc
             raise
+
+    def _touch(self, now: float) -> None:
+        self.db.execute(
+            "INSERT INTO probe VALUES (0, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            (now,),
+        )
 
     def _mark(self, host: str, stream: str) -> int:
         row = self.db.execute(
@@ -146,14 +268,13 @@ class SQLiteStore(Store):
             (host, received, received, agent_version, clock_offset, skewed),
         )
 
-    def note_refused(self, host: str, received: float) -> None:
-        with self._transaction():
-            self.db.execute(
-                "INSERT INTO hosts (id, first_seen, last_seen, agent_version, clock_offset,"
-                " refused) VALUES (?, ?, ?, '', 0, 1)"
-                " ON CONFLICT (id) DO UPDATE SET refused = refused + 1",
-                (host, received, received),
-            )
+    def _count_refused(self, refused: dict[str, int], now: float) -> None:
+        self.db.executemany(
+            "INSERT INTO hosts (id, first_seen, last_seen, agent_version, clock_offset,"
+            " refused) VALUES (?, ?, ?, '', 0, ?)"
+            " ON CONFLICT (id) DO UPDATE SET refused = refused + excluded.refused",
+            [(host, now, now, n) for host, n in refused.items()],
+        )
 
     def _new_series(self, host: str, series: set[tuple[str, str]], stop_after: int) -> int:
         new = 0
@@ -172,26 +293,31 @@ class SQLiteStore(Store):
         row = self.db.execute("SELECT count(*) FROM series WHERE host = ?", (host,)).fetchone()
         return int(row[0])
 
-    def expire(self, before: float, limit: int) -> int:
-        self._totals.clear()  # series may go: count them again
+    def _expire(self, before: float, limit: int) -> int:
         gone = 0
-        with self._transaction():
-            for table in ("metrics", "events"):
-                gone += self.db.execute(
-                    f"DELETE FROM {table} WHERE rowid IN"
-                    f" (SELECT rowid FROM {table} WHERE ts < ? LIMIT ?)",
-                    (before, limit - gone),
-                ).rowcount
-                if gone >= limit:
-                    return gone
+        for table in ("metrics", "events"):
             gone += self.db.execute(
-                "DELETE FROM series WHERE (host, name, labels) IN"
-                " (SELECT host, name, labels FROM series WHERE last_ts < ? LIMIT ?)",
+                f"DELETE FROM {table} WHERE rowid IN"
+                f" (SELECT rowid FROM {table} WHERE ts < ? LIMIT ?)",
                 (before, limit - gone),
             ).rowcount
+            if gone >= limit:
+                return gone
+        gone += self.db.execute(
+            "DELETE FROM series WHERE (host, name, labels) IN"
+            " (SELECT host, name, labels FROM series WHERE last_ts < ? LIMIT ?)",
+            (before, limit - gone),
+        ).rowcount
         return gone
 
-    # -- reads ---------------------------------------------------------------
+
+class SQLiteReader(Reader):
+    def __init__(self, path: Path) -> None:
+        self.db = _connect(path)
+        self.db.execute("PRAGMA query_only=1")
+
+    def close(self) -> None:
+        self.db.close()
 
     def hosts(self) -> list[dict[str, Any]]:
         streams: dict[str, list[dict[str, Any]]] = {}
@@ -219,40 +345,111 @@ class SQLiteStore(Store):
         ]
 
     def metrics(
-        self, host: str | None, name: str | None, since: float, until: float, limit: int
-    ) -> list[dict[str, Any]]:
+        self,
+        host: str | None,
+        name: str | None,
+        since: float,
+        until: float,
+        limit: int,
+        after: str | None = None,
+    ) -> Page:
         args: list[Any] = [since, until]
         query = _matching(
-            "SELECT host, name, labels, ts, value FROM metrics WHERE ts >= ? AND ts <= ?",
+            "SELECT host, name, labels, ts, value, rowid FROM metrics WHERE ts >= ? AND ts <= ?",
             args,
             host=host,
             name=name,
         )
-        query += " ORDER BY host, name, labels, ts LIMIT ?"
-        args.append(limit)
+        if after is not None:
+            h, n, t, r = _cursor(after, str, str, float, int)
+            query += " AND (host, name, ts, rowid) > (?, ?, ?, ?)"
+            args += [h, n, t, r]
+        # the index (host, name, ts) holds rowid last: no sort, no scan of
+        # what came before the cursor
+        query += " ORDER BY host, name, ts, rowid LIMIT ?"
+        args.append(limit + 1)
         series: dict[tuple[str, str, str], list[list[float | None]]] = {}
-        for h, n, labels, ts, value in self.db.execute(query, args):
+        count, last, more = 0, None, False
+        for h, n, labels, ts, value, rowid in self.db.execute(query, args):
+            if count == limit:
+                more = True
+                break
             # SQLite stores NaN as NULL already; an infinity is stored as one
             finite = value if value is None or math.isfinite(value) else None
             series.setdefault((h, n, labels), []).append([ts, finite])
-        return [
+            count, last = count + 1, (h, n, ts, rowid)
+        items = [
             {"host": h, "name": n, "labels": json.loads(labels), "points": points}
-            for (h, n, labels), points in series.items()
+            for (h, n, labels), points in sorted(series.items(), key=lambda kv: kv[0])
         ]
+        return Page(items, _make_cursor(last) if more and last else None)
 
     def events(
-        self, host: str | None, kind: str | None, since: float, limit: int
-    ) -> list[dict[str, Any]]:
+        self,
+        host: str | None,
+        kind: str | None,
+        since: float,
+        limit: int,
+        after: str | None = None,
+    ) -> Page:
         args: list[Any] = [since]
         query = _matching(
-            "SELECT host, ts, kind, body FROM events WHERE ts >= ?", args, host=host, kind=kind
+            "SELECT rowid AS r, ts FROM events WHERE ts >= ?", args, host=host, kind=kind
         )
-        query += " ORDER BY ts DESC LIMIT ?"
-        args.append(limit)
-        return [
-            {**json.loads(body, parse_constant=_not_finite), "host": h, "ts": ts, "kind": k}
-            for h, ts, k, body in self.db.execute(query, args)
-        ]
+        if after is not None:
+            t, r = _cursor(after, float, int)
+            query += " AND (ts, rowid) < (?, ?)"
+            args += [t, r]
+        # sort the keys only, then fetch the bodies one by one: a page's
+        # memory is its own bodies, not a sorter full of them
+        query = (
+            "SELECT e.host, e.ts, e.kind, e.body, k.r FROM"
+            f" ({query} ORDER BY ts DESC, rowid DESC LIMIT ?) AS k"
+            " JOIN events AS e ON e.rowid = k.r ORDER BY k.ts DESC, k.r DESC"
+        )
+        args.append(limit + 1)
+        items: list[dict[str, Any]] = []
+        size, last, more = 0, None, False
+        for h, ts, k, body, rowid in self.db.execute(query, args):
+            if len(items) == limit or (items and size + len(body) > PAGE_BYTES):
+                more = True
+                break
+            size += len(body)
+            items.append(
+                {**json.loads(body, parse_constant=_not_finite), "host": h, "ts": ts, "kind": k}
+            )
+            last = (ts, rowid)
+        return Page(items, _make_cursor(last) if more and last else None)
+
+
+def _make_cursor(position: tuple[Any, ...]) -> str:
+    raw = json.dumps(position, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cursor(text: str, *types: type) -> list[Any]:
+    """The position a cursor of ours holds, checked against `types`."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        position = json.loads(raw)
+    except (ValueError, binascii.Error) as exc:
+        raise BadCursor("not a cursor of this hub") from exc
+    if not isinstance(position, list) or len(position) != len(types):
+        raise BadCursor("not a cursor of this hub")
+    out: list[Any] = []
+    for value, kind in zip(position, types):
+        if kind is float and type(value) is int:
+            value = float(value)
+        if type(value) is not kind or not _in_range(value):
+            raise BadCursor("not a cursor of this hub")
+        out.append(value)
+    return out
+
+
+def _in_range(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
 
 
 def _not_finite(constant: str) -> None:

@@ -143,7 +143,7 @@ def check_runs_at_hub(hub: HubProcess) -> list[float]:
 
 
 def hub_events(hub: HubProcess, kind: str) -> list[dict[str, Any]]:
-    return list(hub.get(f"/v1/events?host={HOST}&kind={kind}&limit=100000")["events"])
+    return hub.get_all(f"/v1/events?host={HOST}&kind={kind}", "events")
 
 
 def log_lines_at_hub(hub: HubProcess) -> list[str]:

@@ -235,6 +235,9 @@ def test_one_host_cannot_grow_the_store_without_bound(tmp_path):
             raw_batch("evil-01", 402, [dict(m, name="more") for m in many[:100]]), evil
         )
         assert status == 422 and "max_series_per_host" in answer["error"]
+        # refusals are written down with the next write, anyone's
+        fresh = [{"kind": "event", "type": "log", "ts": time.time()}]
+        assert hub.post(raw_batch("web-02", 1, fresh), hub.token("web-02"))[0] == 200
         [evil_host] = [h for h in read(hub, "/v1/hosts")["hosts"] if h["id"] == "evil-01"]
         assert evil_host["refused_batches"] == 2 and evil_host["streams"][0]["last_seq"] == 401
 

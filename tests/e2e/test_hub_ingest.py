@@ -62,6 +62,16 @@ class HubProcess:
     def get(self, path: str) -> dict:
         return json.loads(wait_http(self.url + path))
 
+    def get_all(self, path: str, key: str) -> list:
+        """Every item of a paged read (`series` or `events`), following `next`."""
+        items, cursor = [], ""
+        while True:
+            page = self.get(path + ("&" if "?" in path else "?") + cursor)
+            items += page[key]
+            if page["next"] is None:
+                return items
+            cursor = "cursor=" + page["next"]
+
     def stop(self) -> int:
         self.proc.terminate()
         code = wait_exit(self.proc)

@@ -79,7 +79,7 @@ def logs_config(tmp: Path, hub: HubProcess, paths: list[str], api: int, extra: s
 
 
 def seqs_at_hub(hub: HubProcess) -> list[int]:
-    events = hub.get("/v1/events?host=logs-1&kind=log&limit=10000000")["events"]
+    events = hub.get_all("/v1/events?host=logs-1&kind=log", "events")
     return [int(e["fields"]["fields"]["seq"]) for e in events if e["fields"].get("rule")]
 
 

@@ -72,7 +72,7 @@ def test_failed_logins_apache_errors_and_zookeeper_exceptions(tmp_path):
         )
 
         def events():
-            found = hub.get("/v1/events?host=samples&kind=log&limit=100000")["events"]
+            found = hub.get_all("/v1/events?host=samples&kind=log", "events")
             return [e for e in found if e["fields"].get("rule") and "detector" not in e["fields"]]
 
         apache_errors = [

@@ -211,16 +211,84 @@ def test_read_api_needs_its_token_and_answers_strict_json(config):
                     "remote": "203.0.113.9",
                     "host": "db-01",
                 }
-            ]
+            ],
+            "next": None,
         }
         assert (await get(client, "/v1/metrics?limit=1"))[1]["series"][0]["points"] == [
             [T0 + 1, 1.0]
         ]
         assert await get(client, "/v1/metrics?since=yesterday") == (
             400,
-            {"error": "since, until and limit must be numbers"},
+            {"error": "since must be a finite number (Unix seconds), not 'yesterday'"},
         )
         assert (await get(client, "/v1/events?limit=ten"))[0] == 400
         assert await get(client, "/healthz", None) == (200, {"status": "ok"})
+
+    serve(config, scenario)
+
+
+def test_reads_come_in_capped_pages_that_add_up_to_everything(config):
+    """`limit` is 1..the maximum (400 beyond, naming it); `next` leads
+    through every point and event exactly once, while ingest goes on."""
+    config.write_text(config.read_text() + "max_read_points = 7\nmax_read_events = 3\n")
+
+    async def scenario(client: ClientSession) -> None:
+        await post(client, batch(1, 10))
+        await post(client, batch(1, 5, host="db-01"), headers=headers("db-01"))
+        events = [{"kind": "event", "type": "log", "ts": T0 + i % 4, "n": i} for i in range(8)]
+        await post(
+            client,
+            protocol.encode_batch("web-01", "e" * 32, 1, events, "0.1.0", T0),
+        )
+        for query, message in [
+            ("limit=-1", "limit must be an integer from 1 to 7, not '-1'"),
+            ("limit=0", "limit must be an integer from 1 to 7, not '0'"),
+            ("limit=1.5", "limit must be an integer from 1 to 7, not '1.5'"),
+            ("limit=8", "limit is over the maximum of 7 points per page;"),
+            (f"limit={10**12}", "limit is over the maximum of 7 points per page;"),
+            (f"limit={10**33}", "limit is over the maximum of 7 points per page;"),
+            ("limit=" + "9" * 5000, "limit is over the maximum of 7 points per page;"),
+            ("since=nan", "since must be a finite number (Unix seconds), not 'nan'"),
+            ("until=inf", "until must be a finite number (Unix seconds), not 'inf'"),
+            ("since=1e400", "since must be a finite number (Unix seconds), not '1e400'"),
+            ("cursor=", "cursor: not a cursor of this hub"),
+            ("cursor=bm90IGEgY3Vyc29y", "cursor: not a cursor of this hub"),
+            ("cursor=WyJhIiwiYiIsMSwxZTk5OV0", "cursor: not a cursor of this hub"),
+            ("cursor=" + "A" * 2000, "cursor: not a cursor of this hub"),
+        ]:
+            status, body = await get(client, "/v1/metrics?" + query)
+            assert status == 400 and body["error"].startswith(message), (query, body)
+        status, body = await get(client, "/v1/events?limit=4")
+        assert status == 400 and "maximum of 3 events" in body["error"]
+
+        points, pages, cursor = [], 0, ""
+        while True:
+            status, body = await get(client, "/v1/metrics?name=m" + cursor)
+            assert status == 200 and sum(len(s["points"]) for s in body["series"]) <= 7
+            points += [(s["host"], p[0] - T0) for s in body["series"] for p in s["points"]]
+            pages += 1
+            if pages == 1:  # a write between pages moves nothing already read
+                await post(client, batch(11, 1))
+            if body["next"] is None:
+                break
+            cursor = "&cursor=" + body["next"]
+        assert points == [("db-01", t) for t in range(1, 6)] + [("web-01", t) for t in range(1, 12)]
+        assert pages == 3
+
+        seen, cursor = [], ""
+        while True:
+            status, body = await get(client, "/v1/events?host=web-01" + cursor)
+            assert status == 200 and len(body["events"]) <= 3
+            seen += [(e["ts"] - T0, e["n"]) for e in body["events"]]
+            if body["next"] is None:
+                break
+            cursor = "&cursor=" + body["next"]
+        assert seen == sorted(((i % 4, i) for i in range(8)), reverse=True)  # newest first
+        assert (await get(client, "/v1/events?limit=2&kind=log&since=" + str(T0 + 3)))[1][
+            "events"
+        ] == [
+            {"kind": "log", "type": "log", "ts": T0 + 3, "n": 7, "host": "web-01"},
+            {"kind": "log", "type": "log", "ts": T0 + 3, "n": 3, "host": "web-01"},
+        ]
 
     serve(config, scenario)

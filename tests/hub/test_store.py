@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from agent.core import protocol
-from hub.store import Ingested, Limits, SeriesLimit, Store
-from hub.store.sqlite import SQLiteStore
+from hub.store import BadCursor, Ingested, Limits, Reader, SeriesLimit, Store, Unwritable
+from hub.store import sqlite as sqlite_backend
+from hub.store.sqlite import SQLiteStore, open_store
 
 BACKENDS: dict[str, Callable[[Path], Store]] = {
     "sqlite": lambda tmp: SQLiteStore(tmp / "hub.db"),
@@ -34,6 +35,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     s.limits = KEEP
     yield s
     s.close()
+
+
+@pytest.fixture
+def reader(store: Store) -> Iterator[Reader]:
+    """The store's queries, on a connection of their own, as the hub reads."""
+    r = store.reader()
+    yield r
+    r.close()
 
 
 def metric(seq: int, **over: Any) -> dict[str, Any]:
@@ -61,25 +70,25 @@ def wire(
     return protocol.decode_batch(protocol.encode_batch(host, stream, first, recs, "0.1.0", sent))
 
 
-def seqs(store: Store, host: str | None = None) -> list[int]:
+def seqs(reader: Reader, host: str | None = None) -> list[int]:
     """The sequence numbers of the stored sample metrics, each as often as stored."""
     return sorted(
         int(s["labels"]["seq"])
-        for s in store.metrics(host, "m", 0, 1e12, 100_000)
+        for s in reader.metrics(host, "m", 0, 1e12, 100_000).items
         for _ in s["points"]
     )
 
 
-def streams(store: Store, host: str = "web-01") -> list[dict[str, Any]]:
-    [h] = [h for h in store.hosts() if h["id"] == host]
+def streams(reader: Reader, host: str = "web-01") -> list[dict[str, Any]]:
+    [h] = [h for h in reader.hosts() if h["id"] == host]
     return h["streams"]  # type: ignore[no-any-return]
 
 
-def test_a_fresh_stream_stores_everything(store):
-    assert store.hosts() == []
+def test_a_fresh_stream_stores_everything(store, reader):
+    assert reader.hosts() == []
     assert store.ingest(wire(1, 3), T0 + 5) == Ingested(last_seq=3, stored=3)
-    assert seqs(store) == [1, 2, 3]
-    [host] = store.hosts()
+    assert seqs(reader) == [1, 2, 3]
+    [host] = reader.hosts()
     assert host == {
         "id": "web-01",
         "first_seen": T0 + 5,
@@ -92,62 +101,62 @@ def test_a_fresh_stream_stores_everything(store):
     }
 
 
-def test_a_replayed_batch_is_acknowledged_without_storing_twice(store):
+def test_a_replayed_batch_is_acknowledged_without_storing_twice(store, reader):
     store.ingest(wire(1, 3), T0)
     assert store.ingest(wire(1, 3), T0 + 1) == Ingested(3, 0)
     assert store.ingest(wire(2, 2), T0 + 2) == Ingested(3, 0)  # inside what is held
     assert store.ingest(wire(1, 1), T0 + 3) == Ingested(3, 0)
-    assert seqs(store) == [1, 2, 3]
-    assert streams(store) == [{"stream": S1, "last_seq": 3, "lost": 0}]
+    assert seqs(reader) == [1, 2, 3]
+    assert streams(reader) == [{"stream": S1, "last_seq": 3, "lost": 0}]
     # a replay is contact: the host is alive
-    assert store.hosts()[0]["last_seen"] == T0 + 3
-    assert store.hosts()[0]["first_seen"] == T0
+    assert reader.hosts()[0]["last_seen"] == T0 + 3
+    assert reader.hosts()[0]["first_seen"] == T0
 
 
-def test_an_overlapping_batch_is_trimmed_to_its_new_records(store):
+def test_an_overlapping_batch_is_trimmed_to_its_new_records(store, reader):
     store.ingest(wire(1, 3), T0)
     assert store.ingest(wire(2, 4), T0) == Ingested(5, 2)
     assert store.ingest(wire(5, 3), T0) == Ingested(7, 2)
-    assert seqs(store) == [1, 2, 3, 4, 5, 6, 7]
-    assert streams(store) == [{"stream": S1, "last_seq": 7, "lost": 0}]
+    assert seqs(reader) == [1, 2, 3, 4, 5, 6, 7]
+    assert streams(reader) == [{"stream": S1, "last_seq": 7, "lost": 0}]
 
 
-def test_gaps_are_stored_around_and_counted_once(store):
+def test_gaps_are_stored_around_and_counted_once(store, reader):
     # the stream's first batch starts at 41: 1-40 were lost on the agent
     assert store.ingest(wire(41, 2), T0) == Ingested(42, 2)
     assert store.ingest(wire(46, 2), T0) == Ingested(47, 2)  # 43-45 lost
     assert store.ingest(wire(46, 2), T0) == Ingested(47, 0)  # a replay adds no loss
     assert store.ingest(wire(44, 6), T0) == Ingested(49, 2)  # late 44-45: too late, trimmed
-    assert seqs(store) == [41, 42, 46, 47, 48, 49]
-    assert streams(store) == [{"stream": S1, "last_seq": 49, "lost": 43}]
+    assert seqs(reader) == [41, 42, 46, 47, 48, 49]
+    assert streams(reader) == [{"stream": S1, "last_seq": 49, "lost": 43}]
 
 
-def test_two_streams_of_one_host_keep_their_own_marks(store):
+def test_two_streams_of_one_host_keep_their_own_marks(store, reader):
     # a host whose buffer directory was recreated: a new stream starts at 1
     store.ingest(wire(1, 5, stream=S1), T0)
     assert store.ingest(wire(1, 2, stream=S2), T0) == Ingested(2, 2)
     assert store.ingest(wire(3, 1, stream=S2), T0) == Ingested(3, 1)
     assert store.ingest(wire(4, 2, stream=S1), T0) == Ingested(5, 0)
-    assert seqs(store) == [1, 1, 2, 2, 3, 3, 4, 5]
-    assert streams(store) == [
+    assert seqs(reader) == [1, 1, 2, 2, 3, 3, 4, 5]
+    assert streams(reader) == [
         {"stream": S2, "last_seq": 3, "lost": 0},
         {"stream": S1, "last_seq": 5, "lost": 0},
     ]
 
 
-def test_two_hosts_with_the_same_stream_id_are_apart(store):
+def test_two_hosts_with_the_same_stream_id_are_apart(store, reader):
     store.ingest(wire(1, 3, host="web-01"), T0 + 1)
     assert store.ingest(wire(1, 2, host="db-01", sent=T0 + 10), T0 + 2) == Ingested(2, 2)
-    assert [h["id"] for h in store.hosts()] == ["db-01", "web-01"]
-    assert streams(store, "db-01") == [{"stream": S1, "last_seq": 2, "lost": 0}]
-    assert streams(store, "web-01") == [{"stream": S1, "last_seq": 3, "lost": 0}]
-    assert store.hosts()[0]["clock_offset"] == -8.0  # db-01's clock is ahead
-    assert seqs(store, "db-01") == [1, 2]
-    assert seqs(store, "web-01") == [1, 2, 3]
-    assert {s["host"] for s in store.metrics(None, "m", 0, 1e12, 100)} == {"db-01", "web-01"}
+    assert [h["id"] for h in reader.hosts()] == ["db-01", "web-01"]
+    assert streams(reader, "db-01") == [{"stream": S1, "last_seq": 2, "lost": 0}]
+    assert streams(reader, "web-01") == [{"stream": S1, "last_seq": 3, "lost": 0}]
+    assert reader.hosts()[0]["clock_offset"] == -8.0  # db-01's clock is ahead
+    assert seqs(reader, "db-01") == [1, 2]
+    assert seqs(reader, "web-01") == [1, 2, 3]
+    assert {s["host"] for s in reader.metrics(None, "m", 0, 1e12, 100).items} == {"db-01", "web-01"}
 
 
-def test_hostile_values_round_trip_through_the_queries(store):
+def test_hostile_values_round_trip_through_the_queries(store, reader):
     store.limits = Limits()  # the defaults: 1 h of clock skew, 7 days kept
     labels = {"mount": "/données/日本", "ключ": "🙂", "empty": ""}
     records = [
@@ -172,7 +181,7 @@ def test_hostile_values_round_trip_through_the_queries(store):
     assert store.ingest(wire(1, records=records), T0 + 10) == Ingested(9, 9)
 
     def points(name: str) -> list[list[Any]]:
-        [series] = store.metrics("web-01", name, 0, 1e20, 100)
+        [series] = reader.metrics("web-01", name, 0, 1e20, 100).items
         return series["points"]  # type: ignore[no-any-return]
 
     assert points("huge") == [[T0 + 1, float(2**64 - 1)], [T0 + 2, float(-(2**63))]]
@@ -180,38 +189,38 @@ def test_hostile_values_round_trip_through_the_queries(store):
     assert points("inf") == [[T0 + 4, None]]
     assert points("future") == [[T0 + 10, 5.0]]
     assert points("old") == [[0.0, 6.0]]
-    assert store.hosts()[0]["skewed_records"] == 2
-    [series] = store.metrics("web-01", "labels", 0, 1e12, 10)
+    assert reader.hosts()[0]["skewed_records"] == 2
+    [series] = reader.metrics("web-01", "labels", 0, 1e12, 10).items
     assert series["labels"] == labels
 
-    log, check = store.events("web-01", None, 0, 10)  # newest first
+    log, check = reader.events("web-01", None, 0, 10).items  # newest first
     assert log["kind"] == "log" and log["ts"] == T0 + 10
     assert log["line"] == records[7]["line"]
     assert log["count"] == 2**64 - 1 and log["fields"] == {"ключ": [1, -(2**63)]}
     assert log["ratio"] is None
     assert check["kind"] == "check" and check["name"] == "api" and check["latency"] is None
-    assert [e["kind"] for e in store.events("web-01", "check", 0, 10)] == ["check"]
+    assert [e["kind"] for e in reader.events("web-01", "check", 0, 10).items] == ["check"]
     assert not any(
         isinstance(v, float) and not math.isfinite(v) for e in (log, check) for v in e.values()
     )
 
 
-def test_queries_filter_and_limit(store):
+def test_queries_filter_and_limit(store, reader):
     store.ingest(wire(1, 10), T0)
     store.ingest(wire(1, 2, host="db-01"), T0)
     events = [{"kind": "event", "type": "lifecycle", "ts": T0 + i, "n": i} for i in range(5)]
     store.ingest(wire(1, records=events, stream=S2), T0)
-    assert seqs(store, "db-01") == [1, 2]
-    got = store.metrics("web-01", "m", T0 + 3, T0 + 5, 100)
+    assert seqs(reader, "db-01") == [1, 2]
+    got = reader.metrics("web-01", "m", T0 + 3, T0 + 5, 100).items
     assert sorted(p[0] - T0 for s in got for p in s["points"]) == [3, 4, 5]
-    assert sum(len(s["points"]) for s in store.metrics(None, None, 0, 1e12, 4)) == 4
-    assert store.metrics("nobody", None, 0, 1e12, 100) == []
-    assert [e["n"] for e in store.events("web-01", "lifecycle", 0, 3)] == [4, 3, 2]
-    assert [e["n"] for e in store.events(None, None, T0 + 3, 100)] == [4, 3]
-    assert store.events("web-01", "alert", 0, 100) == []
+    assert sum(len(s["points"]) for s in reader.metrics(None, None, 0, 1e12, 4).items) == 4
+    assert reader.metrics("nobody", None, 0, 1e12, 100).items == []
+    assert [e["n"] for e in reader.events("web-01", "lifecycle", 0, 3).items] == [4, 3, 2]
+    assert [e["n"] for e in reader.events(None, None, T0 + 3, 100).items] == [4, 3]
+    assert reader.events("web-01", "alert", 0, 100).items == []
 
 
-def test_a_failed_write_stores_nothing_and_keeps_the_mark(store, monkeypatch):
+def test_a_failed_write_stores_nothing_and_keeps_the_mark(store, reader, monkeypatch):
     store.ingest(wire(1, 2), T0)
 
     def fail(*args: object) -> None:
@@ -221,9 +230,9 @@ def test_a_failed_write_stores_nothing_and_keeps_the_mark(store, monkeypatch):
     with pytest.raises(OSError):
         store.ingest(wire(3, 2), T0 + 1)
     monkeypatch.undo()
-    assert seqs(store) == [1, 2]
+    assert seqs(reader) == [1, 2]
     assert store.ingest(wire(3, 2), T0 + 2) == Ingested(4, 2)  # the retry stores it
-    assert seqs(store) == [1, 2, 3, 4]
+    assert seqs(reader) == [1, 2, 3, 4]
 
 
 def test_sqlite_opens_a_database_written_by_earlier_hubs(tmp_path):
@@ -252,15 +261,17 @@ def test_sqlite_opens_a_database_written_by_earlier_hubs(tmp_path):
     )
     db.close()
     store = SQLiteStore(tmp_path / "hub.db")
+    reader = store.reader()
     try:
         assert store.ingest(wire(6, 3, stream="old"), 10.0) == Ingested(8, 1)
-        assert streams(store) == [{"stream": "old", "last_seq": 8, "lost": 1}]
-        assert store.hosts()[0]["first_seen"] == 1.0
-        [old] = store.metrics("web-01", "m", 0, 7, 10)
+        assert streams(reader) == [{"stream": "old", "last_seq": 8, "lost": 1}]
+        assert reader.hosts()[0]["first_seen"] == 1.0
+        [old] = reader.metrics("web-01", "m", 0, 7, 10).items
         assert old["labels"] == {"seq": "7", "é": "x"}
-        assert store.events("web-01", "log", 0, 10)[0]["line"] == "x"
+        assert reader.events("web-01", "log", 0, 10).items[0]["line"] == "x"
         store.ingest(wire(1, records=[metric(1, labels={"é": "x", "seq": "7"})], stream="n"), 11.0)
     finally:
+        reader.close()
         store.close()
     # one string per series, as before: a new sample joins the old series
     db = sqlite3.connect(tmp_path / "hub.db")
@@ -270,25 +281,130 @@ def test_sqlite_opens_a_database_written_by_earlier_hubs(tmp_path):
     db.close()
 
 
-def test_series_limits_refuse_the_batch_whole_and_keep_the_mark(store):
+def test_reads_page_through_everything_once(store, reader):
+    store.ingest(wire(1, 25), T0)
+    store.ingest(wire(1, 10, host="db-01"), T0)
+    events = [{"kind": "event", "type": "log", "ts": T0 + i // 3, "n": i} for i in range(10)]
+    store.ingest(wire(1, records=events, stream=S2), T0)
+    got, after = [], None
+    while True:
+        page = reader.metrics(None, "m", 0, 1e12, 4, after)
+        assert sum(len(s["points"]) for s in page.items) <= 4
+        got += [(s["host"], int(s["labels"]["seq"])) for s in page.items for _ in s["points"]]
+        if page.next is None:
+            break
+        after = page.next
+    assert sorted(got) == [("db-01", i) for i in range(1, 11)] + [
+        ("web-01", i) for i in range(1, 26)
+    ]
+    ns, after = [], None
+    while True:
+        page = reader.events("web-01", None, 0, 3, after)
+        ns += [e["n"] for e in page.items]
+        if page.next is None:
+            break
+        after = page.next
+    assert ns == sorted(range(10), key=lambda i: (i // 3, i), reverse=True)
+    for bad in ("", "x", "W10", "WzEsMl0", '["a"]'):
+        with pytest.raises(BadCursor):
+            reader.metrics(None, None, 0, 1e12, 4, bad)
+
+
+def test_an_events_page_ends_early_to_bound_its_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_backend, "PAGE_BYTES", 1000)
+    store = SQLiteStore(tmp_path / "hub.db")
+    reader = store.reader()
+    try:
+        events = [
+            {"kind": "event", "type": "log", "ts": T0 + i, "line": "x" * 400} for i in range(5)
+        ]
+        store.ingest(wire(1, records=events), T0)
+        first = reader.events(None, None, 0, 100)
+        assert len(first.items) == 2 and first.next is not None  # 2 x ~450 bytes fit
+        rest = reader.events(None, None, 0, 100, first.next)
+        assert len(rest.items) == 2
+        last = reader.events(None, None, 0, 100, rest.next)
+        assert [e["ts"] for e in last.items] == [T0] and last.next is None
+    finally:
+        reader.close()
+        store.close()
+
+
+def damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "garbage":
+        path.write_bytes(b"\x17" * len(data))
+    else:  # a flipped page: the file opens, its b-tree does not hold together
+        page = 4096 * 2
+        path.write_bytes(data[:page] + bytes(b ^ 0xFF for b in data[page : page + 4096]))
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "flipped"])
+def test_a_damaged_database_is_set_aside_and_a_fresh_one_made(tmp_path, how):
+    path = tmp_path / "hub.db"
+    store = SQLiteStore(path)
+    store.ingest(wire(1, 3000), T0)
+    store.close()
+    damage(path, how)
+    store = open_store(path)
+    try:
+        [aside] = tmp_path.glob("hub.db.*.corrupt")
+        assert aside.stat().st_size > 0
+        assert store.ingest(wire(1, 2), T0) == Ingested(2, 2)  # a fresh stream mark
+        assert store.probe().error is None
+    finally:
+        store.close()
+    reopened = open_store(path)  # a sound database is left as it is
+    reopened.close()
+    assert len(list(tmp_path.glob("hub.db.*.corrupt"))) == 1
+
+
+def test_a_store_that_cannot_write_says_so_and_keeps_nothing(tmp_path):
+    path = tmp_path / "hub.db"
+    store = SQLiteStore(path)
+    store.ingest(wire(1, 2), T0)
+    reader = store.reader()
+    store.db.execute("PRAGMA query_only=1")  # as a read-only file or a full disk refuses
+    try:
+        with pytest.raises(Unwritable):
+            store.ingest(wire(3, 2), T0)
+        outcome = store.probe()
+        assert outcome.error and store.last_write == outcome
+        store.db.execute("PRAGMA query_only=0")
+        assert store.probe().error is None
+        assert store.ingest(wire(3, 2), T0) == Ingested(4, 2)
+        assert seqs(reader) == [1, 2, 3, 4]
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_series_limits_refuse_the_batch_whole_and_keep_the_mark(store, reader):
     store.limits = Limits(max_series_per_host=5, max_new_series_per_batch=3, retention=0.0)
     with pytest.raises(SeriesLimit, match=r"adds over 3 new series.*at most 3 per batch"):
         store.ingest(wire(1, 4), T0)  # each record its own series (label seq)
-    assert seqs(store) == [] and store.hosts() == []  # nothing stored, no mark
+    assert seqs(reader) == [] and reader.hosts() == []  # nothing stored, no mark
     assert store.ingest(wire(1, 3), T0) == Ingested(3, 3)
-    with pytest.raises(SeriesLimit, match="has 3 series and this batch adds more than 2; at most 5"):
+    with pytest.raises(
+        SeriesLimit, match="has 3 series and this batch adds more than 2; at most 5"
+    ):
         store.ingest(wire(4, 3), T0)
-    assert streams(store)[0]["last_seq"] == 3
+    assert streams(reader)[0]["last_seq"] == 3
     # known series take new points; a replay is acknowledged, never refused
     again = [metric(i, ts=T0 + 100 + i) for i in (1, 2, 3)]
     assert store.ingest(wire(4, records=again), T0) == Ingested(6, 3)
     assert store.ingest(wire(1, 3), T0) == Ingested(6, 0)
     assert store.ingest(wire(7, 2), T0) == Ingested(8, 2)  # 5 series: at the limit
-    store.note_refused("web-01", T0)
-    assert store.hosts()[0]["refused_batches"] == 1
+    store.note_refused("web-01")
+    store.note_refused("db-01")
+    assert [h["refused_batches"] for h in reader.hosts()] == [0]  # counted at the next write
+    store.ingest(wire(9, records=[metric(1, ts=T0 + 200)]), T0)
+    assert {h["id"]: h["refused_batches"] for h in reader.hosts()} == {"db-01": 1, "web-01": 1}
 
 
-def test_retention_expires_points_events_and_series_a_chunk_at_a_time(store):
+def test_retention_expires_points_events_and_series_a_chunk_at_a_time(store, reader):
     events = [{"kind": "event", "type": "log", "ts": T0 + i, "n": i} for i in range(4)]
     store.ingest(wire(1, 6), T0)  # series seq=1..6 at T0+1..T0+6
     store.ingest(wire(1, records=events, stream=S2), T0)
@@ -298,10 +414,9 @@ def test_retention_expires_points_events_and_series_a_chunk_at_a_time(store):
     while (n := store.expire(cutoff, 2)) > 0:
         total += n
     assert total == 3 + 4 + 3  # points seq 1-3, events 0-3, series 1-3
-    assert seqs(store) == [4, 5, 6]
-    assert [e["n"] for e in store.events(None, None, 0, 10)] == []
-    assert store._series_count("web-01") == 3
-    # the series may come back: it is new again, and counted
+    assert seqs(reader) == [4, 5, 6]
+    assert reader.events(None, None, 0, 10).items == []
+    # the expired series may come back: they are new again, and counted
     store.limits = Limits(max_series_per_host=4, retention=0.0)
     with pytest.raises(SeriesLimit):
         store.ingest(wire(7, records=[metric(1, ts=T0 + 9), metric(2, ts=T0 + 9)]), T0)

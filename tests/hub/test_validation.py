@@ -104,11 +104,13 @@ def test_anything_the_validator_accepts_is_stored_and_served_as_json(store, body
         return  # a 400: the agent dead-letters it
     done = store.ingest(batch, NOW)
     assert done.last_seq >= batch.last
-    strict(store.hosts())
-    strict(store.events(batch.host, None, 0, 50))
-    for series in store.metrics(batch.host, None, 0, 1e12, 500):
+    reader = store.reader()
+    strict(reader.hosts())
+    strict(reader.events(batch.host, None, 0, 50).items)
+    for series in reader.metrics(batch.host, None, 0, 1e12, 500).items:
         strict(series)
         assert all(v is None or math.isfinite(v) for _, v in series["points"])
+    reader.close()
 
 
 @pytest.mark.parametrize(
