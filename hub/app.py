@@ -1,5 +1,6 @@
-"""The hub's HTTP application: the store, the threads it runs in, and the
-routes of ingest (hub/ingest.py) and the read API (hub/read.py)."""
+"""The hub's HTTP application: the store, the threads it runs in, the
+routes of ingest (hub/ingest.py) and the read API (hub/read.py), and the
+guard on connections and bodies in flight (hub/guard.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from aiohttp import web
 from agent.core.worker import Worker
 from hub.auth import load_read_token, load_secret
 from hub.config import HubConfig
+from hub.guard import Counts, Guard, InFlight
 from hub.ingest import Ingest
 from hub.read import Read
 from hub.store.sqlite import SQLiteStore
+
+GUARD = web.AppKey("guard", Guard)
 
 
 def build(config: HubConfig) -> web.Application:
@@ -24,6 +28,10 @@ def build(config: HubConfig) -> web.Application:
     # One store thread: the store is not thread-safe, and it serializes writes.
     store_thread = Worker("store")
     decode_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+    hub = config.hub
+    counts = Counts()
+    guard = Guard(hub.max_connections, hub.header_timeout, hub.idle_timeout, counts)
+    inflight = InFlight(hub.max_inflight_bodies, hub.max_inflight_per_host, counts)
     ingest = Ingest(
         secret,
         store,
@@ -31,6 +39,8 @@ def build(config: HubConfig) -> web.Application:
         decode_threads,
         config.hub.max_body,
         config.hub.max_decompressed,
+        inflight,
+        hub.body_timeout,
     )
     read = Read(read_token, store, store_thread)
 
@@ -42,7 +52,8 @@ def build(config: HubConfig) -> web.Application:
     async def cleanup(app: web.Application) -> None:
         await asyncio.to_thread(close)  # waiting for threads would block the loop
 
-    app = web.Application(client_max_size=config.hub.max_body)
+    app = web.Application(client_max_size=config.hub.max_body, middlewares=[guard.middleware])
+    app[GUARD] = guard
     app.router.add_post("/v1/ingest", ingest.handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/hosts", read.hosts)

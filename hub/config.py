@@ -14,7 +14,7 @@ from agent.core.configfile import (
     load_config,
     split_host_port,
 )
-from agent.core.schema import Invalid, Size, opt
+from agent.core.schema import Duration, Invalid, Size, opt
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/hub.toml")
 
@@ -32,6 +32,14 @@ class HubSection:
     tls_key_file: Path | None = None
     max_body: Size = opt(8 << 20, min=1024)  # compressed bytes accepted per request
     max_decompressed: Size = opt(64 << 20, min=1024)
+    # Connections, timeouts and bodies in flight (hub/guard.py): what one
+    # client may hold, with or without a token.
+    max_connections: int = opt(4096, min=1)
+    header_timeout: Duration = opt(10.0, min=0.1)
+    idle_timeout: Duration = opt(30.0, min=0.1)
+    body_timeout: Duration = opt(30.0, min=0.1)
+    max_inflight_bodies: int = opt(16, min=1)
+    max_inflight_per_host: int = opt(2, min=1)
 
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):

@@ -1,7 +1,12 @@
 """`POST /v1/ingest`: a batch from an agent, stored exactly once.
 
 Order: check the token (before reading the body: a stranger costs no
-bandwidth), read at most `max_body` bytes, decompress with a limit and
+bandwidth), take a slot for a body in flight (hub/guard.py: 429 when this
+host already has `max_inflight_per_host`, 503 when the hub has
+`max_inflight_bodies`, both with Retry-After, never queued), read at most
+`max_body` bytes within `body_timeout` into one buffer of the declared
+size (a body costs its size once, not the twice of a growing buffer and
+its copy), decompress with a limit and
 validate (in a worker thread: CPU work off the loop), store durably (in the
 one store thread), and only then answer 200 with the stream's mark, the
 `last_seq` the agent may forget up to. Any failure before the commit
@@ -9,7 +14,9 @@ answers without a 2xx, so the agent keeps the batch and sends it again.
 
 Answers: 200 {"last_seq", "stored"}; 400 malformed (never retried by the
 agent); 401 no or forged token; 403 a genuine token for another host;
-413 over max_body, compressed or once decompressed; 415 unknown encoding.
+408 the body did not arrive within body_timeout (then the connection is
+closed); 413 over max_body, compressed or once decompressed; 415 unknown
+encoding; 429, 503 busy (Retry-After).
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from concurrent.futures import Executor
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from agent.core import protocol
 from agent.core.worker import Worker
 from hub.auth import bearer_host
+from hub.guard import InFlight
 from hub.store import Store
 
 log = structlog.get_logger()
@@ -38,6 +47,8 @@ class Ingest:
         decode_threads: Executor,
         max_body: int,
         max_decompressed: int,
+        inflight: InFlight,
+        body_timeout: float,
     ) -> None:
         self.secret = secret
         self.store = store
@@ -45,18 +56,39 @@ class Ingest:
         self.decode_threads = decode_threads
         self.max_body = max_body
         self.max_decompressed = max_decompressed
+        self.inflight = inflight
+        self.body_timeout = body_timeout
 
     async def handle(self, request: web.Request) -> web.Response:
         host = bearer_host(request.headers.get("Authorization", ""), self.secret)
         if host is None:
             return _error(401, "missing or invalid bearer token")
-        too_large = f"body over {self.max_body} bytes"
         if (request.content_length or 0) > self.max_body:
-            return _error(413, too_large)
+            return _error(413, f"body over {self.max_body} bytes")
+        refused = self.inflight.take(host)
+        if refused is not None:
+            return refused
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, too_large)
+            return await self._ingest(request, host)
+        finally:
+            self.inflight.give_back(host)
+
+    async def _ingest(self, request: web.Request, host: str) -> web.Response:
+        try:
+            body = await asyncio.wait_for(read_body(request, self.max_body), self.body_timeout)
+        except asyncio.TimeoutError:
+            self.inflight.counts.add("body_timeouts")
+            response = _error(408, f"the body did not arrive within {self.body_timeout:g} s")
+            response.force_close()
+            return response
+        except BodyTooLarge:
+            return _error(413, f"body over {self.max_body} bytes")
+        except (ConnectionError, RequestPayloadError) as exc:
+            # the client went away or sent a broken chunked body: no one to answer
+            log.info("ingest_body_incomplete", host=host, error=f"{type(exc).__name__}: {exc}")
+            response = _error(400, "incomplete body")
+            response.force_close()
+            return response
         loop = asyncio.get_running_loop()
         encoding = request.headers.get("Content-Encoding", "identity")
         try:
@@ -67,15 +99,47 @@ class Ingest:
             return _error(415, str(exc))
         except protocol.ProtocolError as exc:
             return _error(400, str(exc))
+        finally:
+            del body  # the batch is decoded: its bytes are not needed while it is stored
         if batch.host != host:
             log.warning("ingest_wrong_host", token_host=host, batch_host=batch.host)
             return _error(403, f"this token is for host {host!r}, not {batch.host!r}")
         done = await self.store_thread.run(self.store.ingest, batch, time.time())
         return web.json_response({"last_seq": done.last_seq, "stored": done.stored})
 
-    def _decode(self, body: bytes, encoding: str) -> protocol.Batch:
+    def _decode(self, body: bytearray, encoding: str) -> protocol.Batch:
         data = protocol.decompress(body, encoding, self.max_decompressed)
         return protocol.decode_batch(data)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: web.Request, limit: int) -> bytearray:
+    """The request body, at most `limit` bytes: into one buffer of the
+    declared Content-Length, else (chunked) a buffer grown with a running
+    limit. aiohttp's `request.read()` grows a buffer, raises its stream's
+    buffer limit to `limit` and copies the result: about twice the body."""
+    stream, length = request.content, request.content_length
+    if length is None:
+        grown = bytearray()
+        while chunk := await stream.readany():
+            grown += chunk
+            if len(grown) > limit:
+                raise BodyTooLarge
+        return grown
+    if length > limit:
+        raise BodyTooLarge
+    buf = bytearray(length)
+    view, pos = memoryview(buf), 0
+    while pos < length:
+        chunk = await stream.readany()
+        if not chunk:
+            raise ConnectionResetError("the body ended before its Content-Length")
+        view[pos : pos + len(chunk)] = chunk
+        pos += len(chunk)
+    return buf
 
 
 def _error(status: int, message: str) -> web.Response:
