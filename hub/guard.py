@@ -56,6 +56,7 @@ import resource
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import structlog
 from aiohttp import web
@@ -76,7 +77,7 @@ _REFUSAL = (
     b"too many connections to hub\n" % RETRY_AFTER
 )
 
-_HEADERS, _IDLE, _REQUEST = "headers", "idle", "request"
+_HEADERS, _IDLE, _REQUEST, _CLOSING = "headers", "idle", "request", "closing"
 
 
 class Counts:
@@ -134,11 +135,16 @@ class Guard:
         conn = self.live.get(request.transport) if request.transport else None
         if conn is not None:
             conn.enter(_REQUEST)
+        status = 500
         try:
-            return await handler(request)
+            response = await handler(request)
+            status = response.status
+            return response
         finally:
             if conn is not None and conn.transport is not None:
-                conn.enter(_IDLE)
+                # 408: the client stopped sending its body. aiohttp would wait
+                # up to 10 s for the rest; a second to read the answer will do.
+                conn.enter(_CLOSING if status == 408 else _IDLE)
 
     def admit(self, conn: _Conn) -> bool:
         """Room for `conn`? Displace a stale waiting connection if need be."""
@@ -215,12 +221,14 @@ class _Conn(asyncio.Protocol):
         if state == _REQUEST:
             return
         loop = asyncio.get_running_loop()
-        timeout = self.guard.header_timeout if state == _HEADERS else self.guard.idle_timeout
-        if state == _IDLE or self not in self.guard.waiting:
-            self.since = loop.time()
-            self.guard.waiting[self] = None
-            self.guard.waiting.move_to_end(self)
-        self.deadline = loop.time() + timeout
+        timeout = {
+            _HEADERS: self.guard.header_timeout,
+            _IDLE: self.guard.idle_timeout,
+            _CLOSING: REFUSE_LINGER,
+        }[state]
+        self.since = loop.time()
+        self.guard.waiting[self] = None  # at the end: the newest wait
+        self.deadline = self.since + timeout
         self.timer = loop.call_at(self.deadline, self._expired)
 
     def close(self) -> None:
@@ -235,14 +243,17 @@ class _Conn(asyncio.Protocol):
 
     def _expired(self) -> None:
         self.timer = None
-        self.guard.counts.add("header_timeouts" if self.state == _HEADERS else "idle_closed")
+        if self.state != _CLOSING:
+            self.guard.counts.add("header_timeouts" if self.state == _HEADERS else "idle_closed")
         self.close()
 
-    def _refuse(self, transport: asyncio.BaseTransport) -> None:
+    def _refuse(self, base: asyncio.BaseTransport) -> None:
         guard = self.guard
         guard.refusing += 1
         guard.counts.add("connections_refused")
-        if guard.refusing > REFUSING_MAX or not isinstance(transport, asyncio.WriteTransport):
+        # a stream transport (uvloop's do not derive from asyncio's classes)
+        transport = cast(asyncio.Transport, base)
+        if guard.refusing > REFUSING_MAX:
             transport.close()
             return
         transport.write(_REFUSAL)
@@ -282,9 +293,14 @@ class InFlight:
 
 
 def busy(status: int, message: str) -> web.Response:
-    return web.json_response(
+    """429 or 503 with Retry-After; the body was not read, so the connection
+    cannot carry another request: closed (aiohttp drops what still comes,
+    for up to 10 s, so the client reads this answer rather than a reset)."""
+    response = web.json_response(
         {"error": message}, status=status, headers={"Retry-After": str(RETRY_AFTER)}
     )
+    response.force_close()
+    return response
 
 
 def raise_fd_limit(max_connections: int) -> None:

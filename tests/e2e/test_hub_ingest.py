@@ -21,12 +21,14 @@ STREAM = "5f0c9d2e8a7b4c1d9e3f2a1b0c4d5e6f"
 
 
 class HubProcess:
-    def __init__(self, tmp: Path, port: int | None = None, max_body: str = "1MiB") -> None:
+    def __init__(
+        self, tmp: Path, port: int | None = None, max_body: str = "1MiB", extra: str = ""
+    ) -> None:
         self.port = port or free_port()
         self.config = tmp / "hub.toml"
         self.config.write_text(
             f'[hub]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{tmp / "hub"}"\n'
-            f'max_body = "{max_body}"\nmax_decompressed = "4MiB"\n'
+            f'max_body = "{max_body}"\nmax_decompressed = "4MiB"\n{extra}'
         )
         self.log = open(tmp / "hub.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
