@@ -42,7 +42,10 @@ request takes a slot: at most `max_inflight_per_host` per host (429 beyond:
 that host is sending too much at once) and `max_inflight_bodies` in all
 (503 beyond: the hub is busy), answered at once with `Retry-After`, never
 queued. A slot is held until the answer, so the memory that bodies and their
-decoding take is bounded by the count, whatever the clients do.
+decoding take is bounded by the count, whatever the clients do. When all
+are taken, a newcomer displaces the body that has been arriving longest if
+it has taken over `InFlight.DISPLACE_AFTER` (2 s): hosts that stall their
+bodies cannot lock the fleet out for `body_timeout`.
 
 Everything refused or closed is counted (`Guard.counts`) and logged as
 `hub_clients_limited`, at most once every `LOG_EVERY` seconds: a flood
@@ -59,7 +62,7 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 import structlog
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 log = structlog.get_logger()
 
@@ -262,8 +265,26 @@ class _Conn(asyncio.Protocol):
         self.timer = asyncio.get_running_loop().call_later(REFUSE_LINGER, transport.close)
 
 
+class Displaced(asyncio.TimeoutError):
+    """Set on the body stream of a request whose slot was given to another.
+    A TimeoutError, so that aiohttp's read of the rest of the body after the
+    answer (its "lingering") ends quietly instead of logging a traceback."""
+
+
+class Slot:
+    def __init__(self, host: str, stream: StreamReader, started: float) -> None:
+        self.host, self.stream, self.started = host, stream, started
+        self.held = True
+
+
 class InFlight:
-    """Slots for request bodies: per host and in all."""
+    """Slots for request bodies: per host and in all. When all are taken, a
+    newcomer displaces the body that has been arriving longest, if that
+    has taken over `DISPLACE_AFTER` s (an agent's batch arrives in well
+    under that): its request is answered 503 with Retry-After, and a few
+    hosts that stall their bodies cannot lock the others out."""
+
+    DISPLACE_AFTER = 2.0
 
     def __init__(self, total: int, per_host: int, counts: Counts | None = None) -> None:
         self.total = total
@@ -271,25 +292,43 @@ class InFlight:
         self.counts = counts or Counts()
         self.by_host: Counter[str] = Counter()
         self.held = 0
+        self.reading: OrderedDict[Slot, None] = OrderedDict()  # oldest first
 
-    def take(self, host: str) -> web.Response | None:
-        """None with a slot taken (give it back with `give_back`), or the
-        answer to send instead: 429 for this host, 503 for the hub."""
+    def take(self, host: str, stream: StreamReader) -> Slot | web.Response:
+        """A slot, its body `stream` now reading (call `read` when the body is
+        in, `give_back` at the end), or the answer to send instead: 429 for
+        this host, 503 for the hub."""
         if self.by_host[host] >= self.per_host:
             self.counts.add("bodies_refused_host")
             return busy(429, f"host {host!r} already has {self.per_host} requests in flight")
+        now = asyncio.get_running_loop().time()
         if self.held >= self.total:
-            self.counts.add("bodies_refused_hub")
-            return busy(503, "the hub has too many requests in flight")
+            oldest = next(iter(self.reading), None)
+            if oldest is None or now - oldest.started < self.DISPLACE_AFTER:
+                self.counts.add("bodies_refused_hub")
+                return busy(503, "the hub has too many requests in flight")
+            self.counts.add("bodies_displaced")
+            self.give_back(oldest)
+            oldest.stream.set_exception(Displaced())
+        slot = Slot(host, stream, now)
         self.by_host[host] += 1
         self.held += 1
-        return None
+        self.reading[slot] = None
+        return slot
 
-    def give_back(self, host: str) -> None:
+    def read(self, slot: Slot) -> None:
+        """The body is in: it can no longer be displaced."""
+        self.reading.pop(slot, None)
+
+    def give_back(self, slot: Slot) -> None:
+        if not slot.held:
+            return
+        slot.held = False
+        self.reading.pop(slot, None)
         self.held -= 1
-        self.by_host[host] -= 1
-        if not self.by_host[host]:
-            del self.by_host[host]
+        self.by_host[slot.host] -= 1
+        if not self.by_host[slot.host]:
+            del self.by_host[slot.host]
 
 
 def busy(status: int, message: str) -> web.Response:

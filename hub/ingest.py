@@ -32,7 +32,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from agent.core import protocol
 from agent.core.worker import Worker
 from hub.auth import bearer_host
-from hub.guard import InFlight
+from hub.guard import Displaced, InFlight, Slot, busy
 from hub.store import Store
 
 log = structlog.get_logger()
@@ -65,17 +65,20 @@ class Ingest:
             return _error(401, "missing or invalid bearer token")
         if (request.content_length or 0) > self.max_body:
             return _error(413, f"body over {self.max_body} bytes")
-        refused = self.inflight.take(host)
-        if refused is not None:
-            return refused
+        slot = self.inflight.take(host, request.content)
+        if isinstance(slot, web.Response):
+            return slot  # 429 or 503: busy
         try:
-            return await self._ingest(request, host)
+            return await self._ingest(request, host, slot)
         finally:
-            self.inflight.give_back(host)
+            self.inflight.give_back(slot)
 
-    async def _ingest(self, request: web.Request, host: str) -> web.Response:
+    async def _ingest(self, request: web.Request, host: str, slot: Slot) -> web.Response:
         try:
             body = await asyncio.wait_for(read_body(request, self.max_body), self.body_timeout)
+            self.inflight.read(slot)
+        except Displaced:
+            return busy(503, "the hub has too many requests in flight; this body was too slow")
         except asyncio.TimeoutError:
             self.inflight.counts.add("body_timeouts")
             response = _error(408, f"the body did not arrive within {self.body_timeout:g} s")
