@@ -127,21 +127,31 @@ async def read_body(request: web.Request, limit: int) -> bytearray:
     stream, length = request.content, request.content_length
     if length is None:
         grown = bytearray()
-        while chunk := await stream.readany():
-            grown += chunk
-            if len(grown) > limit:
-                raise BodyTooLarge
+        try:
+            while chunk := await stream.readany():
+                grown += chunk
+                if len(grown) > limit:
+                    raise BodyTooLarge
+        except BaseException:
+            grown = bytearray()  # as below
+            raise
         return grown
     if length > limit:
         raise BodyTooLarge
-    buf = bytearray(length)
-    view, pos = memoryview(buf), 0
-    while pos < length:
-        chunk = await stream.readany()
-        if not chunk:
-            raise ConnectionResetError("the body ended before its Content-Length")
-        view[pos : pos + len(chunk)] = chunk
-        pos += len(chunk)
+    buf, pos = bytearray(length), 0
+    try:
+        with memoryview(buf) as view:
+            while pos < length:
+                chunk = await stream.readany()
+                if not chunk:
+                    raise ConnectionResetError("the body ended before its Content-Length")
+                view[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+    except BaseException:
+        # The exception's traceback keeps this frame alive until the garbage
+        # collector breaks the cycle: not the body with it.
+        buf = bytearray()
+        raise
     return buf
 
 
