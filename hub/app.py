@@ -1,5 +1,6 @@
-"""The hub's HTTP application: the store, the threads it runs in, and the
-routes of ingest (hub/ingest.py) and the read API (hub/read.py)."""
+"""The hub's HTTP application: the store, the threads it runs in, the
+routes of ingest (hub/ingest.py) and the read API (hub/read.py), and the
+guard on connections and bodies in flight (hub/guard.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from agent.core.worker import Worker
 from hub.auth import load_read_token, load_secret
 from hub.config import HubConfig
+from hub.guard import Counts, Guard, InFlight
 from hub.health import Health
 from hub.ingest import Ingest
 from hub.read import Read
@@ -22,6 +24,8 @@ from hub.store.sqlite import open_store
 log = structlog.get_logger()
 RETENTION: web.AppKey[asyncio.Task[None]] = web.AppKey("retention", asyncio.Task)
 EXPIRE_CHUNK = 5000  # rows per transaction: ingest waits for one chunk at most
+
+GUARD = web.AppKey("guard", Guard)
 
 
 def build(config: HubConfig) -> web.Application:
@@ -38,6 +42,9 @@ def build(config: HubConfig) -> web.Application:
     # Reads have their own threads and connections (hub/read.py).
     store_thread = Worker("store")
     decode_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+    counts = Counts()
+    guard = Guard(hub.max_connections, hub.header_timeout, hub.idle_timeout, counts)
+    inflight = InFlight(hub.max_inflight_bodies, hub.max_inflight_per_host, counts)
     ingest = Ingest(
         secret,
         store,
@@ -45,6 +52,8 @@ def build(config: HubConfig) -> web.Application:
         decode_threads,
         config.hub.max_body,
         config.hub.max_decompressed,
+        inflight,
+        hub.body_timeout,
     )
     read = Read(
         read_token,
@@ -70,7 +79,8 @@ def build(config: HubConfig) -> web.Application:
             app[RETENTION].cancel()
         await asyncio.to_thread(close)  # waiting for threads would block the loop
 
-    app = web.Application(client_max_size=config.hub.max_body)
+    app = web.Application(client_max_size=config.hub.max_body, middlewares=[guard.middleware])
+    app[GUARD] = guard
     app.router.add_post("/v1/ingest", ingest.handle)
     app.router.add_get("/healthz", health.handle)
     app.router.add_get("/v1/hosts", read.hosts)

@@ -41,6 +41,14 @@ class HubSection:
     read_threads: int = opt(2, min=1, check=lambda n: None if n <= 32 else "at most 32")
     max_read_points: int = opt(10_000, min=1)  # metric points per page of /v1/metrics
     max_read_events: int = opt(1_000, min=1)  # events per page of /v1/events
+    # Connections, timeouts and bodies in flight (hub/guard.py): what one
+    # client may hold, with or without a token.
+    max_connections: int = opt(4096, min=1)
+    header_timeout: Duration = opt(10.0, min=0.1)
+    idle_timeout: Duration = opt(30.0, min=0.1)
+    body_timeout: Duration = opt(30.0, min=0.1)
+    max_inflight_bodies: int = opt(16, min=1)
+    max_inflight_per_host: int = opt(2, min=1)
 
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):

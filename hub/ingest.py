@@ -1,7 +1,12 @@
 """`POST /v1/ingest`: a batch from an agent, stored exactly once.
 
 Order: check the token (before reading the body: a stranger costs no
-bandwidth), read at most `max_body` bytes, decompress with a limit and
+bandwidth), take a slot for a body in flight (hub/guard.py: 429 when this
+host already has `max_inflight_per_host`, 503 when the hub has
+`max_inflight_bodies`, both with Retry-After, never queued), read at most
+`max_body` bytes within `body_timeout` into one buffer of the declared
+size (a body costs its size once, not the twice of a growing buffer and
+its copy), decompress with a limit and
 validate (in a worker thread: CPU work off the loop), store durably (in the
 one store thread), and only then answer 200 with the stream's mark, the
 `last_seq` the agent may forget up to. Any failure before the commit
@@ -9,10 +14,12 @@ answers without a 2xx, so the agent keeps the batch and sends it again.
 
 Answers: 200 {"last_seq", "stored"}; 400 malformed (never retried by the
 agent); 401 no or forged token; 403 a genuine token for another host;
-413 over max_body, compressed or once decompressed; 415 unknown encoding;
-422 over the host's series limits (the agent dead-letters it); 503 with
-Retry-After when the store cannot write (a full disk: the agent keeps the
-batch and comes back; logged once per distinct error).
+408 the body did not arrive within body_timeout (then the connection is
+closed); 413 over max_body, compressed or once decompressed; 415 unknown
+encoding; 422 over the host's series limits (the agent dead-letters it);
+429, 503 busy (Retry-After); 503 also when the store cannot write (a full
+disk: the agent keeps the batch and comes back; logged once per distinct
+error).
 
 What the validator (agent/core/protocol.py) accepts, the store stores: a
 batch is refused up front (400) or stored, never failed in the store.
@@ -26,10 +33,12 @@ from concurrent.futures import Executor
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from agent.core import protocol
 from agent.core.worker import Worker
 from hub.auth import bearer_host
+from hub.guard import Displaced, InFlight, Slot, busy
 from hub.store import SeriesLimit, Store, Unwritable
 
 log = structlog.get_logger()
@@ -46,6 +55,8 @@ class Ingest:
         decode_threads: Executor,
         max_body: int,
         max_decompressed: int,
+        inflight: InFlight,
+        body_timeout: float,
     ) -> None:
         self.secret = secret
         self.store = store
@@ -55,18 +66,42 @@ class Ingest:
         self.max_decompressed = max_decompressed
         self.store_error: str | None = None  # the write error logged last
         self.unwritable_total = 0  # batches answered 503: the store could not write
+        self.inflight = inflight
+        self.body_timeout = body_timeout
 
     async def handle(self, request: web.Request) -> web.Response:
         host = bearer_host(request.headers.get("Authorization", ""), self.secret)
         if host is None:
             return _error(401, "missing or invalid bearer token")
-        too_large = f"body over {self.max_body} bytes"
         if (request.content_length or 0) > self.max_body:
-            return _error(413, too_large)
+            return _error(413, f"body over {self.max_body} bytes")
+        slot = self.inflight.take(host, request.content)
+        if isinstance(slot, web.Response):
+            return slot  # 429 or 503: busy
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, too_large)
+            return await self._ingest(request, host, slot)
+        finally:
+            self.inflight.give_back(slot)
+
+    async def _ingest(self, request: web.Request, host: str, slot: Slot) -> web.Response:
+        try:
+            body = await asyncio.wait_for(read_body(request, self.max_body), self.body_timeout)
+            self.inflight.read(slot)
+        except Displaced:
+            return busy(503, "the hub has too many requests in flight; this body was too slow")
+        except asyncio.TimeoutError:
+            self.inflight.counts.add("body_timeouts")
+            response = _error(408, f"the body did not arrive within {self.body_timeout:g} s")
+            response.force_close()
+            return response
+        except BodyTooLarge:
+            return _error(413, f"body over {self.max_body} bytes")
+        except (ConnectionError, RequestPayloadError) as exc:
+            # the client went away or sent a broken chunked body: no one to answer
+            log.info("ingest_body_incomplete", host=host, error=f"{type(exc).__name__}: {exc}")
+            response = _error(400, "incomplete body")
+            response.force_close()
+            return response
         loop = asyncio.get_running_loop()
         encoding = request.headers.get("Content-Encoding", "identity")
         try:
@@ -77,6 +112,8 @@ class Ingest:
             return _error(415, str(exc))
         except protocol.ProtocolError as exc:
             return _error(400, str(exc))
+        finally:
+            del body  # the batch is decoded: its bytes are not needed while it is stored
         if batch.host != host:
             log.warning("ingest_wrong_host", token_host=host, batch_host=batch.host)
             return _error(403, f"this token is for host {host!r}, not {batch.host!r}")
@@ -98,9 +135,49 @@ class Ingest:
             self.store_error = None
         return web.json_response({"last_seq": done.last_seq, "stored": done.stored})
 
-    def _decode(self, body: bytes, encoding: str) -> protocol.Batch:
+    def _decode(self, body: bytearray, encoding: str) -> protocol.Batch:
         data = protocol.decompress(body, encoding, self.max_decompressed)
         return protocol.decode_batch(data)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: web.Request, limit: int) -> bytearray:
+    """The request body, at most `limit` bytes: into one buffer of the
+    declared Content-Length, else (chunked) a buffer grown with a running
+    limit. aiohttp's `request.read()` grows a buffer, raises its stream's
+    buffer limit to `limit` and copies the result: about twice the body."""
+    stream, length = request.content, request.content_length
+    if length is None:
+        grown = bytearray()
+        try:
+            while chunk := await stream.readany():
+                grown += chunk
+                if len(grown) > limit:
+                    raise BodyTooLarge
+        except BaseException:
+            grown = bytearray()  # as below
+            raise
+        return grown
+    if length > limit:
+        raise BodyTooLarge
+    buf, pos = bytearray(length), 0
+    try:
+        with memoryview(buf) as view:
+            while pos < length:
+                chunk = await stream.readany()
+                if not chunk:
+                    raise ConnectionResetError("the body ended before its Content-Length")
+                view[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+    except BaseException:
+        # The exception's traceback keeps this frame alive until the garbage
+        # collector breaks the cycle: not the body with it.
+        buf = bytearray()
+        raise
+    return buf
 
 
 def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:

@@ -1,5 +1,9 @@
 """`vigil hub run`: serve until SIGTERM or SIGINT, then finish the request
-in hand (its commit included) and exit 0."""
+in hand (its commit included) and exit 0.
+
+The hub listens itself (`loop.create_server`) rather than through aiohttp's
+TCPSite, so that every connection goes through the guard (hub/guard.py):
+its clocks, the connection cap and the 503 when full."""
 
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from aiohttp import web
 from agent import __version__
 from agent.core.configfile import split_host_port
 from agent.core.sdnotify import SystemdNotifier
-from hub.app import build
+from hub.app import GUARD, build
 from hub.config import HubConfig
+from hub.guard import Guard, raise_fd_limit
 
 log = structlog.get_logger()
 
@@ -24,15 +29,33 @@ def app_runner(app: web.Application) -> web.AppRunner:
     return web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
 
 
+async def listen(
+    runner: web.AppRunner, guard: Guard, address: str, tls: ssl.SSLContext | None
+) -> asyncio.Server:
+    """Serve `runner`'s app on `address` ("HOST:PORT"), each connection guarded."""
+    assert runner.server is not None, "runner.setup() first"
+    host, port = split_host_port(address)
+    return await asyncio.get_running_loop().create_server(
+        guard.factory(runner.server),
+        host,
+        port,
+        ssl=tls,
+        reuse_address=True,
+        backlog=1024,
+        ssl_handshake_timeout=guard.header_timeout if tls else None,
+    )
+
+
 async def serve(config: HubConfig) -> int:
-    runner = app_runner(build(config))
+    raise_fd_limit(config.hub.max_connections)
+    app = build(config)
+    runner = app_runner(app)
     await runner.setup()
-    host, port = split_host_port(config.hub.listen)
     tls = None
     if config.hub.tls_cert_file is not None and config.hub.tls_key_file is not None:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(config.hub.tls_cert_file, config.hub.tls_key_file)
-    await web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls).start()
+    server = await listen(runner, app[GUARD], config.hub.listen, tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -47,6 +70,7 @@ async def serve(config: HubConfig) -> int:
     )
     await stop.wait()
     notifier.send("STOPPING=1")
+    server.close()  # no new connections; runner.cleanup finishes the ones open
     await runner.cleanup()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)

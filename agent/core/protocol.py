@@ -26,7 +26,6 @@ one it was given.
 from __future__ import annotations
 
 import gzip
-import io
 import math
 import zlib
 from collections.abc import Mapping, Sequence
@@ -112,16 +111,19 @@ def compress(body: bytes, encoding: str = "zstd") -> bytes:
 # -- decoding (hub side) -----------------------------------------------------
 
 
-def decompress(data: bytes, encoding: str, limit: int = MAX_DECOMPRESSED) -> bytes:
-    """Undo Content-Encoding, refusing to produce more than `limit` bytes."""
+def decompress(
+    data: bytes | bytearray, encoding: str, limit: int = MAX_DECOMPRESSED
+) -> bytes | bytearray:
+    """Undo Content-Encoding, refusing to produce more than `limit` bytes.
+    `data` is not copied (the hub reads a body into a bytearray)."""
     if len(data) > MAX_COMPRESSED:
         raise TooLarge(f"body of {len(data)} bytes is over {MAX_COMPRESSED}")
     encoding = (encoding or "identity").strip().lower()
     try:
         if encoding == "identity":
-            out = data
+            out: bytes | bytearray = data
         elif encoding == "zstd":
-            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+            reader = zstandard.ZstdDecompressor().stream_reader(data)  # no copy
             chunks, size = [], 0
             while size <= limit and (chunk := reader.read(min(1 << 20, limit + 1 - size))):
                 chunks.append(chunk)
@@ -143,7 +145,7 @@ def decompress(data: bytes, encoding: str, limit: int = MAX_DECOMPRESSED) -> byt
     return out
 
 
-def decode_batch(body: bytes) -> Batch:
+def decode_batch(body: bytes | bytearray) -> Batch:
     """Parse and validate a batch; ProtocolError names what is wrong."""
     try:
         data = msgpack.unpackb(body, raw=False, strict_map_key=True, max_array_len=MAX_RECORDS)
