@@ -215,22 +215,29 @@ def _num(data: Mapping[str, Any], key: str) -> float:
     return float(value)
 
 
+_METRIC_KEYS = frozenset(("kind", "ts", "name", "labels", "value", "type"))
+
+
 def _check_record(record: object, i: int) -> None:
     where = f"records[{i}]"
     if not isinstance(record, dict):
         raise ProtocolError(f"{where} must be a map")
     try:
-        _check_tree(record, 0)
+        kind = record.get("kind")
+        # A plain metric (most records) is flat: its checks below cover it;
+        # anything else is walked whole.
+        if kind != "metric" or not record.keys() <= _METRIC_KEYS:
+            _check_tree(record, 0)
         if not 0 <= _num(record, "ts") <= MAX_TS:
             raise ProtocolError("ts must be seconds since 1970, before the year 2514")
-        kind = record.get("kind")
         if kind == "metric":
             _str(record, "name", 200)
             labels = record.get("labels", {})
             if not isinstance(labels, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+                isinstance(k, str) and isinstance(v, str) and len(k) + len(v) <= MAX_STRING
+                for k, v in labels.items()
             ):
-                raise ProtocolError("labels must map strings to strings")
+                raise ProtocolError(f"labels must map strings to strings of {MAX_STRING} at most")
             value = record.get("value")
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ProtocolError("value must be a number")
