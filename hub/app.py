@@ -44,7 +44,9 @@ def build(config: HubConfig) -> web.Application:
     decode_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
     counts = Counts()
     guard = Guard(hub.max_connections, hub.header_timeout, hub.idle_timeout, counts)
-    inflight = InFlight(hub.max_inflight_bodies, hub.max_inflight_per_host, counts)
+    inflight = InFlight(
+        hub.max_inflight_bodies, hub.max_inflight_per_host, counts, hub.max_inflight_bytes
+    )
     ingest = Ingest(
         secret,
         store,

@@ -47,7 +47,8 @@ class HubSection:
     header_timeout: Duration = opt(10.0, min=0.1)
     idle_timeout: Duration = opt(30.0, min=0.1)
     body_timeout: Duration = opt(30.0, min=0.1)
-    max_inflight_bodies: int = opt(16, min=1)
+    max_inflight_bodies: int = opt(256, min=1)
+    max_inflight_bytes: Size = opt(64 << 20, min=1024)  # declared body sizes, in all
     max_inflight_per_host: int = opt(2, min=1)
 
     def __post_init__(self) -> None:

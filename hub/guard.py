@@ -272,37 +272,45 @@ class Displaced(asyncio.TimeoutError):
 
 
 class Slot:
-    def __init__(self, host: str, stream: StreamReader, started: float) -> None:
-        self.host, self.stream, self.started = host, stream, started
+    def __init__(self, host: str, stream: StreamReader, started: float, size: int) -> None:
+        self.host, self.stream, self.started, self.size = host, stream, started, size
         self.held = True
 
 
 class InFlight:
-    """Slots for request bodies: per host and in all. When all are taken, a
-    newcomer displaces the body that has been arriving longest, if that
-    has taken over `DISPLACE_AFTER` s (an agent's batch arrives in well
-    under that): its request is answered 503 with Retry-After, and a few
-    hosts that stall their bodies cannot lock the others out."""
+    """Slots for request bodies: per host, in all, and by bytes declared
+    (Content-Length; a chunked body counts as `max_body`). The byte budget
+    is what bounds memory: an agent's batch is tens of kilobytes, so a
+    fleet's bursts fit by the hundred, while bodies of several MiB fit by
+    the few. When the hub is full, a newcomer displaces the body that has
+    been arriving longest, if that has taken over `DISPLACE_AFTER` s (an
+    agent's batch arrives in well under that): its request is answered 503
+    with Retry-After, and a few hosts that stall their bodies cannot lock
+    the others out."""
 
     DISPLACE_AFTER = 2.0
 
-    def __init__(self, total: int, per_host: int, counts: Counts | None = None) -> None:
+    def __init__(
+        self, total: int, per_host: int, counts: Counts | None = None, max_bytes: int = 1 << 62
+    ) -> None:
         self.total = total
         self.per_host = per_host
+        self.max_bytes = max_bytes
         self.counts = counts or Counts()
         self.by_host: Counter[str] = Counter()
         self.held = 0
+        self.bytes = 0
         self.reading: OrderedDict[Slot, None] = OrderedDict()  # oldest first
 
-    def take(self, host: str, stream: StreamReader) -> Slot | web.Response:
-        """A slot, its body `stream` now reading (call `read` when the body is
-        in, `give_back` at the end), or the answer to send instead: 429 for
-        this host, 503 for the hub."""
+    def take(self, host: str, stream: StreamReader, size: int) -> Slot | web.Response:
+        """A slot for a body of `size` bytes, its `stream` now reading (call
+        `read` when the body is in, `give_back` at the end), or the answer
+        to send instead: 429 for this host, 503 for the hub."""
         if self.by_host[host] >= self.per_host:
             self.counts.add("bodies_refused_host")
             return busy(429, f"host {host!r} already has {self.per_host} requests in flight")
         now = asyncio.get_running_loop().time()
-        if self.held >= self.total:
+        while self.held >= self.total or (self.held and self.bytes + size > self.max_bytes):
             oldest = next(iter(self.reading), None)
             if oldest is None or now - oldest.started < self.DISPLACE_AFTER:
                 self.counts.add("bodies_refused_hub")
@@ -310,9 +318,10 @@ class InFlight:
             self.counts.add("bodies_displaced")
             self.give_back(oldest)
             oldest.stream.set_exception(Displaced())
-        slot = Slot(host, stream, now)
+        slot = Slot(host, stream, now, size)
         self.by_host[host] += 1
         self.held += 1
+        self.bytes += size
         self.reading[slot] = None
         return slot
 
@@ -326,6 +335,7 @@ class InFlight:
         slot.held = False
         self.reading.pop(slot, None)
         self.held -= 1
+        self.bytes -= slot.size
         self.by_host[slot.host] -= 1
         if not self.by_host[slot.host]:
             del self.by_host[slot.host]

@@ -75,7 +75,8 @@ class Ingest:
             return _error(401, "missing or invalid bearer token")
         if (request.content_length or 0) > self.max_body:
             return _error(413, f"body over {self.max_body} bytes")
-        slot = self.inflight.take(host, request.content)
+        size = request.content_length
+        slot = self.inflight.take(host, request.content, self.max_body if size is None else size)
         if isinstance(slot, web.Response):
             return slot  # 429 or 503: busy
         try:
