@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 
@@ -35,3 +39,30 @@ def status_kib(pid: int, key: str = "VmRSS") -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the hub exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the hub did not answer /healthz")
+
+
+def start_hub(tmp: Path, extra: str = "") -> tuple[subprocess.Popen[bytes], str]:
+    """`vigil hub run` on a free loopback port, its data in `tmp` and `extra`
+    lines in its [hub] table; (the process, its URL). Wait with wait_healthy."""
+    port = free_port()
+    (tmp / "hub.toml").write_text(
+        f'[hub]\nlisten = "127.0.0.1:{port}"\ndata_dir = "{tmp}"\n{extra}'
+    )
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "agent", "hub", "run", "--config", str(tmp / "hub.toml")],
+        stdout=subprocess.DEVNULL,
+    )
+    return hub, f"http://127.0.0.1:{port}"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from agent.core import protocol
 from bench.buffer import one_cycle_of_records
-from bench.common import free_port, status_kib
+from bench.common import start_hub, status_kib, wait_healthy
 from hub.auth import host_token
 
 TARGET_MB = 45
@@ -54,19 +54,6 @@ def agent_rss_kib(seconds: float) -> tuple[int, int]:
     finally:
         agent.terminate()
         agent.wait(30)
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the hub exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the hub did not answer /healthz")
 
 
 def settled_rss_kib(pid: int, seconds: float = 3.0) -> int:
@@ -112,13 +99,7 @@ def main() -> int:
     print(f"{'peak (VmHWM)':>18} {agent_peak / 1024:6.1f} MB")
     cycle = one_cycle_of_records()
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-footprint-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    (tmp / "hub.toml").write_text(f'[hub]\nlisten = "127.0.0.1:{port}"\ndata_dir = "{tmp}"\n')
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "agent", "hub", "run", "--config", str(tmp / "hub.toml")],
-        stdout=subprocess.DEVNULL,
-    )
+    hub, url = start_hub(tmp)
     try:
         wait_healthy(url, hub)
         idle = settled_rss_kib(hub.pid)

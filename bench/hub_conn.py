@@ -44,8 +44,7 @@ import aiohttp
 from agent.core import protocol
 from agent.core.retry import retry_after
 from bench.buffer import one_cycle_of_records
-from bench.common import free_port, status_kib
-from bench.footprint import wait_healthy
+from bench.common import free_port, status_kib, wait_healthy
 from hub.auth import host_token
 
 MiB = 1 << 20

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,8 +32,7 @@ import msgpack
 
 from agent.core import protocol
 from bench.buffer import one_cycle_of_records
-from bench.common import free_port, percentile
-from bench.footprint import wait_healthy
+from bench.common import percentile, start_hub, wait_healthy
 from hub.auth import host_token
 
 Attack = Callable[[int], tuple[bytes, str]]  # n -> (body, Authorization)
@@ -155,13 +152,7 @@ def main() -> int:
     parser.add_argument("--attackers", type=int, default=2)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-hostile-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    (tmp / "hub.toml").write_text(f'[hub]\nlisten = "127.0.0.1:{port}"\ndata_dir = "{tmp}"\n')
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "agent", "hub", "run", "--config", str(tmp / "hub.toml")],
-        stdout=subprocess.DEVNULL,
-    )
+    hub, url = start_hub(tmp)
     cycle = one_cycle_of_records()
     stream = secrets.token_hex(16)
     try:

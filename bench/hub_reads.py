@@ -23,8 +23,6 @@ import json
 import secrets
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,8 +31,7 @@ from pathlib import Path
 
 from agent.core import protocol
 from bench.buffer import one_cycle_of_records
-from bench.common import free_port
-from bench.footprint import wait_healthy
+from bench.common import start_hub, wait_healthy
 from hub.auth import host_token
 from hub.store.sqlite import SQLiteStore
 
@@ -118,13 +115,7 @@ def main() -> int:
         f" ({(tmp / 'hub.db').stat().st_size / 2**20:.0f} MiB, filled in"
         f" {time.monotonic() - t:.1f} s)"
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    (tmp / "hub.toml").write_text(f'[hub]\nlisten = "127.0.0.1:{port}"\ndata_dir = "{tmp}"\n')
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "agent", "hub", "run", "--config", str(tmp / "hub.toml")],
-        stdout=subprocess.DEVNULL,
-    )
+    hub, url = start_hub(tmp)
     try:
         wait_healthy(url, hub, timeout=120)
         client = Client(url, (tmp / "hub.secret").read_bytes().strip(), one_cycle_of_records())
