@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from agent.core.configfile import split_host_port
-from agent.exposition import CONTENT_TYPE
+from agent.core.exposition import CONTENT_TYPE
 
 log = structlog.get_logger()
 

@@ -87,7 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     hub_token = hub_sub.add_parser("token", help="print a host's ingest token")
     hub_token.add_argument("host", metavar="HOST")
     hub_token.set_defaults(func=cmd_hub_token)
-    for p in (hub_run, hub_token):
+    hub_hosts = hub_sub.add_parser("hosts", help="the fleet: status, last seen, alerts")
+    hub_hosts.add_argument("--json", action="store_true", help="print JSON")
+    hub_hosts.set_defaults(func=cmd_hub_hosts)
+    flags = []
+    for flag, text in (
+        ("retire", "stop showing HOST as silent and alerting on it"),
+        ("revoke", "refuse HOST's token (401) from now on"),
+    ):
+        p = hub_sub.add_parser(flag, help=text, description=text)
+        p.add_argument("host", metavar="HOST")
+        p.add_argument("--undo", action="store_true", help="take it back")
+        p.set_defaults(func=cmd_hub_flag, flag=flag + "d")
+        flags.append(p)
+    for p in (hub_run, hub_token, hub_hosts, *flags):
         p.add_argument("--config", metavar="FILE", help="default: /etc/vigil/hub.toml if present")
     return parser
 
@@ -201,6 +214,41 @@ def cmd_hub_token(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"vigil: hub: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_hub_hosts(args: argparse.Namespace) -> int:
+    import time
+
+    from hub import config as hub_config
+    from hub import tool
+
+    cfg = hub_config.load(args.config)
+    try:
+        rows = tool.hosts(cfg)
+    except (OSError, ValueError) as exc:
+        print(f"vigil: hub: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    sys.stdout.write(tool.to_json(rows) if args.json else tool.hosts_text(rows, time.time()))
+    return EXIT_OK
+
+
+def cmd_hub_flag(args: argparse.Namespace) -> int:
+    from agent.core.schema import check_host_id
+    from hub import config as hub_config
+    from hub import tool
+
+    if problem := check_host_id(args.host):
+        print(f"vigil: hub: host id {args.host!r} {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    cfg = hub_config.load(args.config)
+    try:
+        tool.set_flag(cfg, args.host, args.flag, not args.undo)
+    except (OSError, ValueError) as exc:
+        print(f"vigil: hub: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    done = ("no longer " if args.undo else "") + args.flag
+    print(f"{args.host}: {done}")
     return EXIT_OK
 
 

@@ -28,10 +28,10 @@ from agent import config as config_mod
 from agent.config import Config
 from agent.core import logsetup, statedir
 from agent.core.checkpoint import CheckpointStore
+from agent.core.exposition import render
 from agent.core.records import Event, Metric, Record
 from agent.core.schema import ConfigError
 from agent.core.sdnotify import SystemdNotifier
-from agent.exposition import render
 from agent.scheduler import CollectorStats, Schedule
 from agent.selfmetrics import SelfCollector
 from agent.services import (

@@ -261,6 +261,7 @@ class Shipper:
             batch.records,
             __version__,
             time.time(),
+            self.config.agent.interval,
         )
         headers = {
             "Authorization": f"Bearer {self.token}",

@@ -11,18 +11,22 @@ from concurrent.futures import ThreadPoolExecutor
 import structlog
 from aiohttp import web
 
+from agent.core.alert import Alert
 from agent.core.worker import Worker
+from agent.notifiers.routing import build_notifiers, route
 from hub.auth import load_read_token, load_secret
 from hub.config import HubConfig
 from hub.guard import Counts, Guard, InFlight
 from hub.health import Health
 from hub.ingest import Ingest
+from hub.liveness import Liveness
 from hub.read import Read
 from hub.store import Limits, Store
 from hub.store.sqlite import open_store
 
 log = structlog.get_logger()
 RETENTION: web.AppKey[asyncio.Task[None]] = web.AppKey("retention", asyncio.Task)
+LIVENESS: web.AppKey[asyncio.Task[None]] = web.AppKey("liveness", asyncio.Task)
 EXPIRE_CHUNK = 5000  # rows per transaction: ingest waits for one chunk at most
 
 GUARD = web.AppKey("guard", Guard)
@@ -57,28 +61,63 @@ def build(config: HubConfig) -> web.Application:
         inflight,
         hub.body_timeout,
     )
+    notifiers = build_notifiers(hub.notifiers, hub.data_dir, "hub")
+
+    async def notify(alert: Alert) -> None:
+        """The hub's alerts go to every hub notifier, and the journal."""
+        for notifier in route(alert, list(notifiers), notifiers):
+            await notifier.send(alert)
+
+    liveness = Liveness(store, store_thread, hub.silent_after, notify)
+    ingest.revoked = lambda host: host in liveness.revoked
+
+    def own() -> dict[str, tuple[str, str, float]]:
+        figures = {
+            f"vigil_hub_clients_limited_{what}_total": (
+                "counter",
+                f"Clients refused or closed by the hub's limits: {what}.",
+                float(n),
+            )
+            for what, n in counts.total.items()
+        }
+        figures["vigil_hub_store_unwritable_total"] = (
+            "counter",
+            "Batches answered 503 because the store could not write.",
+            float(ingest.unwritable_total),
+        )
+        return figures
+
     read = Read(
         read_token,
         store.reader,
         config.hub.read_threads,
         config.hub.max_read_points,
         config.hub.max_read_events,
+        liveness.status,
+        own,
     )
     health = Health(store, store_thread)
 
     def close() -> None:
+        liveness.close()
         read.close()
         decode_threads.shutdown(wait=True)
         store_thread.shutdown(wait=True)  # the last commit finishes first
         store.close()
 
-    async def start_retention(app: web.Application) -> None:
+    async def start_tasks(app: web.Application) -> None:
+        for notifier in notifiers.values():
+            await notifier.start()
+        app[LIVENESS] = asyncio.create_task(liveness.run())
         if hub.retention_raw:
             app[RETENTION] = asyncio.create_task(expire(store, store_thread, hub.retention_raw))
 
     async def cleanup(app: web.Application) -> None:
-        if RETENTION in app:
-            app[RETENTION].cancel()
+        for key in (RETENTION, LIVENESS):
+            if key in app:
+                app[key].cancel()
+        for notifier in notifiers.values():
+            await notifier.stop()
         await asyncio.to_thread(close)  # waiting for threads would block the loop
 
     app = web.Application(client_max_size=config.hub.max_body, middlewares=[guard.middleware])
@@ -88,7 +127,9 @@ def build(config: HubConfig) -> web.Application:
     app.router.add_get("/v1/hosts", read.hosts)
     app.router.add_get("/v1/metrics", read.metrics)
     app.router.add_get("/v1/events", read.events)
-    app.on_startup.append(start_retention)
+    app.router.add_get("/v1/alerts", read.alerts)
+    app.router.add_get("/metrics", read.prometheus)
+    app.on_startup.append(start_tasks)
     app.on_cleanup.append(cleanup)
     return app
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 from agent.core.configfile import (
     check_listen,
@@ -14,7 +15,8 @@ from agent.core.configfile import (
     load_config,
     split_host_port,
 )
-from agent.core.schema import Duration, Invalid, Size, opt
+from agent.core.schema import Duration, Invalid, OneOf, Size, opt
+from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/hub.toml")
 
@@ -51,9 +53,18 @@ class HubSection:
     max_inflight_bytes: Size = opt(64 << 20, min=1024)  # declared body sizes, in all
     max_inflight_per_host: int = opt(2, min=1)
 
+    # The fleet (hub/liveness.py): a host with no batch for this long is
+    # silent and raises HostSilent through the hub's notifiers.
+    silent_after: Duration = opt(60.0, min=1.0)
+    notifiers: tuple[Annotated[NotifierConfig, OneOf(NOTIFIER_TYPES)], ...] = ()
+
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise Invalid("set tls_cert_file and tls_key_file together", key="tls_key_file")
+        names = [n.name for n in self.notifiers]
+        for i, name in enumerate(names):
+            if name in names[:i] or name == "journal":
+                raise Invalid(f"notifier name {name!r} is used twice", key=f"notifiers[{i}].name")
         host = split_host_port(self.listen)[0]
         if self.read_token_file is None and not is_loopback(host):
             raise Invalid(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 import structlog
@@ -67,12 +68,16 @@ class Ingest:
         self.store_error: str | None = None  # the write error logged last
         self.unwritable_total = 0  # batches answered 503: the store could not write
         self.inflight = inflight
+        # hosts whose token `vigil hub revoke` withdrew (hub/liveness.py keeps the set)
+        self.revoked: Callable[[str], bool] = lambda host: False
         self.body_timeout = body_timeout
 
     async def handle(self, request: web.Request) -> web.Response:
         host = bearer_host(request.headers.get("Authorization", ""), self.secret)
         if host is None:
             return _error(401, "missing or invalid bearer token")
+        if self.revoked(host):
+            return _error(401, f"the token of host {host!r} was revoked (vigil hub revoke)")
         if (request.content_length or 0) > self.max_body:
             return _error(413, f"body over {self.max_body} bytes")
         size = request.content_length

@@ -23,7 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.core.exposition import CONTENT_TYPE
 from hub.auth import read_allowed
+from hub.fleet import Figures, alerts_answer, metrics_text
 from hub.store import BadCursor, Reader
 
 MAX_CURSOR = 1000  # characters; ours are far shorter
@@ -41,7 +43,11 @@ class Read:
         threads: int,
         max_points: int,
         max_events: int,
+        status: Callable[[Mapping[str, Any]], str] = lambda host: "up",
+        own: Figures = dict,
     ) -> None:
+        self.status = status  # a host's up, late, silent or retired (hub/liveness.py)
+        self.own = own  # the hub's own figures for /metrics
         self.read_token = read_token
         self.open_reader = open_reader
         self.max_points = max_points
@@ -84,7 +90,32 @@ class Read:
         return json.dumps(query(self._reader())).encode()
 
     async def hosts(self, request: web.Request) -> web.Response:
-        return await self._answer(request, lambda r: {"hosts": r.hosts()})
+        def query(r: Reader) -> dict[str, Any]:
+            return {"hosts": [{**h, "status": self.status(h)} for h in r.hosts()]}
+
+        return await self._answer(request, query)
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            since = _number(q, "since", 0.0)
+            limit = _limit(q, self.max_events, "events")
+        except BadQuery as exc:
+            return _error(400, str(exc))
+        state = q.get("state")
+        if state not in (None, "pending", "firing", "resolved"):
+            return _error(400, "state must be pending, firing or resolved")
+        return await self._answer(request, lambda r: alerts_answer(r, state, since, limit))
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        """GET /metrics: the fleet's latest values (hub/fleet.py)."""
+        if not read_allowed(request.headers.get("Authorization", ""), self.read_token):
+            return _error(401, "/metrics needs the read token")
+        loop = asyncio.get_running_loop()
+        text = await loop.run_in_executor(
+            self.pool, lambda: metrics_text(self._reader(), self.status, self.own)
+        )
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     async def metrics(self, request: web.Request) -> web.Response:
         q = request.query

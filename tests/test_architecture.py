@@ -6,7 +6,8 @@
     collectors/   plugins: import only the base layer (and themselves).
     agent/notifiers/  notifier plugins, shared with the hub's alerts:
                   import only the base layer (and themselves).
-    hub/          the central collector: imports only the base layer.
+    hub/          the central collector: imports only the base layer and
+                  the notifiers (its own alerts, such as HostSilent).
     agent/        the daemon on top: wires everything.
 
 Every import counts, those inside functions too (a lazy import is still a
@@ -68,7 +69,7 @@ ALLOWED = {
     "base": {"base"},
     "collectors": {"base", "collectors"},
     "notifiers": {"base", "notifiers"},
-    "hub": {"base", "hub"},
+    "hub": {"base", "notifiers", "hub"},  # the hub's alerts use the agent's notifiers
     "agent": {"base", "collectors", "notifiers", "hub", "agent"},
 }
 
@@ -112,7 +113,6 @@ FORBIDDEN_IN_HUB = (
     "agent.alerts",
     "agent.runtime",
     "agent.config",
-    "agent.notifiers",
     "psutil",
 )
 

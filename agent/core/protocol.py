@@ -72,6 +72,7 @@ class Batch:
     agent: str
     sent: float
     records: list[dict[str, Any]]
+    interval: float | None = None  # the agent's collection interval, for liveness
 
 
 # -- encoding (agent side) -----------------------------------------------------
@@ -84,8 +85,9 @@ def encode_batch(
     records: Sequence[Mapping[str, Any]],
     agent: str,
     sent: float,
+    interval: float | None = None,
 ) -> bytes:
-    body = {
+    body: dict[str, Any] = {
         "v": VERSION,
         "host": host,
         "stream": stream,
@@ -95,6 +97,8 @@ def encode_batch(
         "sent": sent,
         "records": list(records),
     }
+    if interval is not None:  # absent from older agents' batches
+        body["interval"] = interval
     return msgpack.packb(body)  # type: ignore[no-any-return]
 
 
@@ -169,7 +173,13 @@ def decode_batch(body: bytes | bytearray) -> Batch:
         raise ProtocolError(f"sequence numbers must stay below 2**53, got last={last}")
     for i, record in enumerate(records):
         _check_record(record, i)
-    return Batch(host, stream, first, last, _str(data, "agent", 64), _num(data, "sent"), records)
+    interval = None
+    if "interval" in data:
+        interval = _num(data, "interval")
+        if not 0 < interval <= 86400:
+            raise ProtocolError("interval must be seconds, more than 0 and at most a day")
+    agent, sent = _str(data, "agent", 64), _num(data, "sent")
+    return Batch(host, stream, first, last, agent, sent, records, interval)
 
 
 def _check_tree(value: Any, depth: int) -> None:

@@ -69,6 +69,18 @@ class EventRow(NamedTuple):
     body: str  # the whole record as JSON
 
 
+class AlertState(NamedTuple):
+    """An alert instance of a host as the hub keeps it (the `alerts` table)."""
+
+    fingerprint: str
+    name: str
+    state: str  # pending | firing; resolved or inactive: forgotten
+    severity: str
+    since: float
+    summary: str
+    labels: str  # JSON
+
+
 class Limits(NamedTuple):
     max_series_per_host: int = 20_000
     max_new_series_per_batch: int = 10_000
@@ -105,8 +117,18 @@ class Reader(ABC):
     @abstractmethod
     def hosts(self) -> list[dict[str, Any]]:
         """Every host with first_seen, last_seen, agent_version, clock_offset,
-        skewed_records, refused_batches and its streams (stream, last_seq,
-        lost), by id."""
+        skewed_records, refused_batches, interval (None: never announced),
+        retired, revoked and its streams (stream, last_seq, lost), by id."""
+
+    @abstractmethod
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every host's pending and firing alerts: host, name, state,
+        severity, since, summary, labels."""
+
+    @abstractmethod
+    def latest(self) -> Iterator[tuple[str, str, str, str, float]]:
+        """Every series' newest value: (host, name, labels JSON, type, value),
+        by name then host, for the hub's /metrics."""
 
     @abstractmethod
     def metrics(
@@ -170,8 +192,10 @@ class Store(ABC):
             total = self._series_total(host) if series else 0
             new = self._check_series(host, series, total) if series else 0
             self._append(host, batch.stream, metrics, events, max(mark, batch.last), lost)
+            if states := alert_states(kept):
+                self._alert_states(host, states)
             # a replay counts as contact too: the host is alive
-            self._seen(host, received, batch.agent, received - batch.sent, skewed)
+            self._seen(host, received, batch.agent, received - batch.sent, skewed, batch.interval)
             if self._refused:
                 self._count_refused(self._refused, received)
         self._refused = {}  # committed
@@ -282,9 +306,60 @@ class Store(ABC):
         agent_version: str,
         clock_offset: float,
         skewed: int,
+        interval: float | None,
     ) -> None:
-        """Record contact from `host` (first_seen is kept from the first call)
-        and add `skewed` to its count of records outside the time window."""
+        """Record contact from `host` (first_seen is kept from the first call),
+        add `skewed` to its count of records outside the time window, and
+        keep the collection interval it announced (None: keep the last)."""
+
+    def hub_alert(
+        self,
+        host: str,
+        name: str,
+        state: str,
+        severity: str,
+        since: float,
+        summary: str,
+        labels: dict[str, str],
+        now: float,
+    ) -> None:
+        """A transition of one of the hub's own alerts (HostSilent): the
+        host's alert state, and an alert event in its history."""
+        fingerprint = f"hub:{name}:{host}"
+        record = {
+            "kind": "event",
+            "type": "alert",
+            "ts": now,
+            "message": f"{name} {state}: {summary}",
+            "severity": severity,
+            "fields": {"rule": name, "state": state, "labels": labels, "since": since,
+                       "fingerprint": fingerprint, "source": "hub"},
+        }  # fmt: skip
+        _, events = rows([record])
+        state_row = AlertState(
+            fingerprint, name, state, severity, since, summary, json.dumps(labels)
+        )
+        with self._write():
+            self._append_events(host, events)
+            self._alert_states(host, [state_row])
+
+    def set_flag(self, host: str, flag: str, on: bool) -> None:
+        """`retired` (no liveness alerts) or `revoked` (token refused) for `host`."""
+        with self._write():
+            self._flag(host, flag, int(on), time.time())
+
+    @abstractmethod
+    def _alert_states(self, host: str, states: list[AlertState]) -> None:
+        """Keep pending and firing ones as `host`'s current alerts; forget
+        the others."""
+
+    @abstractmethod
+    def _append_events(self, host: str, events: list[EventRow]) -> None:
+        """Add event rows of `host` (no stream, no mark)."""
+
+    @abstractmethod
+    def _flag(self, host: str, column: str, value: int, now: float) -> None:
+        """Set `host`'s retired or revoked column, creating its row if need be."""
 
     @abstractmethod
     def _count_refused(self, refused: dict[str, int], now: float) -> None:
@@ -331,3 +406,29 @@ def rows(records: list[dict[str, Any]]) -> tuple[list[MetricRow], list[EventRow]
             kind = r.get("type", "check") if r["kind"] == "event" else "check"
             events.append(EventRow(float(r["ts"]), kind, json.dumps(r, default=str)))
     return metrics, events
+
+
+def alert_states(records: list[dict[str, Any]]) -> list[AlertState]:
+    """The alert transitions among an agent's records (events of type
+    "alert", agent/alerts/engine.py), as the states they leave, in order."""
+    out = []
+    for r in records:
+        if r["kind"] != "event" or r.get("type") != "alert":
+            continue
+        fields = r.get("fields")
+        if not isinstance(fields, dict) or not isinstance(fields.get("fingerprint"), str):
+            continue
+        labels = fields.get("labels") if isinstance(fields.get("labels"), dict) else {}
+        since = fields.get("since")
+        out.append(
+            AlertState(
+                fields["fingerprint"][:200],
+                str(fields.get("rule", "?"))[:200],
+                str(fields.get("state", "?")),
+                str(r.get("severity", "?"))[:20],
+                float(since) if isinstance(since, (int, float)) else float(r["ts"]),
+                str(r.get("message", ""))[:1000],
+                json.dumps(labels, default=str),
+            )
+        )
+    return out

@@ -33,7 +33,7 @@ from typing import Any
 
 import structlog
 
-from hub.store import BadCursor, EventRow, MetricRow, Page, Reader, Store, Unwritable
+from hub.store import AlertState, BadCursor, EventRow, MetricRow, Page, Reader, Store, Unwritable
 
 log = structlog.get_logger()
 
@@ -52,7 +52,10 @@ CREATE TABLE IF NOT EXISTS hosts (
     agent_version TEXT NOT NULL,
     clock_offset REAL NOT NULL,         -- hub time minus the agent's send time
     skewed INTEGER NOT NULL DEFAULT 0,  -- records stamped too far ahead (clamped)
-    refused INTEGER NOT NULL DEFAULT 0  -- batches refused for its series limits
+    refused INTEGER NOT NULL DEFAULT 0, -- batches refused for its series limits
+    interval REAL,                      -- its collection interval, as it announced
+    retired INTEGER NOT NULL DEFAULT 0, -- `vigil hub retire`: never alerted on
+    revoked INTEGER NOT NULL DEFAULT 0  -- `vigil hub revoke`: its token is refused
 );
 CREATE TABLE IF NOT EXISTS streams (
     host TEXT NOT NULL,
@@ -82,11 +85,24 @@ CREATE TABLE IF NOT EXISTS series (     -- each host's series, for its limits
     name TEXT NOT NULL,
     labels TEXT NOT NULL,
     last_ts REAL NOT NULL,              -- its newest point: retention drops it after
+    last_value REAL,                    -- and that point's value and type, for
+    type TEXT,                          -- the hub's /metrics
     PRIMARY KEY (host, name, labels)
 ) WITHOUT ROWID;
 -- retention deletes by time; unfiltered event pages read by time
 CREATE INDEX IF NOT EXISTS metrics_by_time ON metrics (ts);
 CREATE INDEX IF NOT EXISTS events_by_ts ON events (ts);
+CREATE TABLE IF NOT EXISTS alerts (     -- each host's pending and firing alerts now
+    host TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,          -- the agent's, or hub:NAME:HOST for the hub's
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,                -- pending | firing
+    severity TEXT NOT NULL,
+    since REAL NOT NULL,
+    summary TEXT NOT NULL,
+    labels TEXT NOT NULL,               -- JSON
+    PRIMARY KEY (host, fingerprint)
+);
 CREATE TABLE IF NOT EXISTS probe (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     at REAL NOT NULL                    -- /healthz's latest test write
@@ -185,13 +201,25 @@ class SQLiteStore(Store):
         """The schema, and what databases written before issue 13 lack."""
         had = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master")}
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(hosts)")}
-        for column in ("skewed", "refused"):
+        added = {
+            "skewed": "INTEGER NOT NULL DEFAULT 0",
+            "refused": "INTEGER NOT NULL DEFAULT 0",
+            "interval": "REAL",
+            "retired": "INTEGER NOT NULL DEFAULT 0",
+            "revoked": "INTEGER NOT NULL DEFAULT 0",
+        }
+        for column, kind in added.items():
             if "hosts" in had and column not in columns:
-                self.db.execute(f"ALTER TABLE hosts ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+                self.db.execute(f"ALTER TABLE hosts ADD COLUMN {column} {kind}")
+        if "series" in had:
+            series_columns = {row[1] for row in self.db.execute("PRAGMA table_info(series)")}
+            for column, kind in (("last_value", "REAL"), ("type", "TEXT")):
+                if column not in series_columns:
+                    self.db.execute(f"ALTER TABLE series ADD COLUMN {column} {kind}")
         self.db.executescript(SCHEMA)
         if "metrics" in had and "series" not in had:  # the limits count what is there
             self.db.execute(
-                "INSERT OR IGNORE INTO series"
+                "INSERT OR IGNORE INTO series (host, name, labels, last_ts)"
                 " SELECT host, name, labels, max(ts) FROM metrics GROUP BY host, name, labels"
             )
 
@@ -241,15 +269,19 @@ class SQLiteStore(Store):
         db.executemany(
             "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", [(host, *m) for m in metrics]
         )
-        db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", [(host, *e) for e in events])
-        newest: dict[tuple[str, str], float] = {}
+        self._append_events(host, events)
+        newest: dict[tuple[str, str], MetricRow] = {}
         for m in metrics:
             key = (m.name, m.labels)
-            newest[key] = max(m.ts, newest.get(key, m.ts))
+            if key not in newest or m.ts >= newest[key].ts:
+                newest[key] = m
         db.executemany(
-            "INSERT INTO series VALUES (?, ?, ?, ?) ON CONFLICT (host, name, labels) DO UPDATE"
-            " SET last_ts = max(last_ts, excluded.last_ts)",
-            [(host, name, labels, ts) for (name, labels), ts in newest.items()],
+            "INSERT INTO series (host, name, labels, last_ts, last_value, type)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host, name, labels) DO UPDATE SET"
+            " last_value = CASE WHEN excluded.last_ts >= last_ts"
+            " THEN excluded.last_value ELSE last_value END,"
+            " type = excluded.type, last_ts = max(last_ts, excluded.last_ts)",
+            [(host, m.name, m.labels, m.ts, m.value, m.type) for m in newest.values()],
         )
         db.execute(
             "INSERT INTO streams VALUES (?, ?, ?, ?) ON CONFLICT (host, stream) DO UPDATE"
@@ -258,14 +290,48 @@ class SQLiteStore(Store):
         )
 
     def _seen(
-        self, host: str, received: float, agent_version: str, clock_offset: float, skewed: int
+        self,
+        host: str,
+        received: float,
+        agent_version: str,
+        clock_offset: float,
+        skewed: int,
+        interval: float | None,
     ) -> None:
         self.db.execute(
-            "INSERT INTO hosts (id, first_seen, last_seen, agent_version, clock_offset, skewed)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            "INSERT INTO hosts (id, first_seen, last_seen, agent_version, clock_offset, skewed,"
+            " interval) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
             " last_seen = excluded.last_seen, agent_version = excluded.agent_version,"
-            " clock_offset = excluded.clock_offset, skewed = skewed + excluded.skewed",
-            (host, received, received, agent_version, clock_offset, skewed),
+            " clock_offset = excluded.clock_offset, skewed = skewed + excluded.skewed,"
+            " interval = coalesce(excluded.interval, interval)",
+            (host, received, received, agent_version, clock_offset, skewed, interval),
+        )
+
+    def _append_events(self, host: str, events: list[EventRow]) -> None:
+        self.db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", [(host, *e) for e in events])
+
+    def _alert_states(self, host: str, states: list[AlertState]) -> None:
+        for a in states:
+            if a.state in ("pending", "firing"):
+                self.db.execute(
+                    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (host, fingerprint) DO UPDATE SET state = excluded.state,"
+                    " severity = excluded.severity, since = excluded.since,"
+                    " summary = excluded.summary, labels = excluded.labels",
+                    (host, *a),
+                )
+            else:
+                self.db.execute(
+                    "DELETE FROM alerts WHERE host = ? AND fingerprint = ?", (host, a.fingerprint)
+                )
+
+    def _flag(self, host: str, column: str, value: int, now: float) -> None:
+        assert column in ("retired", "revoked")  # our names, never input
+        self.db.execute(
+            "INSERT INTO hosts (id, first_seen, last_seen, agent_version, clock_offset,"
+            f" {column}) VALUES (?, ?, ?, '', 0, ?)"
+            f" ON CONFLICT (id) DO UPDATE SET {column} = excluded.{column}",
+            (host, now, now, value),
         )
 
     def _count_refused(self, refused: dict[str, int], now: float) -> None:
@@ -336,13 +402,50 @@ class SQLiteReader(Reader):
                 "clock_offset": offset,
                 "skewed_records": skewed,
                 "refused_batches": refused,
+                "interval": interval,
+                "retired": bool(retired),
+                "revoked": bool(revoked),
                 "streams": streams.get(host, []),
             }
-            for host, first, last, version, offset, skewed, refused in self.db.execute(
-                "SELECT id, first_seen, last_seen, agent_version, clock_offset, skewed, refused"
-                " FROM hosts ORDER BY id"
+            for (
+                host,
+                first,
+                last,
+                version,
+                offset,
+                skewed,
+                refused,
+                interval,
+                retired,
+                revoked,
+            ) in self.db.execute(
+                "SELECT id, first_seen, last_seen, agent_version, clock_offset, skewed, refused,"
+                " interval, retired, revoked FROM hosts ORDER BY id"
             )
         ]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "host": host,
+                "name": name,
+                "state": state,
+                "severity": severity,
+                "since": since,
+                "summary": summary,
+                "labels": json.loads(labels),
+            }
+            for host, name, state, severity, since, summary, labels in self.db.execute(
+                "SELECT host, name, state, severity, since, summary, labels FROM alerts"
+                " ORDER BY state DESC, since"
+            )
+        ]
+
+    def latest(self) -> Iterator[tuple[str, str, str, str, float]]:
+        yield from self.db.execute(
+            "SELECT host, name, labels, coalesce(type, 'gauge'), last_value FROM series"
+            " WHERE last_value IS NOT NULL ORDER BY name, host, labels"
+        )
 
     def metrics(
         self,

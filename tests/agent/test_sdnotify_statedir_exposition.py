@@ -5,9 +5,9 @@ import stat
 import pytest
 
 from agent.core import statedir
+from agent.core.exposition import escape_label, format_value, render
 from agent.core.records import Metric
 from agent.core.sdnotify import SystemdNotifier
-from agent.exposition import escape_label, format_value, render
 from collectors.base import counter, gauge
 
 

@@ -97,6 +97,9 @@ def test_a_fresh_stream_stores_everything(store, reader):
         "clock_offset": 5.0,
         "skewed_records": 0,
         "refused_batches": 0,
+        "interval": None,
+        "retired": False,
+        "revoked": False,
         "streams": [{"stream": S1, "last_seq": 3, "lost": 0}],
     }
 

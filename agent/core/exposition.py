@@ -7,8 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from agent.core.records import Metric
-from collectors.base import Spec
+from agent.core.records import Metric, Spec
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -1,0 +1,154 @@
+"""Host liveness: a dead man's switch for every host.
+
+A host's status comes from its last batch against the collection interval
+it announced (the batch's `interval`; 10 s for agents that do not send it):
+
+    up       heard from within 2 intervals (at least LATE_AFTER_MIN s)
+    late     later than that, but within `[hub] silent_after`
+    silent   nothing for longer than `silent_after`
+    retired  `vigil hub retire HOST`: shown, never alerted on
+
+A host going silent raises the hub alert `HostSilent` (severity high); it
+resolves when a batch arrives again, with the gap's length (from the last
+batch before the silence to the first after). Both transitions go to the
+hub's notifiers and into the store, as an alert event of that host (so
+`/v1/alerts` and its history show them) and as its current alert state.
+
+After the hub starts, it raises nothing for `silent_after`: the agents are
+reconnecting and a host's last_seen is as old as the hub's downtime. A
+HostSilent already firing before the restart is kept as it is (read from
+the store), so it is neither announced twice nor forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+
+from agent.core.alert import Alert
+from agent.core.worker import Worker
+from hub.store import Reader, Store
+
+log = structlog.get_logger()
+
+DEFAULT_INTERVAL = 10.0
+LATE_AFTER_MIN = 20.0
+SILENT = "HostSilent"
+
+
+def status_of(host: Mapping[str, Any], now: float, silent_after: float) -> str:
+    if host.get("retired"):
+        return "retired"
+    age = now - host["last_seen"]
+    if age > silent_after:
+        return "silent"
+    if age > max(2 * (host.get("interval") or DEFAULT_INTERVAL), LATE_AFTER_MIN):
+        return "late"
+    return "up"
+
+
+class Liveness:
+    """Checks every host every `tick` seconds, in its own thread with its
+    own reader; transitions are written by the store thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        store_thread: Worker,
+        silent_after: float,
+        notify: Callable[[Alert], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        self.store_thread = store_thread
+        self.silent_after = silent_after
+        self.notify = notify
+        self.thread = Worker("liveness")
+        self.reader: Reader | None = None
+        self.firing: dict[str, float] = {}  # host -> last_seen when it went silent
+        self.revoked: set[str] = set()  # hosts whose token ingest refuses
+        self.tick = max(0.5, min(5.0, silent_after / 6))
+
+    def status(self, host: Mapping[str, Any]) -> str:
+        return status_of(host, time.time(), self.silent_after)
+
+    def _hosts(self) -> list[dict[str, Any]]:
+        if self.reader is None:
+            self.reader = self.store.reader()
+        return self.reader.hosts()
+
+    def _firing(self) -> dict[str, float]:
+        if self.reader is None:
+            self.reader = self.store.reader()
+        return {
+            a["host"]: float(a["labels"].get("last_seen", 0) or 0)
+            for a in self.reader.alerts()
+            if a["name"] == SILENT and a["state"] == "firing"
+        }
+
+    async def run(self) -> None:
+        started = time.time()
+        self.firing = await self.thread.run(self._firing)
+        hosts = await self.thread.run(self._hosts)
+        self.revoked = {h["id"] for h in hosts if h["revoked"]}
+        while True:
+            await asyncio.sleep(self.tick)
+            try:
+                await self.check(time.time(), time.time() - started >= self.silent_after)
+            except Exception as exc:
+                log.error("liveness_check_failed", error=repr(exc)[:300])
+
+    async def check(self, now: float, armed: bool) -> None:
+        hosts = await self.thread.run(self._hosts)
+        self.revoked = {h["id"] for h in hosts if h["revoked"]}
+        for host in hosts:
+            name, status = host["id"], status_of(host, now, self.silent_after)
+            if name in self.firing and status in ("up", "late", "retired"):
+                gap = host["last_seen"] - self.firing.pop(name)
+                await self._transition(host, "resolved", now, gap)
+            elif name not in self.firing and status == "silent" and armed:
+                self.firing[name] = host["last_seen"]
+                await self._transition(host, "firing", now, now - host["last_seen"])
+
+    async def _transition(
+        self, host: Mapping[str, Any], state: str, now: float, gap: float
+    ) -> None:
+        name = host["id"]
+        if state == "firing":
+            summary = f"{name} has sent nothing for {gap:.0f} s"
+        else:
+            summary = f"{name} is back after a gap of {gap:.0f} s"
+        labels = {"alertname": SILENT, "host": name, "severity": "high"}
+        alert = Alert(
+            rule=SILENT,
+            state="firing" if state == "firing" else "resolved",
+            severity="high",
+            labels=labels,
+            summary=summary,
+            value=gap,
+            starts_at=host["last_seen"] if state == "firing" else now - gap,
+            ends_at=None if state == "firing" else now,
+            host=name,
+            fingerprint=f"hub:{SILENT}:{name}",
+        )
+        log.warning("host_silent" if state == "firing" else "host_back", host=name, gap=gap)
+        await self.store_thread.run(
+            self.store.hub_alert,
+            name,
+            SILENT,
+            state,
+            "high",
+            host["last_seen"],
+            summary,
+            {**labels, "last_seen": str(host["last_seen"]), "gap_seconds": f"{gap:.0f}"},
+            now,
+        )
+        await self.notify(alert)
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.thread.submit(self.reader.close)
+        self.thread.shutdown(wait=True)

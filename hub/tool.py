@@ -1,0 +1,64 @@
+"""`vigil hub hosts`, `vigil hub retire HOST` and `vigil hub revoke HOST`:
+the fleet as an operator handles it. They open the hub's database
+themselves (it may be running: SQLite in WAL mode lets them), so they work
+whether or not the hub answers. A running hub picks a retire or a revoke up
+within a few seconds (its liveness check reads the flags)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from hub.config import HubConfig
+from hub.liveness import status_of
+from hub.store.sqlite import SQLiteStore
+
+
+def hosts(config: HubConfig) -> list[dict[str, Any]]:
+    store = SQLiteStore(config.hub.data_dir / "hub.db")
+    try:
+        reader = store.reader()
+        firing: dict[str, int] = {}
+        for alert in reader.alerts():
+            if alert["state"] == "firing":
+                firing[alert["host"]] = firing.get(alert["host"], 0) + 1
+        now = time.time()
+        out = [
+            {
+                "host": h["id"],
+                "status": status_of(h, now, config.hub.silent_after),
+                "last_seen": h["last_seen"],
+                "agent_version": h["agent_version"],
+                "firing_alerts": firing.get(h["id"], 0),
+                "revoked": h["revoked"],
+            }
+            for h in reader.hosts()
+        ]
+        reader.close()
+        return out
+    finally:
+        store.close()
+
+
+def hosts_text(rows: list[dict[str, Any]], now: float) -> str:
+    lines = [f"{'HOST':30} {'STATUS':8} {'LAST SEEN':>10} {'VERSION':10} ALERTS"]
+    for r in rows:
+        age = now - r["last_seen"]
+        seen = f"{age:.0f}s ago" if age < 120 else f"{age / 60:.0f}m ago"
+        status = r["status"] + (" (revoked)" if r["revoked"] else "")
+        version = r["agent_version"] or "-"
+        lines.append(f"{r['host']:30} {status:8} {seen:>10} {version:10} {r['firing_alerts']}")
+    return "\n".join(lines) + "\n"
+
+
+def set_flag(config: HubConfig, host: str, flag: str, on: bool) -> None:
+    store = SQLiteStore(config.hub.data_dir / "hub.db")
+    try:
+        store.set_flag(host, flag, on)
+    finally:
+        store.close()
+
+
+def to_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps({"hosts": rows}, indent=2) + "\n"
