@@ -146,3 +146,28 @@ def test_retire_and_revoke(fleet):
     assert vigil("hub", "revoke", "web-01", "--undo", "--config", str(hub.config)).returncode == 0
     wait_for(lambda: not refused(), 15, "web-01's token accepted again")
     assert vigil("hub", "retire", "", "--config", str(hub.config)).returncode == 2
+
+
+def test_host_silent_is_neither_repeated_nor_forgotten_across_a_hub_restart(fleet, tmp_path):
+    hub, agents, alerts_file = fleet
+    wait_for(lambda: statuses(hub).get("db-01") == "up", 30, "db-01 up")
+    agents["db-01"].stop()
+    wait_for(lambda: notifications(alerts_file) or None, 30, "HostSilent fired")
+    extra = hub.config.read_text().split('retention_raw = "0s"\n', 1)[1]
+    hub.stop()
+    hub = HubProcess(hub.config.parent, port=hub.port, extra=extra)
+    try:
+        # past the restart's grace (silent_after) and a few checks: nothing new
+        wait_for(lambda: statuses(hub)["db-01"] == "silent", 15, "db-01 still silent")
+        time.sleep(6)
+        assert [n["state"] for n in notifications(alerts_file)] == ["firing"]
+        assert [a["host"] for a in get(hub, "/v1/alerts")["alerts"] if a["name"] == "HostSilent"]
+        # and when it comes back, the firing one is resolved
+        agents["db-01"] = Agent(agents["db-01"].tmp, agents["db-01"].config_path.read_text())
+        wait_for(
+            lambda: [n["state"] for n in notifications(alerts_file)] == ["firing", "resolved"],
+            30,
+            "resolved after the restart",
+        )
+    finally:
+        hub.stop()
