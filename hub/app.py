@@ -19,7 +19,7 @@ from hub.config import HubConfig
 from hub.guard import Counts, Guard, InFlight
 from hub.health import Health
 from hub.ingest import Ingest
-from hub.liveness import Liveness
+from hub.liveness import Liveness, status_of
 from hub.read import Read
 from hub.store import Limits, Store
 from hub.store.sqlite import open_store
@@ -68,9 +68,6 @@ def build(config: HubConfig) -> web.Application:
         for notifier in route(alert, list(notifiers), notifiers):
             await notifier.send(alert)
 
-    liveness = Liveness(store, store_thread, hub.silent_after, notify)
-    ingest.revoked = lambda host: host in liveness.revoked
-
     def own() -> dict[str, tuple[str, str, float]]:
         figures = {
             f"vigil_hub_clients_limited_{what}_total": (
@@ -93,13 +90,14 @@ def build(config: HubConfig) -> web.Application:
         config.hub.read_threads,
         config.hub.max_read_points,
         config.hub.max_read_events,
-        liveness.status,
+        lambda host: status_of(host, time.time(), hub.silent_after),
         own,
     )
+    liveness = Liveness(store, store_thread, read.query, hub.silent_after, notify)
+    ingest.revoked = lambda host: host in liveness.revoked
     health = Health(store, store_thread)
 
     def close() -> None:
-        liveness.close()
         read.close()
         decode_threads.shutdown(wait=True)
         store_thread.shutdown(wait=True)  # the last commit finishes first

@@ -52,13 +52,14 @@ def status_of(host: Mapping[str, Any], now: float, silent_after: float) -> str:
 
 
 class Liveness:
-    """Checks every host every `tick` seconds, in its own thread with its
-    own reader; transitions are written by the store thread."""
+    """Checks every host every `tick` seconds through `read` (a read
+    thread's reader); transitions are written by the store thread."""
 
     def __init__(
         self,
         store: Store,
         store_thread: Worker,
+        read: Callable[[Callable[[Reader], Any]], Awaitable[Any]],
         silent_after: float,
         notify: Callable[[Alert], Awaitable[None]],
     ) -> None:
@@ -66,8 +67,7 @@ class Liveness:
         self.store_thread = store_thread
         self.silent_after = silent_after
         self.notify = notify
-        self.thread = Worker("liveness")
-        self.reader: Reader | None = None
+        self.read = read
         self.firing: dict[str, float] = {}  # host -> last_seen when it went silent
         self.revoked: set[str] = set()  # hosts whose token ingest refuses
         self.tick = max(0.5, min(5.0, silent_after / 6))
@@ -75,24 +75,18 @@ class Liveness:
     def status(self, host: Mapping[str, Any]) -> str:
         return status_of(host, time.time(), self.silent_after)
 
-    def _hosts(self) -> list[dict[str, Any]]:
-        if self.reader is None:
-            self.reader = self.store.reader()
-        return self.reader.hosts()
-
-    def _firing(self) -> dict[str, float]:
-        if self.reader is None:
-            self.reader = self.store.reader()
+    @staticmethod
+    def _firing(reader: Reader) -> dict[str, float]:
         return {
             a["host"]: float(a["labels"].get("last_seen", 0) or 0)
-            for a in self.reader.alerts()
+            for a in reader.alerts()
             if a["name"] == SILENT and a["state"] == "firing"
         }
 
     async def run(self) -> None:
         started = time.time()
-        self.firing = await self.thread.run(self._firing)
-        hosts = await self.thread.run(self._hosts)
+        self.firing = await self.read(self._firing)
+        hosts = await self.read(lambda r: r.hosts())
         self.revoked = {h["id"] for h in hosts if h["revoked"]}
         while True:
             await asyncio.sleep(self.tick)
@@ -102,7 +96,7 @@ class Liveness:
                 log.error("liveness_check_failed", error=repr(exc)[:300])
 
     async def check(self, now: float, armed: bool) -> None:
-        hosts = await self.thread.run(self._hosts)
+        hosts = await self.read(lambda r: r.hosts())
         self.revoked = {h["id"] for h in hosts if h["revoked"]}
         for host in hosts:
             name, status = host["id"], status_of(host, now, self.silent_after)
@@ -147,8 +141,3 @@ class Liveness:
             now,
         )
         await self.notify(alert)
-
-    def close(self) -> None:
-        if self.reader is not None:
-            self.thread.submit(self.reader.close)
-        self.thread.shutdown(wait=True)

@@ -19,7 +19,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -29,6 +29,9 @@ from hub.fleet import Figures, alerts_answer, metrics_text
 from hub.store import BadCursor, Reader
 
 MAX_CURSOR = 1000  # characters; ours are far shorter
+
+
+T = TypeVar("T")
 
 
 class BadQuery(ValueError):
@@ -85,6 +88,11 @@ class Read:
         except BadCursor as exc:
             return _error(400, f"cursor: {exc}")
         return web.Response(body=body, content_type="application/json")
+
+    async def query(self, query: Callable[[Reader], T]) -> T:
+        """`query` on one of the read threads' readers (the hub's own reads)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, lambda: query(self._reader()))
 
     def _run(self, query: Callable[[Reader], dict[str, Any]]) -> bytes:
         return json.dumps(query(self._reader())).encode()
