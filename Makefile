@@ -77,6 +77,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.host_metrics
 	$(BIN)/python -m bench.buffer
 	$(BIN)/python -m bench.hub_ingest
+	$(BIN)/python -m bench.hub_conn
+	$(BIN)/python -m bench.hub_hostile
+	$(BIN)/python -m bench.hub_reads
+	$(BIN)/python -m bench.hub_fleet
 	$(BIN)/python -m bench.footprint
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.alerts
