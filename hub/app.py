@@ -12,12 +12,14 @@ import structlog
 from aiohttp import web
 
 from agent.core.worker import Worker
+from hub import datadir
 from hub.auth import load_read_token, load_secret
 from hub.config import HubConfig
 from hub.guard import Counts, Guard, InFlight
 from hub.health import Health
 from hub.ingest import Ingest
 from hub.read import Read
+from hub.reload import Running
 from hub.store import Limits, Store
 from hub.store.sqlite import open_store
 
@@ -26,14 +28,18 @@ RETENTION: web.AppKey[asyncio.Task[None]] = web.AppKey("retention", asyncio.Task
 EXPIRE_CHUNK = 5000  # rows per transaction: ingest waits for one chunk at most
 
 GUARD = web.AppKey("guard", Guard)
+RUNNING = web.AppKey("running", Running)  # what SIGHUP reaches (hub/reload.py)
 
 
 def build(config: HubConfig) -> web.Application:
     """The application for `config`. Raises OSError or ValueError for an
     unreadable secret, read token or database, before anything listens. A
     damaged database is set aside and replaced (hub/store/sqlite.py)."""
+    datadir.prepare(config.hub.data_dir)  # private: it holds the fleet's log lines
     secret, read_token = load_secret(config), load_read_token(config)
+    datadir.private_database(config.hub.data_dir / "hub.db")
     store = open_store(config.hub.data_dir / "hub.db")
+    datadir.private_database(config.hub.data_dir / "hub.db")
     hub = config.hub
     store.limits = Limits(
         hub.max_series_per_host, hub.max_new_series_per_batch, hub.max_clock_skew, hub.retention_raw
@@ -76,6 +82,13 @@ def build(config: HubConfig) -> web.Application:
         if hub.retention_raw:
             app[RETENTION] = asyncio.create_task(expire(store, store_thread, hub.retention_raw))
 
+    def retention_changed(retention: float) -> None:  # on reload
+        if RETENTION in app:
+            app[RETENTION].cancel()
+            del app[RETENTION]
+        if retention:
+            app[RETENTION] = asyncio.create_task(expire(store, store_thread, retention))
+
     async def cleanup(app: web.Application) -> None:
         if RETENTION in app:
             app[RETENTION].cancel()
@@ -83,6 +96,7 @@ def build(config: HubConfig) -> web.Application:
 
     app = web.Application(client_max_size=config.hub.max_body, middlewares=[guard.middleware])
     app[GUARD] = guard
+    app[RUNNING] = Running(config, guard, inflight, ingest, read, store, retention_changed)
     app.router.add_post("/v1/ingest", ingest.handle)
     app.router.add_get("/healthz", health.handle)
     app.router.add_get("/v1/hosts", read.hosts)
