@@ -65,11 +65,19 @@ async def serve(config: HubConfig, path: str | None = None) -> int:
         loop.add_signal_handler(sig, stop.set)
     notifier = SystemdNotifier.from_env()
     reloading: asyncio.Task[None] | None = None
+    again = False  # a SIGHUP came during a reload: the file may have changed since
+
+    async def reloads() -> None:
+        nonlocal again
+        while again:
+            again = False
+            await reload(app[RUNNING], path, notifier)
 
     def request_reload() -> None:
-        nonlocal reloading
-        if reloading is None or reloading.done():  # one at a time; a second HUP waits for none
-            reloading = asyncio.create_task(reload(app[RUNNING], path, notifier))
+        nonlocal reloading, again
+        again = True
+        if reloading is None or reloading.done():  # one at a time, the last HUP's file read
+            reloading = asyncio.create_task(reloads())
 
     loop.add_signal_handler(signal.SIGHUP, request_reload)
     notifier.send("READY=1", f"STATUS=listening on {config.hub.listen}")
