@@ -34,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"vigil: {problem}", file=sys.stderr)
+        if hint := _wrong_kind_hint(args):
+            print(f"vigil: hint: {hint}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -45,6 +47,28 @@ def _load(path: str | None) -> Config:
     from agent import config
 
     return config.load(path)
+
+
+def _wrong_kind_hint(args: argparse.Namespace) -> str | None:
+    """When an agent command was given a hub config, or the other way
+    round, the problems are every hub key: say which command fits."""
+    from agent.core.configfile import read_toml
+
+    path = getattr(args, "config", None)
+    try:
+        data = read_toml(path) if path else None
+    except ConfigError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    hub = data.get("hub")
+    hub_keys = set(hub) if isinstance(hub, dict) else set()
+    is_hub_command = getattr(args, "command", None) == "hub"
+    if not is_hub_command and hub_keys & {"listen", "data_dir"}:
+        return "this looks like a hub config: use vigil hub check-config (or vigil hub run)"
+    if is_hub_command and (hub_keys & {"url", "token", "token_file"} or "agent" in data):
+        return "this looks like an agent config: use vigil check-config (or vigil run)"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--undo", action="store_true", help="take it back")
         p.set_defaults(func=cmd_hub_flag, flag=flag + "d")
         flags.append(p)
-    for p in (hub_run, hub_token, hub_hosts, *flags):
+    hub_check = hub_sub.add_parser(
+        "check-config",
+        help="validate the hub's configuration and exit",
+        description="validate the hub's configuration and the files it names, and exit",
+    )
+    hub_check.set_defaults(func=cmd_hub_check_config)
+    for p in (hub_run, hub_token, hub_check, hub_hosts, *flags):
         p.add_argument("--config", metavar="FILE", help="default: /etc/vigil/hub.toml if present")
     return parser
 
@@ -194,10 +224,22 @@ def cmd_hub_run(args: argparse.Namespace) -> int:
     cfg = hub_config.load(args.config)
     logsetup.configure("info", "auto")
     try:
-        return _run_loop(serve(cfg))
+        return _run_loop(serve(cfg, args.config))
     except (OSError, ValueError) as exc:
         print(f"vigil: hub: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def cmd_hub_check_config(args: argparse.Namespace) -> int:
+    """As `vigil check-config`, for the hub: every problem on its own line
+    (the schema's, then the files the config names), exit 2 if any."""
+    from hub import config as hub_config
+    from hub.reload import read_files
+
+    cfg = hub_config.load(args.config)
+    read_files(cfg, default_secret=False, tls=True)  # ConfigError: one line per file
+    print(f"{cfg.source}: ok")
+    return EXIT_OK
 
 
 def cmd_hub_token(args: argparse.Namespace) -> int:
@@ -208,8 +250,12 @@ def cmd_hub_token(args: argparse.Namespace) -> int:
     if problem := check_host_id(args.host):
         print(f"vigil: hub token: host id {args.host!r} {problem}", file=sys.stderr)
         return EXIT_USAGE
+    from hub.datadir import prepare
+
     cfg = hub_config.load(args.config)
     try:
+        if cfg.hub.secret_file is None:
+            prepare(cfg.hub.data_dir)  # the secret is made there: private from the start
         print(host_token(args.host, load_secret(cfg)))
     except (OSError, ValueError) as exc:
         print(f"vigil: hub: {exc}", file=sys.stderr)

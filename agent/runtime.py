@@ -369,11 +369,12 @@ class Agent:
         self.latest.clear()
         if (new.host.procfs, new.host.sysfs) != (old.host.procfs, old.host.sysfs):
             self.source = default_source(str(new.host.procfs), str(new.host.sysfs))
-        if new.hub != old.hub:
-            self._token = None  # token_file is read again
+        self._token = None  # token_file is read again, whether [hub] changed or not
         self.services = []
         for service in wanted:
             running = kept.get(type(service))
+            if isinstance(running, ShipperService):
+                await self._retoken(running)
             if running is None:
                 try:
                     await service.start(self)
@@ -384,6 +385,22 @@ class Agent:
         self.start_collectors()
         self.notifier.send("READY=1", f"STATUS={self.status_line()}")
         log.info("reloaded", config=new.source, collectors=[s.name for s in self.schedules])
+
+    async def _retoken(self, service: ShipperService) -> None:
+        """The running shipper takes the token read now (a fixed or rotated
+        token_file); one that cannot be read leaves it the token it has."""
+        try:
+            token = await self.token()
+        except OSError as exc:
+            log.error(
+                "hub_token_unreadable_keeping_token",
+                token_file=str(self.config.hub.token_file),
+                error=exc.strerror or str(exc),
+            )
+            if service.shipper is not None:
+                self._token = service.shipper.token
+            return
+        service.use_token(token)
 
     # -- endpoint, status, watchdog ---------------------------------------------
 

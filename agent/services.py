@@ -19,6 +19,7 @@ To add a long-running part: subclass `Service`, append it in
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -138,8 +139,20 @@ class ShipperService(Service):
         return self.shipper.status() if self.shipper is not None else None
 
     def keeps_running(self, new: Config) -> bool:
+        """The same hub, buffer and host: the shipper carries on, and the
+        runtime hands it the token read again (`use_token`), whether it is
+        inline (`token`) or in `token_file`."""
         old = self.config
-        return (new.hub, new.buffer, new.agent.host_id) == (old.hub, old.buffer, old.agent.host_id)
+        same_hub = _without_token(new.hub) == _without_token(old.hub)
+        return same_hub and (new.buffer, new.agent.host_id) == (old.buffer, old.agent.host_id)
+
+    def use_token(self, token: str) -> None:
+        """From now on, send with `token`; if it is new, retry at once
+        rather than at the end of a backoff that a refused token started."""
+        if self.shipper is not None and token != self.shipper.token:
+            self.shipper.token = token
+            self.shipper.retry_now()
+            log.info("hub_token_changed", hub=self.config.hub.url)
 
 
 class AlertingService(Service):
@@ -308,6 +321,10 @@ class ApiService(Service):
 
     def keeps_running(self, new: Config) -> bool:
         return new.api == self.config.api
+
+
+def _without_token(hub: Any) -> dict[str, Any]:
+    return {f.name: getattr(hub, f.name) for f in dataclasses.fields(hub) if f.name != "token"}
 
 
 def services_for(config: Config) -> list[Service]:

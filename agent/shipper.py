@@ -28,6 +28,7 @@ Buffer I/O runs in one worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import ssl
@@ -87,6 +88,7 @@ class Shipper:
         self.pending: list[dict[str, Any]] = []
         self.pending_since = 0.0
         self.wake = asyncio.Event()
+        self._retry = asyncio.Event()  # ends a backoff early: `retry_now`
         self.tasks: list[asyncio.Task[None]] = []
         self._flushes: set[asyncio.Task[None]] = set()
         self.session: Any = None
@@ -229,7 +231,13 @@ class Shipper:
             if self.buffer is not None:
                 await self.thread.run(self.buffer.rewind)
             backoff = full_jitter(attempt, self.config.hub.max_backoff, self.rng)
-            await asyncio.sleep(wait if wait > 0 else backoff)
+            self._retry.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._retry.wait(), wait if wait > 0 else backoff)
+
+    def retry_now(self) -> None:
+        """End the backoff in progress, if any (a new token came)."""
+        self._retry.set()
 
     async def _ship_one(self) -> float | None:
         """Send the next batch, or wait for one. None when there is nothing

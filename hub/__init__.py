@@ -2,7 +2,9 @@
 
 `config` (the hub's TOML), `auth` (host tokens, the read token), `ingest`
 (`POST /v1/ingest`), `read` (the read API), `health` (`/healthz`), `app`
-(the routes and threads), `server` (the process), `store` (the storage
+(the routes and threads), `server` (the process), `reload` (SIGHUP, and
+the file checks of `vigil hub check-config`), `datadir` (a private data
+directory and database), `store` (the storage
 interface, with the exactly-once rules) and `store.sqlite` (the embedded
 backend). It imports
 only the base layer, `agent/core/`: the wire schema is shared with the

@@ -12,15 +12,19 @@ import structlog
 from aiohttp import web
 
 from agent.core.alert import Alert
+from agent.core.exposition import format_value
 from agent.core.worker import Worker
 from agent.notifiers.routing import build_notifiers, route
+from hub import datadir
 from hub.auth import load_read_token, load_secret
 from hub.config import HubConfig
+from hub.fleet import Sample
 from hub.guard import Counts, Guard, InFlight
 from hub.health import Health
 from hub.ingest import Ingest
 from hub.liveness import Liveness, status_of
 from hub.read import Read
+from hub.reload import Running
 from hub.store import Limits, Store
 from hub.store.sqlite import open_store
 
@@ -30,14 +34,18 @@ LIVENESS: web.AppKey[asyncio.Task[None]] = web.AppKey("liveness", asyncio.Task)
 EXPIRE_CHUNK = 5000  # rows per transaction: ingest waits for one chunk at most
 
 GUARD = web.AppKey("guard", Guard)
+RUNNING = web.AppKey("running", Running)  # what SIGHUP reaches (hub/reload.py)
 
 
 def build(config: HubConfig) -> web.Application:
     """The application for `config`. Raises OSError or ValueError for an
     unreadable secret, read token or database, before anything listens. A
     damaged database is set aside and replaced (hub/store/sqlite.py)."""
+    datadir.prepare(config.hub.data_dir)  # private: it holds the fleet's log lines
     secret, read_token = load_secret(config), load_read_token(config)
+    datadir.private_database(config.hub.data_dir / "hub.db")
     store = open_store(config.hub.data_dir / "hub.db")
+    datadir.private_database(config.hub.data_dir / "hub.db")
     hub = config.hub
     store.limits = Limits(
         hub.max_series_per_host, hub.max_new_series_per_batch, hub.max_clock_skew, hub.retention_raw
@@ -68,21 +76,34 @@ def build(config: HubConfig) -> web.Application:
         for notifier in route(alert, list(notifiers), notifiers):
             await notifier.send(alert)
 
-    def own() -> dict[str, tuple[str, str, float]]:
-        figures = {
-            f"vigil_hub_clients_limited_{what}_total": (
+    def own() -> dict[str, tuple[str, str, list[Sample]]]:
+        """The hub's own figures for /metrics (docs/hub.md)."""
+        name = "vigil_hub_ingest_duration_seconds"
+        histogram: list[Sample] = [
+            (f"{name}_bucket", {"le": format_value(le)}, float(n))
+            for le, n in ingest.latency.cumulative()
+        ]
+        histogram.append((f"{name}_sum", {}, ingest.latency.sum))
+        histogram.append((f"{name}_count", {}, float(ingest.latency.count)))
+        rejected = "vigil_hub_ingest_rejected_total"
+        limited = "vigil_hub_clients_limited_total"
+        return {
+            rejected: (
                 "counter",
-                f"Clients refused or closed by the hub's limits: {what}.",
-                float(n),
-            )
-            for what, n in counts.total.items()
+                "Ingest requests refused, by reason.",
+                [(rejected, {"reason": r}, float(n)) for r, n in sorted(ingest.rejected.items())],
+            ),
+            name: (
+                "histogram",
+                "Seconds from an accepted batch's body in hand to its commit.",
+                histogram,
+            ),
+            limited: (
+                "counter",
+                "Connections and requests refused or closed by the hub's limits, by what.",
+                [(limited, {"what": w}, float(n)) for w, n in sorted(counts.total.items())],
+            ),
         }
-        figures["vigil_hub_store_unwritable_total"] = (
-            "counter",
-            "Batches answered 503 because the store could not write.",
-            float(ingest.unwritable_total),
-        )
-        return figures
 
     read = Read(
         read_token,
@@ -110,6 +131,13 @@ def build(config: HubConfig) -> web.Application:
         if hub.retention_raw:
             app[RETENTION] = asyncio.create_task(expire(store, store_thread, hub.retention_raw))
 
+    def retention_changed(retention: float) -> None:  # on reload
+        if RETENTION in app:
+            app[RETENTION].cancel()
+            del app[RETENTION]
+        if retention:
+            app[RETENTION] = asyncio.create_task(expire(store, store_thread, retention))
+
     async def cleanup(app: web.Application) -> None:
         for key in (RETENTION, LIVENESS):
             if key in app:
@@ -120,6 +148,7 @@ def build(config: HubConfig) -> web.Application:
 
     app = web.Application(client_max_size=config.hub.max_body, middlewares=[guard.middleware])
     app[GUARD] = guard
+    app[RUNNING] = Running(config, guard, inflight, ingest, read, store, retention_changed)
     app.router.add_post("/v1/ingest", ingest.handle)
     app.router.add_get("/healthz", health.handle)
     app.router.add_get("/v1/hosts", read.hosts)

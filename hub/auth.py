@@ -69,4 +69,7 @@ def load_secret(config: HubConfig) -> bytes:
 
 def load_read_token(config: HubConfig) -> str | None:
     path = config.hub.read_token_file
-    return Path(path).read_text().strip() if path else None
+    token = Path(path).read_text().strip() if path else None
+    if token == "":  # "Bearer " alone would pass
+        raise ValueError(f"{path}: the read token file is empty")
+    return token

@@ -19,7 +19,9 @@ from typing import Any
 from agent.core.exposition import escape_label, format_value
 from hub.store import Reader
 
-Figures = Callable[[], Mapping[str, tuple[str, str, float]]]  # name -> (type, help, value)
+# The hub's own figures: family -> (type, help, [(sample name, labels, value), ...])
+Sample = tuple[str, dict[str, str], float]
+Figures = Callable[[], Mapping[str, tuple[str, str, list[Sample]]]]
 
 
 def metrics_text(reader: Reader, status: Callable[[Mapping[str, Any]], str], own: Figures) -> str:
@@ -29,8 +31,11 @@ def metrics_text(reader: Reader, status: Callable[[Mapping[str, Any]], str], own
 def _lines(
     reader: Reader, status: Callable[[Mapping[str, Any]], str], own: Figures
 ) -> Iterator[str]:
-    for name, (kind, help_text, value) in sorted(own().items()):
-        yield f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {format_value(value)}\n"
+    for family, (kind, help_text, samples) in sorted(own().items()):
+        yield f"# HELP {family} {help_text}\n# TYPE {family} {kind}\n"
+        for sample, tags, value in samples:
+            text = ",".join(f'{k}="{escape_label(v)}"' for k, v in sorted(tags.items()))
+            yield f"{sample}{{{text}}} {format_value(value)}\n"
     hosts = [h for h in reader.hosts() if not h["retired"]]
     yield "# HELP vigil_hub_host_up 1 if the host is up or late, 0 if silent.\n"
     yield "# TYPE vigil_hub_host_up gauge\n"

@@ -23,12 +23,25 @@ error).
 
 What the validator (agent/core/protocol.py) accepts, the store stores: a
 batch is refused up front (400) or stored, never failed in the store.
+
+Every refusal is counted by reason in `Ingest.rejected` (a Counter over
+`REASONS`, every reason present from the start, rendered by the hub's
+/metrics as `vigil_hub_ingest_rejected_total{reason}`) and logged as
+`ingest_rejected` with the reason, the status, the host the request claims
+(the token's host id, genuine or not) and the answer, at most once per
+reason every `LOG_EVERY` seconds (`suppressed`: how many of that reason
+went unlogged before it). `Ingest.latency` (`Latency`) is the seconds from
+a whole body in hand to its commit (decode, the wait for the store thread,
+the write and its fsync), per accepted batch: the hub's own part of an
+agent's delivery time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -45,6 +58,47 @@ from hub.store import SeriesLimit, Store, Unwritable
 log = structlog.get_logger()
 
 STORE_RETRY = 5  # seconds an agent waits after a 503 for a store that cannot write
+REASON = "vigil_reason"  # a response's key for its reason, where the status is ambiguous
+LOG_EVERY = 10.0  # seconds: at most one `ingest_rejected` line per reason in this
+REASONS = (
+    "unauthorized",  # 401: no token, or not one this hub signed
+    "revoked",  # 401: a token `vigil hub revoke` withdrew
+    "forbidden",  # 403: a genuine token, another host's batch
+    "malformed",  # 400: not a batch (or the body broke off)
+    "too_large",  # 413: over max_body, compressed or decompressed
+    "unsupported_encoding",  # 415
+    "series_limit",  # 422: over the host's series limits
+    "busy_host",  # 429: max_inflight_per_host
+    "busy_hub",  # 503: max_inflight_bodies / max_inflight_bytes, or displaced
+    "body_timeout",  # 408
+    "store_unwritable",  # 503: the store cannot write (a full disk)
+)
+
+
+class Latency:
+    """A histogram of seconds with fixed buckets: `counts[i]` batches took
+    at most `BUCKETS[i]` (and more than the bucket before); `counts[-1]`
+    took longer than the last. `cumulative()` gives Prometheus' `le` rows."""
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BUCKETS) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.BUCKETS, seconds)] += 1
+        self.sum += seconds
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(le, batches that took at most le), the last le being infinity."""
+        out, running = [], 0
+        for le, n in zip((*self.BUCKETS, float("inf")), self.counts, strict=True):
+            running += n
+            out.append((le, running))
+        return out
 
 
 class Ingest:
@@ -71,23 +125,54 @@ class Ingest:
         # hosts whose token `vigil hub revoke` withdrew (hub/liveness.py keeps the set)
         self.revoked: Callable[[str], bool] = lambda host: False
         self.body_timeout = body_timeout
+        self.rejected: Counter[str] = Counter(dict.fromkeys(REASONS, 0))
+        self.latency = Latency()
+        self._unlogged: Counter[str] = Counter()
+        self._logged_at: dict[str, float] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
-        host = bearer_host(request.headers.get("Authorization", ""), self.secret)
+        authorization = request.headers.get("Authorization", "")
+        host = bearer_host(authorization, self.secret)
         if host is None:
-            return _error(401, "missing or invalid bearer token")
+            response = _error(401, "missing or invalid bearer token")
+            return self._reject("unauthorized", _claimed(authorization), response)
         if self.revoked(host):
-            return _error(401, f"the token of host {host!r} was revoked (vigil hub revoke)")
+            response = _error(401, f"the token of host {host!r} was revoked (vigil hub revoke)")
+            return self._reject("revoked", host, response)
         if (request.content_length or 0) > self.max_body:
-            return _error(413, f"body over {self.max_body} bytes")
+            return self._reject("too_large", host, _error(413, f"body over {self.max_body} bytes"))
         size = request.content_length
         slot = self.inflight.take(host, request.content, self.max_body if size is None else size)
-        if isinstance(slot, web.Response):
-            return slot  # 429 or 503: busy
+        if isinstance(slot, web.Response):  # 429 or 503: busy
+            return self._reject("busy_host" if slot.status == 429 else "busy_hub", host, slot)
         try:
-            return await self._ingest(request, host, slot)
+            response = await self._ingest(request, host, slot)
         finally:
             self.inflight.give_back(slot)
+        if response.status != 200:
+            reason = response.get(REASON) or _REASON_OF.get(response.status, "malformed")
+            return self._reject(reason, host, response)
+        return response
+
+    def _reject(self, reason: str, host: str, response: web.Response) -> web.Response:
+        """Count `response` (a refusal) under `reason`; log it unless this
+        reason was logged within LOG_EVERY seconds."""
+        self.rejected[reason] += 1
+        now = time.monotonic()
+        if now - self._logged_at.get(reason, -LOG_EVERY) < LOG_EVERY:
+            self._unlogged[reason] += 1
+            return response
+        self._logged_at[reason] = now
+        answer = response.text or ""
+        log.warning(
+            "ingest_rejected",
+            reason=reason,
+            status=response.status,
+            host=host,
+            answer=answer[:300],
+            suppressed=self._unlogged.pop(reason, 0),
+        )
+        return response
 
     async def _ingest(self, request: web.Request, host: str, slot: Slot) -> web.Response:
         try:
@@ -104,11 +189,11 @@ class Ingest:
             return _error(413, f"body over {self.max_body} bytes")
         except (ConnectionError, RequestPayloadError) as exc:
             # the client went away or sent a broken chunked body: no one to answer
-            log.info("ingest_body_incomplete", host=host, error=f"{type(exc).__name__}: {exc}")
-            response = _error(400, "incomplete body")
+            response = _error(400, f"incomplete body ({type(exc).__name__}: {exc})"[:300])
             response.force_close()
             return response
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
         encoding = request.headers.get("Content-Encoding", "identity")
         try:
             batch = await loop.run_in_executor(self.decode_threads, self._decode, body, encoding)
@@ -121,13 +206,11 @@ class Ingest:
         finally:
             del body  # the batch is decoded: its bytes are not needed while it is stored
         if batch.host != host:
-            log.warning("ingest_wrong_host", token_host=host, batch_host=batch.host)
             return _error(403, f"this token is for host {host!r}, not {batch.host!r}")
         received = time.time()
         try:
             done = await self.store_thread.run(self.store.ingest, batch, received)
         except SeriesLimit as exc:
-            log.warning("ingest_series_limit", host=host, reason=str(exc))
             await self.store_thread.run(self.store.note_refused, host)
             return _error(422, str(exc))
         except Unwritable as exc:
@@ -135,10 +218,13 @@ class Ingest:
             if str(exc) != self.store_error:
                 log.error("store_write_failed", error=str(exc), host=host)
                 self.store_error = str(exc)
-            return _error(503, f"the hub cannot store now: {exc}", retry_after=STORE_RETRY)
+            response = _error(503, f"the hub cannot store now: {exc}", retry_after=STORE_RETRY)
+            response[REASON] = "store_unwritable"  # not busy: a 503 of another kind
+            return response
         if self.store_error is not None:
             log.info("store_writable_again", refused=self.unwritable_total)
             self.store_error = None
+        self.latency.observe(time.monotonic() - started)
         return web.json_response({"last_seq": done.last_seq, "stored": done.stored})
 
     def _decode(self, body: bytearray, encoding: str) -> protocol.Batch:
@@ -184,6 +270,26 @@ async def read_body(request: web.Request, limit: int) -> bytearray:
         buf = bytearray()
         raise
     return buf
+
+
+_REASON_OF = {
+    400: "malformed",
+    403: "forbidden",
+    408: "body_timeout",
+    413: "too_large",
+    415: "unsupported_encoding",
+    422: "series_limit",
+    429: "busy_host",
+    503: "busy_hub",
+}
+
+
+def _claimed(authorization: str) -> str:
+    """The host id a refused token claims (its part before the last dot),
+    cut short and made printable: it is whatever a stranger sent."""
+    token = authorization[7:] if authorization.startswith("Bearer ") else ""
+    claimed = token.rpartition(".")[0] if "." in token else ""
+    return claimed[:80].encode("ascii", "backslashreplace").decode() or "(none)"
 
 
 def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:

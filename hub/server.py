@@ -1,5 +1,6 @@
 """`vigil hub run`: serve until SIGTERM or SIGINT, then finish the request
-in hand (its commit included) and exit 0.
+in hand (its commit included) and exit 0. SIGHUP reads the configuration
+again (hub/reload.py).
 
 The hub listens itself (`loop.create_server`) rather than through aiohttp's
 TCPSite, so that every connection goes through the guard (hub/guard.py):
@@ -17,9 +18,10 @@ from aiohttp import web
 from agent import __version__
 from agent.core.configfile import split_host_port
 from agent.core.sdnotify import SystemdNotifier
-from hub.app import GUARD, build
+from hub.app import GUARD, RUNNING, build
 from hub.config import HubConfig
 from hub.guard import Guard, raise_fd_limit
+from hub.reload import reload
 
 log = structlog.get_logger()
 
@@ -46,7 +48,8 @@ async def listen(
     )
 
 
-async def serve(config: HubConfig) -> int:
+async def serve(config: HubConfig, path: str | None = None) -> int:
+    """Serve `config` (read from `path`: SIGHUP reads it again)."""
     raise_fd_limit(config.hub.max_connections)
     app = build(config)
     runner = app_runner(app)
@@ -61,6 +64,22 @@ async def serve(config: HubConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     notifier = SystemdNotifier.from_env()
+    reloading: asyncio.Task[None] | None = None
+    again = False  # a SIGHUP came during a reload: the file may have changed since
+
+    async def reloads() -> None:
+        nonlocal again
+        while again:
+            again = False
+            await reload(app[RUNNING], path, notifier)
+
+    def request_reload() -> None:
+        nonlocal reloading, again
+        again = True
+        if reloading is None or reloading.done():  # one at a time, the last HUP's file read
+            reloading = asyncio.create_task(reloads())
+
+    loop.add_signal_handler(signal.SIGHUP, request_reload)
     notifier.send("READY=1", f"STATUS=listening on {config.hub.listen}")
     log.info(
         "hub_listening",
@@ -69,6 +88,9 @@ async def serve(config: HubConfig) -> int:
         version=__version__,
     )
     await stop.wait()
+    loop.remove_signal_handler(signal.SIGHUP)
+    if reloading is not None:
+        await reloading  # a reload is quick: the file and two small files
     notifier.send("STOPPING=1")
     server.close()  # no new connections; runner.cleanup finishes the ones open
     await runner.cleanup()

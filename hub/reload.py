@@ -1,0 +1,209 @@
+"""SIGHUP: the hub reads its configuration again, without dropping a
+connection or a batch.
+
+The new file is checked whole first: the schema, then the files it names
+(the secret, the read token: read anew, so a new read token takes effect
+and a replaced secret too). Anything wrong, and nothing changes: the hub
+logs `reload_failed_keeping_old_config` with every problem and runs on as
+it was. Otherwise (`RELOADING=1`, then `READY=1` to systemd):
+
+- what the running parts read per request or per batch takes effect at
+  once, for the requests that start after it: the secret and read token,
+  the body, series, skew and read-page limits, the timeouts, the
+  connection and in-flight caps (`apply`); a new `retention_raw` restarts
+  the retention task;
+- what was bound at start (`RESTART`: the listening socket, the data
+  directory, the TLS files, the read threads) and any key not known here
+  keeps its running value, and the hub logs `reload_needs_restart` naming
+  each key.
+
+`read_files` is also what `vigil hub check-config` runs, so a file that
+check-config passes, a reload takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from agent.core.schema import ConfigError, Invalid, Problem
+from agent.core.sdnotify import SystemdNotifier
+from hub import config as config_mod
+from hub.config import HubConfig
+from hub.guard import Guard, InFlight, raise_fd_limit
+from hub.ingest import Ingest
+from hub.read import Read
+from hub.store import Limits, Store
+
+log = structlog.get_logger()
+
+RESTART = ("listen", "data_dir", "tls_cert_file", "tls_key_file", "read_threads")
+APPLIED = (
+    "secret_file",
+    "read_token_file",
+    "max_body",
+    "max_decompressed",
+    "max_series_per_host",
+    "max_new_series_per_batch",
+    "max_clock_skew",
+    "retention_raw",
+    "max_read_points",
+    "max_read_events",
+    "max_connections",
+    "header_timeout",
+    "idle_timeout",
+    "body_timeout",
+    "max_inflight_bodies",
+    "max_inflight_bytes",
+    "max_inflight_per_host",
+)
+MIN_SECRET = 16  # bytes, as hub/auth.py's load_secret
+
+
+@dataclass
+class Running:
+    """The hub's parts that a reload reaches, and the configuration they run."""
+
+    config: HubConfig
+    guard: Guard
+    inflight: InFlight
+    ingest: Ingest
+    read: Read
+    store: Store
+    retention_changed: Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Files:
+    secret: bytes | None
+    read_token: str | None
+
+
+def read_files(config: HubConfig, default_secret: bool = True, tls: bool = False) -> Files:
+    """What the config's files hold, or ConfigError with one problem per
+    file. `default_secret`: also read DATA_DIR/hub.secret when no
+    `secret_file` is set (it is made on first start, so its absence is no
+    problem). `tls`: load the certificate and key as the hub would."""
+    hub, problems = config.hub, []
+
+    def problem(key: str, message: str) -> None:
+        problems.append(Problem(config.source, f"hub.{key}", message))
+
+    secret = None
+    path = hub.secret_file or hub.data_dir / "hub.secret"
+    if hub.secret_file is not None or (default_secret and path.exists()):
+        try:
+            secret = path.read_bytes().strip()
+            if len(secret) < MIN_SECRET:
+                problem("secret_file", f"{path}: the hub secret must be at least 16 bytes")
+        except OSError as exc:
+            problem("secret_file", f"cannot read {path}: {exc.strerror or exc}")
+    read_token = None
+    if hub.read_token_file is not None:
+        try:
+            read_token = hub.read_token_file.read_text().strip()
+            if not read_token:
+                problem("read_token_file", f"{hub.read_token_file} is empty")
+        except (OSError, UnicodeDecodeError) as exc:
+            problem("read_token_file", f"cannot read {hub.read_token_file}: {_why(exc)}")
+    if tls and hub.tls_cert_file is not None and hub.tls_key_file is not None:
+        try:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(hub.tls_cert_file, hub.tls_key_file)
+        except (OSError, ssl.SSLError) as exc:
+            problem("tls_cert_file", f"cannot load {hub.tls_cert_file} with its key: {_why(exc)}")
+    if problems:
+        raise ConfigError(problems)
+    return Files(secret, read_token)
+
+
+def _why(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else None) or str(exc)
+
+
+def prepare(
+    old: HubConfig, path: str | os.PathLike[str] | None
+) -> tuple[HubConfig, Files, list[str]]:
+    """The config to run now: `path` read again, with the running value of
+    every key that cannot change at run time; its files; and those keys,
+    when the file changed them. ConfigError when anything is wrong."""
+    new = config_mod.load(path)
+    keep = [
+        f.name
+        for f in dataclasses.fields(new.hub)
+        if f.name not in APPLIED and getattr(new.hub, f.name) != getattr(old.hub, f.name)
+    ]
+    if keep:
+        try:
+            hub = dataclasses.replace(new.hub, **{k: getattr(old.hub, k) for k in keep})
+        except Invalid as exc:  # e.g. a read token dropped, but the old listen is public
+            where = f"hub.{exc.key}" if exc.key else "hub"
+            message = f"{exc} (with the running {', '.join(keep)}: these need a restart)"
+            raise ConfigError([Problem(new.source, where, message)]) from exc
+        effective = dataclasses.replace(new, hub=hub)
+        object.__setattr__(effective, "source", new.source)
+        new = effective
+    return new, read_files(new), keep
+
+
+def apply(running: Running, new: HubConfig, files: Files) -> list[str]:
+    """Make the running parts follow `new`; the keys that changed."""
+    old, hub = running.config.hub, new.hub
+    changed = [k for k in APPLIED if getattr(old, k) != getattr(hub, k)]
+    ingest, read, guard, inflight = running.ingest, running.read, running.guard, running.inflight
+    if files.secret is not None:
+        ingest.secret = files.secret
+    read.read_token = files.read_token
+    running.store.limits = Limits(
+        hub.max_series_per_host, hub.max_new_series_per_batch, hub.max_clock_skew, hub.retention_raw
+    )
+    ingest.max_body, ingest.max_decompressed = hub.max_body, hub.max_decompressed
+    ingest.body_timeout = hub.body_timeout
+    read.max_points, read.max_events = hub.max_read_points, hub.max_read_events
+    if hub.max_connections > old.max_connections:
+        raise_fd_limit(hub.max_connections)
+    guard.max_connections = hub.max_connections
+    guard.header_timeout, guard.idle_timeout = hub.header_timeout, hub.idle_timeout
+    inflight.total, inflight.per_host = hub.max_inflight_bodies, hub.max_inflight_per_host
+    inflight.max_bytes = hub.max_inflight_bytes
+    if hub.retention_raw != old.retention_raw:
+        running.retention_changed(hub.retention_raw)
+    running.config = new
+    return changed
+
+
+async def reload(
+    running: Running, path: str | os.PathLike[str] | None, notifier: SystemdNotifier
+) -> None:
+    source = str(path) if path is not None else str(config_mod.DEFAULT_CONFIG_PATH)
+    log.info("reload_requested", config=source)
+    status = f"listening on {running.config.hub.listen}"
+    try:
+        new, files, keep = await asyncio.to_thread(prepare, running.config, path)
+    except ConfigError as exc:
+        log.error(
+            "reload_failed_keeping_old_config",
+            config=source,
+            errors=[str(p) for p in exc.problems],
+        )
+        notifier.send(f"STATUS=reload failed, running the previous config; {status}")
+        return
+    notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+    if keep:
+        kept: dict[str, Any] = {k: _plain(getattr(running.config.hub, k)) for k in keep}
+        log.warning("reload_needs_restart", keys=keep, kept=kept)
+    changed = apply(running, new, files)
+    notifier.send("READY=1", f"STATUS={status}")
+    log.info("reloaded", config=new.source, changed=changed, needs_restart=keep)
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
