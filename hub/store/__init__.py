@@ -105,10 +105,10 @@ class Rollup(NamedTuple):
     min: float
     max: float
     last_ts: float  # the newest point's time...
-    last: float  # ...and its value (of equal times, the one stored last)
+    last: float  # ...and its value (of equal times, the greatest: order-free)
 
     def merge(self, other: Rollup) -> Rollup:
-        newer = other.last_ts >= self.last_ts
+        newer = (other.last_ts, other.last) > (self.last_ts, self.last)
         return Rollup(
             self.count + other.count,
             self.sum + other.sum,

@@ -352,7 +352,8 @@ class SQLiteStore(Store):
             " ON CONFLICT (host, name, labels, bucket) DO UPDATE SET"
             " n = n + excluded.n, total = total + excluded.total,"
             " lo = min(lo, excluded.lo), hi = max(hi, excluded.hi),"
-            " last = CASE WHEN excluded.last_ts >= last_ts THEN excluded.last ELSE last END,"
+            " last = CASE WHEN (excluded.last_ts, excluded.last) > (last_ts, last)"
+            " THEN excluded.last ELSE last END,"
             " last_ts = max(last_ts, excluded.last_ts)",
             [(host, name, labels, b, *r) for (name, labels, b), r in rollups.items()],
         )
