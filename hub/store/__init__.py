@@ -100,7 +100,7 @@ AGGREGATES = ("avg", "min", "max", "last", "count")  # what a rollup read can re
 class Rollup(NamedTuple):
     """One series' points in one bucket, folded."""
 
-    count: int
+    n: int  # points
     sum: float
     min: float
     max: float
@@ -110,7 +110,7 @@ class Rollup(NamedTuple):
     def merge(self, other: Rollup) -> Rollup:
         newer = (other.last_ts, other.last) > (self.last_ts, self.last)
         return Rollup(
-            self.count + other.count,
+            self.n + other.n,
             self.sum + other.sum,
             min(self.min, other.min),
             max(self.max, other.max),
@@ -121,8 +121,8 @@ class Rollup(NamedTuple):
     def value(self, agg: str) -> float | None:
         """`agg` of these points (one of AGGREGATES); None if not finite."""
         if agg == "count":
-            return float(self.count)
-        v = {"avg": self.sum / self.count, "min": self.min, "max": self.max, "last": self.last}[agg]
+            return float(self.n)
+        v = {"avg": self.sum / self.n, "min": self.min, "max": self.max, "last": self.last}[agg]
         return v if math.isfinite(v) else None
 
 

@@ -96,7 +96,14 @@ def rolled(
     cursor = None
     while True:
         page = reader.metrics(
-            query.get("host"), query.get("name"), query.get("since", 0), 1e12, limit, cursor, step, agg
+            query.get("host"),
+            query.get("name"),
+            query.get("since", 0),
+            1e12,
+            limit,
+            cursor,
+            step,
+            agg,
         )
         assert sum(len(s["points"]) for s in page.items) <= limit
         for s in page.items:
