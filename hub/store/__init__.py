@@ -40,8 +40,13 @@ its points. They are built at ingest, not by a later pass: `ingest` folds
 the batch's stored points by (series, bucket) in Python and merges each
 fold into its rollup row (`_roll`) in the same transaction as the points.
 Why at ingest: a batch holds one or a few points per series, so this is one
-upsert per series per batch, beside the three B-tree inserts per point
-that storing raw points already costs (bench/rollup.py measures it). And
+upsert per series per batch, about what the `series` upsert that ingest
+already makes costs, beside the three B-tree inserts per raw point.
+bench/rollup.py measured 1.86 -> 2.31 ms per batch of 76 points (50 hosts,
+2-core VM, fsync included): +0.45 ms, +6 us a point; a 2,000-agent fleet
+(200 batches/s) pays ~9 % of one core for it. A pass would write a rollup
+once per series per 5 minutes instead, but must re-read the raw points and
+chase late ones. And
 it is exact by construction: `ingest` stores each record exactly once
 (above) and a rollup is merged from exactly the points stored, in the same
 transaction, so a replay merges nothing, a crash merges nothing, and a late
