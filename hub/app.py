@@ -5,6 +5,7 @@ guard on connections and bodies in flight (hub/guard.py)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -128,15 +129,14 @@ def build(config: HubConfig) -> web.Application:
         for notifier in notifiers.values():
             await notifier.start()
         app[LIVENESS] = asyncio.create_task(liveness.run())
-        if hub.retention_raw:
-            app[RETENTION] = asyncio.create_task(expire(store, store_thread, hub.retention_raw))
+        retention = (hub.retention_raw, hub.retention_events, hub.retention_rollup)
+        app[RETENTION] = asyncio.create_task(expire(store, store_thread, *retention))
 
-    def retention_changed(retention: float) -> None:  # on reload
+    def retention_changed(raw: float, events: float, rollups: float) -> None:  # on reload
         if RETENTION in app:
             app[RETENTION].cancel()
             del app[RETENTION]
-        if retention:
-            app[RETENTION] = asyncio.create_task(expire(store, store_thread, retention))
+        app[RETENTION] = asyncio.create_task(expire(store, store_thread, raw, events, rollups))
 
     async def cleanup(app: web.Application) -> None:
         for key in (RETENTION, LIVENESS):
@@ -161,16 +161,27 @@ def build(config: HubConfig) -> web.Application:
     return app
 
 
-async def expire(store: Store, store_thread: Worker, retention: float) -> None:
-    """Delete what is older than `retention`, every few minutes, a chunk at
-    a time on the store thread so ingest interleaves. The first pass waits
-    a minute: a fleet reconnecting after a hub restart comes first."""
-    every = min(600.0, max(1.0, retention / 10))
+async def expire(
+    store: Store,
+    store_thread: Worker,
+    retention: float,
+    events: float = 0.0,
+    rollups: float = 0.0,
+) -> None:
+    """Delete raw points older than `retention`, events older than `events`
+    and rollups older than `rollups` (0: keep for ever), every few minutes,
+    a chunk at a time on the store thread so ingest interleaves. Runs even
+    when everything is kept: an older database's rollups are backfilled by
+    it. The first pass waits a minute: a fleet reconnecting after a hub
+    restart comes first."""
+    shortest = min((r for r in (retention, events, rollups) if r), default=6000.0)
+    every = min(600.0, max(1.0, shortest / 10))
     await asyncio.sleep(min(60.0, every))
     while True:
-        before, gone = time.time() - retention, 0
+        now, gone = time.time(), 0
+        before, *cutoffs = (now - r if r else -math.inf for r in (retention, events, rollups))
         try:
-            while (n := await store_thread.run(store.expire, before, EXPIRE_CHUNK)) > 0:
+            while (n := await store_thread.run(store.expire, before, EXPIRE_CHUNK, *cutoffs)) > 0:
                 gone += n
                 if n < EXPIRE_CHUNK:
                     break

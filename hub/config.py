@@ -52,6 +52,9 @@ class HubSection:
     max_inflight_bodies: int = opt(256, min=1)
     max_inflight_bytes: Size = opt(64 << 20, min=1024)  # declared body sizes, in all
     max_inflight_per_host: int = opt(2, min=1)
+    # Rollups and retention (issue 14, item 5; retention_raw is above): 0s keeps for ever.
+    retention_rollup: Duration = opt(400 * 86400.0, min=0.0)  # the 5-minute rollups
+    retention_events: Duration = opt(90 * 86400.0, min=0.0)
 
     # The fleet (hub/liveness.py): a host with no batch for this long is
     # silent and raises HostSilent through the hub's notifiers.

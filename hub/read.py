@@ -6,7 +6,10 @@ threads (`[hub] read_threads`), each with its own connection to the store
 ingest wait, however long it takes. Answers are pages: `limit` is an
 integer from 1 to `max_read_points` (metrics) or `max_read_events`
 (events), 400 beyond; `next` in the answer is the cursor for the following
-page (`cursor=...` with the same filters), null on the last page. The JSON
+page (`cursor=...` with the same filters), null on the last page.
+`/v1/metrics?step=5m` (any multiple of 5 minutes) reads the rollups
+instead of raw points: one point per bucket, `agg` (avg, min, max, last,
+count; default avg) of the points in it. The JSON
 is built in the read thread too, so a page costs the event loop nothing
 but the send.
 """
@@ -24,9 +27,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from agent.core.exposition import CONTENT_TYPE
+from agent.core.schema import Invalid, parse_duration
 from hub.auth import read_allowed
 from hub.fleet import Figures, alerts_answer, metrics_text
-from hub.store import BadCursor, Reader
+from hub.store import AGGREGATES, STEP, BadCursor, Reader
 
 MAX_CURSOR = 1000  # characters; ours are far shorter
 
@@ -131,11 +135,12 @@ class Read:
             since, until = _number(q, "since", 0.0), _number(q, "until", 1e12)
             limit = _limit(q, self.max_points, "points")
             after = _cursor(q)
+            step, agg = _step(q)
         except BadQuery as exc:
             return _error(400, str(exc))
 
         def query(r: Reader) -> dict[str, Any]:
-            page = r.metrics(q.get("host"), q.get("name"), since, until, limit, after)
+            page = r.metrics(q.get("host"), q.get("name"), since, until, limit, after, step, agg)
             return {"series": page.items, "next": page.next}
 
         return await self._answer(request, query)
@@ -184,6 +189,26 @@ def _limit(q: Mapping[str, str], maximum: int, unit: str) -> int:
             " read the rest page by page with the cursor in `next`"
         )
     return limit
+
+
+def _step(q: Mapping[str, str]) -> tuple[float | None, str]:
+    """`step` (None: raw points) and `agg`."""
+    text, agg = q.get("step", "raw"), q.get("agg", "avg")
+    if agg not in AGGREGATES:
+        raise BadQuery(f"agg must be one of {', '.join(AGGREGATES)}, not {agg[:40]!r}")
+    if text == "raw":
+        if "agg" in q:
+            raise BadQuery("agg needs a step (step=5m or a multiple of it)")
+        return None, agg
+    try:
+        step = parse_duration(text[:40])
+    except Invalid:
+        step = 0.0
+    if step <= 0 or not (step / STEP).is_integer() or step > 3650 * 86400:
+        raise BadQuery(
+            f"step must be raw or a multiple of 5m (5m, 1h, 1d, up to 3650d), not {text[:40]!r}"
+        )
+    return step, agg
 
 
 def _cursor(q: Mapping[str, str]) -> str | None:

@@ -10,8 +10,8 @@ it was. Otherwise (`RELOADING=1`, then `READY=1` to systemd):
 - what the running parts read per request or per batch takes effect at
   once, for the requests that start after it: the secret and read token,
   the body, series, skew and read-page limits, the timeouts, the
-  connection and in-flight caps (`apply`); a new `retention_raw` restarts
-  the retention task;
+  connection and in-flight caps (`apply`); a new retention restarts the
+  retention task;
 - what was bound at start (`RESTART`: the listening socket, the data
   directory, the TLS files, the read threads) and any key not known here
   keeps its running value, and the hub logs `reload_needs_restart` naming
@@ -55,6 +55,8 @@ APPLIED = (
     "max_new_series_per_batch",
     "max_clock_skew",
     "retention_raw",
+    "retention_events",
+    "retention_rollup",
     "max_read_points",
     "max_read_events",
     "max_connections",
@@ -78,7 +80,7 @@ class Running:
     ingest: Ingest
     read: Read
     store: Store
-    retention_changed: Callable[[float], None]
+    retention_changed: Callable[[float, float, float], None]  # raw, events, rollups
 
 
 @dataclass(frozen=True)
@@ -174,8 +176,9 @@ def apply(running: Running, new: HubConfig, files: Files) -> list[str]:
     guard.header_timeout, guard.idle_timeout = hub.header_timeout, hub.idle_timeout
     inflight.total, inflight.per_host = hub.max_inflight_bodies, hub.max_inflight_per_host
     inflight.max_bytes = hub.max_inflight_bytes
-    if hub.retention_raw != old.retention_raw:
-        running.retention_changed(hub.retention_raw)
+    retention = (hub.retention_raw, hub.retention_events, hub.retention_rollup)
+    if retention != (old.retention_raw, old.retention_events, old.retention_rollup):
+        running.retention_changed(*retention)
     running.config = new
     return changed
 

@@ -15,25 +15,48 @@ bounded: at most `limit` rows fetched per query, and an events page also
 ends after about `PAGE_BYTES` of bodies. Cursors are the position of the
 last row (its sort key and rowid), base64url JSON: the next page starts
 right after it using the indexes, whatever was written meanwhile.
+
+Rollups (hub/store/__init__.py) are the `rollups` table, keyed (host,
+name, labels, bucket): a series' buckets lie together, in time order, so a
+read with a step walks them in key order and folds them into its steps
+without a sort. A database from before rollups gets the table and a
+one-row `backfill` naming the raw points it holds (rowids up to `upto`);
+`expire` rolls them up a chunk at a time (moving `done` in the same
+transaction: a crash or a second run never counts a point twice) and
+deletes nothing before it has finished, and a read meanwhile adds the raw
+points of (done, upto] to the rollups, in the same snapshot.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import json
 import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from hub.store import AlertState, BadCursor, EventRow, MetricRow, Page, Reader, Store, Unwritable
+from hub.store import (
+    AlertState,
+    BadCursor,
+    EventRow,
+    MetricRow,
+    Page,
+    Reader,
+    Rollup,
+    Store,
+    Unwritable,
+    bucket,
+    fold,
+)
 
 log = structlog.get_logger()
 
@@ -102,6 +125,25 @@ CREATE TABLE IF NOT EXISTS alerts (     -- each host's pending and firing alerts
     summary TEXT NOT NULL,
     labels TEXT NOT NULL,               -- JSON
     PRIMARY KEY (host, fingerprint)
+);
+CREATE TABLE IF NOT EXISTS rollups (    -- 5-minute buckets of each series
+    host TEXT NOT NULL,
+    name TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    bucket REAL NOT NULL,               -- its start: Unix seconds, a multiple of 300
+    n INTEGER NOT NULL,                 -- points (NaN values not counted)
+    total REAL,                         -- their sum (NULL: not a number, inf - inf)
+    lo REAL NOT NULL,
+    hi REAL NOT NULL,
+    last_ts REAL NOT NULL,              -- the newest point's time and value
+    last REAL,
+    PRIMARY KEY (host, name, labels, bucket)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (bucket);
+CREATE TABLE IF NOT EXISTS backfill (   -- raw points of an older database not yet rolled up
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    done INTEGER NOT NULL,              -- metrics rowids up to this are rolled up...
+    upto INTEGER NOT NULL               -- ...of those up to this
 );
 CREATE TABLE IF NOT EXISTS probe (
     id INTEGER PRIMARY KEY CHECK (id = 0),
@@ -216,6 +258,17 @@ class SQLiteStore(Store):
             for column, kind in (("last_value", "REAL"), ("type", "TEXT")):
                 if column not in series_columns:
                     self.db.execute(f"ALTER TABLE series ADD COLUMN {column} {kind}")
+        if "metrics" in had and "rollups" not in had:
+            # the table and the backfill of what is there, at once: a crash
+            # in between would leave those points never rolled up
+            self.db.execute("BEGIN IMMEDIATE")
+            for statement in SCHEMA.split(";"):
+                if "rollups" in statement or "backfill" in statement:
+                    self.db.execute(statement)
+            self.db.execute(
+                "INSERT INTO backfill SELECT 0, 0, max(rowid) FROM metrics HAVING count(*) > 0"
+            )
+            self.db.execute("COMMIT")
         self.db.executescript(SCHEMA)
         if "metrics" in had and "series" not in had:  # the limits count what is there
             self.db.execute(
@@ -359,13 +412,62 @@ class SQLiteStore(Store):
         row = self.db.execute("SELECT count(*) FROM series WHERE host = ?", (host,)).fetchone()
         return int(row[0])
 
-    def _expire(self, before: float, limit: int) -> int:
-        gone = 0
-        for table in ("metrics", "events"):
+    def _roll(self, host: str, rollups: dict[tuple[str, str, float], Rollup]) -> None:
+        # in SET, a bare column is the row's value before this update
+        self.db.executemany(
+            "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (host, name, labels, bucket) DO UPDATE SET"
+            " n = n + excluded.n, total = total + excluded.total,"
+            " lo = min(lo, excluded.lo), hi = max(hi, excluded.hi),"
+            " last = CASE WHEN (excluded.last_ts, excluded.last) > (last_ts, last)"
+            " THEN excluded.last ELSE last END,"
+            " last_ts = max(last_ts, excluded.last_ts)",
+            [(host, name, labels, b, *r) for (name, labels, b), r in rollups.items()],
+        )
+
+    def _backfill(self, limit: int) -> int | None:
+        """Roll up the next `limit` raw points of the backfill; how many
+        there were, None if there is no backfill (any more)."""
+        row = self.db.execute("SELECT done, upto FROM backfill").fetchone()
+        if row is None:
+            return None
+        done, upto = row
+        points = self.db.execute(
+            "SELECT rowid, host, name, labels, ts, value, type FROM metrics"
+            " WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
+            (done, upto, limit),
+        ).fetchall()
+        by_host: dict[str, list[MetricRow]] = {}
+        for _, host, name, labels, ts, value, kind in points:
+            by_host.setdefault(host, []).append(
+                MetricRow(name, labels, ts, math.nan if value is None else value, kind)
+            )
+        for host, metrics in by_host.items():
+            self._roll(host, fold(metrics))
+        if len(points) < limit:
+            self.db.execute("DELETE FROM backfill")
+            log.info("rollup_backfill_done", upto=upto)
+        else:
+            self.db.execute("UPDATE backfill SET done = ?", (points[-1][0],))
+        return len(points)
+
+    def _expire(
+        self, before: float, limit: int, events_before: float, rollups_before: float
+    ) -> int:
+        gone = self._backfill(limit)
+        if gone is not None and gone >= limit:
+            return gone  # nothing is deleted before every raw point is rolled up
+        gone = gone or 0
+        for table, column, cutoff in (
+            ("metrics", "ts", before),
+            ("events", "ts", events_before),
+            ("rollups", "bucket", rollups_before),
+        ):
+            key = "rowid" if table != "rollups" else "host, name, labels, bucket"
             gone += self.db.execute(
-                f"DELETE FROM {table} WHERE rowid IN"
-                f" (SELECT rowid FROM {table} WHERE ts < ? LIMIT ?)",
-                (before, limit - gone),
+                f"DELETE FROM {table} WHERE ({key}) IN"
+                f" (SELECT {key} FROM {table} WHERE {column} < ? LIMIT ?)",
+                (cutoff, limit - gone),
             ).rowcount
             if gone >= limit:
                 return gone
@@ -455,7 +557,15 @@ class SQLiteReader(Reader):
         until: float,
         limit: int,
         after: str | None = None,
+        step: float | None = None,
+        agg: str = "avg",
     ) -> Page:
+        if step is not None:
+            self.db.execute("BEGIN")  # the rollups and the backfill's raw points: one snapshot
+            try:
+                return self._rolled(host, name, since, until, limit, after, step, agg)
+            finally:
+                self.db.execute("COMMIT")
         args: list[Any] = [since, until]
         query = _matching(
             "SELECT host, name, labels, ts, value, rowid FROM metrics WHERE ts >= ? AND ts <= ?",
@@ -486,6 +596,88 @@ class SQLiteReader(Reader):
             for (h, n, labels), points in sorted(series.items(), key=lambda kv: kv[0])
         ]
         return Page(items, _make_cursor(last) if more and last else None)
+
+    def _rolled(
+        self,
+        host: str | None,
+        name: str | None,
+        since: float,
+        until: float,
+        limit: int,
+        after: str | None,
+        step: float,
+        agg: str,
+    ) -> Page:
+        """`metrics` with a step: rollup rows in key order, folded by step."""
+        args: list[Any] = [bucket(since, step), bucket(until, step) + step]
+        query = _matching(
+            "SELECT host, name, labels, bucket, n, total, lo, hi, last_ts, last FROM rollups"
+            " WHERE bucket >= ? AND bucket < ?",
+            args,
+            host=host,
+            name=name,
+        )
+        if after is not None:
+            h, n, labels, b, s = _cursor(after, str, str, str, float, float)
+            if s != step:
+                raise BadCursor("a cursor of another step")
+            query += " AND (host, name, labels, bucket) >= (?, ?, ?, ?)"
+            args += [h, n, labels, b]
+        rows: Iterable[tuple[Any, ...]] = self.db.execute(
+            query + " ORDER BY host, name, labels, bucket", args
+        )
+        backfill = self.db.execute("SELECT done, upto FROM backfill").fetchone()
+        if backfill is not None:
+            raw = self._unrolled(host, name, since, until, after, step, backfill)
+            rows = heapq.merge(rows, raw, key=lambda row: row[:4])
+        series: dict[tuple[str, str, str], list[list[float | None]]] = {}
+        group: tuple[str, str, str, float] | None = None
+        acc: Rollup | None = None
+        for h, n, labels, b, *r in rows:
+            key = (h, n, labels, bucket(b, step))
+            rollup = Rollup(r[0], _num(r[1]), r[2], r[3], r[4], _num(r[5]))
+            if acc is not None and key == group:
+                acc = acc.merge(rollup)
+                continue
+            if acc is not None and group is not None:
+                series.setdefault(group[:3], []).append([group[3], acc.value(agg)])
+                limit -= 1
+            if limit == 0:  # a page ends between buckets: the next starts at this one
+                return Page(_series(series), _make_cursor((*key, step)))
+            group, acc = key, rollup
+        if acc is not None and group is not None:
+            series.setdefault(group[:3], []).append([group[3], acc.value(agg)])
+        return Page(_series(series), None)
+
+    def _unrolled(
+        self,
+        host: str | None,
+        name: str | None,
+        since: float,
+        until: float,
+        after: str | None,
+        step: float,
+        backfill: tuple[int, int],
+    ) -> Iterator[tuple[Any, ...]]:
+        """Raw points the backfill has not rolled up yet, as rollup rows of
+        one point each, in the rollups' order (bucket is the point's)."""
+        args: list[Any] = [*backfill, bucket(since, step), bucket(until, step) + step]
+        query = _matching(
+            "SELECT host, name, labels, ts, value FROM metrics"
+            " WHERE rowid > ? AND rowid <= ? AND ts >= ? AND ts < ?",
+            args,
+            host=host,
+            name=name,
+        )
+        if after is not None:
+            h, n, labels, b, _ = _cursor(after, str, str, str, float, float)
+            query += " AND (host, name, labels, ts) >= (?, ?, ?, ?)"
+            args += [h, n, labels, b]
+        for h, n, labels, ts, value in self.db.execute(
+            query + " ORDER BY host, name, labels, ts, rowid", args
+        ):
+            if value is not None:
+                yield (h, n, labels, bucket(ts), 1, value, value, value, ts, value)
 
     def events(
         self,
@@ -553,6 +745,20 @@ def _in_range(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     return not isinstance(value, int) or -(2**63) <= value < 2**63
+
+
+def _series(
+    series: dict[tuple[str, str, str], list[list[float | None]]],
+) -> list[dict[str, Any]]:
+    return [
+        {"host": h, "name": n, "labels": json.loads(labels), "points": points}
+        for (h, n, labels), points in series.items()
+    ]
+
+
+def _num(value: float | None) -> float:
+    """A REAL column's value; SQLite reads NaN as NULL."""
+    return math.nan if value is None else value
 
 
 def _not_finite(constant: str) -> None:

@@ -116,7 +116,7 @@ def copy_fixture(tmp: Path, hub_port: int, hook_url: str, api: int) -> tuple[Pat
     # The fixture's records age; the hub must keep them, whenever this runs.
     hub_toml.write_text(
         hub_toml.read_text().replace(old, str(root)).replace(listen, f"127.0.0.1:{hub_port}")
-        + 'retention_raw = "0s"\n'
+        + 'retention_raw = "0s"\nretention_events = "0s"\n'
     )
     agent_toml = (
         (root / "agent.toml")

@@ -153,7 +153,7 @@ def test_host_silent_is_neither_repeated_nor_forgotten_across_a_hub_restart(flee
     wait_for(lambda: statuses(hub).get("db-01") == "up", 30, "db-01 up")
     agents["db-01"].stop()
     wait_for(lambda: notifications(alerts_file) or None, 30, "HostSilent fired")
-    extra = hub.config.read_text().split('retention_raw = "0s"\n', 1)[1]
+    extra = hub.config.read_text().split('retention_events = "0s"\n', 1)[1]
     hub.stop()
     hub = HubProcess(hub.config.parent, port=hub.port, extra=extra)
     try:

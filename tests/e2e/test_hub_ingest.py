@@ -34,7 +34,7 @@ class HubProcess:
         self.config.write_text(
             f'[hub]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{tmp / "hub"}"\n'
             f'max_body = "{max_body}"\nmax_decompressed = "4MiB"\n'
-            f'retention_raw = "{retention}"\n{extra}'
+            f'retention_raw = "{retention}"\nretention_events = "{retention}"\n{extra}'
         )
         self.log = open(tmp / "hub.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

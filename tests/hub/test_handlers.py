@@ -39,6 +39,7 @@ def config(tmp_path: Path) -> Path:
         f'read_token_file = "{tmp_path / "read"}"\nmax_body = "4KiB"\n'
         'max_decompressed = "64KiB"\n'
         'retention_raw = "0s"\n'  # the golden batch's records are from 2026-01-01
+        'retention_events = "0s"\n'
     )
     return path
 
