@@ -84,16 +84,16 @@ class Liveness:
         }
 
     async def run(self) -> None:
-        started = time.time()
-        self.firing = await self.read(self._firing)
-        hosts = await self.read(lambda r: r.hosts())
-        self.revoked = {h["id"] for h in hosts if h["revoked"]}
+        started, loaded = time.time(), False
         while True:
-            await asyncio.sleep(self.tick)
-            try:
+            try:  # logged; the next tick tries again
+                if not loaded:  # what was firing before a restart stays firing
+                    self.firing = await self.read(self._firing)
+                    loaded = True
                 await self.check(time.time(), time.time() - started >= self.silent_after)
             except Exception as exc:
                 log.error("liveness_check_failed", error=repr(exc)[:300])
+            await asyncio.sleep(self.tick)
 
     async def check(self, now: float, armed: bool) -> None:
         hosts = await self.read(lambda r: r.hosts())
