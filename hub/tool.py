@@ -10,13 +10,24 @@ import json
 import time
 from typing import Any
 
+from hub import datadir
 from hub.config import HubConfig
 from hub.liveness import status_of
 from hub.store.sqlite import SQLiteStore
 
 
+def _open(config: HubConfig) -> SQLiteStore:
+    """The hub's database, private as the hub makes it (hub/datadir.py)."""
+    datadir.prepare(config.hub.data_dir)
+    path = config.hub.data_dir / "hub.db"
+    datadir.private_database(path)
+    store = SQLiteStore(path)
+    datadir.private_database(path)
+    return store
+
+
 def hosts(config: HubConfig) -> list[dict[str, Any]]:
-    store = SQLiteStore(config.hub.data_dir / "hub.db")
+    store = _open(config)
     try:
         reader = store.reader()
         firing: dict[str, int] = {}
@@ -53,7 +64,7 @@ def hosts_text(rows: list[dict[str, Any]], now: float) -> str:
 
 
 def set_flag(config: HubConfig, host: str, flag: str, on: bool) -> None:
-    store = SQLiteStore(config.hub.data_dir / "hub.db")
+    store = _open(config)
     try:
         store.set_flag(host, flag, on)
     finally:
