@@ -9,7 +9,6 @@ import math
 import random
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +16,10 @@ import pytest
 
 from hub.store import AGGREGATES, STEP, Ingested, Limits, Reader, Store, bucket
 from hub.store.sqlite import SQLiteStore
-from tests.hub.test_store import BACKENDS, KEEP, S1, S2, T0, wire
+from tests.hub.conftest import KEEP
+from tests.hub.test_store import S1, S2, T0, wire
 
 STATE_V1 = Path(__file__).parents[1] / "fixtures" / "state_v1" / "hub" / "hub.db"
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = BACKENDS[request.param](tmp_path)
-    s.limits = KEEP
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def reader(store: Store) -> Iterator[Reader]:
-    r = store.reader()
-    yield r
-    r.close()
 
 
 def point(name: str, labels: dict[str, str], ts: float, value: float) -> dict[str, Any]:

@@ -1,48 +1,26 @@
 """One behavioural suite for every store backend (hub/store/): the
 exactly-once rules, the host registry and the queries. A new backend adds
-one entry to BACKENDS and must pass all of it unchanged."""
+one entry to BACKENDS (tests/hub/conftest.py) and must pass all of it
+unchanged."""
 
 from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.core import protocol
-from hub.store import BadCursor, Ingested, Limits, Reader, SeriesLimit, Store, Unwritable
+from hub.store import BadCursor, Ingested, Limits, Reader, SeriesLimit, Unwritable
 from hub.store import sqlite as sqlite_backend
 from hub.store.sqlite import SQLiteStore, open_store
-
-BACKENDS: dict[str, Callable[[Path], Store]] = {
-    "sqlite": lambda tmp: SQLiteStore(tmp / "hub.db"),
-}
-# The suite's records are from 2026: keep them whatever today's date.
-KEEP = Limits(retention=0.0)
 
 S1 = "5f0c9d2e8a7b4c1d9e3f2a1b0c4d5e6f"
 S2 = "00112233445566778899aabbccddeeff"
 T0 = 1767225600.0  # 2026-01-01
 Y2100 = 4102444800.0
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = BACKENDS[request.param](tmp_path)
-    s.limits = KEEP
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def reader(store: Store) -> Iterator[Reader]:
-    """The store's queries, on a connection of their own, as the hub reads."""
-    r = store.reader()
-    yield r
-    r.close()
 
 
 def metric(seq: int, **over: Any) -> dict[str, Any]:
