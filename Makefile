@@ -21,12 +21,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	@mkdir -p run
 	$(BIN)/vigil hub token demo --config packaging/hub-demo.toml > run/token
+	$(BIN)/vigil hub token demo-web --config packaging/hub-demo.toml > run/token-web
+	$(BIN)/vigil hub token demo-db --config packaging/hub-demo.toml > run/token-db
 	$(BIN)/vigil once --config packaging/demo.toml
 	@echo
-	@echo "== hub on 127.0.0.1:8650 (curl -s localhost:8650/v1/hosts), agent endpoint on 127.0.0.1:8651"
+	@echo "== hub on 127.0.0.1:8650 with a fleet of three agents: demo, demo-web, demo-db"
+	@echo "== the fleet: $(BIN)/vigil hub hosts --config packaging/hub-demo.toml"
+	@echo "== (or curl -s localhost:8650/v1/hosts); agent endpoint on 127.0.0.1:8651"
 	@echo "== status: $(BIN)/vigil status --config packaging/demo.toml"
 	@$(BIN)/vigil hub run --config packaging/hub-demo.toml & hub=$$!; \
-	trap 'kill $$hub 2>/dev/null; wait $$hub 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/vigil run --config packaging/demo-web.toml >run/demo-web.log 2>&1 & web=$$!; \
+	$(BIN)/vigil run --config packaging/demo-db.toml >run/demo-db.log 2>&1 & db=$$!; \
+	trap 'kill $$web $$db $$hub 2>/dev/null; wait $$web $$db $$hub 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/vigil run --config packaging/demo.toml
 
 # Programs the tests drive for real, from Debian's packages: promtool

@@ -28,6 +28,11 @@ T = TypeVar("T")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from agent.core import logsetup
+
+    # A command's stdout is its answer (a token, a table): what it logs goes
+    # to stderr. The daemons (`run`, `hub run`) log to stdout as they start.
+    logsetup.configure("warning", "console", stream=sys.stderr)
     try:
         code: int = args.func(args)
         return code
@@ -441,4 +446,4 @@ def _quiet_logs() -> None:
     """For commands whose stdout is their answer: log errors only."""
     from agent.core import logsetup
 
-    logsetup.configure("error", "console")  # stdout carries the answer; problems go to stderr
+    logsetup.configure("error", "console", stream=sys.stderr)  # stdout carries the answer

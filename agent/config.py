@@ -109,11 +109,20 @@ class HubSection:
             raise Invalid("set token or token_file, not both", key="token_file")
 
     def read_token(self) -> str:
-        """The token, from token_file when set (read again on each call: SIGHUP)."""
-        if self.token_file is not None:
-            return self.token_file.read_text().strip()
-        assert self.token is not None
-        return self.token
+        """The token, from token_file when set (read again on each call:
+        SIGHUP). OSError if unreadable or not one token: a token with a
+        line break or a space could never be sent as a header."""
+        if self.token_file is None:
+            assert self.token is not None
+            return self.token
+        token = self.token_file.read_text().strip()
+        if not token or any(c.isspace() or not c.isprintable() for c in token):
+            lines = len(token.splitlines())
+            raise OSError(
+                f"{self.token_file} does not hold one token ({lines} lines): expected the one"
+                " line that `vigil hub token HOST` prints"
+            )
+        return token
 
 
 @dataclass(frozen=True)

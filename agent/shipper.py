@@ -223,6 +223,11 @@ class Shipper:
             except OSError as exc:  # the buffer's disk failed: never end the loop
                 self._failed(f"buffer I/O error: {exc.strerror or exc}")
                 wait = 0.0
+            except Exception as exc:  # a bug, or a request aiohttp refuses to build
+                # never end the loop silently: nothing would be delivered again
+                log.error("ship_failed_unexpectedly", error=repr(exc)[:300])
+                self._failed(f"unexpected error: {exc!r}"[:300], quiet=True)
+                wait = 0.0
             if wait is None:
                 attempt = 0
                 continue

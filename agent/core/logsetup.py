@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 import structlog.tracebacks
 
 
-def configure(level: str = "info", fmt: str = "auto") -> None:
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """`stream`: where lines go; None: sys.stdout as it is at each call (the
+    daemons'). Commands whose stdout is their answer log to sys.stderr."""
     as_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     renderer: structlog.typing.Processor
     if as_json:
@@ -29,6 +32,6 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(),  # sys.stdout as it is at each call
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,  # a reload may change the level
     )

@@ -23,3 +23,37 @@ def test_full_jitter_stays_within_the_growing_cap():
         waits = [full_jitter(attempt, 60.0, rng) for _ in range(200)]
         assert all(0.0 <= w <= bound for w in waits)
         assert max(waits) > bound / 2  # spread over the range, not stuck low
+
+
+def test_the_ship_loop_outlives_an_unexpected_error(tmp_path, monkeypatch):
+    """A request aiohttp refuses to build (or a bug) is logged, counted as a
+    retry and shown; the loop goes on and the next attempt is made."""
+    import asyncio
+
+    from agent.config import AgentSection, Config, HubSection
+    from agent.shipper import Shipper
+
+    config = Config(
+        agent=AgentSection(state_dir=tmp_path), hub=HubSection(url="http://127.0.0.1:9", token="t")
+    )
+    shipper = Shipper(config, "t", random.Random(1))
+    attempts: list[int] = []
+
+    async def ship_one() -> float | None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("Forbidden control character detected in headers")
+        await asyncio.sleep(3600)
+        return None
+
+    monkeypatch.setattr(shipper, "_ship_one", ship_one)
+    monkeypatch.setattr("agent.shipper.full_jitter", lambda *a: 0.01)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(shipper._ship_loop())
+        while len(attempts) < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert shipper.retries == 1 and "control character" in (shipper.last_error or "")
