@@ -19,9 +19,10 @@ def config(tmp: Path, log: Path, hub_port: int, token: str, api: int) -> str:
     script = tmp / "notify.sh"
     script.write_text(
         "#!/bin/sh\n"
+        # env.txt first: the test reads it once it sees the marker file
+        'echo "$VIGIL_ALERT_NAME $VIGIL_ALERT_SEVERITY" >> "$MARKERS/env.txt"\n'
         'cat > "$MARKERS/.partial.$$"\n'
         'mv "$MARKERS/.partial.$$" "$MARKERS/$VIGIL_ALERT_STATE.$(date +%s%N).json"\n'
-        'echo "$VIGIL_ALERT_NAME $VIGIL_ALERT_SEVERITY" >> "$MARKERS/env.txt"\n'
     )
     script.chmod(0o755)
     return agent_config(
