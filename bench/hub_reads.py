@@ -39,6 +39,8 @@ T0 = 1767225600.0
 
 
 def fill(path: Path, points: int, events: int) -> None:
+    """A hub database as a busy fleet leaves it, written directly (fast);
+    tests/e2e/test_hub_reads.py fills its hub the same way."""
     SQLiteStore(path).close()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("BEGIN")

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from agent.core.exposition import escape_label, format_value
+from agent.core.exposition import escape_label, format_value, labels_text
 from hub.store import Reader
 
 # The hub's own figures: family -> (type, help, [(sample name, labels, value), ...])
@@ -34,8 +34,7 @@ def _lines(
     for family, (kind, help_text, samples) in sorted(own().items()):
         yield f"# HELP {family} {help_text}\n# TYPE {family} {kind}\n"
         for sample, tags, value in samples:
-            text = ",".join(f'{k}="{escape_label(v)}"' for k, v in sorted(tags.items()))
-            yield f"{sample}{{{text}}} {format_value(value)}\n"
+            yield f"{sample}{{{labels_text(tags)}}} {format_value(value)}\n"
     hosts = [h for h in reader.hosts() if not h["retired"]]
     yield "# HELP vigil_hub_host_up 1 if the host is up or late, 0 if silent.\n"
     yield "# TYPE vigil_hub_host_up gauge\n"
@@ -57,8 +56,7 @@ def _lines(
         if "host" in pairs:
             pairs["exported_host"] = pairs.pop("host")
         pairs["host"] = host
-        text = ",".join(f'{k}="{escape_label(str(v))}"' for k, v in sorted(pairs.items()))
-        yield f"{name}{{{text}}} {format_value(value)}\n"
+        yield f"{name}{{{labels_text(pairs)}}} {format_value(value)}\n"
 
 
 def alerts_answer(reader: Reader, state: str | None, since: float, limit: int) -> dict[str, Any]:

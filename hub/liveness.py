@@ -72,9 +72,6 @@ class Liveness:
         self.revoked: set[str] = set()  # hosts whose token ingest refuses
         self.tick = max(0.5, min(5.0, silent_after / 6))
 
-    def status(self, host: Mapping[str, Any]) -> str:
-        return status_of(host, time.time(), self.silent_after)
-
     @staticmethod
     def _firing(reader: Reader) -> dict[str, float]:
         return {

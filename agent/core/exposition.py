@@ -16,6 +16,11 @@ def escape_label(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+def labels_text(labels: Mapping[str, str]) -> str:
+    """`k="v",...` in key order, values escaped: the inside of `{...}`."""
+    return ",".join(f'{k}="{escape_label(v)}"' for k, v in sorted(labels.items()))
+
+
 def escape_help(text: str) -> str:
     return text.replace("\\", r"\\").replace("\n", r"\n")
 
@@ -51,8 +56,7 @@ def render(metrics: Iterable[Metric], specs: Mapping[str, Spec]) -> str:
         lines.append(f"# TYPE {name} {spec.type if spec else samples[0].type}")
         for m in samples:
             if m.labels:
-                labels = ",".join(f'{k}="{escape_label(v)}"' for k, v in sorted(m.labels.items()))
-                lines.append(f"{name}{{{labels}}} {format_value(m.value)}")
+                lines.append(f"{name}{{{labels_text(m.labels)}}} {format_value(m.value)}")
             else:
                 lines.append(f"{name} {format_value(m.value)}")
     return "\n".join(lines) + "\n" if lines else ""

@@ -10,38 +10,17 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from agent.core import protocol
-from hub.store.sqlite import SQLiteStore
+from bench.hub_reads import fill
 from tests.e2e.test_hub_ingest import HubProcess
 
-T0 = 1767225600.0
 BULK_POINTS = 500_000
 BULK_EVENTS = 40_000
-
-
-def fill(path: Path) -> None:
-    """A hub database as a busy fleet leaves it (written directly: fast)."""
-    SQLiteStore(path).close()  # the schema
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("BEGIN")
-    db.executemany(
-        "INSERT INTO metrics VALUES ('bulk-01', 'm', ?, ?, ?, 'gauge')",
-        ((f'{{"i":"{i % 100}"}}', T0 + i // 100, float(i)) for i in range(BULK_POINTS)),
-    )
-    body = json.dumps({"kind": "event", "type": "log", "line": "x" * 300})
-    db.executemany(
-        "INSERT INTO events VALUES ('bulk-01', ?, 'log', ?)",
-        ((T0 + i, body) for i in range(BULK_EVENTS)),
-    )
-    db.execute("COMMIT")
-    db.close()
 
 
 def fetch(url: str, timeout: float = 60) -> tuple[int, dict]:
@@ -54,7 +33,7 @@ def fetch(url: str, timeout: float = 60) -> tuple[int, dict]:
 
 def test_heavy_reads_never_hold_up_ingest_and_every_page_is_bounded(tmp_path):
     (tmp_path / "hub").mkdir()
-    fill(tmp_path / "hub" / "hub.db")
+    fill(tmp_path / "hub" / "hub.db", BULK_POINTS, BULK_EVENTS)  # as the bench fills it
     hub = HubProcess(tmp_path, max_body="8MiB")
     try:
         # unbounded or absurd reads are refused with the maximum named, not served
