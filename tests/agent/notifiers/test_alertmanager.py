@@ -15,26 +15,32 @@ from tests.agent.notifiers.common import cfg, make_alert, until
 from tests.e2e.harness import free_port
 
 
-def test_alertmanager_resends_firing_alerts_until_resolved(tmp_path):
-    """Alertmanager forgets an alert resolve_timeout after the last post, so
-    firing ones are re-posted; the set survives a restart."""
-    received: list[list[dict[str, Any]]] = []
+async def receiver(port: int, received: list[list[dict[str, Any]]]) -> web.AppRunner:
+    """Alertmanager's POST /api/v2/alerts on loopback: each body into `received`."""
 
     async def handle(request: web.Request) -> web.Response:
         received.append(await request.json())
         return web.json_response({})
 
+    app = web.Application()
+    app.router.add_post("/api/v2/alerts", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+def test_alertmanager_resends_firing_alerts_until_resolved(tmp_path):
+    """Alertmanager forgets an alert resolve_timeout after the last post, so
+    firing ones are re-posted; the set survives a restart."""
+    received: list[list[dict[str, Any]]] = []
     port = free_port()
     config = cfg(
         name="am", type="alertmanager", url=f"http://127.0.0.1:{port}", resend_interval="200ms"
     )
 
     async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/api/v2/alerts", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner = await receiver(port, received)
         n = build_notifiers([config], tmp_path, "web-01")["am"]
         assert isinstance(n, AlertmanagerNotifier)
         await n.start()
@@ -85,22 +91,13 @@ def test_state_written_by_the_previous_layout_is_resumed(tmp_path):
     )
     (queue / "active.json").write_text(f'{{"d15c": {OLD_ALERT}}}')
     received: list[list[dict[str, Any]]] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({})
-
     port = free_port()
     config = cfg(
         name="am", type="alertmanager", url=f"http://127.0.0.1:{port}", resend_interval="1h"
     )
 
     async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/api/v2/alerts", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner = await receiver(port, received)
         n = build_notifiers([config], tmp_path, "web-01")["am"]
         await n.start()
         assert n.status()["queued"] == 1
