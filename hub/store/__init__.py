@@ -279,6 +279,11 @@ class Reader(ABC):
         in [since, until): (host, labels JSON, its time, its value), by host,
         labels and time. Buckets whose value is not a number are left out."""
 
+    @abstractmethod
+    def first_record(self, host: str, since: float, until: float) -> float | None:
+        """The time of `host`'s first event or rollup bucket in [since,
+        until) (a bucket's start: to 5 minutes), None if it has none."""
+
 
 class Store(ABC):
     last_write: WriteOutcome | None = None  # the latest write transaction's outcome

@@ -767,6 +767,18 @@ class SQLiteReader(Reader):
             if math.isfinite(value):
                 yield host, labels, float(ts), float(value)
 
+    def first_record(self, host: str, since: float, until: float) -> float | None:
+        event = self.db.execute(
+            "SELECT min(ts) FROM events WHERE host = ? AND ts >= ? AND ts < ?", (host, since, until)
+        ).fetchone()[0]
+        rolled = self.db.execute(
+            "SELECT min(r.bucket) FROM series AS s"
+            f" CROSS JOIN rollups AS r ON {_SERIES_ROLLUPS} WHERE s.host = ?",
+            (since, until, host),
+        ).fetchone()[0]
+        found = [float(t) for t in (event, rolled) if t is not None]
+        return min(found) if found else None
+
 
 # each series' rollups in a range of buckets: a seek on the rollups' key per
 # series (the series table lists them), not a scan of every metric's buckets
