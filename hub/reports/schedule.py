@@ -99,8 +99,10 @@ class Schedule:
         self.data_dir = data_dir
         self.read = read
         self.notifiers = notifiers
+        self.first = True  # the first look logs the schedule
 
     async def run(self) -> None:
+        self.first = True
         while True:
             try:
                 await self.check(time.time())
@@ -113,6 +115,16 @@ class Schedule:
         cfg = self.config()
         sent = await asyncio.to_thread(last_sent, self.data_dir)
         day = due(cfg, now, sent)
+        if self.first:  # once at start: what the schedule is, and what it found
+            self.first = False
+            on = bool(cfg.daily_at and cfg.notify)
+            log.info(
+                "daily_report_schedule",
+                daily_at=cfg.daily_at if on else "off",
+                notify=list(cfg.notify),
+                last_sent=sent,
+                due=day.isoformat() if day else None,
+            )
         if day is None:
             return False
         from hub.reports.daily import daily  # here: the idle hub does not carry it
