@@ -32,10 +32,8 @@ from typing import Any
 import structlog
 
 from agent.core.alert import Alert
-from agent.core.atomic import write_atomically
 from agent.notifiers.base import Notifier
 from hub.config import ReportsSection
-from hub.reports.days import zone
 from hub.store import Reader
 
 log = structlog.get_logger()
@@ -61,6 +59,8 @@ def due(cfg: ReportsSection, now: float, sent: str | None) -> dt.date | None:
     """The date whose report is due now, or None."""
     if not cfg.daily_at or not cfg.notify:
         return None
+    from hub.reports.days import zone  # here: a hub that sends no report does not load it
+
     local = dt.datetime.fromtimestamp(now, zone(cfg.timezone))
     if local.strftime("%H:%M") < cfg.daily_at:
         return None
@@ -127,7 +127,9 @@ class Schedule:
             )
         if day is None:
             return False
+        from agent.core.atomic import write_atomically
         from hub.reports.daily import daily  # here: the idle hub does not carry it
+        from hub.reports.days import zone
 
         state = json.dumps({"daily_last_sent": day.isoformat(), "at": now}).encode()
         await asyncio.to_thread(write_atomically, self.data_dir / STATE, state, 0o600)

@@ -148,14 +148,22 @@ def test_daily_at_sends_one_report_and_not_again_after_a_restart(tmp_path):
         pytest.skip("daily_at a minute ago would be yesterday's; run again in a minute")
     earlier = (now - dt.timedelta(minutes=1)).strftime("%H:%M")
     out = tmp_path / "reports.jsonl"
+    (tmp_path / "read.token").write_text("reader-secret\n")
     extra = (
-        f'{KEEP}[[hub.notifiers]]\nname = "archive"\ntype = "file"\npath = "{out}"\n'
+        f'{KEEP}read_token_file = "{tmp_path / "read.token"}"\n'
+        f'[[hub.notifiers]]\nname = "archive"\ntype = "file"\npath = "{out}"\n'
         f'[hub.reports]\ndaily_at = "{earlier}"\nnotify = ["archive"]\ntimezone = "UTC"\n'
     )
     log = tmp_path / "hub.log"
     hub = HubProcess(tmp_path, extra=extra)
     try:
         lines = wait_for(lambda: out.exists() and out.read_text().splitlines(), 30, "a report")
+        # the endpoint is guarded like the read API
+        url = f"{hub.url}/v1/reports/daily?format=md"
+        assert get(url)[0] == 401
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer reader-secret"})
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            assert resp.status == 200 and resp.read().startswith(b"# vigil daily report")
     finally:
         assert hub.stop() == 0
     [line] = lines

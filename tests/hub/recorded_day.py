@@ -23,7 +23,8 @@ The fleet:
 - ü<i>&x: a host name with markup, first record at 12:00; log lines with
   HTML and non-ASCII text; a failed login from a "remote" that is a
   script tag; a record stamped in 2100 (clamped to the time it arrives:
-  never in this day);
+  never in this day); huge numbers (a counter at 1e300, a latency of
+  1e308, a disk whose free space no line fits);
 - gone-01: seen the day before, retired: not in the report.
 """
 
@@ -135,6 +136,11 @@ def records() -> dict[str, list[dict[str, Any]]]:
         _metric("auth_failures_total", 2.0, DAY + 14 * H, remote=SCRIPT),
         _metric("disk_free_bytes", math.inf, DAY + 14 * H, mount="/", device="sda1"),
         _event("log", 4102444800.0, "from 2100", "high", file="/x"),  # clamped on arrival
+        # huge numbers: a counter, a latency, a disk that no line fits
+        _metric("auth_failures_total", 1e300, DAY + 14 * H, remote="198.18.0.1"),
+        *_check("big", DAY + 15 * H, True, 1e308),
+        *(_metric("disk_free_bytes", v, DAY + 15 * H + k * 1800, mount="/huge", device="x")
+          for k, v in enumerate((1.7e308, 1.6e308, 1e300, 1e299))),
     ]  # fmt: skip
 
     gone = [_metric("disk_free_bytes", 1.0, DAY - 86400, mount="/", device="sda1")]
@@ -182,6 +188,16 @@ def expected() -> dict[str, Any]:
                 "p95_latency_seconds": 0.095,
                 "runs": 100,
                 "passing": 99,
+            },
+            {
+                "host": HOSTILE,
+                "check": "big",
+                "availability": 1.0,
+                "target": 0.999,
+                "error_budget_left": 1.0,
+                "p95_latency_seconds": 1e308,
+                "runs": 1,
+                "passing": 1,
             },
         ],
         "incidents": [
@@ -275,6 +291,7 @@ def expected() -> dict[str, Any]:
         },
         "security": {
             "failed_logins": [
+                {"remote": "198.18.0.1", "count": int(1e300), "hosts": [HOSTILE]},
                 {"remote": "203.0.113.9", "count": 35, "hosts": ["db-01", "web-01"]},
                 {"remote": "198.51.100.7", "count": 10, "hosts": ["db-01"]},
                 {"remote": SCRIPT, "count": 2, "hosts": [HOSTILE]},
