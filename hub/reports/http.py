@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from hub.auth import read_allowed
@@ -16,6 +17,7 @@ from hub.config import ReportsSection
 from hub.read import Read
 from hub.store import Reader
 
+log = structlog.get_logger()
 Handler = Callable[[web.Request], Any]
 
 
@@ -46,7 +48,11 @@ def handler(read: Read, config: Callable[[], ReportsSection]) -> Handler:
         def build(reader: Reader) -> str:
             return render(daily(reader, day, tz, target, now), fmt)
 
-        body = await read.query(build)
+        try:
+            body = await read.query(build)
+        except Exception as exc:  # the store's fault, not the client's: logged, said
+            log.error("report_failed", date=day.isoformat(), error=repr(exc)[:300])
+            return web.json_response({"error": "the report failed; see the hub's log"}, status=500)
         return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPES[fmt]})
 
     return daily_report
