@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -158,10 +158,12 @@ def main() -> int:
         cli += ["--date", day.isoformat(), "--format", "json"]
         began = time.monotonic()
         child = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        out = child.communicate()[0]
+        assert child.stdout is not None
+        out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
+        child.returncode = os.waitstatus_to_exitcode(status)
         took = time.monotonic() - began
-        # the largest child waited for: the only one so far (the hub still runs)
-        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        rss = usage.ru_maxrss
         print(
             f"vigil hub report daily: {took:.2f} s, peak RSS {rss / 1024:.1f} MiB,"
             f" {len(out):,} bytes (exit {child.returncode})"
