@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -183,6 +184,7 @@ def main() -> int:
     finally:
         hub.terminate()
         hub.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)  # gigabytes at the default size
     return 0
 
 
