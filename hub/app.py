@@ -17,7 +17,7 @@ from agent.core.exposition import format_value
 from agent.core.worker import Worker
 from agent.notifiers.routing import build_notifiers, route
 from hub import datadir
-from hub.auth import load_read_token, load_secret
+from hub.auth import load_keys, load_read_token
 from hub.config import HubConfig
 from hub.fleet import Sample
 from hub.guard import Counts, Guard, InFlight
@@ -43,7 +43,7 @@ def build(config: HubConfig) -> web.Application:
     unreadable secret, read token or database, before anything listens. A
     damaged database is set aside and replaced (hub/store/sqlite.py)."""
     datadir.prepare(config.hub.data_dir)  # private: it holds the fleet's log lines
-    secret, read_token = load_secret(config), load_read_token(config)
+    keys, read_token = load_keys(config, time.time()), load_read_token(config)
     datadir.private_database(config.hub.data_dir / "hub.db")
     store = open_store(config.hub.data_dir / "hub.db")
     datadir.private_database(config.hub.data_dir / "hub.db")
@@ -61,7 +61,7 @@ def build(config: HubConfig) -> web.Application:
         hub.max_inflight_bodies, hub.max_inflight_per_host, counts, hub.max_inflight_bytes
     )
     ingest = Ingest(
-        secret,
+        keys,
         store,
         store_thread,
         decode_threads,
@@ -88,7 +88,22 @@ def build(config: HubConfig) -> web.Application:
         histogram.append((f"{name}_count", {}, float(ingest.latency.count)))
         rejected = "vigil_hub_ingest_rejected_total"
         limited = "vigil_hub_clients_limited_total"
+        rotation: dict[str, tuple[str, str, list[Sample]]] = {}
+        if ingest.keys.previous is not None:  # a secret rotation is under way
+            on = "vigil_hub_previous_secret_hosts"
+            until = "vigil_hub_previous_secret_expiry_timestamp_seconds"
+            rotation[on] = (
+                "gauge",
+                "Hosts whose latest push had a token of the previous secret.",
+                [(on, {}, float(len(ingest.on_previous)))],
+            )
+            rotation[until] = (
+                "gauge",
+                "Unix time the previous secret stops being accepted.",
+                [(until, {}, ingest.keys.previous_until)],
+            )
         return {
+            **rotation,
             rejected: (
                 "counter",
                 "Ingest requests refused, by reason.",

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.core.schema import check_host_id
@@ -45,6 +47,58 @@ def bearer_host(authorization: str, secret: bytes) -> str | None:
     return token_host(authorization[7:], secret) if authorization.startswith("Bearer ") else None
 
 
+@dataclass(frozen=True)
+class Keys:
+    """The secrets a host token may be signed with: the current one and,
+    while a rotation's grace lasts, the previous one (docs/hub.md)."""
+
+    current: bytes
+    previous: bytes | None = None
+    previous_until: float = 0.0  # Unix time the previous secret stops counting
+
+    def host(self, authorization: str, now: float) -> tuple[str | None, bool]:
+        """The host the header proves, and whether only the previous secret
+        proved it."""
+        host = bearer_host(authorization, self.current)
+        if host is not None or self.previous is None or now >= self.previous_until:
+            return host, False
+        host = bearer_host(authorization, self.previous)
+        return host, host is not None
+
+
+GRACE_FILE = "previous_secret.json"
+
+
+def previous_until(data_dir: Path, previous: bytes, grace: float, now: float) -> float:
+    """When `previous` stops being accepted: `grace` after the first start
+    or reload that read it. That first time is kept in data_dir, so neither
+    a restart nor a reload extends the grace; a different previous secret
+    starts a new one. Only a hash of the secret is written."""
+    fingerprint = hashlib.sha256(b"vigil previous secret\x00" + previous).hexdigest()
+    path = data_dir / GRACE_FILE
+    try:
+        kept = json.loads(path.read_text())
+        if kept["fingerprint"] == fingerprint:
+            return float(kept["since"]) + grace
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or unreadable: the grace starts now
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "since": now}))
+    os.replace(tmp, path)
+    return now + grace
+
+
+def read_secret(path: Path) -> bytes:
+    """A secret file's secret; OSError, or ValueError when it is too short."""
+    secret = path.read_bytes().strip()
+    if len(secret) < MIN_SECRET:
+        raise ValueError(f"{path}: the hub secret must be at least {MIN_SECRET} bytes")
+    return secret
+
+
+MIN_SECRET = 16  # bytes
+
+
 def read_allowed(authorization: str, read_token: str | None) -> bool:
     if read_token is None:  # allowed by config only on loopback
         return True
@@ -61,10 +115,20 @@ def load_secret(config: HubConfig) -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32) + "\n")
-    secret = path.read_bytes().strip()
-    if len(secret) < 16:
-        raise ValueError(f"{path}: the hub secret must be at least 16 bytes")
-    return secret
+    return read_secret(path)
+
+
+def load_keys(config: HubConfig, now: float) -> Keys:
+    """The current secret (made on first start if need be) and, during a
+    rotation, the previous one with its grace. OSError or ValueError."""
+    hub = config.hub
+    if hub.previous_secret_file is None:
+        return Keys(load_secret(config))
+    current, previous = load_secret(config), read_secret(hub.previous_secret_file)
+    if previous == current:
+        raise ValueError(f"{hub.previous_secret_file}: the same secret as the current one")
+    until = previous_until(hub.data_dir, previous, hub.previous_secret_grace, now)
+    return Keys(current, previous, until)
 
 
 def load_read_token(config: HubConfig) -> str | None:

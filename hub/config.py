@@ -61,6 +61,12 @@ class HubSection:
     silent_after: Duration = opt(60.0, min=1.0)
     notifiers: tuple[Annotated[NotifierConfig, OneOf(NOTIFIER_TYPES)], ...] = ()
 
+    # Rotating the secret (docs/hub.md): tokens signed with this older
+    # secret are accepted too, for `previous_secret_grace` from the first
+    # start or reload that read it (kept in data_dir across restarts).
+    previous_secret_file: Path | None = None
+    previous_secret_grace: Duration = opt(7 * 86400.0, min=60.0)
+
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise Invalid("set tls_cert_file and tls_key_file together", key="tls_key_file")

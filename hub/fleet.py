@@ -34,7 +34,8 @@ def _lines(
     for family, (kind, help_text, samples) in sorted(own().items()):
         yield f"# HELP {family} {help_text}\n# TYPE {family} {kind}\n"
         for sample, tags, value in samples:
-            yield f"{sample}{{{labels_text(tags)}}} {format_value(value)}\n"
+            tags_text = f"{{{labels_text(tags)}}}" if tags else ""
+            yield f"{sample}{tags_text} {format_value(value)}\n"
     hosts = [h for h in reader.hosts() if not h["retired"]]
     yield "# HELP vigil_hub_host_up 1 if the host is up or late, 0 if silent.\n"
     yield "# TYPE vigil_hub_host_up gauge\n"
