@@ -152,6 +152,9 @@ CREATE TABLE IF NOT EXISTS probe (
 """
 
 
+MAX_ROLLUP_ROWS = 50_000  # rollup rows one page of a step read folds, at most (plus one bucket)
+
+
 def open_store(path: Path) -> SQLiteStore:
     """The store at `path`, checked first: a damaged file is set aside and
     a fresh one made (logged as `store_corrupt_set_aside`). Raises OSError
@@ -633,7 +636,9 @@ class SQLiteReader(Reader):
         series: dict[tuple[str, str, str], list[list[float | None]]] = {}
         group: tuple[str, str, str, float] | None = None
         acc: Rollup | None = None
+        scanned = 0
         for h, n, labels, b, *r in rows:
+            scanned += 1
             key = (h, n, labels, bucket(b, step))
             rollup = Rollup(r[0], _num(r[1]), r[2], r[3], r[4], _num(r[5]))
             if acc is not None and key == group:
@@ -642,7 +647,10 @@ class SQLiteReader(Reader):
             if acc is not None and group is not None:
                 series.setdefault(group[:3], []).append([group[3], acc.value(agg)])
                 limit -= 1
-            if limit == 0:  # a page ends between buckets: the next starts at this one
+            # A page ends between buckets, the next starting at this one: after
+            # `limit` points, or after MAX_ROLLUP_ROWS rows read (a wide step
+            # folds many rows into each point; a page's work stays bounded).
+            if limit == 0 or scanned > MAX_ROLLUP_ROWS:
                 return Page(_series(series), _make_cursor((*key, step)))
             group, acc = key, rollup
         if acc is not None and group is not None:
