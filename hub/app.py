@@ -13,13 +13,12 @@ import structlog
 from aiohttp import web
 
 from agent.core.alert import Alert
-from agent.core.exposition import format_value
 from agent.core.worker import Worker
 from agent.notifiers.routing import build_notifiers, route
 from hub import datadir
 from hub.auth import load_keys, load_read_token
 from hub.config import HubConfig
-from hub.fleet import Sample
+from hub.fleet import Family, own_figures
 from hub.guard import Counts, Guard, InFlight
 from hub.health import Health
 from hub.ingest import Ingest
@@ -77,49 +76,8 @@ def build(config: HubConfig) -> web.Application:
         for notifier in route(alert, list(notifiers), notifiers):
             await notifier.send(alert)
 
-    def own() -> dict[str, tuple[str, str, list[Sample]]]:
-        """The hub's own figures for /metrics (docs/hub.md)."""
-        name = "vigil_hub_ingest_duration_seconds"
-        histogram: list[Sample] = [
-            (f"{name}_bucket", {"le": format_value(le)}, float(n))
-            for le, n in ingest.latency.cumulative()
-        ]
-        histogram.append((f"{name}_sum", {}, ingest.latency.sum))
-        histogram.append((f"{name}_count", {}, float(ingest.latency.count)))
-        rejected = "vigil_hub_ingest_rejected_total"
-        limited = "vigil_hub_clients_limited_total"
-        rotation: dict[str, tuple[str, str, list[Sample]]] = {}
-        if ingest.keys.previous is not None:  # a secret rotation is under way
-            on = "vigil_hub_previous_secret_hosts"
-            until = "vigil_hub_previous_secret_expiry_timestamp_seconds"
-            rotation[on] = (
-                "gauge",
-                "Hosts whose latest push had a token of the previous secret.",
-                [(on, {}, float(len(ingest.on_previous)))],
-            )
-            rotation[until] = (
-                "gauge",
-                "Unix time the previous secret stops being accepted.",
-                [(until, {}, ingest.keys.previous_until)],
-            )
-        return {
-            **rotation,
-            rejected: (
-                "counter",
-                "Ingest requests refused, by reason.",
-                [(rejected, {"reason": r}, float(n)) for r, n in sorted(ingest.rejected.items())],
-            ),
-            name: (
-                "histogram",
-                "Seconds from an accepted batch's body in hand to its commit.",
-                histogram,
-            ),
-            limited: (
-                "counter",
-                "Connections and requests refused or closed by the hub's limits, by what.",
-                [(limited, {"what": w}, float(n)) for w, n in sorted(counts.total.items())],
-            ),
-        }
+    def own() -> dict[str, Family]:
+        return own_figures(ingest, counts, hub.data_dir / "hub.db")
 
     read = Read(
         read_token,
