@@ -59,6 +59,9 @@ class AgentSection:
     stop_timeout: Duration = opt(10.0, min=0.1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    # Also send metrics renamed to Prometheus' conventions under their old
+    # names (agent/core/records.py RENAMED), for one release.
+    legacy_metric_names: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,11 @@ class Config:
                     f"defined: {', '.join(sorted(known))}",
                     key=f"alerts[{i}].notify",
                 )
+        if not self.agent.legacy_metric_names:
+            for i, rule in enumerate(self.alerts):
+                renamed = _renamed_metric(rule.expr)
+                if renamed:
+                    raise Invalid(f"rule {rule.name!r}: {renamed}", key=f"alerts[{i}].expr")
         check_names_unique(self.checks)
         defaults = {r.name for r in DEFAULT_ALERTS}
         for i, name in enumerate(self.alerting.disable):
@@ -183,6 +191,21 @@ class Config:
         if collector in HOST_COLLECTORS and self.host.interval is not None:
             return self.host.interval
         return self.agent.interval
+
+
+def _renamed_metric(expr: str) -> str | None:
+    """What to say of a rule on a metric that was renamed, if it is one."""
+    from agent.alerts.expr import parse
+    from agent.core.records import RENAMED
+
+    metric = parse(expr).selector.metric  # parsed already: the rule is valid
+    for new, old in RENAMED.items():
+        if metric == old.old:
+            return (
+                f"{old.old} was renamed {new} ({old.change}); change the rule, "
+                "or set [agent] legacy_metric_names = true for this release"
+            )
+    return None
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:

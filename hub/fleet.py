@@ -13,6 +13,7 @@ stored ones: NaN and infinity are legal in this format and kept.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -113,18 +114,18 @@ def _lines(
         host = escape_label(h["id"])
         seen = format_value(h["last_seen"])
         yield f'vigil_hub_host_last_seen_timestamp_seconds{{host="{host}"}} {seen}\n'
-    current = None
-    for host, name, labels, kind, value in reader.latest():
-        if name != current:
-            current = name
-            # the agents' help texts stay with them; Prometheus wants one
-            yield f"# HELP {name} {name}, each host's latest value.\n"
-            yield f"# TYPE {name} {kind if kind in ('gauge', 'counter') else 'untyped'}\n"
-        pairs = json.loads(labels)
-        if "host" in pairs:
-            pairs["exported_host"] = pairs.pop("host")
-        pairs["host"] = host
-        yield f"{name}{{{labels_text(pairs)}}} {format_value(value)}\n"
+    for name, rows in itertools.groupby(reader.latest(), key=lambda row: row[1]):
+        series = [(host, json.loads(labels), kind, value) for host, _, labels, kind, value in rows]
+        kind = series[0][2] if series[0][2] in ("gauge", "counter") else "untyped"
+        if kind == "gauge" and any("quantile" in pairs for _, pairs, _, _ in series):
+            kind = "summary"  # precomputed quantiles (check_latency_seconds), as the agent says
+        # the agents' help texts stay with them; Prometheus wants one
+        yield f"# HELP {name} {name}, each host's latest value.\n# TYPE {name} {kind}\n"
+        for host, pairs, _, value in series:
+            if "host" in pairs:
+                pairs["exported_host"] = pairs.pop("host")
+            pairs["host"] = host
+            yield f"{name}{{{labels_text(pairs)}}} {format_value(value)}\n"
 
 
 def alerts_answer(reader: Reader, state: str | None, since: float, limit: int) -> dict[str, Any]:
