@@ -99,6 +99,10 @@ class HubSection:
     """Where to push. Without a [hub] table the agent keeps everything local."""
 
     url: str | None = opt(None, check=check_http_url)
+    # Several hubs on one shared store (docs/hub.md): the first that answers
+    # takes the batches; the agent moves on after a failure.
+    urls: tuple[str, ...] = opt((), each=check_http_url)
+    failback_after: Duration = opt(300.0, min=1.0)  # on another hub, then try the first again
     token: str | None = None
     token_file: Path | None = None
     ca_file: Path | None = None  # trust this CA instead of the system's, for https
@@ -106,10 +110,19 @@ class HubSection:
     max_backoff: Duration = opt(60.0, min=0.1)  # between retries while the hub is away
 
     def __post_init__(self) -> None:
-        if self.url and not (self.token or self.token_file):
+        if self.url and self.urls:
+            raise Invalid("set url or urls, not both", key="urls")
+        if len(set(self.urls)) != len(self.urls):
+            raise Invalid("a hub is listed twice", key="urls")
+        if self.targets and not (self.token or self.token_file):
             raise Invalid("a hub url needs token or token_file", key="token")
         if self.token and self.token_file:
             raise Invalid("set token or token_file, not both", key="token_file")
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The hubs to send to, in order of preference (none: local only)."""
+        return (self.url,) if self.url else self.urls
 
     def read_token(self) -> str:
         """The token, from token_file when set (read again on each call:

@@ -142,7 +142,7 @@ class Agent:
         directory, read the hub token."""
         statedir.prepare(self.config.agent.state_dir)
         self.lock.acquire()
-        if self.config.hub.url:
+        if self.config.hub.targets:
             self._token = self.config.hub.read_token()
 
     async def token(self) -> str:
