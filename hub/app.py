@@ -28,6 +28,7 @@ from hub.read import Read
 from hub.reload import Running
 from hub.store import Limits, Store
 from hub.store.sqlite import open_store
+from hub.web import Web
 
 log = structlog.get_logger()
 RETENTION: web.AppKey[asyncio.Task[None]] = web.AppKey("retention", asyncio.Task)
@@ -156,6 +157,8 @@ def build(config: HubConfig) -> web.Application:
     app.router.add_get("/v1/events", read.events)
     app.router.add_get("/v1/alerts", read.alerts)
     app.router.add_get("/metrics", read.prometheus)
+    # the web page (hub/web): same guard as the read API, or the login cookie
+    Web(read, secure=hub.tls_cert_file is not None).add_routes(app)
     app.on_startup.append(start_tasks)
     app.on_cleanup.append(cleanup)
     return app
