@@ -87,6 +87,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.hub_hostile
 	$(BIN)/python -m bench.hub_reads
 	$(BIN)/python -m bench.hub_fleet
+	$(BIN)/python -m bench.hub_web
 	$(BIN)/python -m bench.footprint
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.alerts

@@ -80,8 +80,9 @@ def _path(runs: list[list[tuple[float, float]]], x: Scale, y: Scale, height: flo
     parts = []
     for run in runs:
         coords = [f"{x(t):.1f},{height - y(v):.1f}" for t, v in run]
-        if len(coords) == 1:  # a lone point: a dot-long line, so it shows
-            coords.append(coords[0])
+        if len(coords) == 1:  # a lone point: a short dash, so it shows
+            t, v = run[0]
+            coords.append(f"{x(t) + 3:.1f},{height - y(v):.1f}")
         parts.append("M" + " L".join(coords))
     return " ".join(parts)
 

@@ -119,7 +119,7 @@ def render(
         for s in STATUSES
     )
     choices = "".join(
-        f'<option value="{s}"{" selected" if s == status else ""}>{s}</option>'
+        f'<option value="{s}"{" selected" if s == status else ""}>{s or "any status"}</option>'
         for s in ("", *STATUSES)
     )
     form = (

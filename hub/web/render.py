@@ -69,7 +69,7 @@ def number(value: object, unit: str = "", digits: int = 1) -> str:
     if v is None:
         return DASH
     if unit == "%":
-        return f"{v:.{digits}f} %"
+        return f"{v:.{digits}f} %" if abs(v) < 1e6 else f"{v:.3g} %"
     scaled, prefix = v, ""
     for p in ("k", "M", "G", "T", "P"):
         if abs(scaled) < 1000:

@@ -147,8 +147,9 @@ def up(hub: HubProcess, *hosts: str) -> None:
 def fleet_cells(page: Any) -> dict[str, list[str]]:
     """host -> its cells' text, as the fleet table shows them (visible rows only)."""
     rows = page.eval_on_selector_all(
-        "#fleet tbody tr", "rows => rows.filter(r => !r.hidden).map("
-        "r => Array.from(r.cells).map(c => c.innerText.trim()))"
+        "#fleet tbody tr",
+        "rows => rows.filter(r => !r.hidden).map("
+        "r => Array.from(r.cells).map(c => c.innerText.trim()))",
     )
     return {cells[0]: cells for cells in rows}
 
@@ -200,6 +201,7 @@ def test_fleet_page_lists_every_host_and_a_killed_one_turns_silent(fleet, browse
 
     shown = wait_for(silent, 30, "cache-01 silent on the fleet page")
     assert shown["web-01"] == "up" and shown["db-01"] == "up"
+
     # its HostSilent fires and shows as a firing alert on the fleet page
     def counted() -> bool:
         page.reload()
@@ -277,16 +279,16 @@ def test_sort_and_filter_with_and_without_script(fleet, browser):
 
 def test_hostile_text_renders_as_text(fleet, browser):
     hub, _ = fleet
-    wait_for(
-        lambda: "payment failed" in http(hub.url + "/events?kind=log")[2], 30, "the log event"
-    )
+    wait_for(lambda: "payment failed" in http(hub.url + "/events?kind=log")[2], 30, "the log event")
     context, page, dialogs = new_page(browser)
     page.goto(hub.url + "/")
     assert page.get_by_text(HOSTILE_HOST, exact=True).count() == 1
     page.get_by_text(HOSTILE_HOST, exact=True).click()  # to its host page
     assert page.locator("h1").inner_text() == HOSTILE_HOST
     assert HOSTILE_MESSAGE in page.locator("body").inner_text()
-    assert "<b>1m</b>" in page.locator("figure:has(figcaption:text-is('Load average'))").inner_text()
+    assert (
+        "<b>1m</b>" in page.locator("figure:has(figcaption:text-is('Load average'))").inner_text()
+    )
     page.goto(hub.url + "/events?kind=log&host=web-01")
     assert HOSTILE_LOG in page.locator("table.events").inner_text()
     page.goto(hub.url + "/events?q=" + urllib.request.quote("ünïcödé"))
