@@ -66,6 +66,7 @@ APPLIED = (
     "max_inflight_bodies",
     "max_inflight_bytes",
     "max_inflight_per_host",
+    "reports",  # read by the daily report's task at each tick (hub/reports/schedule.py)
 )
 MIN_SECRET = 16  # bytes, as hub/auth.py's load_secret
 

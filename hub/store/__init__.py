@@ -280,6 +280,40 @@ class Reader(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    # -- reports (hub/sla.py, hub/reports/) ------------------------------------
+
+    @abstractmethod
+    def events_between(
+        self, kind: str, since: float, until: float
+    ) -> Iterator[tuple[str, float, dict[str, Any]]]:
+        """Every event of `kind` stamped in [since, until): (host, ts, the
+        record), oldest first. A number in it that is not finite reads as None."""
+
+    @abstractmethod
+    def check_totals(self, since: float, until: float) -> list[tuple[str, str, int, float]]:
+        """Runs of every check from the check_up rollups of the buckets that
+        start in [since, until): (host, labels JSON, runs, passing runs), one
+        row per series (a check whose labels changed has several)."""
+
+    @abstractmethod
+    def check_latencies(self, since: float, until: float) -> Iterator[tuple[str, str, float]]:
+        """The latency of every passing check run stamped in [since, until),
+        from the check events: (host, check, seconds), by host, check and
+        latency (ascending)."""
+
+    @abstractmethod
+    def rollup_lasts(
+        self, name: str, since: float, until: float
+    ) -> Iterator[tuple[str, str, float, float]]:
+        """The newest point of each rollup bucket of metric `name` starting
+        in [since, until): (host, labels JSON, its time, its value), by host,
+        labels and time. Buckets whose value is not a number are left out."""
+
+    @abstractmethod
+    def first_record(self, host: str, since: float, until: float) -> float | None:
+        """The time of `host`'s first event or rollup bucket in [since,
+        until) (a bucket's start: to 5 minutes), None if it has none."""
+
 
 class Store(ABC):
     last_write: WriteOutcome | None = None  # the latest write transaction's outcome

@@ -753,6 +753,76 @@ class SQLiteReader(Reader):
             last = (ts, rowid)
         return Page(items, _make_cursor(last) if more and last else None)
 
+    # -- reports -----------------------------------------------------------------
+
+    def events_between(
+        self, kind: str, since: float, until: float
+    ) -> Iterator[tuple[str, float, dict[str, Any]]]:
+        for host, ts, body in self.db.execute(
+            "SELECT host, ts, body FROM events WHERE ts >= ? AND ts < ? AND kind = ?"
+            " ORDER BY ts, rowid",
+            (since, until, kind),
+        ):
+            record = json.loads(body, parse_constant=_not_finite)
+            if isinstance(record, dict):
+                yield host, ts, record
+
+    def check_totals(self, since: float, until: float) -> list[tuple[str, str, int, float]]:
+        return [
+            (host, labels, int(n), float(passing or 0.0))
+            for host, labels, n, passing in self.db.execute(
+                "SELECT s.host, s.labels, sum(r.n), sum(r.total) FROM series AS s"
+                f" CROSS JOIN rollups AS r ON {_SERIES_ROLLUPS}"
+                " WHERE s.name = 'check_up' GROUP BY s.host, s.labels ORDER BY s.host, s.labels",
+                (since, until),
+            )
+        ]
+
+    def check_latencies(self, since: float, until: float) -> Iterator[tuple[str, str, float]]:
+        # json_extract in SQLite: a day of a fleet's runs is millions of rows
+        for host, check, latency in self.db.execute(
+            "SELECT host, check_name, latency FROM (SELECT host,"
+            " json_extract(body, '$.name') AS check_name,"
+            " json_extract(body, '$.latency') AS latency, json_extract(body, '$.ok') AS ok"
+            " FROM events WHERE ts >= ? AND ts < ? AND kind = 'check')"
+            " WHERE ok = 1 AND typeof(latency) IN ('real', 'integer')"
+            " ORDER BY host, check_name, latency",
+            (since, until),
+        ):
+            if isinstance(check, str) and math.isfinite(latency):
+                yield host, check, float(latency)
+
+    def rollup_lasts(
+        self, name: str, since: float, until: float
+    ) -> Iterator[tuple[str, str, float, float]]:
+        for host, labels, ts, value in self.db.execute(
+            "SELECT s.host, s.labels, r.last_ts, r.last FROM series AS s"
+            f" CROSS JOIN rollups AS r ON {_SERIES_ROLLUPS}"
+            " WHERE s.name = ? AND r.last IS NOT NULL ORDER BY s.host, s.labels, r.bucket",
+            (since, until, name),
+        ):
+            if math.isfinite(value):
+                yield host, labels, float(ts), float(value)
+
+    def first_record(self, host: str, since: float, until: float) -> float | None:
+        event = self.db.execute(
+            "SELECT min(ts) FROM events WHERE host = ? AND ts >= ? AND ts < ?", (host, since, until)
+        ).fetchone()[0]
+        rolled = self.db.execute(
+            "SELECT min(r.bucket) FROM series AS s"
+            f" CROSS JOIN rollups AS r ON {_SERIES_ROLLUPS} WHERE s.host = ?",
+            (since, until, host),
+        ).fetchone()[0]
+        found = [float(t) for t in (event, rolled) if t is not None]
+        return min(found) if found else None
+
+
+# each series' rollups in a range of buckets: a seek on the rollups' key per
+# series (the series table lists them), not a scan of every metric's buckets
+_SERIES_ROLLUPS = (
+    "r.host = s.host AND r.name = s.name AND r.labels = s.labels AND r.bucket >= ? AND r.bucket < ?"
+)
+
 
 def _make_cursor(position: tuple[Any, ...]) -> str:
     raw = json.dumps(position, separators=(",", ":")).encode()
