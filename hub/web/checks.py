@@ -1,73 +1,61 @@
 """The checks page (`/checks`): every check of every host with its state,
 availability over 24 h and 30 d against its target, the error budget left
-over 30 d and the p95 latency.
+over 30 d and the p95 latency over 24 h.
 
-The figures are the agent's own SLA gauges as last sent
-(`check_availability_ratio{window}`, `check_latency_seconds{window,
-quantile="0.95"}`, docs/checks.md, "SLA figures"): the agent counts every
-run, so they are exact for its windows, and reading them is one lookup
-per series. The target is the check's `availability_target` label
-("0.995" or "99.5%"), else 99.9 %; error budget left =
-1 - (1 - availability_30d) / (1 - target): 100 % untouched, 0 spent,
-negative overspent."""
+The figures are the hub's own, from what it stored (hub/sla.py, the daily
+report's computation): runs and passing runs from the `check_up` rollups,
+p95 from the passing runs' check events of the last 24 h (30 days of
+those would be a month of a fleet's events to read per page view). The
+30-day availability follows from the budget left, which hub/sla.py
+computes over the 30 days: a30 = 1 - (1 - budget) * (1 - target). The
+target is the check's `availability_target` label ("0.995" or "99.5%"),
+else 99.9 %. A check with no run in the last 24 h is not listed. The state
+(passing or failing) is the check's latest `check_up`."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from hub import sla
 from hub.read import BadQuery
-from hub.store import Reader
+from hub.store import STEP, Reader
 from hub.web.render import DASH, esc, finite, host_href, number, page
 
-DEFAULT_TARGET = 0.999
-TARGET_LABEL = "availability_target"
-NAMES = ("check_up", "check_availability_ratio", "check_latency_seconds")
+DEFAULT_TARGET = sla.DEFAULT_TARGET
+TARGET_LABEL = sla.TARGET_LABEL
 
 
-def parse_target(text: object) -> float | None:
-    """ "0.995" or "99.5%"; None unless strictly between 0 and 1."""
-    if not isinstance(text, str) or len(text) > 40:
-        return None
-    raw = text.strip()
-    try:
-        value = float(raw.removesuffix("%")) / (100 if raw.endswith("%") else 1)
-    except ValueError:
-        return None
-    return value if 0 < value < 1 else None
-
-
-def rows(reader: Reader, host: str | None = None) -> list[dict[str, Any]]:
+def rows(reader: Reader, host: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
     """One row per (host, check), by host and check."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for h, name, labels_json, value in reader.latest_of(NAMES, host):
-        labels = json.loads(labels_json)
-        check = labels.get("check")
-        if not isinstance(check, str):
-            continue
-        row = out.setdefault(
-            (h, check),
-            {"host": h, "check": check, "type": labels.get("type", ""), "target": DEFAULT_TARGET},
+    now = time.time() if now is None else now
+    up: dict[tuple[str, str], float] = {}
+    for h, _, labels, value in reader.latest_of(("check_up",), host):
+        check = json.loads(labels).get("check")
+        if isinstance(check, str):
+            up[(h, check)] = value
+    out = []
+    # sla.checks rounds its window down to 5-minute buckets: end after the
+    # current one, so a page shows the runs of the last minutes too
+    end = now + STEP
+    for c in sla.checks(reader, end - 86400, end, hosts=None if host is None else [host]):
+        budget = c.error_budget_left
+        out.append(
+            {
+                "host": c.host,
+                "check": c.check,
+                "up": up.get((c.host, c.check)),
+                "availability_24h": c.availability,
+                "availability_30d": None if budget is None else 1 - (1 - budget) * (1 - c.target),
+                "target": c.target,
+                "budget": budget,
+                "p95": c.p95_latency_seconds,
+                "runs": c.runs,
+            }
         )
-        target = parse_target(labels.get(TARGET_LABEL))
-        if target is not None:
-            row["target"] = target
-        window = labels.get("window")
-        if name == "check_up":
-            row["up"] = value
-        elif name == "check_availability_ratio" and window in ("24h", "30d"):
-            row[f"availability_{window}"] = value
-        elif (
-            name == "check_latency_seconds"
-            and labels.get("quantile") == "0.95"
-            and (window == "30d" or "p95" not in row)  # the 30-day figure, else another
-        ):
-            row["p95"] = value
-    for row in out.values():
-        available = finite(row.get("availability_30d"))
-        row["budget"] = None if available is None else 1 - (1 - available) / (1 - row["target"])
-    return [out[key] for key in sorted(out)]
+    return out
 
 
 def table(rows: list[dict[str, Any]], show_host: bool = True) -> str:
@@ -77,7 +65,7 @@ def table(rows: list[dict[str, Any]], show_host: bool = True) -> str:
     out = [
         f"<table id=checks class=sortable><thead><tr>{head}<th>Check</th><th>State</th>"
         "<th>24 h</th><th>30 d</th><th>Target</th><th>Budget left (30 d)</th>"
-        "<th>p95 latency</th></tr></thead><tbody>"
+        "<th>p95 latency (24 h)</th></tr></thead><tbody>"
     ]
     for r in rows:
         up = finite(r.get("up"))
@@ -91,7 +79,7 @@ def table(rows: list[dict[str, Any]], show_host: bool = True) -> str:
         )
         out.append(
             f'<tr class="{"bad" if below or state == "failing" else ""}">{host}'
-            f"<td>{esc(r['check'])} <small>{esc(r['type'])}</small></td>"
+            f"<td>{esc(r['check'])} <small>{r['runs']:,} runs</small></td>"
             f'<td><span class="state {state}">{state}</span></td>'
             f"<td class=num>{_percent(a24)}</td><td class=num>{_percent(a30)}</td>"
             f"<td class=num>{_percent(r['target'])}</td>"
@@ -111,12 +99,12 @@ def render(reader: Reader, q: Mapping[str, str], now: float, logout: bool) -> st
     host = q.get("host") or None
     if host is not None and len(host) > 253:
         raise BadQuery("host: at most 253 characters")
-    found = rows(reader, host)
+    found = rows(reader, host, now)
     failing = sum(1 for r in found if finite(r.get("up")) == 0)
     note = (
-        '<p class="note">Availability and latency as each agent last computed them'
-        " over its own windows (docs/checks.md, \u201cSLA figures\u201d); target"
-        f" {DEFAULT_TARGET:.1%} unless the check has an <code>{TARGET_LABEL}</code> label.</p>"
+        '<p class="note">From the runs the hub stored (the daily report\u2019s figures);'
+        f" target {DEFAULT_TARGET:.1%} unless the check has an <code>{TARGET_LABEL}</code>"
+        " label. Checks that ran in the last 24 h.</p>"
     )
     counts = f'<p class="counts"><b>{len(found)}</b> checks, <b>{failing}</b> failing</p>'
     return page("Checks", counts + note + table(found), "/checks", logout)

@@ -93,7 +93,7 @@ def render(
         "<h2>Alerts now</h2>",
         alert_rows(firing, now),
         "<h2>Checks</h2>",
-        checks_page.table(checks_page.rows(reader, host), show_host=False),
+        checks_page.table(checks_page.rows(reader, host, now), show_host=False),
     ]
     for kind, title in (("alert", "Alert history"), ("log", "Log"), ("security", "Security")):
         items = reader.events(host, kind, 0.0, EVENTS).items
