@@ -208,7 +208,7 @@ def test_fleet_page_lists_every_host_and_a_killed_one_turns_silent(fleet, browse
         return fleet_cells(page)["cache-01"][7] == "1"  # the Firing column
 
     wait_for(counted, 30, "HostSilent counted")
-    page.screenshot(path=str(shots / "hub-fleet.png"), full_page=True)
+    page.screenshot(path=str(shots / "hub-fleet.png"))  # the viewport: what a person first sees
     assert dialogs == []
     context.close()
 
@@ -234,7 +234,7 @@ def test_host_page_charts_hold_data_points(fleet, browser, shots):
     # the host's checks and its log event
     assert page.locator("#checks tbody tr").count() == 2
     assert "failing" in page.locator("#checks").inner_text()
-    page.screenshot(path=str(shots / "hub-host.png"), full_page=True)
+    page.screenshot(path=str(shots / "hub-host.png"))  # the viewport: what a person first sees
     # the longer ranges read the rollups: still points
     for span in ("24h", "7d"):
         page.goto(hub.url + f"/hosts/web-01?range={span}")
@@ -306,7 +306,9 @@ def test_a_screenshot_of_every_page(fleet, browser, shots):
     for name, path in (("alerts", "/alerts"), ("checks", "/checks"), ("events", "/events")):
         page.goto(hub.url + path)
         assert page.locator("h1").inner_text() == name.capitalize()
-        page.screenshot(path=str(shots / f"hub-{name}.png"), full_page=True)
+        page.screenshot(
+            path=str(shots / f"hub-{name}.png")
+        )  # the viewport: what a person first sees
     assert "closed-port" in page.goto(hub.url + "/checks").text()
     assert dialogs == []
     context.close()
