@@ -135,7 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="validate the hub's configuration and the files it names, and exit",
     )
     hub_check.set_defaults(func=cmd_hub_check_config)
-    for p in (hub_run, hub_token, hub_check, hub_hosts, *flags):
+    hub_report = hub_sub.add_parser(
+        "report",
+        help="the daily operations report",
+        description="the daily operations report (docs/hub.md, Reports)",
+    )
+    hub_report.add_argument("kind", choices=["daily"], help="which report")
+    hub_report.add_argument(
+        "--date", metavar="YYYY-MM-DD", help="default: yesterday in [hub.reports] timezone"
+    )
+    hub_report.add_argument("--format", choices=["md", "json", "html"], default="md")
+    hub_report.set_defaults(func=cmd_hub_report)
+    for p in (hub_run, hub_token, hub_check, hub_hosts, hub_report, *flags):
         p.add_argument("--config", metavar="FILE", help="default: /etc/vigil/hub.toml if present")
     return parser
 
@@ -281,6 +292,24 @@ def cmd_hub_hosts(args: argparse.Namespace) -> int:
         print(f"vigil: hub: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     sys.stdout.write(tool.to_json(rows) if args.json else tool.hosts_text(rows, time.time()))
+    return EXIT_OK
+
+
+def cmd_hub_report(args: argparse.Namespace) -> int:
+    from hub import config as hub_config
+    from hub import tool
+    from hub.reports.days import BadDate
+
+    cfg = hub_config.load(args.config)
+    try:
+        text = tool.report(cfg, args.date, args.format)
+    except BadDate as exc:
+        print(f"vigil: hub report: --date: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, ValueError) as exc:
+        print(f"vigil: hub report: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    sys.stdout.write(text)
     return EXIT_OK
 
 

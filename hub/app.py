@@ -25,12 +25,16 @@ from hub.ingest import Ingest
 from hub.liveness import Liveness, status_of
 from hub.read import Read
 from hub.reload import Running
+from hub.reports import http as reports_http
+from hub.reports.schedule import Schedule
 from hub.store import Limits, Store
 from hub.store.sqlite import open_store
+from hub.web import Web
 
 log = structlog.get_logger()
 RETENTION: web.AppKey[asyncio.Task[None]] = web.AppKey("retention", asyncio.Task)
 LIVENESS: web.AppKey[asyncio.Task[None]] = web.AppKey("liveness", asyncio.Task)
+REPORTS: web.AppKey[asyncio.Task[None]] = web.AppKey("reports", asyncio.Task)
 EXPIRE_CHUNK = 5000  # rows per transaction: ingest waits for one chunk at most
 
 GUARD = web.AppKey("guard", Guard)
@@ -102,6 +106,10 @@ def build(config: HubConfig) -> web.Application:
         for notifier in notifiers.values():
             await notifier.start()
         app[LIVENESS] = asyncio.create_task(liveness.run())
+        schedule = Schedule(
+            lambda: app[RUNNING].config.hub.reports, hub.data_dir, read.query, notifiers
+        )
+        app[REPORTS] = asyncio.create_task(schedule.run())
         retention = (hub.retention_raw, hub.retention_events, hub.retention_rollup)
         app[RETENTION] = asyncio.create_task(expire(store, store_thread, *retention))
 
@@ -112,7 +120,7 @@ def build(config: HubConfig) -> web.Application:
         app[RETENTION] = asyncio.create_task(expire(store, store_thread, raw, events, rollups))
 
     async def cleanup(app: web.Application) -> None:
-        for key in (RETENTION, LIVENESS):
+        for key in (RETENTION, LIVENESS, REPORTS):
             if key in app:
                 app[key].cancel()
         for notifier in notifiers.values():
@@ -129,6 +137,11 @@ def build(config: HubConfig) -> web.Application:
     app.router.add_get("/v1/events", read.events)
     app.router.add_get("/v1/alerts", read.alerts)
     app.router.add_get("/metrics", read.prometheus)
+    app.router.add_get(
+        "/v1/reports/daily", reports_http.handler(read, lambda: app[RUNNING].config.hub.reports)
+    )
+    # the web page (hub/web): same guard as the read API, or the login cookie
+    Web(read, secure=hub.tls_cert_file is not None).add_routes(app)
     app.on_startup.append(start_tasks)
     app.on_cleanup.append(cleanup)
     return app

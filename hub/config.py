@@ -3,6 +3,7 @@ same schema rules as the agent's: every key optional, errors name the key."""
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,42 @@ from agent.core.schema import Duration, Invalid, OneOf, Size, opt
 from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/hub.toml")
+
+
+def _check_daily_at(value: str) -> str | None:
+    if value == "":
+        return None
+    hours, sep, minutes = value.partition(":")
+    ok = sep and len(hours) == 2 and len(minutes) == 2 and (hours + minutes).isdigit()
+    if not ok or int(hours) > 23 or int(minutes) > 59:
+        return f'expected a time of day "HH:MM" (24 h, e.g. "07:00"), or "" for off, got {value!r}'
+    return None
+
+
+def _check_timezone(value: str) -> str | None:
+    if value == "":
+        return None
+    import zoneinfo  # only when one is set
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (ValueError, OSError, zoneinfo.ZoneInfoNotFoundError):
+        return f'expected an IANA time zone name like "Europe/Paris" or "UTC", got {value!r}'
+    return None
+
+
+def _check_target(value: float) -> str | None:
+    return None if 0 < value < 1 else f"must be between 0 and 1 (0.999 is 99.9 %), got {value!r}"
+
+
+@dataclass(frozen=True)
+class ReportsSection:
+    """[hub.reports]: the daily report (docs/hub.md, "Reports")."""
+
+    daily_at: str = opt("07:00", check=_check_daily_at)  # when it is sent; "" off
+    notify: tuple[str, ...] = ()  # names of [[hub.notifiers]] it goes through
+    availability_target: float = opt(0.999, check=_check_target)  # checks without their own
+    timezone: str = opt("", check=_check_timezone)  # the report's days; "": the hub's local time
 
 
 @dataclass(frozen=True)
@@ -67,6 +104,9 @@ class HubSection:
     previous_secret_file: Path | None = None
     previous_secret_grace: Duration = opt(7 * 86400.0, min=60.0)
 
+    # Reports (issue 14, item 4; hub/reports/): the daily report and where it goes.
+    reports: ReportsSection = field(default_factory=ReportsSection)
+
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise Invalid("set tls_cert_file and tls_key_file together", key="tls_key_file")
@@ -74,6 +114,15 @@ class HubSection:
         for i, name in enumerate(names):
             if name in names[:i] or name == "journal":
                 raise Invalid(f"notifier name {name!r} is used twice", key=f"notifiers[{i}].name")
+        for i, name in enumerate(self.reports.notify):
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                defined = ", ".join(names) or "none"
+                raise Invalid(
+                    f"no [[hub.notifiers]] named {name!r}{hint}; defined: {defined}",
+                    key=f"reports.notify[{i}]",
+                )
         host = split_host_port(self.listen)[0]
         if self.read_token_file is None and not is_loopback(host):
             raise Invalid(

@@ -69,6 +69,7 @@ APPLIED = (
     "max_inflight_bodies",
     "max_inflight_bytes",
     "max_inflight_per_host",
+    "reports",  # read by the daily report's task at each tick (hub/reports/schedule.py)
 )
 
 

@@ -1,5 +1,5 @@
-"""`vigil hub hosts`, `vigil hub retire HOST` and `vigil hub revoke HOST`:
-the fleet as an operator handles it. They open the hub's database
+"""`vigil hub hosts`, `vigil hub retire HOST`, `vigil hub revoke HOST` and
+`vigil hub report daily`: the fleet as an operator handles it. They open the hub's database
 themselves (it may be running: SQLite in WAL mode lets them), so they work
 whether or not the hub answers. A running hub picks a retire or a revoke up
 within a few seconds (its liveness check reads the flags)."""
@@ -73,3 +73,31 @@ def set_flag(config: HubConfig, host: str, flag: str, on: bool) -> None:
 
 def to_json(rows: list[dict[str, Any]]) -> str:
     return json.dumps({"hosts": rows}, indent=2) + "\n"
+
+
+def report(config: HubConfig, date: str | None, fmt: str) -> str:
+    """`vigil hub report daily`: the report of `date` (YYYY-MM-DD; None:
+    yesterday in the report's time zone) rendered as `fmt`. Reads the
+    database read-only (`query_only`, beside a running hub: WAL lets it);
+    raises BadDate for a bad date, OSError when there is no database."""
+    import sqlite3
+
+    from hub.reports.daily import daily
+    from hub.reports.days import parse_date, yesterday, zone
+    from hub.reports.render import render
+    from hub.store.sqlite import SQLiteReader
+
+    cfg = config.hub.reports
+    tz = zone(cfg.timezone)
+    day = yesterday(tz) if date is None else parse_date(date)
+    path = config.hub.data_dir / "hub.db"
+    if not path.is_file():
+        raise OSError(f"no hub database at {path} ([hub] data_dir in {config.source})")
+    try:
+        reader = SQLiteReader(path)
+        try:
+            return render(daily(reader, day, tz, cfg.availability_target), fmt)
+        finally:
+            reader.close()
+    except sqlite3.Error as exc:
+        raise OSError(f"{path}: {exc}") from exc

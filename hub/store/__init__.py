@@ -72,7 +72,7 @@ import json
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, NamedTuple
 
@@ -241,14 +241,78 @@ class Reader(ABC):
         since: float,
         limit: int,
         after: str | None = None,
+        until: float = math.inf,
     ) -> Page:
-        """Events from `since` on, newest first: the record with host, ts,
-        kind; at most `limit` per page (a page may end sooner to bound its
-        size). A number in it that is not finite reads as None. Raises
-        BadCursor for a bad `after`."""
+        """Events from `since` on (up to `until`), newest first: the record
+        with host, ts, kind; at most `limit` per page (a page may end sooner
+        to bound its size). A number in it that is not finite reads as None.
+        Raises BadCursor for a bad `after`."""
+
+    # -- the web page's reads (hub/web): a backend may answer them faster ---
+
+    def latest_of(
+        self, names: Collection[str], host: str | None = None
+    ) -> list[tuple[str, str, str, float]]:
+        """The newest value of every series named in `names` (of `host`
+        only, if given): (host, name, labels JSON, value)."""
+        return [
+            (h, name, labels, value)
+            for h, name, labels, _, value in self.latest()
+            if name in names and (host is None or h == host)
+        ]
+
+    def rollups_of(
+        self, name: str, labels: str, since: float, until: float, agg: str = "avg"
+    ) -> dict[str, list[list[float | None]]]:
+        """One series (`name` with exactly `labels`, JSON) of every host,
+        from the 5-minute rollups: host -> [[bucket_start, agg], ...]."""
+        out: dict[str, list[list[float | None]]] = {}
+        after = None
+        while True:
+            page = self.metrics(None, name, since, until, 10_000, after, STEP, agg)
+            for s in page.items:
+                if json.dumps(s["labels"], sort_keys=True, separators=(",", ":")) == labels:
+                    out.setdefault(s["host"], []).extend(s["points"])
+            if page.next is None:
+                return out
+            after = page.next
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # -- reports (hub/sla.py, hub/reports/) ------------------------------------
+
+    @abstractmethod
+    def events_between(
+        self, kind: str, since: float, until: float
+    ) -> Iterator[tuple[str, float, dict[str, Any]]]:
+        """Every event of `kind` stamped in [since, until): (host, ts, the
+        record), oldest first. A number in it that is not finite reads as None."""
+
+    @abstractmethod
+    def check_totals(self, since: float, until: float) -> list[tuple[str, str, int, float]]:
+        """Runs of every check from the check_up rollups of the buckets that
+        start in [since, until): (host, labels JSON, runs, passing runs), one
+        row per series (a check whose labels changed has several)."""
+
+    @abstractmethod
+    def check_latencies(self, since: float, until: float) -> Iterator[tuple[str, str, float]]:
+        """The latency of every passing check run stamped in [since, until),
+        from the check events: (host, check, seconds), by host, check and
+        latency (ascending)."""
+
+    @abstractmethod
+    def rollup_lasts(
+        self, name: str, since: float, until: float
+    ) -> Iterator[tuple[str, str, float, float]]:
+        """The newest point of each rollup bucket of metric `name` starting
+        in [since, until): (host, labels JSON, its time, its value), by host,
+        labels and time. Buckets whose value is not a number are left out."""
+
+    @abstractmethod
+    def first_record(self, host: str, since: float, until: float) -> float | None:
+        """The time of `host`'s first event or rollup bucket in [since,
+        until) (a bucket's start: to 5 minutes), None if it has none."""
 
 
 class Store(ABC):

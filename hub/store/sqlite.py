@@ -37,7 +37,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -552,6 +552,39 @@ class SQLiteReader(Reader):
             " WHERE last_value IS NOT NULL ORDER BY name, host, labels"
         )
 
+    def latest_of(
+        self, names: Collection[str], host: str | None = None
+    ) -> list[tuple[str, str, str, float]]:
+        marks = ", ".join("?" * len(names))
+        args: list[Any] = list(names)
+        # hosts first, as in rollups_of: a seek per (host, name) on the key
+        query = (
+            "SELECT s.host, s.name, s.labels, s.last_value FROM hosts AS h CROSS JOIN series AS s"
+            f" WHERE s.host = h.id AND s.name IN ({marks}) AND s.last_value IS NOT NULL"
+        )
+        if host is not None:
+            query += " AND h.id = ?"
+            args.append(host)
+        return list(self.db.execute(query + " ORDER BY s.host, s.name, s.labels", args))
+
+    def rollups_of(
+        self, name: str, labels: str, since: float, until: float, agg: str = "avg"
+    ) -> dict[str, list[list[float | None]]]:
+        if self.db.execute("SELECT 1 FROM backfill").fetchone():  # not all rolled up yet
+            return super().rollups_of(name, labels, since, until, agg)
+        # hosts first (CROSS JOIN keeps that order): one index seek per host
+        # on the rollups' key, not a walk of every series' recent buckets
+        out: dict[str, list[list[float | None]]] = {}
+        for host, b, *r in self.db.execute(
+            "SELECT r.host, r.bucket, r.n, r.total, r.lo, r.hi, r.last_ts, r.last"
+            " FROM hosts AS h CROSS JOIN rollups AS r WHERE r.host = h.id AND r.name = ?"
+            " AND r.labels = ? AND r.bucket >= ? AND r.bucket <= ? ORDER BY r.host, r.bucket",
+            (name, labels, bucket(since), until),
+        ):
+            rollup = Rollup(r[0], _num(r[1]), r[2], r[3], r[4], _num(r[5]))
+            out.setdefault(host, []).append([b, rollup.value(agg)])
+        return out
+
     def metrics(
         self,
         host: str | None,
@@ -694,11 +727,15 @@ class SQLiteReader(Reader):
         since: float,
         limit: int,
         after: str | None = None,
+        until: float = math.inf,
     ) -> Page:
         args: list[Any] = [since]
         query = _matching(
             "SELECT rowid AS r, ts FROM events WHERE ts >= ?", args, host=host, kind=kind
         )
+        if until < math.inf:
+            query += " AND ts <= ?"
+            args.append(until)
         if after is not None:
             t, r = _cursor(after, float, int)
             query += " AND (ts, rowid) < (?, ?)"
@@ -723,6 +760,76 @@ class SQLiteReader(Reader):
             )
             last = (ts, rowid)
         return Page(items, _make_cursor(last) if more and last else None)
+
+    # -- reports -----------------------------------------------------------------
+
+    def events_between(
+        self, kind: str, since: float, until: float
+    ) -> Iterator[tuple[str, float, dict[str, Any]]]:
+        for host, ts, body in self.db.execute(
+            "SELECT host, ts, body FROM events WHERE ts >= ? AND ts < ? AND kind = ?"
+            " ORDER BY ts, rowid",
+            (since, until, kind),
+        ):
+            record = json.loads(body, parse_constant=_not_finite)
+            if isinstance(record, dict):
+                yield host, ts, record
+
+    def check_totals(self, since: float, until: float) -> list[tuple[str, str, int, float]]:
+        return [
+            (host, labels, int(n), float(passing or 0.0))
+            for host, labels, n, passing in self.db.execute(
+                "SELECT s.host, s.labels, sum(r.n), sum(r.total) FROM series AS s"
+                f" CROSS JOIN rollups AS r ON {_SERIES_ROLLUPS}"
+                " WHERE s.name = 'check_up' GROUP BY s.host, s.labels ORDER BY s.host, s.labels",
+                (since, until),
+            )
+        ]
+
+    def check_latencies(self, since: float, until: float) -> Iterator[tuple[str, str, float]]:
+        # json_extract in SQLite: a day of a fleet's runs is millions of rows
+        for host, check, latency in self.db.execute(
+            "SELECT host, check_name, latency FROM (SELECT host,"
+            " json_extract(body, '$.name') AS check_name,"
+            " json_extract(body, '$.latency') AS latency, json_extract(body, '$.ok') AS ok"
+            " FROM events WHERE ts >= ? AND ts < ? AND kind = 'check')"
+            " WHERE ok = 1 AND typeof(latency) IN ('real', 'integer')"
+            " ORDER BY host, check_name, latency",
+            (since, until),
+        ):
+            if isinstance(check, str) and math.isfinite(latency):
+                yield host, check, float(latency)
+
+    def rollup_lasts(
+        self, name: str, since: float, until: float
+    ) -> Iterator[tuple[str, str, float, float]]:
+        for host, labels, ts, value in self.db.execute(
+            "SELECT s.host, s.labels, r.last_ts, r.last FROM series AS s"
+            f" CROSS JOIN rollups AS r ON {_SERIES_ROLLUPS}"
+            " WHERE s.name = ? AND r.last IS NOT NULL ORDER BY s.host, s.labels, r.bucket",
+            (since, until, name),
+        ):
+            if math.isfinite(value):
+                yield host, labels, float(ts), float(value)
+
+    def first_record(self, host: str, since: float, until: float) -> float | None:
+        event = self.db.execute(
+            "SELECT min(ts) FROM events WHERE host = ? AND ts >= ? AND ts < ?", (host, since, until)
+        ).fetchone()[0]
+        rolled = self.db.execute(
+            "SELECT min(r.bucket) FROM series AS s"
+            f" CROSS JOIN rollups AS r ON {_SERIES_ROLLUPS} WHERE s.host = ?",
+            (since, until, host),
+        ).fetchone()[0]
+        found = [float(t) for t in (event, rolled) if t is not None]
+        return min(found) if found else None
+
+
+# each series' rollups in a range of buckets: a seek on the rollups' key per
+# series (the series table lists them), not a scan of every metric's buckets
+_SERIES_ROLLUPS = (
+    "r.host = s.host AND r.name = s.name AND r.labels = s.labels AND r.bucket >= ? AND r.bucket < ?"
+)
 
 
 def _make_cursor(position: tuple[Any, ...]) -> str:

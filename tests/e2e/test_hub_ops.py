@@ -19,7 +19,7 @@ from typing import Any
 
 from agent.core import protocol
 from hub.auth import host_token
-from hub.config import HubSection
+from hub.config import HubSection, ReportsSection
 from tests.conftest import wait_for
 from tests.e2e.harness import VIGIL, NotifySocket, free_port, vigil, wait_exit, wait_http
 
@@ -183,6 +183,7 @@ def test_the_example_hub_config_is_valid_and_shows_every_key():
     text = EXAMPLE.read_text()
     shown = set(re.findall(r"^#? ?([a-z_]+) = ", text, re.M))
     shown |= set(re.findall(r"^#? ?\[\[hub\.([a-z_]+)\]\]", text, re.M))  # arrays of tables
+    shown |= set(re.findall(r"^#? ?\[hub\.([a-z_]+)\]", text, re.M))  # tables: [hub.reports]
     keys = {f.name for f in dataclasses.fields(HubSection)}
     assert keys <= shown, f"not in {EXAMPLE.name}: {sorted(keys - shown)}"
     docs = (ROOT / "docs" / "configuration.md").read_text()
@@ -190,6 +191,11 @@ def test_the_example_hub_config_is_valid_and_shows_every_key():
     docs = docs[: docs.find("\n## ", 5) if "\n## " in docs[5:] else None]
     documented = set(re.findall(r"`\[hub\] ([a-z_]+)`|`\[\[hub\.([a-z_]+)\]\]`", docs))
     documented = {a or b for a, b in documented}
+    documented |= set(re.findall(r"`\[hub\.([a-z_]+)\]`", docs))  # tables: [hub.reports]
+    # the keys of [hub.reports]: documented and shown too
+    for key in (f.name for f in dataclasses.fields(ReportsSection)):
+        assert f"`[hub.reports] {key}`" in docs, f"[hub.reports] {key} is not documented"
+        assert re.search(rf"^#? ?{key} = ", text, re.M), f"[hub.reports] {key} not in the example"
     assert keys <= documented, f"not in docs/configuration.md: {sorted(keys - documented)}"
     assert documented <= shown, f"documented, not in the example: {sorted(documented - shown)}"
 
