@@ -6,17 +6,23 @@ reading a byte of the body, and refuses a batch whose host is not the
 token's; one host can never write as another (docs/protocol.md).
 
 The read API takes one shared bearer token, or none when the hub listens
-on loopback only (hub/config.py enforces that)."""
+on loopback only (hub/config.py enforces that). Without one, a read must
+also come from this machine, name a loopback host in `Host` and come
+through no proxy (`local`): a proxy in front of an open hub, or a web page
+whose DNS name rebinds to 127.0.0.1, gets 403, not the fleet."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from aiohttp import web
 
 from agent.core.schema import check_host_id
 from hub.config import HubConfig
@@ -100,10 +106,43 @@ MIN_SECRET = 16  # bytes
 
 
 def read_allowed(authorization: str, read_token: str | None) -> bool:
-    if read_token is None:  # allowed by config only on loopback
+    if read_token is None:  # allowed by config only on loopback; callers check local()
         return True
     given = authorization.encode("utf-8", "surrogateescape")
     return secrets.compare_digest(given, f"Bearer {read_token}".encode())
+
+
+def may_read(request: web.BaseRequest, read_token: str | None) -> bool:
+    """The read API's rule (the module's docstring)."""
+    if read_token is None:
+        return local(request)
+    return read_allowed(request.headers.get("Authorization", ""), read_token)
+
+
+LOCAL_NAMES = ("localhost", "localhost.")
+
+
+def local(request: web.BaseRequest) -> bool:
+    """From this machine, for this machine, through no proxy."""
+    if "Forwarded" in request.headers or "X-Forwarded-For" in request.headers:
+        return False
+    return _loopback(request.remote or "") and _loopback(_host_name(request.host))
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header: without the port, without IPv6 brackets."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _loopback(name: str) -> bool:
+    if name.lower() in LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def load_secret(config: HubConfig) -> bytes:

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlencode
 import structlog
 from aiohttp import web
 
+from hub.auth import local
 from hub.read import BadQuery, Read
 from hub.store import BadCursor, Reader
 
@@ -73,7 +74,7 @@ class Web:
 
         token = self.read.read_token
         if token is None:
-            if session.local(request):
+            if local(request):
                 return None
             return _html(403, _frame(403, _NOT_LOCAL))
         if session.signed_in(request, token):

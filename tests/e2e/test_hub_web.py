@@ -400,6 +400,11 @@ def test_without_a_token_only_local_requests_are_served(fleet):
     assert http(hub.url + "/alerts", headers={"X-Forwarded-For": "203.0.113.9"})[0] == 403
     assert http(hub.url + "/", headers={"Forwarded": "for=203.0.113.9"})[0] == 403
     assert http(hub.url + "/login")[0] == 303  # nothing to log in to
+    # the JSON read API and /metrics follow the same rule
+    for path in ("/v1/hosts", "/v1/alerts", "/v1/events", "/metrics"):
+        assert http(hub.url + path)[0] == 200, path
+        assert http(hub.url + path, headers={"Host": "evil.example"})[0] == 403, path
+        assert http(hub.url + path, headers={"X-Forwarded-For": "203.0.113.9"})[0] == 403, path
 
 
 # -- plain HTTP: status codes, escaping, bad parameters --------------------------
