@@ -51,6 +51,7 @@ test-deps:
 	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx-light"; \
 	test -x /usr/lib/nagios/plugins/check_tcp || missing="$$missing monitoring-plugins-basic"; \
 	test -x /lib/systemd/systemd-journal-remote || missing="$$missing systemd-journal-remote"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing from Debian:$$missing"; \
@@ -88,6 +89,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.hub_reads
 	$(BIN)/python -m bench.hub_fleet
 	$(BIN)/python -m bench.hub_report
+	$(BIN)/python -m bench.hub_web
 	$(BIN)/python -m bench.footprint
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.alerts

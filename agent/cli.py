@@ -71,7 +71,7 @@ def _wrong_kind_hint(args: argparse.Namespace) -> str | None:
     is_hub_command = getattr(args, "command", None) == "hub"
     if not is_hub_command and hub_keys & {"listen", "data_dir"}:
         return "this looks like a hub config: use vigil hub check-config (or vigil hub run)"
-    if is_hub_command and (hub_keys & {"url", "token", "token_file"} or "agent" in data):
+    if is_hub_command and (hub_keys & {"url", "urls", "token", "token_file"} or "agent" in data):
         return "this looks like an agent config: use vigil check-config (or vigil run)"
     return None
 

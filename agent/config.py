@@ -59,6 +59,9 @@ class AgentSection:
     stop_timeout: Duration = opt(10.0, min=0.1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    # Also send metrics renamed to Prometheus' conventions under their old
+    # names (agent/core/records.py RENAMED), for one release.
+    legacy_metric_names: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,10 @@ class HubSection:
     """Where to push. Without a [hub] table the agent keeps everything local."""
 
     url: str | None = opt(None, check=check_http_url)
+    # Several hubs on one shared store (docs/hub.md): the first that answers
+    # takes the batches; the agent moves on after a failure.
+    urls: tuple[str, ...] = opt((), each=check_http_url)
+    failback_after: Duration = opt(300.0, min=1.0)  # on another hub, then try the first again
     token: str | None = None
     token_file: Path | None = None
     ca_file: Path | None = None  # trust this CA instead of the system's, for https
@@ -103,10 +110,19 @@ class HubSection:
     max_backoff: Duration = opt(60.0, min=0.1)  # between retries while the hub is away
 
     def __post_init__(self) -> None:
-        if self.url and not (self.token or self.token_file):
+        if self.url and self.urls:
+            raise Invalid("set url or urls, not both", key="urls")
+        if len(set(self.urls)) != len(self.urls):
+            raise Invalid("a hub is listed twice", key="urls")
+        if self.targets and not (self.token or self.token_file):
             raise Invalid("a hub url needs token or token_file", key="token")
         if self.token and self.token_file:
             raise Invalid("set token or token_file, not both", key="token_file")
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The hubs to send to, in order of preference (none: local only)."""
+        return (self.url,) if self.url else self.urls
 
     def read_token(self) -> str:
         """The token, from token_file when set (read again on each call:
@@ -173,6 +189,11 @@ class Config:
                     f"defined: {', '.join(sorted(known))}",
                     key=f"alerts[{i}].notify",
                 )
+        if not self.agent.legacy_metric_names:
+            for i, rule in enumerate(self.alerts):
+                renamed = _renamed_metric(rule.expr)
+                if renamed:
+                    raise Invalid(f"rule {rule.name!r}: {renamed}", key=f"alerts[{i}].expr")
         check_names_unique(self.checks)
         defaults = {r.name for r in DEFAULT_ALERTS}
         for i, name in enumerate(self.alerting.disable):
@@ -183,6 +204,21 @@ class Config:
         if collector in HOST_COLLECTORS and self.host.interval is not None:
             return self.host.interval
         return self.agent.interval
+
+
+def _renamed_metric(expr: str) -> str | None:
+    """What to say of a rule on a metric that was renamed, if it is one."""
+    from agent.alerts.expr import parse
+    from agent.core.records import RENAMED
+
+    metric = parse(expr).selector.metric  # parsed already: the rule is valid
+    for new, old in RENAMED.items():
+        if metric == old.old:
+            return (
+                f"{old.old} was renamed {new} ({old.change}); change the rule, "
+                "or set [agent] legacy_metric_names = true for this release"
+            )
+    return None
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:

@@ -29,7 +29,7 @@ from agent.config import Config
 from agent.core import logsetup, statedir
 from agent.core.checkpoint import CheckpointStore
 from agent.core.exposition import render
-from agent.core.records import Event, Metric, Record
+from agent.core.records import Event, Metric, Record, with_legacy_names
 from agent.core.schema import ConfigError
 from agent.core.sdnotify import SystemdNotifier
 from agent.scheduler import CollectorStats, Schedule
@@ -142,7 +142,7 @@ class Agent:
         directory, read the hub token."""
         statedir.prepare(self.config.agent.state_dir)
         self.lock.acquire()
-        if self.config.hub.url:
+        if self.config.hub.targets:
             self._token = self.config.hub.read_token()
 
     async def token(self) -> str:
@@ -296,6 +296,8 @@ class Agent:
         )
 
     def on_records(self, collector: str, records: Sequence[Record]) -> None:
+        if self.config.agent.legacy_metric_names:
+            records = with_legacy_names(records)
         self.latest[collector] = records
         if (alerting := self.alerting) is not None:
             alerting.observe(records)

@@ -152,7 +152,7 @@ class ShipperService(Service):
         if self.shipper is not None and token != self.shipper.token:
             self.shipper.token = token
             self.shipper.retry_now()
-            log.info("hub_token_changed", hub=self.config.hub.url)
+            log.info("hub_token_changed", hub=self.shipper.hub)
 
 
 class AlertingService(Service):
@@ -330,7 +330,7 @@ def _without_token(hub: Any) -> dict[str, Any]:
 def services_for(config: Config) -> list[Service]:
     """The parts `config` asks for, in start order."""
     out: list[Service] = []
-    if config.hub.url:
+    if config.hub.targets:
         out.append(ShipperService(config))
     out.append(AlertingService(config))
     if config.logs or config.journal:

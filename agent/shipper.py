@@ -68,6 +68,10 @@ SPECS: tuple[Spec, ...] = (
     counter("vigil_shipper_retries_total", "Sends that failed and will be tried again."),
     counter("vigil_shipper_dead_letter_batches_total", "Batches the hub refused for good."),
     counter("vigil_shipper_auth_failures_total", "Sends the hub refused for the token (401, 403)."),
+    counter(
+        "vigil_shipper_failovers_total",
+        "Moves to the next hub after a failed send ([hub] urls with several hubs).",
+    ),
     gauge(
         "vigil_shipper_last_success_timestamp_seconds",
         "When the hub last acknowledged a batch, as a Unix timestamp.",
@@ -78,7 +82,9 @@ SPECS: tuple[Spec, ...] = (
 class Shipper:
     def __init__(self, config: Config, token: str, rng: random.Random | None = None) -> None:
         self.config = config
-        self.url = (config.hub.url or "").rstrip("/") + "/v1/ingest"
+        self.hubs = config.hub.targets  # in order of preference
+        self.current = 0  # the hub sent to now
+        self.left_first_at = 0.0  # monotonic time we moved off the first hub
         self.token = token
         self.rng = rng or random.Random()
         self.thread = Worker("buffer")
@@ -97,6 +103,7 @@ class Shipper:
         self.retries = 0
         self.dead_letters = 0
         self.auth_failures = 0
+        self.failovers = 0
         self.last_success: float | None = None
         self.last_error: str | None = None
         self.write_error: str | None = None
@@ -128,7 +135,7 @@ class Shipper:
         ]
         log.info(
             "shipper_started",
-            hub=self.config.hub.url,
+            hub=self.hub,
             stream=self.buffer.stream,
             waiting=self.buffer.pending_records,
         )
@@ -240,6 +247,32 @@ class Shipper:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._retry.wait(), wait if wait > 0 else backoff)
 
+    @property
+    def hub(self) -> str:
+        """The hub sent to now."""
+        return self.hubs[self.current]
+
+    def _move_on(self) -> None:
+        """After a failure, the next batch goes to the next hub (if there
+        are several): the same batch, so the shared store's high-water mark
+        makes a replay harmless."""
+        if len(self.hubs) < 2:
+            return
+        was = self.hub
+        self.current = (self.current + 1) % len(self.hubs)
+        if self.current != 0 and was == self.hubs[0]:
+            self.left_first_at = time.monotonic()
+        self.failovers += 1
+        log.warning("hub_failover", from_hub=was, to_hub=self.hub)
+
+    def _back_to_first(self) -> None:
+        """The first hub is preferred: try it again `failback_after` after
+        leaving it (one failed request if it is still away)."""
+        away = time.monotonic() - self.left_first_at
+        if self.current and away >= self.config.hub.failback_after:
+            log.info("hub_failback", from_hub=self.hub, to_hub=self.hubs[0])
+            self.current = 0
+
     def retry_now(self) -> None:
         """End the backoff in progress, if any (a new token came)."""
         self._retry.set()
@@ -259,7 +292,11 @@ class Shipper:
             self.oldest_unacked_ts = None
             await self.wake.wait()
         self.oldest_unacked_ts = _oldest_ts(batch.records)
-        return await self._send(batch)
+        self._back_to_first()
+        wait = await self._send(batch)
+        if wait is not None:
+            self._move_on()
+        return wait
 
     async def _send(self, batch: Batch) -> float | None:
         """Send one batch. None when done with it (stored or dead-lettered);
@@ -281,9 +318,10 @@ class Shipper:
             "Content-Type": "application/msgpack",
             "Content-Encoding": "zstd",
         }
+        url = self.hub.rstrip("/") + "/v1/ingest"
         try:
             async with self.session.post(
-                self.url, data=protocol.compress(body), headers=headers
+                url, data=protocol.compress(body), headers=headers
             ) as resp:
                 status, text = resp.status, await resp.text()
                 after = retry_after(resp.headers.get("Retry-After"))
@@ -299,7 +337,7 @@ class Shipper:
             self.sent_records += batch.last - batch.first + 1
             self.last_success = time.time()
             if self.last_error is not None:
-                log.info("hub_reachable_again", hub=self.config.hub.url)
+                log.info("hub_reachable_again", hub=self.hub)
             self.last_error = None
             return None
         if status in (401, 403):
@@ -319,7 +357,7 @@ class Shipper:
         log.error(
             "hub_auth_failed",
             status=status,
-            hub=self.config.hub.url,
+            hub=self.hub,
             answer=answer[:200],
             host_id=self.config.agent.host_id,
         )
@@ -336,14 +374,14 @@ class Shipper:
                         time.time(),
                         message,
                         "high",
-                        {"status": status, "hub": self.config.hub.url},
+                        {"status": status, "hub": self.hub},
                     )
                 ]
             )
 
     def _failed(self, error: str, quiet: bool = False) -> None:
         if error != self.last_error and not quiet:
-            log.warning("ship_failed", error=error, hub=self.config.hub.url)
+            log.warning("ship_failed", error=error, hub=self.hub)
         self.last_error = error
 
     async def _dead_letter(self, batch: Batch, body: bytes, status: int, answer: str) -> None:
@@ -392,6 +430,7 @@ class Shipper:
                 "vigil_shipper_dead_letter_batches_total", self.dead_letters, ts, type="counter"
             ),
             Metric("vigil_shipper_auth_failures_total", self.auth_failures, ts, type="counter"),
+            Metric("vigil_shipper_failovers_total", self.failovers, ts, type="counter"),
         ]
         if self.last_success is not None:
             out.append(
@@ -402,7 +441,8 @@ class Shipper:
     def status(self) -> dict[str, Any]:
         buf = self.buffer
         return {
-            "hub": self.config.hub.url,
+            "hub": self.hub,
+            "hubs": list(self.hubs),
             "stream": buf.stream if buf else None,
             "buffer_bytes": buf.bytes if buf else 0,
             "buffer_records": (buf.pending_records if buf else 0) + len(self.pending),
@@ -414,6 +454,7 @@ class Shipper:
             "retries": self.retries,
             "dead_letter_batches": self.dead_letters,
             "auth_failures": self.auth_failures,
+            "failovers": self.failovers,
             "last_success": self.last_success,
             "last_error": self.last_error,
             "lag_seconds": time.time() - self.oldest_unacked_ts if self.oldest_unacked_ts else 0.0,

@@ -13,13 +13,12 @@ import structlog
 from aiohttp import web
 
 from agent.core.alert import Alert
-from agent.core.exposition import format_value
 from agent.core.worker import Worker
 from agent.notifiers.routing import build_notifiers, route
 from hub import datadir
-from hub.auth import load_read_token, load_secret
+from hub.auth import load_keys, load_read_token
 from hub.config import HubConfig
-from hub.fleet import Sample
+from hub.fleet import Family, own_figures
 from hub.guard import Counts, Guard, InFlight
 from hub.health import Health
 from hub.ingest import Ingest
@@ -30,6 +29,7 @@ from hub.reports import http as reports_http
 from hub.reports.schedule import Schedule
 from hub.store import Limits, Store
 from hub.store.sqlite import open_store
+from hub.web import Web
 
 log = structlog.get_logger()
 RETENTION: web.AppKey[asyncio.Task[None]] = web.AppKey("retention", asyncio.Task)
@@ -46,7 +46,7 @@ def build(config: HubConfig) -> web.Application:
     unreadable secret, read token or database, before anything listens. A
     damaged database is set aside and replaced (hub/store/sqlite.py)."""
     datadir.prepare(config.hub.data_dir)  # private: it holds the fleet's log lines
-    secret, read_token = load_secret(config), load_read_token(config)
+    keys, read_token = load_keys(config, time.time()), load_read_token(config)
     datadir.private_database(config.hub.data_dir / "hub.db")
     store = open_store(config.hub.data_dir / "hub.db")
     datadir.private_database(config.hub.data_dir / "hub.db")
@@ -64,7 +64,7 @@ def build(config: HubConfig) -> web.Application:
         hub.max_inflight_bodies, hub.max_inflight_per_host, counts, hub.max_inflight_bytes
     )
     ingest = Ingest(
-        secret,
+        keys,
         store,
         store_thread,
         decode_threads,
@@ -80,34 +80,8 @@ def build(config: HubConfig) -> web.Application:
         for notifier in route(alert, list(notifiers), notifiers):
             await notifier.send(alert)
 
-    def own() -> dict[str, tuple[str, str, list[Sample]]]:
-        """The hub's own figures for /metrics (docs/hub.md)."""
-        name = "vigil_hub_ingest_duration_seconds"
-        histogram: list[Sample] = [
-            (f"{name}_bucket", {"le": format_value(le)}, float(n))
-            for le, n in ingest.latency.cumulative()
-        ]
-        histogram.append((f"{name}_sum", {}, ingest.latency.sum))
-        histogram.append((f"{name}_count", {}, float(ingest.latency.count)))
-        rejected = "vigil_hub_ingest_rejected_total"
-        limited = "vigil_hub_clients_limited_total"
-        return {
-            rejected: (
-                "counter",
-                "Ingest requests refused, by reason.",
-                [(rejected, {"reason": r}, float(n)) for r, n in sorted(ingest.rejected.items())],
-            ),
-            name: (
-                "histogram",
-                "Seconds from an accepted batch's body in hand to its commit.",
-                histogram,
-            ),
-            limited: (
-                "counter",
-                "Connections and requests refused or closed by the hub's limits, by what.",
-                [(limited, {"what": w}, float(n)) for w, n in sorted(counts.total.items())],
-            ),
-        }
+    def own() -> dict[str, Family]:
+        return own_figures(ingest, counts, hub.data_dir / "hub.db")
 
     read = Read(
         read_token,
@@ -166,6 +140,8 @@ def build(config: HubConfig) -> web.Application:
     app.router.add_get(
         "/v1/reports/daily", reports_http.handler(read, lambda: app[RUNNING].config.hub.reports)
     )
+    # the web page (hub/web): same guard as the read API, or the login cookie
+    Web(read, secure=hub.tls_cert_file is not None).add_routes(app)
     app.on_startup.append(start_tasks)
     app.on_cleanup.append(cleanup)
     return app

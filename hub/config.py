@@ -98,6 +98,12 @@ class HubSection:
     silent_after: Duration = opt(60.0, min=1.0)
     notifiers: tuple[Annotated[NotifierConfig, OneOf(NOTIFIER_TYPES)], ...] = ()
 
+    # Rotating the secret (docs/hub.md): tokens signed with this older
+    # secret are accepted too, for `previous_secret_grace` from the first
+    # start or reload that read it (kept in data_dir across restarts).
+    previous_secret_file: Path | None = None
+    previous_secret_grace: Duration = opt(7 * 86400.0, min=60.0)
+
     # Reports (issue 14, item 4; hub/reports/): the daily report and where it goes.
     reports: ReportsSection = field(default_factory=ReportsSection)
 

@@ -12,16 +12,82 @@ stored ones: NaN and infinity are legal in this format and kept.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from agent.core.exposition import escape_label, format_value, labels_text
+from hub.guard import Counts
+from hub.ingest import Ingest
 from hub.store import Reader
 
 # The hub's own figures: family -> (type, help, [(sample name, labels, value), ...])
 Sample = tuple[str, dict[str, str], float]
-Figures = Callable[[], Mapping[str, tuple[str, str, list[Sample]]]]
+Family = tuple[str, str, list[Sample]]
+Figures = Callable[[], Mapping[str, Family]]
+
+
+def own_figures(ingest: Ingest, counts: Counts, db: Path) -> dict[str, Family]:
+    """The hub's own figures (docs/hub.md)."""
+    name = "vigil_hub_ingest_duration_seconds"
+    histogram: list[Sample] = [
+        (f"{name}_bucket", {"le": format_value(le)}, float(n))
+        for le, n in ingest.latency.cumulative()
+    ]
+    histogram.append((f"{name}_sum", {}, ingest.latency.sum))
+    histogram.append((f"{name}_count", {}, float(ingest.latency.count)))
+    rejected = "vigil_hub_ingest_rejected_total"
+    limited = "vigil_hub_clients_limited_total"
+    out: dict[str, Family] = {
+        rejected: (
+            "counter",
+            "Ingest requests refused, by reason.",
+            [(rejected, {"reason": r}, float(n)) for r, n in sorted(ingest.rejected.items())],
+        ),
+        name: (
+            "histogram",
+            "Seconds from an accepted batch's body in hand to its commit.",
+            histogram,
+        ),
+        limited: (
+            "counter",
+            "Connections and requests refused or closed by the hub's limits, by what.",
+            [(limited, {"what": w}, float(n)) for w, n in sorted(counts.total.items())],
+        ),
+    }
+
+    def gauge(family: str, help_text: str, value: float) -> None:
+        out[family] = ("gauge", help_text, [(family, {}, value)])
+
+    gauge(
+        "vigil_hub_store_size_bytes",
+        "Bytes of the store's files on disk (hub.db with its -wal and -shm).",
+        float(_files_bytes(db, "", "-wal", "-shm")),
+    )
+    if ingest.keys.previous is not None:  # a secret rotation is under way
+        gauge(
+            "vigil_hub_previous_secret_hosts",
+            "Hosts whose latest push had a token of the previous secret.",
+            float(len(ingest.on_previous)),
+        )
+        gauge(
+            "vigil_hub_previous_secret_expiry_timestamp_seconds",
+            "Unix time the previous secret stops being accepted.",
+            ingest.keys.previous_until,
+        )
+    return out
+
+
+def _files_bytes(path: Path, *suffixes: str) -> int:
+    total = 0
+    for suffix in suffixes:
+        with contextlib.suppress(OSError):  # -wal and -shm come and go
+            total += os.stat(f"{path}{suffix}").st_size
+    return total
 
 
 def metrics_text(reader: Reader, status: Callable[[Mapping[str, Any]], str], own: Figures) -> str:
@@ -34,7 +100,8 @@ def _lines(
     for family, (kind, help_text, samples) in sorted(own().items()):
         yield f"# HELP {family} {help_text}\n# TYPE {family} {kind}\n"
         for sample, tags, value in samples:
-            yield f"{sample}{{{labels_text(tags)}}} {format_value(value)}\n"
+            tags_text = f"{{{labels_text(tags)}}}" if tags else ""
+            yield f"{sample}{tags_text} {format_value(value)}\n"
     hosts = [h for h in reader.hosts() if not h["retired"]]
     yield "# HELP vigil_hub_host_up 1 if the host is up or late, 0 if silent.\n"
     yield "# TYPE vigil_hub_host_up gauge\n"
@@ -47,16 +114,18 @@ def _lines(
         host = escape_label(h["id"])
         seen = format_value(h["last_seen"])
         yield f'vigil_hub_host_last_seen_timestamp_seconds{{host="{host}"}} {seen}\n'
-    current = None
-    for host, name, labels, kind, value in reader.latest():
-        if name != current:
-            current = name
-            yield f"# TYPE {name} {kind if kind in ('gauge', 'counter') else 'untyped'}\n"
-        pairs = json.loads(labels)
-        if "host" in pairs:
-            pairs["exported_host"] = pairs.pop("host")
-        pairs["host"] = host
-        yield f"{name}{{{labels_text(pairs)}}} {format_value(value)}\n"
+    for name, rows in itertools.groupby(reader.latest(), key=lambda row: row[1]):
+        series = [(host, json.loads(labels), kind, value) for host, _, labels, kind, value in rows]
+        kind = series[0][2] if series[0][2] in ("gauge", "counter") else "untyped"
+        if kind == "gauge" and any("quantile" in pairs for _, pairs, _, _ in series):
+            kind = "summary"  # precomputed quantiles (check_latency_seconds), as the agent says
+        # the agents' help texts stay with them; Prometheus wants one
+        yield f"# HELP {name} {name}, each host's latest value.\n# TYPE {name} {kind}\n"
+        for host, pairs, _, value in series:
+            if "host" in pairs:
+                pairs["exported_host"] = pairs.pop("host")
+            pairs["host"] = host
+            yield f"{name}{{{labels_text(pairs)}}} {format_value(value)}\n"
 
 
 def alerts_answer(reader: Reader, state: str | None, since: float, limit: int) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from agent.core import protocol
 from agent.core.worker import Worker
-from hub.auth import bearer_host
+from hub.auth import Keys
 from hub.guard import Displaced, InFlight, Slot, busy
 from hub.store import SeriesLimit, Store, Unwritable
 
@@ -104,7 +104,7 @@ class Latency:
 class Ingest:
     def __init__(
         self,
-        secret: bytes,
+        keys: Keys,
         store: Store,
         store_thread: Worker,
         decode_threads: Executor,
@@ -113,7 +113,10 @@ class Ingest:
         inflight: InFlight,
         body_timeout: float,
     ) -> None:
-        self.secret = secret
+        self.keys = keys
+        # hosts whose token only the previous secret signs, and when they last
+        # pushed: what a rotation still waits for (docs/hub.md)
+        self.on_previous: dict[str, float] = {}
         self.store = store
         self.store_thread = store_thread
         self.decode_threads = decode_threads
@@ -132,7 +135,13 @@ class Ingest:
 
     async def handle(self, request: web.Request) -> web.Response:
         authorization = request.headers.get("Authorization", "")
-        host = bearer_host(authorization, self.secret)
+        host, previous = self.keys.host(authorization, time.time())
+        if previous and host is not None:
+            if host not in self.on_previous:
+                log.info("previous_secret_used", host=host, until=self.keys.previous_until)
+            self.on_previous[host] = time.time()
+        elif self.on_previous and host is not None:
+            self.on_previous.pop(host, None)  # it has its new token
         if host is None:
             response = _error(401, "missing or invalid bearer token")
             return self._reject("unauthorized", _claimed(authorization), response)

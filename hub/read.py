@@ -28,7 +28,7 @@ from aiohttp import web
 
 from agent.core.exposition import CONTENT_TYPE
 from agent.core.schema import Invalid, parse_duration
-from hub.auth import read_allowed
+from hub.auth import may_read
 from hub.fleet import Figures, alerts_answer, metrics_text
 from hub.store import AGGREGATES, STEP, BadCursor, Reader
 
@@ -84,8 +84,8 @@ class Read:
     async def _answer(
         self, request: web.Request, query: Callable[[Reader], dict[str, Any]]
     ) -> web.Response:
-        if not read_allowed(request.headers.get("Authorization", ""), self.read_token):
-            return _error(401, "the read API needs the read token")
+        if not may_read(request, self.read_token):
+            return _refused(self.read_token, "the read API")
         loop = asyncio.get_running_loop()
         try:
             body = await loop.run_in_executor(self.pool, self._run, query)
@@ -121,8 +121,8 @@ class Read:
 
     async def prometheus(self, request: web.Request) -> web.Response:
         """GET /metrics: the fleet's latest values (hub/fleet.py)."""
-        if not read_allowed(request.headers.get("Authorization", ""), self.read_token):
-            return _error(401, "/metrics needs the read token")
+        if not may_read(request, self.read_token):
+            return _refused(self.read_token, "/metrics")
         loop = asyncio.get_running_loop()
         text = await loop.run_in_executor(
             self.pool, lambda: metrics_text(self._reader(), self.status, self.own)
@@ -220,3 +220,9 @@ def _cursor(q: Mapping[str, str]) -> str | None:
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def _refused(read_token: str | None, what: str) -> web.Response:
+    if read_token is None:
+        return _error(403, f"{what} without a read token answers local requests only (docs/hub.md)")
+    return _error(401, f"{what} needs the read token")

@@ -37,6 +37,7 @@ import structlog
 from agent.core.schema import ConfigError, Invalid, Problem
 from agent.core.sdnotify import SystemdNotifier
 from hub import config as config_mod
+from hub.auth import Keys, previous_until, read_secret
 from hub.config import HubConfig
 from hub.guard import Guard, InFlight, raise_fd_limit
 from hub.ingest import Ingest
@@ -48,6 +49,8 @@ log = structlog.get_logger()
 RESTART = ("listen", "data_dir", "tls_cert_file", "tls_key_file", "read_threads")
 APPLIED = (
     "secret_file",
+    "previous_secret_file",
+    "previous_secret_grace",
     "read_token_file",
     "max_body",
     "max_decompressed",
@@ -68,7 +71,6 @@ APPLIED = (
     "max_inflight_per_host",
     "reports",  # read by the daily report's task at each tick (hub/reports/schedule.py)
 )
-MIN_SECRET = 16  # bytes, as hub/auth.py's load_secret
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Running:
 class Files:
     secret: bytes | None
     read_token: str | None
+    previous: bytes | None = None  # the previous secret, during a rotation
 
 
 def read_files(config: HubConfig, default_secret: bool = True, tls: bool = False) -> Files:
@@ -100,15 +103,24 @@ def read_files(config: HubConfig, default_secret: bool = True, tls: bool = False
     def problem(key: str, message: str) -> None:
         problems.append(Problem(config.source, f"hub.{key}", message))
 
-    secret = None
+    secret = previous = None
     path = hub.secret_file or hub.data_dir / "hub.secret"
     if hub.secret_file is not None or (default_secret and path.exists()):
         try:
-            secret = path.read_bytes().strip()
-            if len(secret) < MIN_SECRET:
-                problem("secret_file", f"{path}: the hub secret must be at least 16 bytes")
+            secret = read_secret(path)
         except OSError as exc:
-            problem("secret_file", f"cannot read {path}: {exc.strerror or exc}")
+            problem("secret_file", f"cannot read {path}: {_why(exc)}")
+        except ValueError as exc:  # too short
+            problem("secret_file", str(exc))
+    if hub.previous_secret_file is not None:
+        try:
+            previous = read_secret(hub.previous_secret_file)
+            if previous == secret:
+                problem("previous_secret_file", "the same secret as secret_file")
+        except OSError as exc:
+            problem("previous_secret_file", f"cannot read {hub.previous_secret_file}: {_why(exc)}")
+        except ValueError as exc:
+            problem("previous_secret_file", str(exc))
     read_token = None
     if hub.read_token_file is not None:
         try:
@@ -125,7 +137,7 @@ def read_files(config: HubConfig, default_secret: bool = True, tls: bool = False
             problem("tls_cert_file", f"cannot load {hub.tls_cert_file} with its key: {_why(exc)}")
     if problems:
         raise ConfigError(problems)
-    return Files(secret, read_token)
+    return Files(secret, read_token, previous)
 
 
 def _why(exc: Exception) -> str:
@@ -157,13 +169,25 @@ def prepare(
     return new, read_files(new), keep
 
 
-def apply(running: Running, new: HubConfig, files: Files) -> list[str]:
+def keys(running: Keys, config: HubConfig, files: Files, now: float) -> Keys:
+    """The secrets to check tokens with after a reload (blocking: it may
+    note when a previous secret's grace began, hub/auth.py)."""
+    current = files.secret if files.secret is not None else running.current
+    if files.previous is None:
+        return Keys(current)
+    hub = config.hub
+    until = previous_until(hub.data_dir, files.previous, hub.previous_secret_grace, now)
+    return Keys(current, files.previous, until)
+
+
+def apply(running: Running, new: HubConfig, files: Files, secrets: Keys) -> list[str]:
     """Make the running parts follow `new`; the keys that changed."""
     old, hub = running.config.hub, new.hub
     changed = [k for k in APPLIED if getattr(old, k) != getattr(hub, k)]
     ingest, read, guard, inflight = running.ingest, running.read, running.guard, running.inflight
-    if files.secret is not None:
-        ingest.secret = files.secret
+    if secrets.previous != ingest.keys.previous:
+        ingest.on_previous.clear()
+    ingest.keys = secrets
     read.read_token = files.read_token
     running.store.limits = Limits(
         hub.max_series_per_host, hub.max_new_series_per_batch, hub.max_clock_skew, hub.retention_raw
@@ -192,19 +216,22 @@ async def reload(
     status = f"listening on {running.config.hub.listen}"
     try:
         new, files, keep = await asyncio.to_thread(prepare, running.config, path)
-    except ConfigError as exc:
-        log.error(
-            "reload_failed_keeping_old_config",
-            config=source,
-            errors=[str(p) for p in exc.problems],
+        secrets = await asyncio.to_thread(keys, running.ingest.keys, new, files, time.time())
+    except (ConfigError, OSError) as exc:
+        # OSError: the start of a previous secret's grace could not be noted
+        errors = (
+            [str(p) for p in exc.problems]
+            if isinstance(exc, ConfigError)
+            else [f"{source}: hub.data_dir: cannot note the previous secret's grace: {_why(exc)}"]
         )
+        log.error("reload_failed_keeping_old_config", config=source, errors=errors)
         notifier.send(f"STATUS=reload failed, running the previous config; {status}")
         return
     notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
     if keep:
         kept: dict[str, Any] = {k: _plain(getattr(running.config.hub, k)) for k in keep}
         log.warning("reload_needs_restart", keys=keep, kept=kept)
-    changed = apply(running, new, files)
+    changed = apply(running, new, files, secrets)
     notifier.send("READY=1", f"STATUS={status}")
     log.info("reloaded", config=new.source, changed=changed, needs_restart=keep)
 

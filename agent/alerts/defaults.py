@@ -125,17 +125,17 @@ DEFAULT_ALERTS: tuple[AlertRuleConfig, ...] = (
     ),
     _rule(
         "CertificateExpiringSoon",
-        "check_certificate_expiry_days < 14",
+        "check_certificate_expiry_seconds < 1209600",  # 14 days
         0.0,
         "medium",
-        "the certificate of {check} expires in {value:.0f} days",
+        "the certificate of {check} expires in {duration}",
     ),
     _rule(
         "CertificateExpiryCritical",
-        "check_certificate_expiry_days < 3",
+        "check_certificate_expiry_seconds < 259200",  # 3 days
         0.0,
         "critical",
-        "the certificate of {check} expires in {value:.1f} days",
+        "the certificate of {check} expires in {duration}",
     ),
     _rule(
         "CheckFailing",

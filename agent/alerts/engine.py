@@ -198,8 +198,9 @@ class Instance:
 
 
 class _SafeFormat(string.Formatter):
-    """`summary` templates: {value}, {host}, {rule}, {severity} and the
-    series' labels; an unknown name stays as written instead of failing."""
+    """`summary` templates: {value}, {duration} (the value in seconds, for
+    people), {host}, {rule}, {severity} and the series' labels; an unknown
+    name stays as written instead of failing."""
 
     def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         if isinstance(key, str) and key not in kwargs:
@@ -211,6 +212,20 @@ class _SafeFormat(string.Formatter):
             return super().format_field(value, format_spec)
         except (ValueError, TypeError):
             return str(value)
+
+
+def human_duration(seconds: float) -> str:
+    """`seconds` as a person reads it: "45 s", "12 min", "5.5 h", "13.2 days"."""
+    if not math.isfinite(seconds):
+        return str(seconds)
+    size = abs(seconds)
+    if size < 120:
+        return f"{seconds:.0f} s"
+    if size < 7200:
+        return f"{seconds / 60:.0f} min"
+    if size < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def fingerprint(rule: str, labels: Mapping[str, str]) -> str:
@@ -570,6 +585,7 @@ class AlertEngine:
         context: dict[str, Any] = {"host": self.host, "rule": rule.name, "severity": rule.severity}
         context.update(inst.labels)
         context["value"] = value
+        context["duration"] = human_duration(value)  # a value in seconds, for people
         summary = (
             _SafeFormat().format(rule.summary, **context)
             if rule.summary

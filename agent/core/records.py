@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, NamedTuple
 
-MetricType = Literal["gauge", "counter"]
+MetricType = Literal["gauge", "counter"]  # on the wire and in the hub
+# What /metrics says of a family: a summary's samples are gauges on the wire
+# (precomputed quantiles with a `quantile` label; no _sum or _count).
+ExpositionType = Literal["gauge", "counter", "summary"]
 NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -23,7 +26,7 @@ class Spec:
     `/metrics` help text; tests/test_docs.py holds docs/metrics.md to it)."""
 
     name: str
-    type: MetricType
+    type: ExpositionType
     help: str
 
 
@@ -33,6 +36,38 @@ def gauge(name: str, help: str) -> Spec:
 
 def counter(name: str, help: str) -> Spec:
     return Spec(name, "counter", help)
+
+
+def summary(name: str, help: str) -> Spec:
+    return Spec(name, "summary", help)
+
+
+class Renamed(NamedTuple):
+    old: str
+    factor: float  # the new value times this is the old one
+    change: str  # what changed, for people
+
+
+# Metrics renamed to Prometheus' conventions, by new name. `[agent]
+# legacy_metric_names = true` sends the old one too, for one release
+# (CHANGELOG, docs/metrics.md).
+RENAMED: Mapping[str, Renamed] = MappingProxyType(
+    {
+        "check_certificate_expiry_seconds": Renamed(
+            "check_certificate_expiry_days", 1 / 86400, "seconds, not days"
+        )
+    }
+)
+
+
+def with_legacy_names(records: Sequence[Record]) -> Sequence[Record]:
+    """`records` and, for each metric renamed, a copy under its old name."""
+    extra: list[Record] = []
+    for r in records:
+        if isinstance(r, Metric) and r.name in RENAMED:
+            old = RENAMED[r.name]
+            extra.append(r._replace(name=old.old, value=r.value * old.factor))
+    return [*records, *extra] if extra else records
 
 
 class Metric(NamedTuple):

@@ -12,7 +12,7 @@ HARD_STOP seconds later.
 Records of a run (labels: check, type and the check's own `labels`): a
 `check` record with every attempt; the metrics check_up, check_status
 (the Nagios code), check_duration_seconds, check_attempts, and where they
-apply check_status_code, check_certificate_expiry_days and the plugin's
+apply check_status_code, check_certificate_expiry_seconds and the plugin's
 perfdata; the SLA figures (sla.py) per window; and an event when the
 check starts failing or recovers.
 """
@@ -103,7 +103,8 @@ def records(run: Run, ts: float, sla: SLA) -> list[Record]:
         cert_days = seen.cert_expiry_days
         fields["certificate_expiry_days"] = cert_days
         fields["certificate"] = dict(seen.cert)
-        metrics.append(Metric("check_certificate_expiry_days", cert_days, ts, labels))
+        expiry = cert_days * 86400.0
+        metrics.append(Metric("check_certificate_expiry_seconds", expiry, ts, labels))
     if out.perf:
         fields["perf"] = [dataclasses.asdict(p) for p in out.perf]
     for p in out.perf:

@@ -23,7 +23,7 @@ import msgpack
 import structlog
 
 from agent.core.atomic import Snapshot, set_aside
-from agent.core.records import Record
+from agent.core.records import Record, summary
 from collectors.base import Collector, counter, gauge
 from collectors.checks.config import CheckConfig
 from collectors.checks.model import ProbeContext
@@ -45,8 +45,8 @@ SPECS = (
     gauge("check_attempts", "Attempts the last run made (1 + the retries it needed)."),
     gauge("check_status_code", "http: the final response's status code."),
     gauge(
-        "check_certificate_expiry_days",
-        "Days until the server certificate expires (negative: expired).",
+        "check_certificate_expiry_seconds",
+        "Seconds until the server certificate expires (negative: expired).",
     ),
     gauge("check_perfdata", "command: a perfdata value of the plugin, in base units."),
     gauge("check_perfdata_warning", "command: the warning threshold of a perfdata value."),
@@ -54,7 +54,7 @@ SPECS = (
     counter("check_runs_total", "Runs of the check, kept across restarts."),
     counter("check_failures_total", "Failed runs of the check, kept across restarts."),
     gauge("check_availability_ratio", "Share of runs that passed over the window (1h, 24h, 30d)."),
-    gauge("check_latency_seconds", "Latency percentile of the passing runs over the window."),
+    summary("check_latency_seconds", "Latency quantiles of the passing runs over the window."),
 )
 
 

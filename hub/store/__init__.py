@@ -72,7 +72,7 @@ import json
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, NamedTuple
 
@@ -241,11 +241,41 @@ class Reader(ABC):
         since: float,
         limit: int,
         after: str | None = None,
+        until: float = math.inf,
     ) -> Page:
-        """Events from `since` on, newest first: the record with host, ts,
-        kind; at most `limit` per page (a page may end sooner to bound its
-        size). A number in it that is not finite reads as None. Raises
-        BadCursor for a bad `after`."""
+        """Events from `since` on (up to `until`), newest first: the record
+        with host, ts, kind; at most `limit` per page (a page may end sooner
+        to bound its size). A number in it that is not finite reads as None.
+        Raises BadCursor for a bad `after`."""
+
+    # -- the web page's reads (hub/web): a backend may answer them faster ---
+
+    def latest_of(
+        self, names: Collection[str], host: str | None = None
+    ) -> list[tuple[str, str, str, float]]:
+        """The newest value of every series named in `names` (of `host`
+        only, if given): (host, name, labels JSON, value)."""
+        return [
+            (h, name, labels, value)
+            for h, name, labels, _, value in self.latest()
+            if name in names and (host is None or h == host)
+        ]
+
+    def rollups_of(
+        self, name: str, labels: str, since: float, until: float, agg: str = "avg"
+    ) -> dict[str, list[list[float | None]]]:
+        """One series (`name` with exactly `labels`, JSON) of every host,
+        from the 5-minute rollups: host -> [[bucket_start, agg], ...]."""
+        out: dict[str, list[list[float | None]]] = {}
+        after = None
+        while True:
+            page = self.metrics(None, name, since, until, 10_000, after, STEP, agg)
+            for s in page.items:
+                if json.dumps(s["labels"], sort_keys=True, separators=(",", ":")) == labels:
+                    out.setdefault(s["host"], []).extend(s["points"])
+            if page.next is None:
+                return out
+            after = page.next
 
     @abstractmethod
     def close(self) -> None: ...

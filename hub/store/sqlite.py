@@ -37,7 +37,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,9 @@ CREATE TABLE IF NOT EXISTS probe (
     at REAL NOT NULL                    -- /healthz's latest test write
 );
 """
+
+
+MAX_ROLLUP_ROWS = 50_000  # rollup rows one page of a step read folds, at most (plus one bucket)
 
 
 def open_store(path: Path) -> SQLiteStore:
@@ -553,6 +556,39 @@ class SQLiteReader(Reader):
             " WHERE last_value IS NOT NULL ORDER BY name, host, labels"
         )
 
+    def latest_of(
+        self, names: Collection[str], host: str | None = None
+    ) -> list[tuple[str, str, str, float]]:
+        marks = ", ".join("?" * len(names))
+        args: list[Any] = list(names)
+        # hosts first, as in rollups_of: a seek per (host, name) on the key
+        query = (
+            "SELECT s.host, s.name, s.labels, s.last_value FROM hosts AS h CROSS JOIN series AS s"
+            f" WHERE s.host = h.id AND s.name IN ({marks}) AND s.last_value IS NOT NULL"
+        )
+        if host is not None:
+            query += " AND h.id = ?"
+            args.append(host)
+        return list(self.db.execute(query + " ORDER BY s.host, s.name, s.labels", args))
+
+    def rollups_of(
+        self, name: str, labels: str, since: float, until: float, agg: str = "avg"
+    ) -> dict[str, list[list[float | None]]]:
+        if self.db.execute("SELECT 1 FROM backfill").fetchone():  # not all rolled up yet
+            return super().rollups_of(name, labels, since, until, agg)
+        # hosts first (CROSS JOIN keeps that order): one index seek per host
+        # on the rollups' key, not a walk of every series' recent buckets
+        out: dict[str, list[list[float | None]]] = {}
+        for host, b, *r in self.db.execute(
+            "SELECT r.host, r.bucket, r.n, r.total, r.lo, r.hi, r.last_ts, r.last"
+            " FROM hosts AS h CROSS JOIN rollups AS r WHERE r.host = h.id AND r.name = ?"
+            " AND r.labels = ? AND r.bucket >= ? AND r.bucket <= ? ORDER BY r.host, r.bucket",
+            (name, labels, bucket(since), until),
+        ):
+            rollup = Rollup(r[0], _num(r[1]), r[2], r[3], r[4], _num(r[5]))
+            out.setdefault(host, []).append([b, rollup.value(agg)])
+        return out
+
     def metrics(
         self,
         host: str | None,
@@ -637,7 +673,9 @@ class SQLiteReader(Reader):
         series: dict[tuple[str, str, str], list[list[float | None]]] = {}
         group: tuple[str, str, str, float] | None = None
         acc: Rollup | None = None
+        scanned = 0
         for h, n, labels, b, *r in rows:
+            scanned += 1
             key = (h, n, labels, bucket(b, step))
             rollup = Rollup(r[0], _num(r[1]), r[2], r[3], r[4], _num(r[5]))
             if acc is not None and key == group:
@@ -646,7 +684,10 @@ class SQLiteReader(Reader):
             if acc is not None and group is not None:
                 series.setdefault(group[:3], []).append([group[3], acc.value(agg)])
                 limit -= 1
-            if limit == 0:  # a page ends between buckets: the next starts at this one
+            # A page ends between buckets, the next starting at this one: after
+            # `limit` points, or after MAX_ROLLUP_ROWS rows read (a wide step
+            # folds many rows into each point; a page's work stays bounded).
+            if limit == 0 or scanned > MAX_ROLLUP_ROWS:
                 return Page(_series(series), _make_cursor((*key, step)))
             group, acc = key, rollup
         if acc is not None and group is not None:
@@ -690,11 +731,15 @@ class SQLiteReader(Reader):
         since: float,
         limit: int,
         after: str | None = None,
+        until: float = math.inf,
     ) -> Page:
         args: list[Any] = [since]
         query = _matching(
             "SELECT rowid AS r, ts FROM events WHERE ts >= ?", args, host=host, kind=kind
         )
+        if until < math.inf:
+            query += " AND ts <= ?"
+            args.append(until)
         if after is not None:
             t, r = _cursor(after, float, int)
             query += " AND (ts, rowid) < (?, ?)"

@@ -96,6 +96,13 @@ def test_remote_listen_allowed_when_asked(tmp_path):
         ('[api]\nlisten = "nope"\n', 'api.listen: expected "HOST:PORT"'),
         ("[host.disk]\nexclude_mounts = [1]\n", "host.disk.exclude_mounts[0]: expected a string"),
         ('[host]\nprocfs = ""\n', "host.procfs: expected a path string"),
+        (
+            '[hub]\nurl = "http://a:1"\nurls = ["http://b:1"]\ntoken = "t"\n',
+            "hub.urls: set url or urls, not both",
+        ),
+        ('[hub]\nurls = ["http://a:1", "http://a:1"]\ntoken = "t"\n', "hub.urls: a hub is listed"),
+        ('[hub]\nurls = ["http://a:1", "ftp://b"]\ntoken = "t"\n', "hub.urls[1]: expected an http"),
+        ('[hub]\nurls = ["http://a:1"]\n', "hub.token: a hub url needs token or token_file"),
     ],
 )
 def test_single_errors(tmp_path, text, want):

@@ -7,7 +7,9 @@ an agent's own alert shows in /v1/alerts; retire and revoke work."""
 from __future__ import annotations
 
 import json
+import re
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -87,6 +89,13 @@ def test_a_silent_host_raises_host_silent_and_comes_back(fleet):
     assert 'vigil_hub_host_up{host="db-01"} 1' in text
     assert 'memory_total_bytes{host="db-01"}' in text
     assert "vigil_hub_host_last_seen_timestamp_seconds" in text
+    [size] = re.findall(r"^vigil_hub_store_size_bytes (\S+)$", text, re.M)
+    assert float(size) >= (hub.config.parent / "hub" / "hub.db").stat().st_size > 0
+    # Prometheus' own linter (make test-deps installs it with Debian's prometheus)
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
     # kill -9 db-01: late, then silent, and HostSilent fires once
     agents["db-01"].proc.send_signal(signal.SIGKILL)

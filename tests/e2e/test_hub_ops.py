@@ -32,10 +32,10 @@ SECRET = b"a test secret of the hub, 32 b."
 class Hub:
     """`vigil hub run` with a NOTIFY_SOCKET, its config rewritable."""
 
-    def __init__(self, tmp: Path, body: str, notify: bool = True) -> None:
+    def __init__(self, tmp: Path, body: str, notify: bool = True, secret: bytes = SECRET) -> None:
         self.tmp, self.port = tmp, free_port()
         self.config = tmp / "hub.toml"
-        (tmp / "secret").write_bytes(SECRET + b"\n")
+        (tmp / "secret").write_bytes(secret + b"\n")
         self.write(body)
         self.log_path = tmp / "hub.log"
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -324,3 +324,77 @@ def test_data_dir_and_database_are_private_without_systemd(tmp_path):
         assert tightened["was"] == "0o775"
     finally:
         assert hub.stop() == 0
+
+
+# -- rotating the secret with an overlap ----------------------------------------
+
+
+def test_secret_rotation_accepts_both_secrets_for_the_grace_and_not_after(tmp_path):
+    new_secret = b"the new secret of the test hub!!"
+    new_token = host_token("web-01", new_secret)
+    hub = Hub(tmp_path, "")
+    try:
+        assert hub.post(batch(1, 1), TOKEN) == 200
+        # docs/hub.md's steps: keep the old secret aside, write the new one, reload
+        (tmp_path / "secret.old").write_bytes((tmp_path / "secret").read_bytes())
+        (tmp_path / "secret").write_bytes(new_secret + b"\n")
+        hub.reload(f'previous_secret_file = "{tmp_path / "secret.old"}"\n')
+        [reloaded] = hub.wait_event("reloaded")
+        assert "previous_secret_file" in reloaded["changed"]
+
+        assert hub.post(batch(2, 1), TOKEN) == 200  # the old token, within the grace
+        [used] = hub.wait_event("previous_secret_used")
+        assert used["host"] == "web-01"
+        until = used["until"]
+        assert time.time() + 7 * 86400 - 60 < until <= time.time() + 7 * 86400
+        assert "vigil_hub_previous_secret_hosts 1" in _metrics(hub)
+        assert hub.post(batch(3, 1), new_token) == 200  # the host has its new token
+        metrics = _metrics(hub)
+        assert "vigil_hub_previous_secret_hosts 0" in metrics
+        assert f"vigil_hub_previous_secret_expiry_timestamp_seconds {until}" in metrics
+        assert hub.post(batch(4, 1), host_token("web-01", b"neither secret, 16+ bytes")) == 401
+    finally:
+        assert hub.stop() == 0
+
+    # a restart does not extend the grace
+    body = f'previous_secret_file = "{tmp_path / "secret.old"}"\n'
+    hub = Hub(tmp_path, body, secret=new_secret)
+    try:
+        assert hub.post(batch(5, 1), TOKEN) == 200
+        assert f"vigil_hub_previous_secret_expiry_timestamp_seconds {until}" in _metrics(hub)
+    finally:
+        assert hub.stop() == 0
+
+    # once the grace is over (its start set back 8 days), the old token is refused
+    grace = tmp_path / "data" / "previous_secret.json"
+    kept = json.loads(grace.read_text())
+    grace.write_text(json.dumps({**kept, "since": kept["since"] - 8 * 86400}))
+    hub = Hub(tmp_path, body, secret=new_secret)
+    try:
+        assert hub.post(batch(6, 1), TOKEN) == 401
+        assert hub.post(batch(6, 1), new_token) == 200
+    finally:
+        assert hub.stop() == 0
+
+
+def test_check_config_refuses_a_previous_secret_that_is_missing_short_or_current(tmp_path):
+    (tmp_path / "secret").write_bytes(SECRET + b"\n")
+    (tmp_path / "short").write_bytes(b"short\n")
+    for previous, why in (
+        (tmp_path / "absent", "cannot read"),
+        (tmp_path / "short", "at least 16 bytes"),
+        (tmp_path / "secret", "the same secret as secret_file"),
+    ):
+        config = tmp_path / "hub.toml"
+        config.write_text(
+            f'[hub]\nsecret_file = "{tmp_path / "secret"}"\nprevious_secret_file = "{previous}"\n'
+        )
+        result = vigil("hub", "check-config", "--config", str(config))
+        assert result.returncode == 2, result.stdout
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"vigil: {config}: hub.previous_secret_file: ") and why in line
+
+
+def _metrics(hub: Hub) -> str:
+    with urllib.request.urlopen(hub.url + "/metrics", timeout=30) as resp:
+        return str(resp.read().decode())

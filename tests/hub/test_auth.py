@@ -15,3 +15,24 @@ def test_golden_token_matches_an_independent_hmac():
     assert token_host(f"web-01.{mac}", b"another secret") is None
     assert token_host(mac, secret) is None
     assert token_host(host_token("db.eu-1.example", secret), secret) == "db.eu-1.example"
+
+
+def test_the_previous_secret_counts_until_its_grace_ends_and_the_start_is_kept(tmp_path):
+    from hub.auth import Keys, previous_until
+
+    old, new = b"the old secret of the hub", b"the new secret of the hub"
+    until = previous_until(tmp_path, old, 3600.0, now=1000.0)
+    assert until == 4600.0
+    # neither a restart nor a longer wait moves the start; a new grace moves the end
+    assert previous_until(tmp_path, old, 3600.0, now=2000.0) == 4600.0
+    assert previous_until(tmp_path, old, 60.0, now=2000.0) == 1060.0
+    assert old.hex() not in (tmp_path / "previous_secret.json").read_text()
+    # another previous secret starts its own grace
+    assert previous_until(tmp_path, b"yet another old secret", 3600.0, now=2000.0) == 5600.0
+
+    keys = Keys(new, old, until)
+    bearer = "Bearer " + host_token("web-01", old)
+    assert keys.host(bearer, now=4599.0) == ("web-01", True)
+    assert keys.host(bearer, now=4600.0) == (None, False)  # the grace is over
+    assert keys.host("Bearer " + host_token("web-01", new), now=9e9) == ("web-01", False)
+    assert Keys(new).host(bearer, now=0.0) == (None, False)

@@ -131,6 +131,29 @@ def test_rollups_are_exact_for_every_aggregate_and_step(store, reader):
     same(got, {k: v for k, v in want.items() if k[3] >= T0 + 3600})
 
 
+def test_a_wide_step_ends_pages_on_rows_read_and_still_gives_each_bucket_once(
+    store, reader, monkeypatch
+):
+    """A day's bucket folds 288 rollup rows: a page ends after MAX_ROLLUP_ROWS
+    rows read, not only after `limit` points, so its work stays bounded."""
+    import hub.store.sqlite
+
+    ingest_in_batches(store, load(random.Random(7), 1500), 50, "web-01")
+    want = expected(reader, 86400.0, "avg")
+    pages: list[int] = []
+    real = reader.metrics
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        page = real(*args, **kwargs)
+        pages.append(sum(len(s["points"]) for s in page.items))
+        return page
+
+    monkeypatch.setattr(hub.store.sqlite, "MAX_ROLLUP_ROWS", 5)
+    monkeypatch.setattr(reader, "metrics", counted)
+    same(rolled(reader, 86400.0, "avg"), want)
+    assert len(pages) > 1 and all(n >= 1 for n in pages[:-1])  # cut by rows, never empty
+
+
 def test_rollups_are_idempotent_under_replays_and_failed_writes(store, reader, monkeypatch):
     records = load(random.Random(5), 400)
     ingest_in_batches(store, records[:200], 50, "web-01")

@@ -392,3 +392,37 @@ def test_a_new_counter_is_judged_from_its_first_increase():
     for t, v in ((0, 0), (1, 2), (2, 5)):
         h.feed(t, v, name="c")
     assert [a.rule for a in h.sent] == ["R"]  # rate waits for half the hour
+
+
+def test_the_default_certificate_rules_fire_on_seconds_and_say_days():
+    h = Harness(
+        *(
+            build_rule(c.name, c.expr, c.for_, c.clear, c.severity, {}, c.summary, 0.0, ())
+            for c in DEFAULT_ALERTS
+            if c.name.startswith("Certificate")
+        )
+    )
+    h.feed(0, 20 * 86400.0, name="check_certificate_expiry_seconds", check="site")
+    assert h.sent == []
+    h.feed(1, 13.5 * 86400.0, name="check_certificate_expiry_seconds", check="site")
+    assert [a.summary for a in h.sent] == ["the certificate of site expires in 13.5 days"]
+    h.feed(2, 2.5 * 86400.0, name="check_certificate_expiry_seconds", check="site")
+    assert h.sent[-1].summary == "the certificate of site expires in 2.5 days"
+    assert h.sent[-1].rule == "CertificateExpiryCritical"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (45.0, "45 s"),
+        (-30.0, "-30 s"),
+        (720.0, "12 min"),
+        (19800.0, "5.5 h"),
+        (-3 * 86400.0, "-3.0 days"),
+        (math.nan, "nan"),
+    ],
+)
+def test_duration_in_a_summary_reads_as_people_say_it(seconds, text):
+    h = Harness(rule(expr="m < 1e12", summary="in {duration}"))
+    h.feed(0, seconds)
+    assert [a.summary for a in h.sent] == ([f"in {text}"] if not math.isnan(seconds) else [])

@@ -113,7 +113,7 @@ def test_records_of_a_run():
     assert metrics[("check_up", None, None)].labels == labels
     assert metrics[("check_attempts", None, None)].value == 2
     assert metrics[("check_status_code", None, None)].value == 200
-    assert metrics[("check_certificate_expiry_days", None, None)].value == 5.5
+    assert metrics[("check_certificate_expiry_seconds", None, None)].value == 5.5 * 86400
     assert metrics[("check_perfdata", None, None)].labels == {
         **labels,
         "label": "/",
