@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from agent.core import protocol
+from agent.core.schema import ConfigError
 from hub.config import ReportsSection
 from hub.reports.daily import daily, signature
 from hub.reports.days import BadDate, bounds, parse_date, yesterday, zone
@@ -139,3 +140,22 @@ def test_the_notification_carries_the_report(store, reader):
     assert json.loads(alert.annotations["report"]) == report
     assert alert.annotations["description"] == to_markdown(report)
     assert math.isnan(alert.value)
+
+
+def test_a_reload_applies_hub_reports(tmp_path: Path):
+    from hub import config as hub_config
+    from hub.reload import prepare
+
+    path = tmp_path / "hub.toml"
+    base = f'[hub]\ndata_dir = "{tmp_path}"\n[[hub.notifiers]]\nname = "f"\ntype = "file"\n'
+    base += f'path = "{tmp_path / "out"}"\n'
+    path.write_text(base)
+    old = hub_config.load(path)
+    path.write_text(base + '[hub.reports]\nnotify = ["f"]\ndaily_at = "06:30"\n')
+    new, _, keep = prepare(old, path)
+    assert keep == [] and new.hub.reports.daily_at == "06:30"
+    path.write_text(base + '[hub.reports]\nnotify = ["g"]\n')
+    with pytest.raises(
+        ConfigError, match=r"hub\.reports\.notify\[0\].*no \[\[hub\.notifiers\]\] named 'g'"
+    ):
+        prepare(old, path)
