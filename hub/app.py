@@ -141,7 +141,8 @@ def build(config: HubConfig) -> web.Application:
         "/v1/reports/daily", reports_http.handler(read, lambda: app[RUNNING].config.hub.reports)
     )
     # the web page (hub/web): same guard as the read API, or the login cookie
-    Web(read, secure=hub.tls_cert_file is not None).add_routes(app)
+    target = lambda: app[RUNNING].config.hub.reports.availability_target  # noqa: E731 - reloads
+    Web(read, target, secure=hub.tls_cert_file is not None).add_routes(app)
     app.on_startup.append(start_tasks)
     app.on_cleanup.append(cleanup)
     return app

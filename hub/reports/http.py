@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from hub.auth import read_allowed
+from hub.auth import may_read
 from hub.config import ReportsSection
 from hub.read import Read
 from hub.store import Reader
@@ -25,7 +25,10 @@ def handler(read: Read, config: Callable[[], ReportsSection]) -> Handler:
     """The route's handler; `config` gives the running [hub.reports]."""
 
     async def daily_report(request: web.Request) -> web.Response:
-        if not read_allowed(request.headers.get("Authorization", ""), read.read_token):
+        if not may_read(request, read.read_token):
+            if read.read_token is None:
+                message = "reports without a read token answer local requests only"
+                return web.json_response({"error": message}, status=403)
             return web.json_response({"error": "the read API needs the read token"}, status=401)
         # imported on the first report: the idle hub does not carry the report code
         from hub.reports.daily import daily

@@ -50,8 +50,9 @@ Page = Callable[[Reader, web.Request, bool], "str | None"]
 
 
 class Web:
-    def __init__(self, read: Read, secure: bool = False) -> None:
+    def __init__(self, read: Read, target: Callable[[], float], secure: bool = False) -> None:
         self.read = read  # its read_token follows reloads
+        self.target = target  # [hub.reports] availability_target, as running
         self.secure = secure  # HTTPS: the cookie is Secure
         self.login_failures = 0
 
@@ -92,7 +93,7 @@ class Web:
                 return denied
             logout = self.read.read_token is not None and "Authorization" not in request.headers
             module = importlib.import_module(f"hub.web.{name}")
-            query, status_of = dict(request.query), self.read.status
+            query, status_of, target = dict(request.query), self.read.status, self.target()
             host = request.match_info.get("host")
 
             def build(reader: Reader) -> str | None:
@@ -101,6 +102,8 @@ class Web:
                     return module.render(reader, query, now, status_of, logout)  # type: ignore[no-any-return]
                 if name == "host":
                     return module.render(reader, host, query, now, status_of, logout)  # type: ignore[no-any-return]
+                if name == "checks":
+                    return module.render(reader, query, now, logout, target)  # type: ignore[no-any-return]
                 return module.render(reader, query, now, logout)  # type: ignore[no-any-return]
 
             try:

@@ -28,7 +28,12 @@ DEFAULT_TARGET = sla.DEFAULT_TARGET
 TARGET_LABEL = sla.TARGET_LABEL
 
 
-def rows(reader: Reader, host: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
+def rows(
+    reader: Reader,
+    host: str | None = None,
+    now: float | None = None,
+    target: float = DEFAULT_TARGET,
+) -> list[dict[str, Any]]:
     """One row per (host, check), by host and check."""
     now = time.time() if now is None else now
     up: dict[tuple[str, str], float] = {}
@@ -40,7 +45,8 @@ def rows(reader: Reader, host: str | None = None, now: float | None = None) -> l
     # sla.checks rounds its window down to 5-minute buckets: end after the
     # current one, so a page shows the runs of the last minutes too
     end = now + STEP
-    for c in sla.checks(reader, end - 86400, end, hosts=None if host is None else [host]):
+    hosts = None if host is None else [host]
+    for c in sla.checks(reader, end - 86400, end, target, hosts=hosts):
         budget = c.error_budget_left
         out.append(
             {
@@ -95,15 +101,18 @@ def _percent(ratio: float | None, digits: int = 3) -> str:
     return number(None if ratio is None else ratio * 100, "%", digits)
 
 
-def render(reader: Reader, q: Mapping[str, str], now: float, logout: bool) -> str:
+def render(
+    reader: Reader, q: Mapping[str, str], now: float, logout: bool, target: float = DEFAULT_TARGET
+) -> str:
     host = q.get("host") or None
     if host is not None and len(host) > 253:
         raise BadQuery("host: at most 253 characters")
-    found = rows(reader, host, now)
+    found = rows(reader, host, now, target)
     failing = sum(1 for r in found if finite(r.get("up")) == 0)
     note = (
         '<p class="note">From the runs the hub stored (the daily report\u2019s figures);'
-        f" target {DEFAULT_TARGET:.1%} unless the check has an <code>{TARGET_LABEL}</code>"
+        f" target {target:.1%} (<code>[hub.reports] availability_target</code>) unless the"
+        f" check has an <code>{TARGET_LABEL}</code>"
         " label. Checks that ran in the last 24 h.</p>"
     )
     counts = f'<p class="counts"><b>{len(found)}</b> checks, <b>{failing}</b> failing</p>'
