@@ -26,6 +26,7 @@ run: $(STAMP)
 	$(BIN)/vigil once --config packaging/demo.toml
 	@echo
 	@echo "== hub on 127.0.0.1:8650 with a fleet of three agents: demo, demo-web, demo-db"
+	@echo "== the fleet's web page: http://127.0.0.1:8650/ (open on this machine, no token)"
 	@echo "== the fleet: $(BIN)/vigil hub hosts --config packaging/hub-demo.toml"
 	@echo "== (or curl -s localhost:8650/v1/hosts); agent endpoint on 127.0.0.1:8651"
 	@echo "== status: $(BIN)/vigil status --config packaging/demo.toml"
