@@ -23,6 +23,7 @@ from hub.store import Reader
 from hub.web.render import MAX_TS, esc, host_href, href, page, when
 
 KINDS = ("log", "alert", "check", "security", "lifecycle")
+KIND_NAMES = {"": "any kind but check runs", "check": "check runs and changes"}
 PAGE = 100  # events shown per page
 SCAN = 20_000  # events read per page at most, when searching text
 CHUNK = 1000
@@ -80,19 +81,28 @@ def _text(event: Mapping[str, Any]) -> str:
     return "\n".join(parts).casefold()
 
 
+def _check_run(event: Mapping[str, Any]) -> bool:
+    """A check's run (a `check` record); its failed/recovered events are not."""
+    return event.get("kind") == "check" and "attempts" in event
+
+
 def search(reader: Reader, o: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None, int]:
     """(events, cursor of the next page, events read)."""
     since = o["since"] if o["since"] is not None else 0.0
     until = o["until"] if o["until"] is not None else math.inf
     host, kind = o["host"] or None, o["kind"] or None
-    if not o["q"]:
+    if not o["q"] and kind is not None:
         got = reader.events(host, kind, since, PAGE, o["cursor"], until)
         return got.items, got.next, len(got.items)
+    # Any kind: all but the check runs (one a run, they would fill every
+    # page); kind=check shows them.
     needle, found, read, after = o["q"].casefold(), [], 0, o["cursor"]
     while True:
         got = reader.events(host, kind, since, CHUNK, after, until)
         read += len(got.items)
-        found += [e for e in got.items if needle in _text(e)]
+        found += [
+            e for e in got.items if needle in _text(e) and (kind is not None or not _check_run(e))
+        ]
         after = got.next
         if after is None or len(found) >= PAGE or read >= SCAN:
             return found, after, read
@@ -108,7 +118,8 @@ def describe(event: Mapping[str, Any]) -> str:
             if isinstance(latency, (int, float)) and math.isfinite(latency)
             else ""
         )
-        return f"check {event.get('name', '?')} {state}{took}: {event.get('message', '')}"
+        message = event.get("message") or ""
+        return f"check {event.get('name', '?')} {state}{took}" + (f": {message}" if message else "")
     message = event.get("message")
     if message is None:
         message = event.get("line", "")
@@ -144,7 +155,8 @@ def render(reader: Reader, q: Mapping[str, str], now: float, logout: bool) -> st
     o = options(q)
     found, after, read = search(reader, o)
     kinds = "".join(
-        f'<option value="{k}"{" selected" if k == o["kind"] else ""}>{k or "any kind"}</option>'
+        f'<option value="{k}"{" selected" if k == o["kind"] else ""}>'
+        f"{KIND_NAMES.get(k, k)}</option>"
         for k in ("", *KINDS)
     )
 
@@ -173,7 +185,7 @@ def render(reader: Reader, q: Mapping[str, str], now: float, logout: bool) -> st
     if after:
         nav.append(f'<a rel="next" href="{link({**params, "cursor": after})}">older</a>')
     note = ""
-    if o["q"] and after and len(found) < PAGE:
+    if (o["q"] or not o["kind"]) and after and len(found) < PAGE:
         note = f'<p class="note">Searched {read:,} events; older ones are on the next page.</p>'
     body = form + note + table(found, now) + f'<p class="pager">{" · ".join(nav)}</p>'
     return page("Events", body, "/events", logout)

@@ -474,3 +474,15 @@ def test_status_codes_escaping_and_bad_parameters(fleet):
     assert "&lt;script&gt;alert(1)" in body and "&lt;img src=x onerror=alert(2)&gt;" in body
     assert "NaN" not in body and "inf %" not in body  # shown as a dash
     assert http(hub.url + "/events?q=%3Cscript")[2].count("&lt;script&gt;alert(&#x27;log") >= 1
+
+
+def test_the_events_page_leaves_check_runs_out_unless_asked(fleet):
+    hub, _ = fleet
+    # the closed-port check fails every run: its runs and its "failed" event are stored
+    wait_for(lambda: "check closed-port failed" in http(hub.url + "/events?kind=check")[2], 30)
+    runs = http(hub.url + "/events?kind=check")[2]
+    assert "check hub-port ok in" in runs  # a run, shown with kind=check
+    default = http(hub.url + "/events")[2]
+    assert "check hub-port ok in" not in default and "check closed-port failed in" not in default
+    assert "check closed-port failed:" in default  # the transition event stays
+    assert "any kind but check runs" in default
