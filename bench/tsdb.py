@@ -95,7 +95,11 @@ class VictoriaMetrics(TSDB):
         """Every raw sample of the matching series, duplicates included
         (`/api/v1/export`): [{"metric": {...}, "values": [...], "timestamps": [...]}]."""
         self.flush()
-        url = self.url + "/api/v1/export?" + urllib.parse.urlencode({"match[]": match, "start": "0", "end": "4200000000"})
+        url = (
+            self.url
+            + "/api/v1/export?"
+            + urllib.parse.urlencode({"match[]": match, "start": "0", "end": "4200000000"})
+        )
         with urllib.request.urlopen(url, timeout=120) as resp:
             return [_export_line(line) for line in resp.read().splitlines() if line.strip()]
 
@@ -110,7 +114,9 @@ def _export_line(line: bytes) -> dict[str, Any]:
     head, sep, tail = line.decode().partition('"values":')
     tail = re.sub(r"(?<=[\[,])([-+]?Inf|NaN)(?=[\],])", r'"\1"', tail)
     out: dict[str, Any] = json.loads(head + sep + tail)
-    out["values"] = [float(v.replace("Inf", "inf")) if isinstance(v, str) else v for v in out["values"]]
+    out["values"] = [
+        float(v.replace("Inf", "inf")) if isinstance(v, str) else v for v in out["values"]
+    ]
     return out
 
 

@@ -40,7 +40,7 @@ log = structlog.get_logger()
 
 POLL = 0.5  # seconds between looks at the store when caught up
 BATCHES_PER_LOOK = 64  # one stream's batches read at a time
-SERIES_CACHE = 20_000  # series whose encoded labels are kept (bounded: the hub's RSS)
+SERIES_CACHE = 50_000  # label sets and hosts whose encoding is kept (bounded: the RSS)
 MAX_RETRY_AFTER = 3600.0
 LOG_EVERY = 60.0  # a repeating failure is logged at most this often
 
@@ -69,10 +69,11 @@ class Forwarder:
         self.sent = 0
         self.retries = 0
         self.dropped: dict[str, int] = {}
-        self.cursors: dict[Key, Cursor] = {}
+        self.cursors: dict[Key, Cursor] = {}  # delivered (and committed)
+        self.ahead: dict[Key, Cursor] = {}  # read into a send, delivered or not
         self.idle: dict[Key, int] = {}  # the mark up to which a stream had no batch to send
         self.oldest: dict[Key, float] = {}  # each pending stream's first unsent batch: committed at
-        self.series: dict[tuple[str, str, str], bytes | None] = {}
+        self.labels = remote_write.Labels(config.extra_labels, SERIES_CACHE)
         self.turn = 0  # where the next look starts among pending streams: each gets its turn
         self.thread = Worker(f"forward-{self.name}")
         self.reader: Reader | None = None
@@ -89,16 +90,24 @@ class Forwarder:
     async def run(self) -> None:
         try:
             await self._open()
+            self.ahead = dict(self.cursors)
+            look = asyncio.ensure_future(self.thread.run(self.collect))
             while True:
                 try:
-                    send = await self.thread.run(self.collect)
+                    send = await look
                 except Exception as exc:  # a read failed: try again, say so
                     self._warn("forward_read_failed", error=repr(exc)[:300])
                     await asyncio.sleep(self.config.max_backoff)
+                    look = asyncio.ensure_future(self.thread.run(self.collect))
                     continue
                 if send is None:
                     await asyncio.sleep(POLL)
+                    look = asyncio.ensure_future(self.thread.run(self.collect))
                     continue
+                # the next send is read and encoded while this one travels:
+                # it starts where this one ends, and goes only after it
+                self.ahead.update(send.moved)
+                look = asyncio.ensure_future(self.thread.run(self.collect))
                 if send.samples:
                     await self._deliver(send.body, send.samples)
                 for reason, n in send.dropped.items():
@@ -194,14 +203,15 @@ class Forwarder:
     # -- what to send (on the forwarder's thread) -------------------------------
 
     def collect(self) -> Send | None:
-        """The next send, from the streams with batches after their cursor;
-        None when every stream is caught up."""
+        """The next send, from the streams with batches after their cursor
+        (`ahead`: where the send before this one ends); None when every
+        stream is caught up."""
         reader = self.reader
         assert reader is not None
         pending: dict[Key, int] = {}
         for host, stream, mark in reader.stream_marks():
             key = (host, stream)
-            if mark > self.cursors.get(key, (0, 0))[0] and mark > self.idle.get(key, 0):
+            if mark > self.ahead.get(key, (0, 0))[0] and mark > self.idle.get(key, 0):
                 pending[key] = mark
         for key in [k for k in self.oldest if k not in pending]:
             del self.oldest[key]
@@ -220,7 +230,7 @@ class Forwarder:
                 break
             visited += 1
             host, stream = key
-            seq, row = self.cursors.get(key, (0, 0))
+            seq, row = self.ahead.get(key, (0, 0))
             spans = reader.batches_after(host, stream, seq, BATCHES_PER_LOOK)
             if not spans:  # batches of events only
                 self.idle[key] = pending[key]
@@ -231,7 +241,7 @@ class Forwarder:
                 first = max(span.lo, row + 1)
                 rows = reader.batch_rows(first, span.hi, room)
                 for _, name, labels, ts, value, _kind in rows:
-                    encoded = self._labels(host, name, labels)
+                    encoded = self.labels.get(host, name, labels)
                     ms = _millis(ts)
                     if encoded is None or ms is None:
                         dropped["invalid"] += 1
@@ -260,19 +270,6 @@ class Forwarder:
             moved,
             {k: n for k, n in dropped.items() if n},
         )
-
-    def _labels(self, host: str, name: str, labels: str) -> bytes | None:
-        key = (host, name, labels)
-        try:
-            return self.series[key]
-        except KeyError:
-            pass
-        if len(self.series) >= SERIES_CACHE:
-            self.series.clear()
-        encoded = self.series[key] = remote_write.series_labels(
-            host, name, labels, self.config.extra_labels
-        )
-        return encoded
 
 
 def _millis(ts: float) -> int | None:

@@ -42,6 +42,7 @@ STALE_NAN = 0x7FF0000000000002  # Prometheus' stale marker: never sent
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _double = struct.Struct("<d").pack
+_stamps: dict[int, bytes] = {}
 
 
 def varint(n: int) -> bytes:
@@ -74,7 +75,12 @@ def encode_labels(pairs: Iterable[tuple[str, str]]) -> bytes:
 def encode_sample(value: float | None, ts_ms: int) -> bytes:
     """A TimeSeries' `samples` field; None or NaN is the quiet NaN."""
     bits = NAN if value is None or value != value else _double(value)
-    return _delimited(b"\x12", b"\x09" + bits + b"\x10" + varint(ts_ms))
+    ts = _stamps.get(ts_ms)
+    if ts is None:  # a batch's samples share their time: encode it once
+        if len(_stamps) >= 4096:
+            _stamps.clear()
+        ts = _stamps[ts_ms] = varint(ts_ms)
+    return b"\x12" + bytes((10 + len(ts), 9)) + bits + b"\x10" + ts
 
 
 def write_request(series: Iterable[tuple[bytes, list[bytes]]]) -> bytes:
@@ -89,11 +95,21 @@ def compress(body: bytes) -> bytes:
 
 
 def series_labels(host: str, name: str, labels_json: str, extra: Mapping[str, str]) -> bytes | None:
-    """A stored series' labels as sent: its labels (`host` renamed
+    """A stored series' labels as sent, encoded (see `Labels`)."""
+    split = split_labels(name, labels_json, extra)
+    tag = host_label(host)
+    return None if split is None or tag is None else split[0] + tag + split[1]
+
+
+def split_labels(
+    name: str, labels_json: str, extra: Mapping[str, str]
+) -> tuple[bytes, bytes] | None:
+    """A series' labels as sent but `host`: its labels (`host` renamed
     `exported_host`, as the hub's /metrics does), `extra` where it has no
-    such label, `host` and `__name__`; sorted and encoded. None when
-    Prometheus would refuse it: a name that is not a Prometheus name, a
-    label name of the reserved `__` kind, text that is not UTF-8."""
+    such label, and `__name__`; sorted and encoded, split where `host`
+    goes. None when Prometheus would refuse them: a name that is not a
+    Prometheus name, a label name of the reserved `__` kind, text that is
+    not UTF-8."""
     if not METRIC_NAME.fullmatch(name):
         return None
     try:
@@ -106,7 +122,6 @@ def series_labels(host: str, name: str, labels_json: str, extra: Mapping[str, st
         pairs["exported_host"] = pairs.pop("host")
     for key, value in extra.items():
         pairs.setdefault(key, value)
-    pairs["host"] = host
     out = [("__name__", name)]
     for key, value in pairs.items():
         if not LABEL_NAME.fullmatch(key) or key.startswith("__"):
@@ -115,7 +130,45 @@ def series_labels(host: str, name: str, labels_json: str, extra: Mapping[str, st
         if text:  # an empty value is no label
             out.append((key, text))
     out.sort(key=lambda kv: kv[0].encode())
+    before = [kv for kv in out if kv[0] < "host"]
     try:
-        return encode_labels(out)
+        return encode_labels(before), encode_labels(out[len(before) :])
     except UnicodeEncodeError:  # a lone surrogate from JSON's \ud800
         return None
+
+
+def host_label(host: str) -> bytes | None:
+    try:
+        return encode_labels([("host", host)])
+    except UnicodeEncodeError:
+        return None
+
+
+class Labels:
+    """Encoded label sets, cached: a series' labels but `host` by (name,
+    labels), and each host's `host` label; a fleet's hosts share their
+    series' names and labels, so both caches stay small. Bounded: a cache
+    that fills is emptied."""
+
+    def __init__(self, extra: Mapping[str, str], size: int = 50_000) -> None:
+        self.extra, self.size = dict(extra), size
+        self.series: dict[tuple[str, str], tuple[bytes, bytes] | None] = {}
+        self.hosts: dict[str, bytes | None] = {}
+
+    def get(self, host: str, name: str, labels_json: str) -> bytes | None:
+        key = (name, labels_json)
+        if key in self.series:
+            split = self.series[key]
+        else:
+            if len(self.series) >= self.size:
+                self.series.clear()
+            split = self.series[key] = split_labels(name, labels_json, self.extra)
+        if host in self.hosts:
+            tag = self.hosts[host]
+        else:
+            if len(self.hosts) >= self.size:
+                self.hosts.clear()
+            tag = self.hosts[host] = host_label(host)
+        if split is None or tag is None:
+            return None
+        return split[0] + tag + split[1]

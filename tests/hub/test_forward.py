@@ -96,7 +96,9 @@ def test_a_write_request_decodes_to_what_was_encoded():
         for v, ts in [(1.5, 1767225600000), (math.inf, -5), (-0.0, 0), (None, 4102444800000)]
     ]
     body = remote_write.write_request([(labels, samples)])
-    [series] = decode_write_request(bytes(cramjam.snappy.decompress_raw(remote_write.compress(body))))
+    [series] = decode_write_request(
+        bytes(cramjam.snappy.decompress_raw(remote_write.compress(body)))
+    )
     # sorted by name as bytes: upper case before "__name__"
     assert series["labels"] == [
         ("Zone", "z"),
@@ -133,7 +135,10 @@ def test_names_prometheus_refuses_are_not_encoded(name, labels):
 
 def test_host_label_becomes_exported_host_and_extra_labels_do_not_override():
     raw = remote_write.series_labels(
-        "h1", "m", json.dumps({"host": "inner", "dc": "mine", "empty": ""}), {"dc": "extra", "z": "1"}
+        "h1",
+        "m",
+        json.dumps({"host": "inner", "dc": "mine", "empty": ""}),
+        {"dc": "extra", "z": "1"},
     )
     assert raw is not None
     body = remote_write.write_request([(raw, [remote_write.encode_sample(1.0, 1)])])
