@@ -131,7 +131,7 @@ def forwarder_work(db: Path, per_send: int) -> tuple[float, float, int]:
     try:
         while (send := forwarder.collect()) is not None:
             samples += send.samples
-            forwarder.ahead.update(send.moved)
+            pass  # collect moves `ahead` itself
     finally:
         remote_write.compress = compress  # type: ignore[assignment]
     elapsed = time.perf_counter() - start

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import random
 import time
 from typing import Any, NamedTuple
@@ -53,6 +54,7 @@ class Send(NamedTuple):
     samples: int  # in it
     moved: dict[Key, Cursor]  # the cursors once it is delivered
     dropped: dict[str, int]  # rows not in it: reason -> count
+    since: float  # when the oldest batch it holds was committed
 
 
 class Forwarder:
@@ -72,9 +74,11 @@ class Forwarder:
         self.cursors: dict[Key, Cursor] = {}  # delivered (and committed)
         self.ahead: dict[Key, Cursor] = {}  # read into a send, delivered or not
         self.idle: dict[Key, int] = {}  # the mark up to which a stream had no batch to send
-        self.oldest: dict[Key, float] = {}  # each pending stream's first unsent batch: committed at
+        self.oldest: dict[Key, float] = {}  # each stream's first batch not read yet: committed at
+        self.unsent: list[float] = []  # the sends read but not delivered: their `since`
         self.labels = remote_write.Labels(config.extra_labels, SERIES_CACHE)
-        self.turn = 0  # where the next look starts among pending streams: each gets its turn
+        self.queue: list[Key] = []  # this round's streams still to read, the next last
+        self.marks: dict[Key, int] = {}  # their marks when the round began
         self.thread = Worker(f"forward-{self.name}")
         self.reader: Reader | None = None
         self.session: Any = None
@@ -82,8 +86,10 @@ class Forwarder:
         self.logged: dict[str, tuple[float, int]] = {}  # event -> (when logged, suppressed since)
 
     def lag(self, now: float) -> float:
-        """Seconds since the oldest committed batch not yet delivered was committed."""
-        return max(0.0, now - min(self.oldest.values())) if self.oldest else 0.0
+        """Seconds since the oldest committed batch not yet delivered was
+        committed: of those in sends under way, and of those not read yet."""
+        oldest = min([*self.oldest.values(), *self.unsent], default=now)
+        return max(0.0, now - oldest)
 
     # -- the loop --------------------------------------------------------------
 
@@ -104,15 +110,16 @@ class Forwarder:
                     await asyncio.sleep(POLL)
                     look = asyncio.ensure_future(self.thread.run(self.collect))
                     continue
+                self.unsent.append(send.since)
                 # the next send is read and encoded while this one travels:
-                # it starts where this one ends, and goes only after it
-                self.ahead.update(send.moved)
+                # it starts where this one ends (`ahead`), and goes only after it
                 look = asyncio.ensure_future(self.thread.run(self.collect))
                 if send.samples:
                     await self._deliver(send.body, send.samples)
                 for reason, n in send.dropped.items():
                     self.dropped[reason] = self.dropped.get(reason, 0) + n
                 await self._commit(send.moved)
+                self.unsent.remove(send.since)
         finally:
             if self.session is not None:
                 await self.session.close()
@@ -205,62 +212,59 @@ class Forwarder:
     def collect(self) -> Send | None:
         """The next send, from the streams with batches after their cursor
         (`ahead`: where the send before this one ends); None when every
-        stream is caught up."""
+        stream is caught up. Streams are taken in rounds: the pending ones
+        are listed once (`_scan`), and each send goes on down the list, a
+        stream's batches read up to its mark, until the list is done."""
         reader = self.reader
         assert reader is not None
-        pending: dict[Key, int] = {}
-        for host, stream, mark in reader.stream_marks():
-            key = (host, stream)
-            if mark > self.ahead.get(key, (0, 0))[0] and mark > self.idle.get(key, 0):
-                pending[key] = mark
-        for key in [k for k in self.oldest if k not in pending]:
-            del self.oldest[key]
-        if not pending:
+        if not self.queue and not self._scan():
             return None
-        order = sorted(pending)
-        start = self.turn % len(order)
-        order = order[start:] + order[:start]
         room = self.config.max_samples_per_send
         series: dict[tuple[str, str, str], list[bytes]] = {}
         moved: dict[Key, Cursor] = {}
         dropped = {"expired": 0, "invalid": 0}
-        samples = visited = 0
-        for key in order:
-            if room <= 0:
-                break
-            visited += 1
+        samples = 0
+        labels_of, encode_sample, invalid = self.labels.get, remote_write.encode_sample, 0
+        since = math.inf
+        while self.queue and room > 0:
+            key = self.queue[-1]
             host, stream = key
             seq, row = self.ahead.get(key, (0, 0))
             spans = reader.batches_after(host, stream, seq, BATCHES_PER_LOOK)
-            if not spans:  # batches of events only
-                self.idle[key] = pending[key]
+            if not spans:  # done, or batches of events only
+                self.queue.pop()
+                self.idle[key] = self.marks.pop(key, seq)
                 self.oldest.pop(key, None)
                 continue
             self.oldest[key] = spans[0].received
+            since = min(since, spans[0].received)
             for span in spans:
                 first = max(span.lo, row + 1)
                 rows = reader.batch_rows(first, span.hi, room)
                 for _, name, labels, ts, value, _kind in rows:
-                    encoded = self.labels.get(host, name, labels)
+                    encoded = labels_of(host, name, labels)
                     ms = _millis(ts)
                     if encoded is None or ms is None:
-                        dropped["invalid"] += 1
+                        invalid += 1
                         continue
-                    sample = remote_write.encode_sample(value, ms)
-                    series.setdefault((host, name, labels), [encoded]).append(sample)
-                    samples += 1
-                if len(rows) == room and rows and rows[-1][0] < span.hi:  # the send is full
+                    sample = encode_sample(value, ms)
+                    try:
+                        series[(host, name, labels)].append(sample)
+                    except KeyError:
+                        series[(host, name, labels)] = [encoded, sample]
+                if len(rows) == room and rows[-1][0] < span.hi:  # the send is full
                     dropped["expired"] += rows[-1][0] - first + 1 - len(rows)
                     room = 0
-                    moved[key] = (seq, rows[-1][0])
+                    moved[key] = self.ahead[key] = (seq, rows[-1][0])
                     break
                 dropped["expired"] += max(0, span.hi - first + 1 - len(rows))
                 room -= len(rows)
                 seq, row = span.seq, 0
-                moved[key] = (seq, row)
+                moved[key] = self.ahead[key] = (seq, row)
                 if room <= 0:
                     break
-        self.turn = start + visited
+        dropped["invalid"] = invalid
+        samples = sum(len(parts) - 1 for parts in series.values())
         if not moved:  # the pending streams had batches of events only
             return None
         body = remote_write.write_request((parts[0], parts[1:]) for parts in series.values())
@@ -269,7 +273,24 @@ class Forwarder:
             samples,
             moved,
             {k: n for k, n in dropped.items() if n},
+            since,
         )
+
+    def _scan(self) -> bool:
+        """List the streams with batches after their cursor (the next
+        round); False if there are none."""
+        assert self.reader is not None
+        pending = []
+        self.marks = {}
+        for host, stream, mark in self.reader.stream_marks():
+            key = (host, stream)
+            if mark > self.ahead.get(key, (0, 0))[0] and mark > self.idle.get(key, 0):
+                pending.append(key)
+                self.marks[key] = mark
+        for key in set(self.oldest) - set(pending):
+            del self.oldest[key]
+        self.queue = sorted(pending, reverse=True)  # taken from the end
+        return bool(pending)
 
 
 def _millis(ts: float) -> int | None:
