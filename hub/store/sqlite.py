@@ -513,12 +513,15 @@ class SQLiteStore(Store):
         ).rowcount
         if gone >= limit:
             return gone
-        # a batch goes once all its rows have: a forwarder behind counts
-        # the rows that went before it as expired (hub/forward)
+        # a batch goes once all its rows have (and every older row: the
+        # scan stops at the oldest row left) and it was committed longer
+        # ago than retention and the skew allowed: a forwarder behind sees
+        # its rows gone, and counts them as expired (hub/forward)
         gone += self.db.execute(
             "DELETE FROM batches WHERE hi IN (SELECT hi FROM batches WHERE hi <"
-            " coalesce((SELECT min(rowid) FROM metrics), 9223372036854775807) LIMIT ?)",
-            (limit - gone,),
+            " coalesce((SELECT min(rowid) FROM metrics), 9223372036854775807)"
+            " AND received < ? ORDER BY hi LIMIT ?)",
+            (before - self.limits.max_clock_skew, limit - gone),
         ).rowcount
         return gone
 

@@ -679,3 +679,24 @@ def test_a_2xx_lost_with_the_hub_repeats_exactly_that_send(tmp_path, vm):
     finally:
         hub.stop()
         proxy.close()
+
+
+def test_rows_retention_deleted_before_they_were_sent_count_as_expired(tmp_path):
+    receiver = Receiver([(503, {})] * 100_000)  # down
+    hub = HubProcess(
+        tmp_path,
+        retention="2s",
+        extra=forward_table(receiver.url, extra="max_samples_per_send = 5\n"),
+    )
+    try:
+        Pusher(hub).metrics("web-01", 50, time.time() - 100, series=50)
+        # retention runs every second here: the raw points go
+        wait_for(lambda: not stored(hub), 30, "the raw points expired")
+        receiver.answers.clear()  # up again
+        f = wait_for(lambda: caught_up(hub, 50), 60, "the rest counted")
+        # the send under way and the one read ahead were in hand: they went
+        assert f['vigil_hub_forward_sent_samples_total{forward="tsdb"}'] == 10
+        assert f['vigil_hub_forward_dropped_samples_total{forward="tsdb",reason="expired"}'] == 40
+    finally:
+        hub.stop()
+        receiver.close()

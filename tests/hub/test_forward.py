@@ -185,8 +185,11 @@ def test_each_batch_names_its_rows_and_rowids_are_never_reused(tmp_path: Path):
     [old, new] = reader.batches_after("c", "u" * 32, 0, 10)
     assert new.lo > old.hi
     assert reader.batch_rows(old.lo, old.hi, 10) == []  # gone: the forwarder counts them expired
-    # a batch goes once all its rows (and every older row) have gone
+    # a batch goes once all its rows (and every older row) have gone, and
+    # it was committed before retention and the skew allowed
     assert store.expire(now + 1, 100) > 0
+    assert len(reader.batches_after("a", "s" * 32, 0, 10)) == 2  # rows gone, batches kept
+    assert store.expire(now + 1 + store.limits.max_clock_skew, 100) > 0
     assert reader.batches_after("a", "s" * 32, 0, 10) == []
     # cursors
     store.forward_commit("vm", {("a", "s" * 32): (3, 0), ("b", "t" * 32): (2, 7)})
