@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import math
 import random
 import time
@@ -94,6 +95,19 @@ class Forwarder:
     # -- the loop --------------------------------------------------------------
 
     async def run(self) -> None:
+        """Forward until cancelled; a failure nobody foresaw is logged and
+        the forwarder starts again from its durable cursors."""
+        while True:
+            try:
+                await self._run()
+            except Exception:  # a bug: say so, keep forwarding
+                log.exception("forward_failed", forward=self.name)
+                self.thread = Worker(f"forward-{self.name}")
+                self.reader = self.session = None
+                self.queue, self.marks, self.unsent, self.oldest = [], {}, [], {}
+                await asyncio.sleep(self.config.max_backoff)
+
+    async def _run(self) -> None:
         try:
             await self._open()
             self.ahead = dict(self.cursors)
@@ -124,7 +138,8 @@ class Forwarder:
             if self.session is not None:
                 await self.session.close()
             if self.reader is not None:
-                await self.thread.run(self.reader.close)
+                with contextlib.suppress(Exception):
+                    await self.thread.run(self.reader.close)
             self.thread.shutdown(wait=False)
 
     async def _open(self) -> None:
