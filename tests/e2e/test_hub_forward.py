@@ -12,8 +12,10 @@ import json
 import math
 import os
 import secrets
+import shutil
 import signal
 import struct
+import subprocess
 import threading
 import time
 import urllib.request
@@ -697,6 +699,25 @@ def test_rows_retention_deleted_before_they_were_sent_count_as_expired(tmp_path)
         # the send under way and the one read ahead were in hand: they went
         assert f['vigil_hub_forward_sent_samples_total{forward="tsdb"}'] == 10
         assert f['vigil_hub_forward_dropped_samples_total{forward="tsdb",reason="expired"}'] == 40
+    finally:
+        hub.stop()
+        receiver.close()
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool missing (make test-deps)")
+def test_the_forward_figures_pass_promtool(tmp_path):
+    receiver = Receiver([(400, {})])
+    hub = start_hub(tmp_path, forward_table(receiver.url))
+    try:
+        Pusher(hub).metrics("web-01", 3, time.time())
+        wait_for(lambda: caught_up(hub, 3), 30, "the refusal counted")
+        with urllib.request.urlopen(hub.url + "/metrics", timeout=10) as resp:
+            text = resp.read()
+        assert b'vigil_hub_forward_dropped_samples_total{forward="tsdb",reason="4xx"} 3' in text
+        result = subprocess.run(
+            ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
     finally:
         hub.stop()
         receiver.close()
