@@ -53,6 +53,7 @@ test-deps:
 	test -x /usr/lib/nagios/plugins/check_tcp || missing="$$missing monitoring-plugins-basic"; \
 	test -x /lib/systemd/systemd-journal-remote || missing="$$missing systemd-journal-remote"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -x /usr/bin/victoria-metrics || missing="$$missing victoria-metrics"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing from Debian:$$missing"; \
@@ -81,6 +82,7 @@ bench: $(STAMP)
 	command -v collectd >/dev/null 2>&1 || missing="$$missing collectd-core"; \
 	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx-light"; \
 	command -v prometheus-blackbox-exporter >/dev/null 2>&1 || missing="$$missing prometheus-blackbox-exporter"; \
+	test -x /usr/bin/victoria-metrics || missing="$$missing victoria-metrics"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 	$(BIN)/python -m bench.host_metrics
 	$(BIN)/python -m bench.buffer
@@ -91,6 +93,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.hub_fleet
 	$(BIN)/python -m bench.hub_report
 	$(BIN)/python -m bench.hub_web
+	$(BIN)/python -m bench.hub_forward
 	$(BIN)/python -m bench.footprint
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.alerts

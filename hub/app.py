@@ -8,6 +8,7 @@ import asyncio
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -35,6 +36,7 @@ log = structlog.get_logger()
 RETENTION: web.AppKey[asyncio.Task[None]] = web.AppKey("retention", asyncio.Task)
 LIVENESS: web.AppKey[asyncio.Task[None]] = web.AppKey("liveness", asyncio.Task)
 REPORTS: web.AppKey[asyncio.Task[None]] = web.AppKey("reports", asyncio.Task)
+FORWARDS: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("forwards", list)
 EXPIRE_CHUNK = 5000  # rows per transaction: ingest waits for one chunk at most
 
 GUARD = web.AppKey("guard", Guard)
@@ -80,8 +82,15 @@ def build(config: HubConfig) -> web.Application:
         for notifier in route(alert, list(notifiers), notifiers):
             await notifier.send(alert)
 
+    # Forwarding (hub/forward): loaded only when a forward is configured
+    forwarders: list[Any] = []
+    if hub.forward:
+        from hub.forward import forwarders as make_forwarders
+
+        forwarders = list(make_forwarders(hub.forward, store, store_thread))
+
     def own() -> dict[str, Family]:
-        return own_figures(ingest, counts, hub.data_dir / "hub.db")
+        return own_figures(ingest, counts, hub.data_dir / "hub.db", forwarders)
 
     read = Read(
         read_token,
@@ -112,6 +121,7 @@ def build(config: HubConfig) -> web.Application:
         app[REPORTS] = asyncio.create_task(schedule.run())
         retention = (hub.retention_raw, hub.retention_events, hub.retention_rollup)
         app[RETENTION] = asyncio.create_task(expire(store, store_thread, *retention))
+        app[FORWARDS] = [asyncio.create_task(f.run()) for f in forwarders]
 
     def retention_changed(raw: float, events: float, rollups: float) -> None:  # on reload
         if RETENTION in app:
@@ -123,6 +133,11 @@ def build(config: HubConfig) -> web.Application:
         for key in (RETENTION, LIVENESS, REPORTS):
             if key in app:
                 app[key].cancel()
+        forwarding = app.get(FORWARDS, [])
+        for task in forwarding:
+            task.cancel()
+        # their cursor commits run on the store thread: done before it stops
+        await asyncio.gather(*forwarding, return_exceptions=True)
         for notifier in notifiers.values():
             await notifier.stop()
         await asyncio.to_thread(close)  # waiting for threads would block the loop

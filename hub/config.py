@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from agent.core.configfile import (
     check_listen,
@@ -16,8 +18,8 @@ from agent.core.configfile import (
     load_config,
     split_host_port,
 )
-from agent.core.schema import Duration, Invalid, OneOf, Size, opt
-from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
+from agent.core.schema import Duration, Invalid, OneOf, Size, check_http_url, opt
+from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig, check_name
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/hub.toml")
 
@@ -56,6 +58,88 @@ class ReportsSection:
     notify: tuple[str, ...] = ()  # names of [[hub.notifiers]] it goes through
     availability_target: float = opt(0.999, check=_check_target)  # checks without their own
     timezone: str = opt("", check=_check_timezone)  # the report's days; "": the hub's local time
+
+
+# -- Forwarding (hub/forward, docs/hub.md "Forwarding to Prometheus / VictoriaMetrics")
+
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# what the forwarder sets itself: a table's headers may not
+FORWARD_HEADERS = (
+    "content-encoding",
+    "content-type",
+    "x-prometheus-remote-write-version",
+    "content-length",
+)
+
+
+def _check_forward_headers(value: Mapping[str, str]) -> str | None:
+    for key, val in value.items():
+        if not key or any(c in key + val for c in "\r\n"):
+            return f"header {key!r}: names must be non-empty and no line breaks are allowed"
+        if key.lower() in FORWARD_HEADERS:
+            return f"header {key!r} is the forwarder's own"
+    return None
+
+
+def _check_extra_labels(value: Mapping[str, str]) -> str | None:
+    for key, val in value.items():
+        if not LABEL_NAME.fullmatch(key) or key.startswith("__"):
+            return (
+                f"label {key!r}: expected a Prometheus label name,"
+                " [a-zA-Z_][a-zA-Z0-9_]*, not starting with __"
+            )
+        if key in ("host", "exported_host"):
+            return f"label {key!r} is the forwarder's own (each sample's host)"
+        if not val:
+            return f"label {key!r}: an empty value means no label"
+    return None
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    username: str = opt(
+        "", check=lambda v: None if v and ":" not in v else "non-empty, without ':'"
+    )
+    password_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.password_file is None:
+            raise Invalid("basic_auth needs password_file", key="password_file")
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    """One `[[hub.forward]]` table: where the hub sends what it stores.
+    `type` picks the sender in hub/forward/__init__.py's SENDERS (one type
+    today: a new one is a module there and a word in this Literal)."""
+
+    name: str = opt("", check=check_name)
+    type: Literal["prometheus_remote_write"] = "prometheus_remote_write"
+    url: str = opt("", check=check_http_url)
+    headers: dict[str, str] = opt(factory=dict, check=_check_forward_headers)
+    basic_auth: BasicAuth | None = None
+    bearer_token_file: Path | None = None
+    ca_file: Path | None = None  # trust this CA instead of the system's, for https
+    verify_tls: bool = True  # false: no certificate check at all (a test bed only)
+    max_samples_per_send: int = opt(
+        2000, min=1, check=lambda n: None if n <= 100_000 else "at most 100000"
+    )
+    extra_labels: dict[str, str] = opt(factory=dict, check=_check_extra_labels)
+    timeout: Duration = opt(30.0, min=0.1)  # one request
+    max_backoff: Duration = opt(30.0, min=0.1)  # between retries of one send
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise Invalid("each [[hub.forward]] needs a name", key="name")
+        if not self.url:
+            raise Invalid("needs url, the receiver's http:// or https:// URL", key="url")
+        if self.basic_auth is not None and self.bearer_token_file is not None:
+            raise Invalid("set basic_auth or bearer_token_file, not both", key="bearer_token_file")
+        auth = {k.lower() for k in self.headers} & {"authorization"}
+        if auth and (self.basic_auth is not None or self.bearer_token_file is not None):
+            raise Invalid(
+                "an Authorization header and basic_auth or bearer_token_file", key="headers"
+            )
 
 
 @dataclass(frozen=True)
@@ -106,6 +190,8 @@ class HubSection:
 
     # Reports (issue 14, item 4; hub/reports/): the daily report and where it goes.
     reports: ReportsSection = field(default_factory=ReportsSection)
+    # Forwarding (hub/forward): what the hub stores, sent on to a TSDB.
+    forward: tuple[ForwardConfig, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -129,6 +215,10 @@ class HubSection:
                 f"listen = {self.listen!r} is not loopback, so the read API needs read_token_file",
                 key="read_token_file",
             )
+        forwards = [f.name for f in self.forward]
+        for i, name in enumerate(forwards):
+            if name in forwards[:i]:
+                raise Invalid(f"forward name {name!r} is used twice", key=f"forward[{i}].name")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ import contextlib
 import itertools
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,9 @@ Family = tuple[str, str, list[Sample]]
 Figures = Callable[[], Mapping[str, Family]]
 
 
-def own_figures(ingest: Ingest, counts: Counts, db: Path) -> dict[str, Family]:
+def own_figures(
+    ingest: Ingest, counts: Counts, db: Path, forwards: Sequence[Any] = ()
+) -> dict[str, Family]:
     """The hub's own figures (docs/hub.md)."""
     name = "vigil_hub_ingest_duration_seconds"
     histogram: list[Sample] = [
@@ -79,7 +82,43 @@ def own_figures(ingest: Ingest, counts: Counts, db: Path) -> dict[str, Family]:
             "Unix time the previous secret stops being accepted.",
             ingest.keys.previous_until,
         )
+    if forwards:  # hub/forward: each forwarder's sent, dropped, retries and lag
+        out.update(forward_figures(forwards, time.time()))
     return out
+
+
+def forward_figures(forwards: Sequence[Any], now: float) -> dict[str, Family]:
+    sent, dropped = (
+        "vigil_hub_forward_sent_samples_total",
+        "vigil_hub_forward_dropped_samples_total",
+    )
+    retries, lag = "vigil_hub_forward_retries_total", "vigil_hub_forward_lag_seconds"
+    return {
+        sent: (
+            "counter",
+            "Samples the receiver took (2xx), by forward.",
+            [(sent, {"forward": f.name}, float(f.sent)) for f in forwards],
+        ),
+        dropped: (
+            "counter",
+            "Samples given up, by forward and reason: 4xx (refused), expired, invalid.",
+            [
+                (dropped, {"forward": f.name, "reason": r}, float(n))
+                for f in forwards
+                for r, n in sorted(f.dropped.items())
+            ],
+        ),
+        retries: (
+            "counter",
+            "Sends tried again after a 5xx, a 429 or a network error, by forward.",
+            [(retries, {"forward": f.name}, float(f.retries)) for f in forwards],
+        ),
+        lag: (
+            "gauge",
+            "Age of the oldest committed batch not yet forwarded; 0 when caught up.",
+            [(lag, {"forward": f.name}, f.lag(now)) for f in forwards],
+        ),
+    }
 
 
 def _files_bytes(path: Path, *suffixes: str) -> int:

@@ -13,9 +13,9 @@ it was. Otherwise (`RELOADING=1`, then `READY=1` to systemd):
   connection and in-flight caps (`apply`); a new retention restarts the
   retention task;
 - what was bound at start (`RESTART`: the listening socket, the data
-  directory, the TLS files, the read threads) and any key not known here
-  keeps its running value, and the hub logs `reload_needs_restart` naming
-  each key.
+  directory, the TLS files, the read threads, the `[[hub.forward]]`
+  tables) and any key not known here keeps its running value, and the hub
+  logs `reload_needs_restart` naming each key.
 
 `read_files` is also what `vigil hub check-config` runs, so a file that
 check-config passes, a reload takes.
@@ -30,6 +30,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -46,7 +47,7 @@ from hub.store import Limits, Store
 
 log = structlog.get_logger()
 
-RESTART = ("listen", "data_dir", "tls_cert_file", "tls_key_file", "read_threads")
+RESTART = ("listen", "data_dir", "tls_cert_file", "tls_key_file", "read_threads", "forward")
 APPLIED = (
     "secret_file",
     "previous_secret_file",
@@ -135,6 +136,24 @@ def read_files(config: HubConfig, default_secret: bool = True, tls: bool = False
             context.load_cert_chain(hub.tls_cert_file, hub.tls_key_file)
         except (OSError, ssl.SSLError) as exc:
             problem("tls_cert_file", f"cannot load {hub.tls_cert_file} with its key: {_why(exc)}")
+    for i, forward in enumerate(hub.forward):  # forwarding: the files each forward reads
+        auth = forward.basic_auth
+        named: list[tuple[str, Path | None]] = [
+            ("bearer_token_file", forward.bearer_token_file),
+            ("ca_file", forward.ca_file),
+        ]
+        named.append(("basic_auth.password_file", auth.password_file if auth else None))
+        for key, file in named:
+            if file is None:
+                continue
+            try:
+                text = file.read_text()
+                if key != "ca_file" and not text.strip():
+                    problem(f"forward[{i}].{key}", f"{file} is empty")
+                if key == "ca_file":
+                    ssl.create_default_context(cafile=str(file))
+            except (OSError, UnicodeDecodeError, ssl.SSLError) as exc:
+                problem(f"forward[{i}].{key}", f"cannot read {file}: {_why(exc)}")
     if problems:
         raise ConfigError(problems)
     return Files(secret, read_token, previous)

@@ -191,6 +191,15 @@ class WriteOutcome(NamedTuple):
     error: str | None  # None: committed
 
 
+class BatchSpan(NamedTuple):
+    """A stored batch's metric rows, for the forwarders (hub/forward)."""
+
+    seq: int  # its stream's mark after it
+    lo: int  # its rows: lo..hi, in the backend's row order
+    hi: int
+    received: float  # when it was committed
+
+
 class Reader(ABC):
     """Queries on a connection of their own (see the module's docstring)."""
 
@@ -313,6 +322,25 @@ class Reader(ABC):
     def first_record(self, host: str, since: float, until: float) -> float | None:
         """The time of `host`'s first event or rollup bucket in [since,
         until) (a bucket's start: to 5 minutes), None if it has none."""
+
+    # -- forwarding (hub/forward): what was committed, per stream, in order --
+
+    def stream_marks(self) -> list[tuple[str, str, int]]:
+        """Every stream's (host, stream, mark)."""
+        raise NotImplementedError
+
+    def batches_after(self, host: str, stream: str, seq: int, limit: int) -> list[BatchSpan]:
+        """The stream's batches with metric rows whose mark is above `seq`, by mark."""
+        raise NotImplementedError
+
+    def batch_rows(self, first: int, last: int, limit: int) -> list[tuple[Any, ...]]:
+        """Metric rows first..last that are still stored, in order, at most
+        `limit`: (row, name, labels JSON, ts, value or None for NaN, type)."""
+        raise NotImplementedError
+
+    def forward_cursors(self, forward: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """What `forward` has delivered: (host, stream) -> (mark, row)."""
+        raise NotImplementedError
 
 
 class Store(ABC):
@@ -558,6 +586,17 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def forward_commit(self, forward: str, cursors: dict[tuple[str, str], tuple[int, int]]) -> None:
+        """Note durably what `forward` has delivered: (host, stream) -> (mark,
+        row), once the receiver took it (hub/forward)."""
+        with self._write():
+            self._forward_cursors(forward, cursors)
+
+    def _forward_cursors(
+        self, forward: str, cursors: dict[tuple[str, str], tuple[int, int]]
+    ) -> None:
+        raise NotImplementedError
 
 
 def rows(records: list[dict[str, Any]]) -> tuple[list[MetricRow], list[EventRow]]:

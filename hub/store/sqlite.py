@@ -47,6 +47,7 @@ import structlog
 from hub.store import (
     AlertState,
     BadCursor,
+    BatchSpan,
     EventRow,
     MetricRow,
     Page,
@@ -153,6 +154,24 @@ CREATE TABLE IF NOT EXISTS probe (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     at REAL NOT NULL                    -- /healthz's latest test write
 );
+-- Forwarding (hub/forward): each stored batch's metric rows, for the forwarders
+CREATE TABLE IF NOT EXISTS batches (
+    hi INTEGER PRIMARY KEY,             -- its metric rows are rowids lo..hi of metrics
+    host TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,               -- the stream's mark after it
+    received REAL NOT NULL,             -- when it was committed
+    lo INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_by_stream ON batches (host, stream, seq);
+CREATE TABLE IF NOT EXISTS forward_cursors (  -- what each forward has delivered
+    forward TEXT NOT NULL,
+    host TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,               -- batches up to this mark: delivered
+    row INTEGER NOT NULL,               -- and of the next one, its rows up to this rowid
+    PRIMARY KEY (forward, host, stream)
+) WITHOUT ROWID;
 """
 
 
@@ -326,9 +345,22 @@ class SQLiteStore(Store):
         lost: int,
     ) -> None:
         db = self.db
-        db.executemany(
-            "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", [(host, *m) for m in metrics]
-        )
+        if metrics:
+            # rowids above any a batch names, even deleted ones: a batch's
+            # range holds its own rows or none (forwarding, hub/forward)
+            (lo,) = db.execute(
+                "SELECT max(coalesce((SELECT max(rowid) FROM metrics), 0),"
+                " coalesce((SELECT max(hi) FROM batches), 0)) + 1"
+            ).fetchone()
+            db.executemany(
+                "INSERT INTO metrics (rowid, host, name, labels, ts, value, type)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(lo + i, host, *m) for i, m in enumerate(metrics)],
+            )
+            db.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
+                (lo + len(metrics) - 1, host, stream, mark, time.time(), lo),
+            )
         self._append_events(host, events)
         newest: dict[tuple[str, str], MetricRow] = {}
         for m in metrics:
@@ -483,7 +515,30 @@ class SQLiteStore(Store):
             " (SELECT host, name, labels FROM series WHERE last_ts < ? LIMIT ?)",
             (before, limit - gone),
         ).rowcount
+        if gone >= limit:
+            return gone
+        # a batch goes once all its rows have (and every older row: the
+        # scan stops at the oldest row left) and it was committed longer
+        # ago than retention and the skew allowed: a forwarder behind sees
+        # its rows gone, and counts them as expired (hub/forward)
+        gone += self.db.execute(
+            "DELETE FROM batches WHERE hi IN (SELECT hi FROM batches WHERE hi <"
+            " coalesce((SELECT min(rowid) FROM metrics), 9223372036854775807)"
+            " AND received < ? ORDER BY hi LIMIT ?)",
+            (before - self.limits.max_clock_skew, limit - gone),
+        ).rowcount
         return gone
+
+    # -- forwarding (hub/forward) ----------------------------------------------
+
+    def _forward_cursors(
+        self, forward: str, cursors: dict[tuple[str, str], tuple[int, int]]
+    ) -> None:
+        self.db.executemany(
+            "INSERT INTO forward_cursors VALUES (?, ?, ?, ?, ?) ON CONFLICT (forward, host, stream)"
+            " DO UPDATE SET seq = excluded.seq, row = excluded.row",
+            [(forward, host, stream, seq, row) for (host, stream), (seq, row) in cursors.items()],
+        )
 
 
 class SQLiteReader(Reader):
@@ -829,6 +884,36 @@ class SQLiteReader(Reader):
         ).fetchone()[0]
         found = [float(t) for t in (event, rolled) if t is not None]
         return min(found) if found else None
+
+    # -- forwarding (hub/forward) ----------------------------------------------
+
+    def stream_marks(self) -> list[tuple[str, str, int]]:
+        return self.db.execute("SELECT host, stream, last_seq FROM streams").fetchall()
+
+    def batches_after(self, host: str, stream: str, seq: int, limit: int) -> list[BatchSpan]:
+        return [
+            BatchSpan(*row)
+            for row in self.db.execute(
+                "SELECT seq, lo, hi, received FROM batches WHERE host = ? AND stream = ?"
+                " AND seq > ? ORDER BY seq LIMIT ?",
+                (host, stream, seq, limit),
+            )
+        ]
+
+    def batch_rows(self, first: int, last: int, limit: int) -> list[tuple[Any, ...]]:
+        return self.db.execute(
+            "SELECT rowid, name, labels, ts, value, type FROM metrics"
+            " WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?",
+            (first, last, limit),
+        ).fetchall()
+
+    def forward_cursors(self, forward: str) -> dict[tuple[str, str], tuple[int, int]]:
+        return {
+            (host, stream): (seq, row)
+            for host, stream, seq, row in self.db.execute(
+                "SELECT host, stream, seq, row FROM forward_cursors WHERE forward = ?", (forward,)
+            )
+        }
 
 
 INDEXED_KINDS = ("alert", "security", "log")  # events_by_kind holds these
