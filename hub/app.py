@@ -28,7 +28,7 @@ from hub.reload import Running
 from hub.reports import http as reports_http
 from hub.reports.schedule import Schedule
 from hub.store import Limits, Store
-from hub.store.sqlite import open_store
+from hub.store.configured import open_configured
 from hub.web import Web
 
 log = structlog.get_logger()
@@ -47,9 +47,7 @@ def build(config: HubConfig) -> web.Application:
     damaged database is set aside and replaced (hub/store/sqlite.py)."""
     datadir.prepare(config.hub.data_dir)  # private: it holds the fleet's log lines
     keys, read_token = load_keys(config, time.time()), load_read_token(config)
-    datadir.private_database(config.hub.data_dir / "hub.db")
-    store = open_store(config.hub.data_dir / "hub.db")
-    datadir.private_database(config.hub.data_dir / "hub.db")
+    store = open_configured(config)  # [store]: SQLite in data_dir, or PostgreSQL
     hub = config.hub
     store.limits = Limits(
         hub.max_series_per_host, hub.max_new_series_per_batch, hub.max_clock_skew, hub.retention_raw
