@@ -105,7 +105,11 @@ def build(config: HubConfig) -> web.Application:
             await notifier.start()
         app[LIVENESS] = asyncio.create_task(liveness.run())
         schedule = Schedule(
-            lambda: app[RUNNING].config.hub.reports, hub.data_dir, read.query, notifiers
+            lambda: app[RUNNING].config.hub.reports,
+            hub.data_dir,
+            read.query,
+            notifiers,
+            lambda: asyncio.to_thread(store.lead, "reports"),
         )
         app[REPORTS] = asyncio.create_task(schedule.run())
         retention = (hub.retention_raw, hub.retention_events, hub.retention_rollup)
@@ -163,6 +167,9 @@ async def expire(
     every = min(600.0, max(1.0, shortest / 10))
     await asyncio.sleep(min(60.0, every))
     while True:
+        if not await asyncio.to_thread(store.lead, "retention"):  # another hub expires
+            await asyncio.sleep(every)
+            continue
         now, gone = time.time(), 0
         before, *cutoffs = (now - r if r else -math.inf for r in (retention, events, rollups))
         try:

@@ -24,7 +24,7 @@ def missing() -> str | None:
     """Why no server can be started here, or None."""
     for tool in ("initdb", "postgres", "pg_ctl"):
         if not (BIN / tool).is_file():
-            return f"PostgreSQL 15 is not installed ({BIN / tool} missing: apt-get install postgresql)"
+            return f"PostgreSQL 15 is not installed ({BIN / tool}: apt-get install postgresql)"
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")

@@ -225,9 +225,7 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
         for version, sql in MIGRATIONS:
             if version > current:
                 conn.execute(cast(Any, sql))
-                conn.execute(
-                    "INSERT INTO schema_version VALUES (%s, %s)", (version, time.time())
-                )
+                conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, time.time()))
                 log.info("store_migrated", backend="postgres", version=version)
                 current = version
         return current
@@ -396,7 +394,10 @@ class PostgresStore(Store):
 
     def _alert_states(self, host: str, states: list[AlertState]) -> None:
         for a in states:
-            a = AlertState(*(_nul(v) if isinstance(v, str) else v for v in a))
+            a = a._replace(
+                fingerprint=_nul(a.fingerprint), name=_nul(a.name), state=_nul(a.state),
+                severity=_nul(a.severity), summary=_nul(a.summary),
+            )  # fmt: skip
             if a.state in ("pending", "firing"):
                 self.db.execute(
                     "INSERT INTO alerts VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
