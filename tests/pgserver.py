@@ -14,7 +14,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 USER = "vigil"  # the role the tests connect as (trust on loopback)
@@ -107,3 +110,18 @@ class PostgresServer:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL for the session, started on first use, stopped at the
+    end (registered for every test in tests/conftest.py)."""
+    if why := missing():
+        pytest.skip(why)
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[dev]')")
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -30,20 +30,6 @@ BACKENDS: dict[str, Callable[[Path, pgserver.PostgresServer | None], Store]] = {
 KEEP = Limits(retention=0.0)
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[pgserver.PostgresServer]:
-    """One PostgreSQL for the session, started on first use, stopped at the end."""
-    if why := pgserver.missing():
-        pytest.skip(why)
-    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[dev]')")
-    server = pgserver.PostgresServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     server = request.getfixturevalue("pg_server") if request.param == "postgres" else None
