@@ -195,3 +195,34 @@ def test_errors_and_logs_never_show_the_password():
     with pytest.raises(OSError) as info:
         PostgresStore(dsn, connect_timeout=1)
     assert "s3cret" not in str(info.value) and "port=1" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("store", "key"),
+    [
+        ('backend = "postgres"', "store.dsn"),
+        ('backend = "postgres"\ndsn = "host=x"\ndsn_file = "/x"', "store.dsn_file"),
+        ('dsn = "host=x"', "store.dsn"),
+        ('backend = "mysql"', "store.backend"),
+        ('backend = "postgres"\ndsn = "host=x"\npool_size = 2', "store.pool_size"),
+        ('backend = "postgres"\ndsn_file = "MISSING"', "store.dsn_file"),
+        ('backend = "postgres"\ndsn_file = "EMPTY"', "store.dsn_file"),
+    ],
+)
+def test_check_config_names_the_store_key_and_connects_to_nothing(tmp_path, store, key):
+    from tests.e2e.harness import vigil
+
+    (tmp_path / "empty").write_text("\n")
+    store = store.replace("MISSING", str(tmp_path / "nope")).replace(
+        "EMPTY", str(tmp_path / "empty")
+    )
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[hub]\ndata_dir = "{tmp_path}"\n[store]\n{store}\n')
+    result = vigil("hub", "check-config", "--config", str(config))
+    assert result.returncode == 2 and f"{config}: {key}:" in result.stderr, result.stderr
+    good = tmp_path / "dsn"
+    good.write_text("host=192.0.2.1 port=1 dbname=x password=s3cret\n")  # never dialled
+    config.write_text(f'[hub]\ndata_dir = "{tmp_path}"\n[store]\nbackend = "postgres"\n'
+                      f'dsn_file = "{good}"\n')  # fmt: skip
+    result = vigil("hub", "check-config", "--config", str(config), timeout=20)
+    assert result.returncode == 0 and "s3cret" not in result.stdout + result.stderr
