@@ -41,7 +41,9 @@ run: $(STAMP)
 # Alertmanager (package prometheus-alertmanager), nginx (nginx-light), the
 # Nagios plugins (monitoring-plugins-basic) and systemd-journal-remote
 # (which, with systemd's journalctl, makes and reads journal files for the
-# [[journal]] tests; no systemd as PID 1 needed). Installed only
+# [[journal]] tests; no systemd as PID 1 needed), PostgreSQL 15 (package
+# postgresql: the store suite and the two-hub tests start their own server
+# in a temporary directory). Installed only
 # when missing and when we are root; otherwise those tests skip and say why.
 test-deps:
 	@missing=""; \
@@ -54,6 +56,7 @@ test-deps:
 	test -x /lib/systemd/systemd-journal-remote || missing="$$missing systemd-journal-remote"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	test -x /usr/bin/victoria-metrics || missing="$$missing victoria-metrics"; \
+	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing from Debian:$$missing"; \

@@ -29,7 +29,7 @@ from hub.reload import Running
 from hub.reports import http as reports_http
 from hub.reports.schedule import Schedule
 from hub.store import Limits, Store
-from hub.store.sqlite import open_store
+from hub.store.configured import open_configured
 from hub.web import Web
 
 log = structlog.get_logger()
@@ -49,9 +49,7 @@ def build(config: HubConfig) -> web.Application:
     damaged database is set aside and replaced (hub/store/sqlite.py)."""
     datadir.prepare(config.hub.data_dir)  # private: it holds the fleet's log lines
     keys, read_token = load_keys(config, time.time()), load_read_token(config)
-    datadir.private_database(config.hub.data_dir / "hub.db")
-    store = open_store(config.hub.data_dir / "hub.db")
-    datadir.private_database(config.hub.data_dir / "hub.db")
+    store = open_configured(config)  # [store]: SQLite in data_dir, or PostgreSQL
     hub = config.hub
     store.limits = Limits(
         hub.max_series_per_host, hub.max_new_series_per_batch, hub.max_clock_skew, hub.retention_raw
@@ -116,7 +114,11 @@ def build(config: HubConfig) -> web.Application:
             await notifier.start()
         app[LIVENESS] = asyncio.create_task(liveness.run())
         schedule = Schedule(
-            lambda: app[RUNNING].config.hub.reports, hub.data_dir, read.query, notifiers
+            lambda: app[RUNNING].config.hub.reports,
+            hub.data_dir,
+            read.query,
+            notifiers,
+            lambda: asyncio.to_thread(store.lead, "reports"),
         )
         app[REPORTS] = asyncio.create_task(schedule.run())
         retention = (hub.retention_raw, hub.retention_events, hub.retention_rollup)
@@ -180,6 +182,9 @@ async def expire(
     every = min(600.0, max(1.0, shortest / 10))
     await asyncio.sleep(min(60.0, every))
     while True:
+        if not await asyncio.to_thread(store.lead, "retention"):  # another hub expires
+            await asyncio.sleep(every)
+            continue
         now, gone = time.time(), 0
         before, *cutoffs = (now - r if r else -math.inf for r in (retention, events, rollups))
         try:

@@ -221,10 +221,61 @@ class HubSection:
                 raise Invalid(f"forward name {name!r} is used twice", key=f"forward[{i}].name")
 
 
+# -- the store (issue 15, item 2: PostgreSQL for several hubs; hub/store/postgres.py) --
+
+
+def _check_dsn(value: str) -> str | None:
+    if value and ("\n" in value or "\x00" in value):
+        return "expected one line: a libpq connection string or postgresql:// URL"
+    return None
+
+
+@dataclass(frozen=True)
+class StoreSection:
+    """[store]: where the hub keeps what it stores (docs/hub.md, "Several
+    hubs on PostgreSQL"). Read at start only: a change needs a restart."""
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"  # sqlite: DATA_DIR/hub.db
+    # postgres: a libpq connection string or URL, or a file holding one
+    # (keeps the password out of this file); exactly one of them.
+    dsn: str = opt("", check=_check_dsn)
+    dsn_file: Path | None = None
+    # connections the hub keeps: one for the store thread, the rest for reads
+    # (at least 1 + [hub] read_threads, so no read waits for one)
+    pool_size: int = opt(4, min=2, check=lambda n: None if n <= 64 else "at most 64")
+    connect_timeout: Duration = opt(10.0, min=1.0)  # per connection attempt
+
+    def __post_init__(self) -> None:
+        if self.backend == "postgres" and not self.dsn and self.dsn_file is None:
+            raise Invalid('backend = "postgres" needs dsn or dsn_file', key="dsn")
+        if self.dsn and self.dsn_file is not None:
+            raise Invalid("set dsn or dsn_file, not both", key="dsn_file")
+        if self.backend == "sqlite" and (self.dsn or self.dsn_file is not None):
+            key = "dsn" if self.dsn else "dsn_file"
+            raise Invalid('only with backend = "postgres" (the SQLite store needs none)', key=key)
+
+
 @dataclass(frozen=True)
 class HubConfig:
     hub: HubSection = field(default_factory=HubSection)
+    store: StoreSection = field(default_factory=StoreSection)
     source: str = field(default="(built-in defaults)", init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.store.backend == "postgres" and self.store.pool_size < 1 + self.hub.read_threads:
+            raise Invalid(
+                f"must be at least 1 + [hub] read_threads ({1 + self.hub.read_threads}):"
+                " one connection for the store thread and one per read thread",
+                key="store.pool_size",
+            )
+        if self.store.backend == "postgres" and self.hub.forward:
+            # The forwarder reads each batch's rows by a contiguous id range,
+            # which concurrent hubs on one database do not give: not built yet.
+            raise Invalid(
+                "forwarding from a PostgreSQL store is not built yet; forward from a"
+                ' SQLite hub, or send to the TSDB another way (docs/hub.md)',
+                key="hub.forward",
+            )
 
 
 def load(path: str | os.PathLike[str] | None) -> HubConfig:

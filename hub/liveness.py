@@ -84,17 +84,22 @@ class Liveness:
         started, loaded = time.time(), False
         while True:
             try:  # logged; the next tick tries again
-                if not loaded:  # what was firing before a restart stays firing
-                    self.firing = await self.read(self._firing)
-                    loaded = True
-                await self.check(time.time(), time.time() - started >= self.silent_after)
+                # hubs sharing a store: one of them raises HostSilent (Store.lead)
+                leading = await asyncio.to_thread(self.store.lead, "liveness")
+                if leading and not loaded:  # what was firing before (a restart, or
+                    self.firing = await self.read(self._firing)  # another hub) stays so
+                loaded = leading
+                armed = time.time() - started >= self.silent_after
+                await self.check(time.time(), armed, leading)
             except Exception as exc:
                 log.error("liveness_check_failed", error=repr(exc)[:300])
             await asyncio.sleep(self.tick)
 
-    async def check(self, now: float, armed: bool) -> None:
+    async def check(self, now: float, armed: bool, leading: bool = True) -> None:
         hosts = await self.read(lambda r: r.hosts())
         self.revoked = {h["id"] for h in hosts if h["revoked"]}
+        if not leading:  # another hub on the shared store raises them
+            return
         for host in hosts:
             name, status = host["id"], status_of(host, now, self.silent_after)
             if name in self.firing and status in ("up", "late", "retired"):

@@ -14,8 +14,9 @@ it was. Otherwise (`RELOADING=1`, then `READY=1` to systemd):
   retention task;
 - what was bound at start (`RESTART`: the listening socket, the data
   directory, the TLS files, the read threads, the `[[hub.forward]]`
-  tables) and any key not known here keeps its running value, and the hub
-  logs `reload_needs_restart` naming each key.
+  tables; and the whole `[store]` table: the store is opened at start)
+  and any key not known here keeps its running value, and the hub logs
+  `reload_needs_restart` naming each key.
 
 `read_files` is also what `vigil hub check-config` runs, so a file that
 check-config passes, a reload takes.
@@ -154,6 +155,19 @@ def read_files(config: HubConfig, default_secret: bool = True, tls: bool = False
                     ssl.create_default_context(cafile=str(file))
             except (OSError, UnicodeDecodeError, ssl.SSLError) as exc:
                 problem(f"forward[{i}].{key}", f"cannot read {file}: {_why(exc)}")
+    store = config.store  # [store] dsn_file: readable, not empty (no connection is tried)
+    if store.dsn_file is not None:
+        try:
+            if not store.dsn_file.read_text().strip():
+                problems.append(
+                    Problem(config.source, "store.dsn_file", f"{store.dsn_file} is empty")
+                )
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(
+                Problem(
+                    config.source, "store.dsn_file", f"cannot read {store.dsn_file}: {_why(exc)}"
+                )
+            )
     if problems:
         raise ConfigError(problems)
     return Files(secret, read_token, previous)
@@ -170,6 +184,11 @@ def prepare(
     every key that cannot change at run time; its files; and those keys,
     when the file changed them. ConfigError when anything is wrong."""
     new = config_mod.load(path)
+    stores = new.store != old.store  # [store]: the store was opened at start
+    if stores:
+        kept_store = dataclasses.replace(new, store=old.store)
+        object.__setattr__(kept_store, "source", new.source)
+        new = kept_store
     keep = [
         f.name
         for f in dataclasses.fields(new.hub)
@@ -185,7 +204,7 @@ def prepare(
         effective = dataclasses.replace(new, hub=hub)
         object.__setattr__(effective, "source", new.source)
         new = effective
-    return new, read_files(new), keep
+    return new, read_files(new), keep + (["store"] if stores else [])
 
 
 def keys(running: Keys, config: HubConfig, files: Files, now: float) -> Keys:
@@ -248,7 +267,12 @@ async def reload(
         return
     notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
     if keep:
-        kept: dict[str, Any] = {k: _plain(getattr(running.config.hub, k)) for k in keep}
+        kept: dict[str, Any] = {  # [store]: its backend only (a dsn may hold a password)
+            k: running.config.store.backend
+            if k == "store"
+            else _plain(getattr(running.config.hub, k))
+            for k in keep
+        }
         log.warning("reload_needs_restart", keys=keep, kept=kept)
     changed = apply(running, new, files, secrets)
     notifier.send("READY=1", f"STATUS={status}")

@@ -13,11 +13,16 @@ from typing import Any
 from hub import datadir
 from hub.config import HubConfig
 from hub.liveness import status_of
+from hub.store import Store
+from hub.store.configured import open_configured
 from hub.store.sqlite import SQLiteStore
 
 
-def _open(config: HubConfig) -> SQLiteStore:
-    """The hub's database, private as the hub makes it (hub/datadir.py)."""
+def _open(config: HubConfig) -> Store:
+    """The hub's database, private as the hub makes it (hub/datadir.py);
+    or its PostgreSQL, with `[store] backend = "postgres"`."""
+    if config.store.backend != "sqlite":
+        return open_configured(config)
     datadir.prepare(config.hub.data_dir)
     path = config.hub.data_dir / "hub.db"
     datadir.private_database(path)
@@ -90,6 +95,16 @@ def report(config: HubConfig, date: str | None, fmt: str) -> str:
     cfg = config.hub.reports
     tz = zone(cfg.timezone)
     day = yesterday(tz) if date is None else parse_date(date)
+    if config.store.backend != "sqlite":
+        store = open_configured(config)
+        try:
+            reader = store.reader()
+            try:
+                return render(daily(reader, day, tz, cfg.availability_target), fmt)
+            finally:
+                reader.close()
+        finally:
+            store.close()
     path = config.hub.data_dir / "hub.db"
     if not path.is_file():
         raise OSError(f"no hub database at {path} ([hub] data_dir in {config.source})")

@@ -19,6 +19,8 @@ from typing import TypeVar
 import pytest
 from blockbuster import blockbuster_ctx
 
+from tests.pgserver import pg_server  # noqa: F401 - a real PostgreSQL, for any test
+
 T = TypeVar("T")
 
 

@@ -94,7 +94,9 @@ class Schedule:
         data_dir: Path,
         read: Callable[[Callable[[Reader], Any]], Awaitable[Any]],
         notifiers: Mapping[str, Notifier[Any]],
+        lead: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        self.lead = lead  # hubs sharing a store: only the one leading sends (Store.lead)
         self.config = config  # the running [hub.reports]: a reload takes effect at the next tick
         self.data_dir = data_dir
         self.read = read
@@ -105,7 +107,8 @@ class Schedule:
         self.first = True
         while True:
             try:
-                await self.check(time.time())
+                if self.lead is None or await self.lead():
+                    await self.check(time.time())
             except Exception as exc:  # logged; the next tick tries again
                 log.error("daily_report_failed", error=repr(exc)[:300])
             await asyncio.sleep(TICK)

@@ -384,6 +384,13 @@ class Store(ABC):
             self._totals[host] = total + new  # committed
         return Ingested(max(mark, batch.last), len(kept))
 
+    def lead(self, job: str) -> bool:
+        """Whether this hub runs `job` ("liveness", "retention", "reports")
+        now: the jobs that must run once per fleet. A store of one hub:
+        always; a shared one (hub/store/postgres.py): the hub holding the
+        job's lock. May block briefly: call it off the event loop."""
+        return True
+
     def note_refused(self, host: str) -> None:
         """Count a batch of `host` refused for its series limits (in the
         store's thread, like every call)."""

@@ -37,7 +37,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,29 @@ class SQLiteStore(Store):
         self.db = _connect(path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self._create()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Apply what MIGRATIONS has beyond the database's `schema_version`
+        (a database from before versions: 0, whatever its shape; version 1
+        recognises each older shape and completes it)."""
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version"
+            " (version INTEGER PRIMARY KEY, applied REAL NOT NULL)"
+        )
+        current = self.db.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+        version = int(current.fetchone()[0])
+        known = MIGRATIONS[-1][0]
+        if version > known:
+            raise OSError(
+                f"{self.path} has schema version {version}; this hub knows up to {known}:"
+                " upgrade this hub"
+            )
+        for number, step in MIGRATIONS:
+            if number > version:
+                step(self)  # each step is idempotent: a crash before the next line redoes it
+                self.db.execute("INSERT INTO schema_version VALUES (?, ?)", (number, time.time()))
+                log.info("store_migrated", backend="sqlite", path=str(self.path), version=number)
 
     def _create(self) -> None:
         """The schema, and what databases written before issue 13 lack."""
@@ -539,6 +561,12 @@ class SQLiteStore(Store):
             " DO UPDATE SET seq = excluded.seq, row = excluded.row",
             [(forward, host, stream, seq, row) for (host, stream), (seq, row) in cursors.items()],
         )
+
+
+# (version, step): applied in order, each once, at open. Add to the end.
+MIGRATIONS: list[tuple[int, Callable[[SQLiteStore], None]]] = [
+    (1, SQLiteStore._create),  # the schema of issues 12-14, from any earlier shape
+]
 
 
 class SQLiteReader(Reader):

@@ -148,7 +148,7 @@ def test_a_wide_step_ends_pages_on_rows_read_and_still_gives_each_bucket_once(
         pages.append(sum(len(s["points"]) for s in page.items))
         return page
 
-    monkeypatch.setattr(hub.store.sqlite, "MAX_ROLLUP_ROWS", 5)
+    monkeypatch.setattr(hub.store.sqlite, "MAX_ROLLUP_ROWS", 5)  # postgres reads it there too
     monkeypatch.setattr(reader, "metrics", counted)
     same(rolled(reader, 86400.0, "avg"), want)
     assert len(pages) > 1 and all(n >= 1 for n in pages[:-1])  # cut by rows, never empty
@@ -210,7 +210,8 @@ def make_old(path: Path, records: list[dict[str, Any]]) -> None:
     ingest_in_batches(store, records, 64, "web-01")
     store.close()
     db = sqlite3.connect(path)
-    db.executescript("DROP TABLE rollups; DROP TABLE backfill;")
+    # nor schema versions: those came later still
+    db.executescript("DROP TABLE rollups; DROP TABLE backfill; DROP TABLE schema_version;")
     db.close()
 
 
