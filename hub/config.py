@@ -268,14 +268,6 @@ class HubConfig:
                 " one connection for the store thread and one per read thread",
                 key="store.pool_size",
             )
-        if self.store.backend == "postgres" and self.hub.forward:
-            # The forwarder reads each batch's rows by a contiguous id range,
-            # which concurrent hubs on one database do not give: not built yet.
-            raise Invalid(
-                "forwarding from a PostgreSQL store is not built yet; forward from a"
-                ' SQLite hub, or send to the TSDB another way (docs/hub.md)',
-                key="hub.forward",
-            )
 
 
 def load(path: str | os.PathLike[str] | None) -> HubConfig:

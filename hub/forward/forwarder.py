@@ -18,6 +18,16 @@ it covered move, in one store transaction (`Store.forward_commit`). So:
 - rows that retention deleted before they were sent count as dropped,
   reason "expired"; samples whose names Prometheus refuses (see
   remote_write.py) as "invalid".
+
+Several hubs on one PostgreSQL store run each forward on one hub at a
+time: each send is read only while this hub holds the forward's lock
+(`Store.lead("forward:NAME")`, a session-level advisory lock; a SQLite
+store always leads). The hubs share the durable cursors, so the hub that
+takes a forward over (the leader died, or lost its database session)
+reads them first and goes on from there: it repeats at most the send in
+flight when the leader went (its 2xx, or its cursor commit, lost with
+it). A cursor only ever moves on (PostgreSQL's `_forward_cursors`): a
+late commit of a hub that lost the lock cannot take back a newer one.
 """
 
 from __future__ import annotations
@@ -85,6 +95,8 @@ class Forwarder:
         self.session: Any = None
         self.headers: dict[str, str] = {}
         self.logged: dict[str, tuple[float, int]] = {}  # event -> (when logged, suppressed since)
+        self.job = f"forward:{self.name}"  # its lock on a shared store (Store.lead)
+        self.leading = False  # this hub sends it now
 
     def lag(self, now: float) -> float:
         """Seconds since the oldest committed batch not yet delivered was
@@ -105,6 +117,7 @@ class Forwarder:
                 self.thread = Worker(f"forward-{self.name}")
                 self.reader = self.session = None
                 self.queue, self.marks, self.unsent, self.oldest = [], {}, [], {}
+                self.leading = False
                 await asyncio.sleep(self.config.max_backoff)
 
     async def _run(self) -> None:
@@ -232,6 +245,8 @@ class Forwarder:
         stream's batches read up to its mark, until the list is done."""
         reader = self.reader
         assert reader is not None
+        if not self._lead():
+            return None
         if not self.queue and not self._scan():
             return None
         room = self.config.max_samples_per_send
@@ -290,6 +305,27 @@ class Forwarder:
             {k: n for k, n in dropped.items() if n},
             since,
         )
+
+    def _lead(self) -> bool:
+        """Whether this hub sends the forward now (asked before every send:
+        one hub of those sharing a store does). On taking it, the cursors
+        as committed (by whichever hub sent before); on losing it, nothing
+        read ahead is kept. Never while a send of ours is in flight: a
+        collect that returns None is awaited before the next one starts."""
+        assert self.reader is not None
+        if not self.store.lead(self.job):
+            if self.leading:
+                log.warning("forward_standby", forward=self.name)
+            self.leading = False
+            self.queue, self.marks, self.oldest, self.idle = [], {}, {}, {}
+            return False
+        if not self.leading:
+            self.cursors = self.reader.forward_cursors(self.name)
+            self.ahead = dict(self.cursors)
+            self.queue, self.marks, self.oldest, self.idle = [], {}, {}, {}
+            self.leading = True
+            log.info("forward_leading", forward=self.name, streams=len(self.cursors))
+        return True
 
     def _scan(self) -> bool:
         """List the streams with batches after their cursor (the next

@@ -385,8 +385,8 @@ class Store(ABC):
         return Ingested(max(mark, batch.last), len(kept))
 
     def lead(self, job: str) -> bool:
-        """Whether this hub runs `job` ("liveness", "retention", "reports")
-        now: the jobs that must run once per fleet. A store of one hub:
+        """Whether this hub runs `job` ("liveness", "retention", "reports",
+        "forward:NAME") now: the jobs that must run once per fleet. A store of one hub:
         always; a shared one (hub/store/postgres.py): the hub holding the
         job's lock. May block briefly: call it off the event loop."""
         return True

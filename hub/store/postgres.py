@@ -46,6 +46,7 @@ import json
 import math
 import threading
 import time
+import zlib
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,7 @@ log = structlog.get_logger()
 LOCK_CLASS = 0x5647  # "VG": the first key of every advisory lock of ours
 MIGRATE_LOCK = 0
 JOBS = {"liveness": 1, "retention": 2, "reports": 3}  # once-per-fleet jobs: their locks
+FORWARD_CLASS = 0x5648  # a forward's lock: (this, a hash of its name), see `lock_key`
 
 _TEXT = 'TEXT COLLATE "C" NOT NULL'
 SCHEMA_V1 = f"""
@@ -153,8 +155,47 @@ CREATE TABLE probe (
 );
 """
 
+# Forwarding (hub/forward): each batch's metric rows are one contiguous rowid
+# range, as on SQLite, so a forward's cursor is (the stream's mark sent,
+# the rowid sent of the next batch) on both stores. Concurrent hubs
+# interleave identity values, so a batch takes its range from a sequence
+# that steps by RANGE (nextval: never the same for two transactions, never
+# given again, even after a rollback) and numbers its rows base, base+1, ...
+# RANGE is above protocol.MAX_RECORDS: a batch always fits in its range.
+RANGE = 1 << 20
+SCHEMA_V2 = f"""
+CREATE SEQUENCE metric_ranges AS BIGINT INCREMENT BY {RANGE};
+SELECT setval('metric_ranges', coalesce((SELECT max(rowid) FROM metrics), 0) + 1, false);
+CREATE TABLE batches (
+    host {_TEXT},
+    stream {_TEXT},
+    seq BIGINT NOT NULL,
+    lo BIGINT NOT NULL,
+    hi BIGINT NOT NULL,
+    received DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (host, stream, seq)
+);
+CREATE INDEX batches_by_time ON batches (received);
+CREATE TABLE forward_cursors (
+    forward {_TEXT},
+    host {_TEXT},
+    stream {_TEXT},
+    seq BIGINT NOT NULL,
+    row BIGINT NOT NULL,
+    PRIMARY KEY (forward, host, stream)
+);
+"""
+
 # (version, what it does): applied in order, each once, at start. Add to the end.
-MIGRATIONS: list[tuple[int, str]] = [(1, SCHEMA_V1)]
+MIGRATIONS: list[tuple[int, str]] = [(1, SCHEMA_V1), (2, SCHEMA_V2)]
+
+
+def lock_key(job: str) -> tuple[int, int]:
+    """The advisory lock of a once-per-fleet job: one of JOBS, or
+    "forward:NAME" (each forward runs on one hub at a time, hub/forward)."""
+    if job.startswith("forward:"):
+        return FORWARD_CLASS, zlib.crc32(job.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
+    return LOCK_CLASS, JOBS[job]
 
 
 def describe(dsn: str) -> str:
@@ -275,7 +316,7 @@ class PostgresStore(Store):
                     self._leases.execute("SELECT 1")  # still our session?
                     return True
                 row = self._leases.execute(
-                    "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, JOBS[job])
+                    "SELECT pg_try_advisory_lock(%s, %s)", lock_key(job)
                 ).fetchone()
             except (Unwritable, psycopg.Error) as exc:
                 if self._held:
@@ -336,10 +377,21 @@ class PostgresStore(Store):
         db = self.db
         with db.cursor() as cur:
             if metrics:
+                # the batch's rows: one range of rowids (see RANGE), named in batches
+                row = db.execute("SELECT nextval('metric_ranges')").fetchone()
+                assert row is not None and len(metrics) <= RANGE
+                lo = int(row[0])
                 cur.executemany(
-                    "INSERT INTO metrics (host, name, labels, ts, value, type)"
-                    " VALUES (%s, %s, %s, %s, %s, %s)",
-                    [(host, _nul(m.name), m.labels, m.ts, _real(m.value), m.type) for m in metrics],
+                    "INSERT INTO metrics (rowid, host, name, labels, ts, value, type)"
+                    " OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (lo + i, host, _nul(m.name), m.labels, m.ts, _real(m.value), m.type)
+                        for i, m in enumerate(metrics)
+                    ],
+                )
+                cur.execute(
+                    "INSERT INTO batches VALUES (%s, %s, %s, %s, %s, %s)",
+                    (host, _nul(stream), mark, lo, lo + len(metrics) - 1, time.time()),
                 )
             self._append_events(host, events)
             newest: dict[tuple[str, str], MetricRow] = {}
@@ -487,7 +539,35 @@ class PostgresStore(Store):
             gone += max(0, cur.rowcount)
             if gone >= limit:
                 return gone
-        return gone
+        # a batch goes once its rows have and it was committed longer ago
+        # than retention and the skew allowed (as on SQLite): a forwarder
+        # behind sees its rows gone, and counts them as expired (hub/forward)
+        cur = self.db.execute(
+            "DELETE FROM batches WHERE (host, stream, seq) IN (SELECT host, stream, seq"
+            " FROM batches AS b WHERE received < %s AND NOT EXISTS (SELECT 1 FROM metrics"
+            " WHERE rowid >= b.lo AND rowid <= b.hi) ORDER BY received LIMIT %s)",
+            (before - self.limits.max_clock_skew, limit - gone),
+        )
+        return gone + max(0, cur.rowcount)
+
+    # -- forwarding (hub/forward) ---------------------------------------------------
+
+    def _forward_cursors(
+        self, forward: str, cursors: dict[tuple[str, str], tuple[int, int]]
+    ) -> None:
+        # a cursor only moves on: a hub that lost the forward's lock without
+        # knowing yet cannot take back what the hub leading it now committed
+        with self.db.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO forward_cursors AS c VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (forward, host, stream) DO UPDATE"
+                " SET seq = excluded.seq, row = excluded.row"
+                " WHERE (c.seq, c.row) < (excluded.seq, excluded.row)",
+                [
+                    (_nul(forward), host, _nul(stream), seq, row)
+                    for (host, stream), (seq, row) in sorted(cursors.items())  # key order
+                ],
+            )
 
     # -- reads ----------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ import json
 import math
 import struct
 import time
-from pathlib import Path
 from typing import Any
 
 import cramjam
@@ -16,8 +15,8 @@ import pytest
 
 from agent.core import protocol
 from hub.forward import remote_write
-from hub.store import Limits
-from hub.store.sqlite import SQLiteStore
+from tests.conftest import wait_for
+from agent.core.worker import Worker
 
 # -- a protobuf decoder, generic: field number -> [values] ---------------------------
 
@@ -164,37 +163,138 @@ def _batch(host: str, stream: str, first: int, n: int, ts: float) -> Any:
     return protocol.decode_batch(protocol.encode_batch(host, stream, first, records, "t", ts))
 
 
-def test_each_batch_names_its_rows_and_rowids_are_never_reused(tmp_path: Path):
-    store = SQLiteStore(tmp_path / "hub.db")
-    store.limits = Limits(retention=0.0)
+S, T, U = "s" * 32, "t" * 32, "u" * 32
+
+
+def test_each_batch_names_its_rows_and_rowids_are_never_reused(store, reader):
     now = time.time()
-    store.ingest(_batch("a", "s" * 32, 1, 3, now - 100), now)
-    store.ingest(_batch("b", "t" * 32, 1, 2, now), now)
-    store.ingest(_batch("a", "s" * 32, 2, 4, now), now)  # overlaps: stores 2 new records
-    reader = store.reader()
-    spans = reader.batches_after("a", "s" * 32, 0, 10)
-    assert [(s.seq, s.lo, s.hi) for s in spans] == [(3, 1, 3), (5, 6, 7)]
-    assert [r[0] for r in reader.batch_rows(6, 7, 10)] == [6, 7]
+    store.ingest(_batch("a", S, 1, 3, now - 100), now)
+    store.ingest(_batch("b", T, 1, 2, now), now)
+    store.ingest(_batch("a", S, 2, 4, now), now)  # overlaps: stores 2 new records
+    spans = reader.batches_after("a", S, 0, 10)
+    # each batch's rows are one range of rowids (PostgreSQL: a range of its own
+    # from a sequence, whatever other hubs insert at the same time)
+    assert [(s.seq, s.hi - s.lo + 1) for s in spans] == [(3, 3), (5, 2)]
+    assert spans[1].lo > spans[0].hi
+    rows = reader.batch_rows(spans[1].lo, spans[1].hi, 10)
+    assert [(r[0], r[4]) for r in rows] == [(spans[1].lo, 2.0), (spans[1].hi, 3.0)]
+    assert [r[0] for r in reader.batch_rows(spans[0].lo + 1, spans[0].hi, 1)] == [spans[0].lo + 1]
+    [other] = reader.batches_after("b", T, 0, 10)
+    assert reader.batches_after("a", S, 3, 10) == spans[1:]
+    assert {(h, st, m) for h, st, m in reader.stream_marks()} == {("a", S, 5), ("b", T, 2)}
+    assert all(other.hi < s.lo or s.hi < other.lo for s in spans)  # ranges never overlap
     # a replay stores nothing and names nothing
-    store.ingest(_batch("a", "s" * 32, 2, 4, now), now)
-    assert len(reader.batches_after("a", "s" * 32, 0, 10)) == 2
+    store.ingest(_batch("a", S, 2, 4, now), now)
+    assert len(reader.batches_after("a", S, 0, 10)) == 2
     # the newest rows expire (an old backlog): their rowids are not given again
-    store.ingest(_batch("c", "u" * 32, 1, 2, now - 10_000), now)
+    store.ingest(_batch("c", U, 1, 2, now - 10_000), now)
     assert store.expire(now - 5_000, 100) >= 2
-    store.ingest(_batch("c", "u" * 32, 3, 1, now), now)
-    [old, new] = reader.batches_after("c", "u" * 32, 0, 10)
+    store.ingest(_batch("c", U, 3, 1, now), now)
+    [old, new] = reader.batches_after("c", U, 0, 10)
     assert new.lo > old.hi
     assert reader.batch_rows(old.lo, old.hi, 10) == []  # gone: the forwarder counts them expired
-    # a batch goes once all its rows (and every older row) have gone, and
-    # it was committed before retention and the skew allowed
+    # a batch goes once all its rows have gone, and it was committed before
+    # retention and the skew allowed
     assert store.expire(now + 1, 100) > 0
-    assert len(reader.batches_after("a", "s" * 32, 0, 10)) == 2  # rows gone, batches kept
+    assert len(reader.batches_after("a", S, 0, 10)) == 2  # rows gone, batches kept
     assert store.expire(now + 1 + store.limits.max_clock_skew, 100) > 0
-    assert reader.batches_after("a", "s" * 32, 0, 10) == []
+    assert reader.batches_after("a", S, 0, 10) == []
+    assert reader.batches_after("c", U, 0, 10) == []
     # cursors
-    store.forward_commit("vm", {("a", "s" * 32): (3, 0), ("b", "t" * 32): (2, 7)})
-    store.forward_commit("vm", {("a", "s" * 32): (5, 0)})
-    assert reader.forward_cursors("vm") == {("a", "s" * 32): (5, 0), ("b", "t" * 32): (2, 7)}
+    store.forward_commit("vm", {("a", S): (3, 0), ("b", T): (2, 7)})
+    store.forward_commit("vm", {("a", S): (5, 0)})
+    assert reader.forward_cursors("vm") == {("a", S): (5, 0), ("b", T): (2, 7)}
     assert reader.forward_cursors("other") == {}
-    reader.close()
-    store.close()
+
+
+def test_postgres_cursors_only_move_on(pg_server):
+    """A hub that lost a forward's lock without knowing commits late: it
+    cannot take back what the hub leading the forward now committed."""
+    from hub.store.postgres import PostgresStore
+
+    store = PostgresStore(pg_server.database())
+    try:
+        store.forward_commit("vm", {("a", S): (5, 0), ("b", T): (2, 7)})
+        store.forward_commit("vm", {("a", S): (3, 9), ("b", T): (2, 9)})
+        reader = store.reader()
+        assert reader.forward_cursors("vm") == {("a", S): (5, 0), ("b", T): (2, 9)}
+        store.forward_commit("vm", {("a", S): (5, 4)})
+        assert reader.forward_cursors("vm") == {("a", S): (5, 4), ("b", T): (2, 9)}
+        reader.close()
+    finally:
+        store.close()
+
+
+def _forwarder(store: Any, max_samples: int = 2000) -> Any:
+    from hub.config import ForwardConfig
+    from hub.forward.forwarder import Forwarder
+
+    config = ForwardConfig(
+        name="vm", url="http://127.0.0.1:9/api/v1/write", max_samples_per_send=max_samples
+    )
+    f = Forwarder(config, store, Worker("test-store"))
+    f.reader = store.reader()
+    return f
+
+
+def _drain(f: Any, store: Any) -> list[float]:
+    """Every sample the forwarder would send now, delivered at once: their
+    values, in the order sent."""
+    values = []
+    while (send := f.collect()) is not None:
+        if send.samples:
+            body = bytes(cramjam.snappy.decompress_raw(send.body))
+            values += [value for ts in decode_write_request(body) for value, _ in ts["samples"]]
+        store.forward_commit(f.name, send.moved)
+        f.cursors.update(send.moved)
+    return values
+
+
+def test_the_forwarder_reads_every_row_once_in_sends_of_any_size(store):
+    now = time.time()
+    store.ingest(_batch("a", S, 1, 5, now), now)
+    store.ingest(_batch("b", T, 1, 3, now), now)
+    store.ingest(_batch("a", S, 6, 4, now), now)
+    f = _forwarder(store, max_samples=2)  # batches split across sends
+    try:
+        got = _drain(f, store)
+        assert f.leading
+        assert sorted(got) == sorted([*map(float, range(5)), *map(float, range(3)),
+                                      *map(float, range(4))])  # fmt: skip
+        store.ingest(_batch("b", T, 4, 2, now), now)
+        assert sorted(_drain(f, store)) == [0.0, 1.0]
+        assert _drain(f, store) == []
+        # a new forwarder (a restart) starts from the durable cursors
+        again = _forwarder(store)
+        assert _drain(again, store) == []
+        again.reader.close()
+    finally:
+        f.reader.close()
+
+
+def test_one_hub_of_two_on_postgres_sends_a_forward_the_other_takes_over(pg_server):
+    from hub.store.postgres import PostgresStore
+
+    dsn = pg_server.database()
+    a, b = PostgresStore(dsn), PostgresStore(dsn)
+    now = time.time()
+    try:
+        fa, fb = _forwarder(a, max_samples=3), _forwarder(b, max_samples=3)
+        a.ingest(_batch("h", S, 1, 4, now), now)
+        b.ingest(_batch("h", S, 5, 4, now), now)  # the same stream, through the other hub
+        first = fa.collect()
+        assert first is not None and first.samples == 3 and fa.leading
+        assert fb.collect() is None and not fb.leading  # a leads: b stands by
+        a.forward_commit("vm", first.moved)  # a delivered its first send...
+        a.close()  # ...and dies: its session, and the lock, with it
+        fa.reader.close()
+        # the server ends a's session: b takes the lock, and the cursors
+        wait_for(lambda: fb._lead(), 30, "b leading the forward")
+        rest = _drain(fb, b)
+        assert sorted(rest) == [0.0, 1.0, 2.0, 3.0, 3.0]  # the rest of the first batch, the second
+        fb.reader.close()
+    finally:
+        a.close()
+        b.close()
+
+
