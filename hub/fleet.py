@@ -93,6 +93,7 @@ def forward_figures(forwards: Sequence[Any], now: float) -> dict[str, Family]:
         "vigil_hub_forward_dropped_samples_total",
     )
     retries, lag = "vigil_hub_forward_retries_total", "vigil_hub_forward_lag_seconds"
+    leading = "vigil_hub_forward_leading"
     return {
         sent: (
             "counter",
@@ -118,10 +119,10 @@ def forward_figures(forwards: Sequence[Any], now: float) -> dict[str, Family]:
             "Age of the oldest committed batch not yet forwarded; 0 when caught up.",
             [(lag, {"forward": f.name}, f.lag(now)) for f in forwards],
         ),
-        "vigil_hub_forward_leading": (
+        leading: (
             "gauge",
             "1 if this hub sends the forward now; 0 if another hub on the shared store does.",
-            [("vigil_hub_forward_leading", {"forward": f.name}, float(f.leading)) for f in forwards],
+            [(leading, {"forward": f.name}, float(f.leading)) for f in forwards],
         ),
     }
 

@@ -14,9 +14,9 @@ import cramjam
 import pytest
 
 from agent.core import protocol
+from agent.core.worker import Worker
 from hub.forward import remote_write
 from tests.conftest import wait_for
-from agent.core.worker import Worker
 
 # -- a protobuf decoder, generic: field number -> [values] ---------------------------
 
@@ -296,5 +296,3 @@ def test_one_hub_of_two_on_postgres_sends_a_forward_the_other_takes_over(pg_serv
     finally:
         a.close()
         b.close()
-
-

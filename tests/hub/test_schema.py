@@ -98,10 +98,8 @@ def test_hubs_starting_together_on_an_empty_database_migrate_it_once(dsn, pg_ser
     try:
         assert errors == [] and len(stores) == 4
         with pg_server.connect(dsn.split("dbname=")[1]) as conn:
-            assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [
-                (1,),
-                (2,),
-            ]
+            versions = conn.execute("SELECT version FROM schema_version ORDER BY version")
+            assert versions.fetchall() == [(1,), (2,)]
     finally:
         for s in stores:
             s.close()
