@@ -57,6 +57,7 @@ test-deps:
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	test -x /usr/bin/victoria-metrics || missing="$$missing victoria-metrics"; \
 	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing from Debian:$$missing"; \

@@ -43,7 +43,12 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    """`also`: another address to listen on, with trust for `also_net`
+    (tests/e2e/test_hub_netns.py: a hub in a network namespace reaches the
+    server over a veth pair)."""
+
+    def __init__(self, also: str | None = None, also_net: str | None = None) -> None:
+        self.also, self.also_net = also, also_net
         self.dir = Path(tempfile.mkdtemp(prefix="vigil-pg-"))
         self.data = self.dir / "data"
         self.port = _free_port()
@@ -61,10 +66,14 @@ class PostgresServer:
              "--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C.UTF-8"],
             check=True, capture_output=True, timeout=timeout,
         )  # fmt: skip
+        if self.also_net:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.also_net} trust\n")
+        listen = "127.0.0.1" + (f",{self.also}" if self.also else "")
         log = open(self.dir / "server.log", "wb")  # noqa: SIM115 - the server's, closed by it
         self.proc = subprocess.Popen(
             [*self.prefix, str(BIN / "postgres"), "-D", str(self.data),
-             "-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.dir),
+             "-p", str(self.port), "-h", listen, "-k", str(self.dir),
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
              "-c", "max_connections=200", "-c", "shared_buffers=32MB"],
             stdout=log, stderr=subprocess.STDOUT,
