@@ -625,6 +625,8 @@ class PostgresReader(SQLiteReader):
     """The SQLite reader's queries on a PostgreSQL connection, but for
     those written with SQLite's own functions (below)."""
 
+    SERIES_JOIN = "JOIN"
+
     def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any] | None) -> None:
         self.db = cast(Any, _Adapter(store, conn))
 
@@ -652,46 +654,6 @@ class PostgresReader(SQLiteReader):
             runs.sort(key=lambda r: (r[0].encode("utf-8", "surrogatepass"), r[1]))
             for check, latency in runs:
                 yield one, check, latency
-
-    def check_totals(self, since: float, until: float) -> list[tuple[str, str, int, float]]:
-        return [
-            (host, labels, int(n), float(passing or 0.0))
-            for host, labels, n, passing in self.db.execute(
-                "SELECT s.host, s.labels, sum(r.n), sum(r.total) FROM series AS s"
-                f" JOIN rollups AS r ON {_SERIES_ROLLUPS}"
-                " WHERE s.name = 'check_up' GROUP BY s.host, s.labels ORDER BY s.host, s.labels",
-                (since, until),
-            )
-        ]
-
-    def rollup_lasts(
-        self, name: str, since: float, until: float
-    ) -> Iterator[tuple[str, str, float, float]]:
-        for host, labels, ts, value in self.db.execute(
-            "SELECT s.host, s.labels, r.last_ts, r.last FROM series AS s"
-            f" JOIN rollups AS r ON {_SERIES_ROLLUPS}"
-            " WHERE s.name = ? AND r.last IS NOT NULL ORDER BY s.host, s.labels, r.bucket",
-            (since, until, name),
-        ):
-            if math.isfinite(value):
-                yield host, labels, float(ts), float(value)
-
-    def first_record(self, host: str, since: float, until: float) -> float | None:
-        event = self.db.execute(
-            "SELECT min(ts) FROM events WHERE host = ? AND ts >= ? AND ts < ?", (host, since, until)
-        ).fetchone()[0]
-        rolled = self.db.execute(
-            "SELECT min(r.bucket) FROM series AS s"
-            f" JOIN rollups AS r ON {_SERIES_ROLLUPS} WHERE s.host = ?",
-            (since, until, host),
-        ).fetchone()[0]
-        found = [float(t) for t in (event, rolled) if t is not None]
-        return min(found) if found else None
-
-
-_SERIES_ROLLUPS = (
-    "r.host = s.host AND r.name = s.name AND r.labels = s.labels AND r.bucket >= ? AND r.bucket < ?"
-)
 
 
 def read_dsn(dsn: str, dsn_file: Path | None) -> str:

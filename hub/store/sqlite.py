@@ -570,6 +570,10 @@ MIGRATIONS: list[tuple[int, Callable[[SQLiteStore], None]]] = [
 
 
 class SQLiteReader(Reader):
+    # series first, then a seek on the rollups' key per series: SQLite's
+    # CROSS JOIN keeps that order (PostgreSQL's planner finds it itself)
+    SERIES_JOIN = "CROSS JOIN"
+
     def __init__(self, path: Path) -> None:
         self.db = _connect(path)
         self.db.execute("PRAGMA query_only=1")
@@ -866,7 +870,7 @@ class SQLiteReader(Reader):
             (host, labels, int(n), float(passing or 0.0))
             for host, labels, n, passing in self.db.execute(
                 "SELECT s.host, s.labels, sum(r.n), sum(r.total) FROM series AS s"
-                f" CROSS JOIN rollups AS r ON {_SERIES_ROLLUPS}"
+                f" {self.SERIES_JOIN} rollups AS r ON {_SERIES_ROLLUPS}"
                 " WHERE s.name = 'check_up' GROUP BY s.host, s.labels ORDER BY s.host, s.labels",
                 (since, until),
             )
@@ -894,7 +898,7 @@ class SQLiteReader(Reader):
     ) -> Iterator[tuple[str, str, float, float]]:
         for host, labels, ts, value in self.db.execute(
             "SELECT s.host, s.labels, r.last_ts, r.last FROM series AS s"
-            f" CROSS JOIN rollups AS r ON {_SERIES_ROLLUPS}"
+            f" {self.SERIES_JOIN} rollups AS r ON {_SERIES_ROLLUPS}"
             " WHERE s.name = ? AND r.last IS NOT NULL ORDER BY s.host, s.labels, r.bucket",
             (since, until, name),
         ):
@@ -907,7 +911,7 @@ class SQLiteReader(Reader):
         ).fetchone()[0]
         rolled = self.db.execute(
             "SELECT min(r.bucket) FROM series AS s"
-            f" CROSS JOIN rollups AS r ON {_SERIES_ROLLUPS} WHERE s.host = ?",
+            f" {self.SERIES_JOIN} rollups AS r ON {_SERIES_ROLLUPS} WHERE s.host = ?",
             (since, until, host),
         ).fetchone()[0]
         found = [float(t) for t in (event, rolled) if t is not None]
