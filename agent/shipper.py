@@ -104,6 +104,7 @@ class Shipper:
         self.dead_letters = 0
         self.auth_failures = 0
         self.failovers = 0
+        self.refused = False  # a hub refused our token since the last batch taken
         self.last_success: float | None = None
         self.last_error: str | None = None
         self.write_error: str | None = None
@@ -336,6 +337,7 @@ class Shipper:
             await self.thread.run(self.buffer.ack, min(last_seq, batch.last))
             self.sent_records += batch.last - batch.first + 1
             self.last_success = time.time()
+            self.refused = False
             if self.last_error is not None:
                 log.info("hub_reachable_again", hub=self.hub)
             self.last_error = None
@@ -361,7 +363,9 @@ class Shipper:
             answer=answer[:200],
             host_id=self.config.agent.host_id,
         )
-        first = not (self.last_error or "").startswith("hub refused our token")
+        # one episode until a hub takes a batch: another hub's errors in
+        # between (several hubs, one of them down) do not start a new one
+        first, self.refused = not self.refused, True
         self._failed(f"hub refused our token ({status}): {answer[:200]}", quiet=True)
         if first:
             message = (

@@ -7,9 +7,11 @@ token's; one host can never write as another (docs/protocol.md).
 
 The read API takes one shared bearer token, or none when the hub listens
 on loopback only (hub/config.py enforces that). Without one, a read must
-also come from this machine, name a loopback host in `Host` and come
-through no proxy (`local`): a proxy in front of an open hub, or a web page
-whose DNS name rebinds to 127.0.0.1, gets 403, not the fleet."""
+also come from this machine, name a loopback host in `Host` and carry
+none of the headers proxies add (`local`): a proxy in front of an open
+hub, or a web page whose DNS name rebinds to 127.0.0.1, gets 403, not the
+fleet. A proxy that adds no such header and rewrites Host to 127.0.0.1
+cannot be told apart: behind a proxy, set a read token."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import os
 import secrets
 from dataclasses import dataclass
@@ -84,12 +87,18 @@ def previous_until(data_dir: Path, previous: bytes, grace: float, now: float) ->
     path = data_dir / GRACE_FILE
     try:
         kept = json.loads(path.read_text())
-        if kept["fingerprint"] == fingerprint:
-            return float(kept["since"]) + grace
+        since = float(kept["since"])
+        # a start in the future (the clock was ahead then) or not a number is
+        # noted anew from now, below, so the grace cannot slide along
+        if kept["fingerprint"] == fingerprint and math.isfinite(since) and since <= now:
+            return since + grace
     except (OSError, ValueError, KeyError, TypeError):
         pass  # none yet, or unreadable: the grace starts now
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint, "since": now}))
+    with open(tmp, "w") as f:
+        f.write(json.dumps({"fingerprint": fingerprint, "since": now}))
+        f.flush()
+        os.fsync(f.fileno())  # a power cut must not leave an empty file (a new grace)
     os.replace(tmp, path)
     return now + grace
 
@@ -124,9 +133,19 @@ LOCAL_NAMES = ("localhost", "localhost.")
 
 def local(request: web.BaseRequest) -> bool:
     """From this machine, for this machine, through no proxy."""
-    if "Forwarded" in request.headers or "X-Forwarded-For" in request.headers:
+    if any(_proxied(name) for name in request.headers):
         return False
     return _loopback(request.remote or "") and _loopback(_host_name(request.host))
+
+
+# what proxies add (nginx's X-Real-IP, Via, RFC 7239, the X-Forwarded-* family,
+# CDNs'): a proxy that adds none of them cannot be told from a local client
+PROXY_HEADERS = ("forwarded", "via", "x-real-ip", "cf-connecting-ip", "true-client-ip")
+
+
+def _proxied(header: str) -> bool:
+    name = header.lower()
+    return name in PROXY_HEADERS or name.startswith("x-forwarded-")
 
 
 def _host_name(host: str) -> str:

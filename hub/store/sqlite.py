@@ -975,6 +975,8 @@ def _cursor(text: str, *types: type) -> list[Any]:
     out: list[Any] = []
     for value, kind in zip(position, types):
         if kind is float and type(value) is int:
+            if not _in_range(value):  # float() of a 400-digit integer overflows
+                raise BadCursor("not a cursor of this hub")
             value = float(value)
         if type(value) is not kind or not _in_range(value):
             raise BadCursor("not a cursor of this hub")

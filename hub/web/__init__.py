@@ -186,6 +186,8 @@ def _next(path: str) -> str:
     """Where to go after logging in: a path of this hub, nothing else."""
     if not path.startswith("/") or path.startswith("//") or "\\" in path or len(path) > 2000:
         return "/"
+    if any(ord(c) < 0x20 or c == "\x7f" for c in path):  # browsers drop tabs: "/\t/x" is "//x"
+        return "/"
     return path
 
 

@@ -57,3 +57,23 @@ def test_the_ship_loop_outlives_an_unexpected_error(tmp_path, monkeypatch):
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
     assert shipper.retries == 1 and "control character" in (shipper.last_error or "")
+
+
+def test_one_token_episode_across_hubs_until_a_batch_is_taken(tmp_path):
+    """Two hubs, one down and one refusing the token: their errors alternate,
+    and the refusal is still one episode (one lifecycle event), not one per try."""
+    from agent.config import AgentSection, Config, HubSection
+    from agent.shipper import Shipper
+
+    urls = ("http://127.0.0.1:9", "http://127.0.0.1:10")
+    config = Config(agent=AgentSection(state_dir=tmp_path), hub=HubSection(urls=urls, token="t"))
+    shipper = Shipper(config, "t", random.Random(1))
+    added: list[object] = []
+    shipper.add = added.extend  # type: ignore[method-assign]
+    for _ in range(5):
+        shipper._failed("hub unreachable: ClientConnectorError")
+        shipper._auth_failed(401, "missing or invalid bearer token")
+    assert shipper.auth_failures == 5 and len(added) == 1
+    shipper.refused = False  # what a batch taken does: a new refusal is a new episode
+    shipper._auth_failed(401, "revoked")
+    assert len(added) == 2

@@ -389,6 +389,11 @@ def test_bearer_works_and_strangers_are_refused(guarded):
     )
     assert status == 303 and headers["Location"] == "/"
     assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
+    for sneaky in ("/%09/evil.example", "/%0A/evil.example", "/%0D%0ALocation:%20x"):
+        status, headers, _ = http(
+            hub.url + "/login", data=f"token=s3cret-read-token&next={sneaky}".encode()
+        )
+        assert status == 303 and headers["Location"] == "/", sneaky  # browsers drop tabs
 
 
 def test_without_a_token_only_local_requests_are_served(fleet):
@@ -405,6 +410,13 @@ def test_without_a_token_only_local_requests_are_served(fleet):
         assert http(hub.url + path)[0] == 200, path
         assert http(hub.url + path, headers={"Host": "evil.example"})[0] == 403, path
         assert http(hub.url + path, headers={"X-Forwarded-For": "203.0.113.9"})[0] == 403, path
+    # nginx's proxy_pass with its usual headers, Host rewritten to the hub's
+    for marks in (
+        {"X-Real-IP": "203.0.113.9"},
+        {"Via": "1.1 nginx"},
+        {"X-Forwarded-Proto": "https"},
+    ):
+        assert http(hub.url + "/v1/hosts", headers=marks)[0] == 403, marks
 
 
 # -- plain HTTP: status codes, escaping, bad parameters --------------------------

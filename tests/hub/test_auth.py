@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from hub.auth import host_token, token_host
 
 
@@ -27,6 +29,14 @@ def test_the_previous_secret_counts_until_its_grace_ends_and_the_start_is_kept(t
     assert previous_until(tmp_path, old, 3600.0, now=2000.0) == 4600.0
     assert previous_until(tmp_path, old, 60.0, now=2000.0) == 1060.0
     assert old.hex() not in (tmp_path / "previous_secret.json").read_text()
+    # a start noted in the future (a clock ahead, then fixed), or not a number: from now
+    grace_file = tmp_path / "previous_secret.json"
+    kept = json.loads(grace_file.read_text())
+    grace_file.write_text(json.dumps({**kept, "since": 1e12}))
+    assert previous_until(tmp_path, old, 60.0, now=3000.0) == 3060.0
+    assert previous_until(tmp_path, old, 60.0, now=3100.0) == 3060.0  # noted: it ends
+    grace_file.write_text(json.dumps({**kept, "since": float("nan")}))
+    assert previous_until(tmp_path, old, 60.0, now=3000.0) == 3060.0
     # another previous secret starts its own grace
     assert previous_until(tmp_path, b"yet another old secret", 3600.0, now=2000.0) == 5600.0
 

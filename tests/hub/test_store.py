@@ -5,6 +5,7 @@ unchanged."""
 
 from __future__ import annotations
 
+import base64
 import math
 import sqlite3
 from pathlib import Path
@@ -286,9 +287,12 @@ def test_reads_page_through_everything_once(store, reader):
             break
         after = page.next
     assert ns == sorted(range(10), key=lambda i: (i // 3, i), reverse=True)
+    huge = base64.urlsafe_b64encode(("[" + "9" * 400 + ",1]").encode()).decode()
     for bad in ("", "x", "W10", "WzEsMl0", '["a"]'):
         with pytest.raises(BadCursor):
             reader.metrics(None, None, 0, 1e12, 4, bad)
+    with pytest.raises(BadCursor):  # float() of it would overflow: a 500 once
+        reader.events(None, None, 0, 3, huge.rstrip("="))
 
 
 def test_an_events_page_ends_early_to_bound_its_size(tmp_path, monkeypatch):
