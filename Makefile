@@ -152,4 +152,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.checks
 
 clean:
-	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) run dist .pytest_cache .mypy_cache .ruff_cache

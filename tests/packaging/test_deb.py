@@ -50,10 +50,12 @@ def _why_not() -> str | None:
 pytestmark = [pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))]
 
 
-def run(*cmd: str, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
+def run(
+    *cmd: str, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     assert result.returncode == 0, f"{cmd}: {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def leftovers() -> list[str]:
@@ -73,7 +75,8 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]
     start = time.monotonic()
     built = run("make", "-s", "deb", cwd=ROOT, timeout=900)
     seconds = time.monotonic() - start
-    version = run("dpkg-parsechangelog", "-l", "packaging/debian/changelog", "-S", "Version", cwd=ROOT)
+    changelog = "packaging/debian/changelog"
+    version = run("dpkg-parsechangelog", "-l", changelog, "-S", "Version", cwd=ROOT)
     arch = run("dpkg", "--print-architecture").stdout.strip()
     deb = ROOT / "dist" / f"vigil_{version.stdout.strip()}_{arch}.deb"
     assert deb.is_file(), built.stdout[-2000:]
@@ -164,8 +167,13 @@ def test_agent_enabled_hub_not(installed: Path) -> None:
 
 def test_installed_agent_unit_security(installed: Path) -> None:
     result = subprocess.run(
-        ["systemd-analyze", "security", "--offline=true", "--no-pager"]
-        + ["/lib/systemd/system/vigil-agent.service"],
+        [
+            "systemd-analyze",
+            "security",
+            "--offline=true",
+            "--no-pager",
+            "/lib/systemd/system/vigil-agent.service",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -198,8 +206,10 @@ def test_agent_starts_as_the_unit_would(installed: Path) -> None:
         "LANG": "C.UTF-8",
     }
     proc = subprocess.Popen(
-        ["setpriv", "--reuid=vigil", "--regid=vigil", "--init-groups", "--no-new-privs", "--"]
-        + ["/usr/bin/vigil", "run", "--config", str(conf)],
+        [
+            *("setpriv", "--reuid=vigil", "--regid=vigil", "--init-groups", "--no-new-privs"),
+            *("--", "/usr/bin/vigil", "run", "--config", str(conf)),
+        ],
         env=env,
         cwd="/",
         stdout=subprocess.PIPE,
@@ -240,6 +250,17 @@ def test_upgrade_keeps_the_edited_conffile(debs: tuple[Path, Path], installed: P
     assert "+upgrade1" in run("dpkg-query", "-W", "-f=${Version}", "vigil").stdout, result.stdout
     assert Path("/etc/vigil/agent.toml").read_text() == edited
     assert Path("/etc/systemd/system/multi-user.target.wants/vigil-agent.service").is_symlink()
+    run("/usr/bin/vigil", "check-config", "--config", "/etc/vigil/agent.toml")
+    # Enrolment as docs/operations.md does it: the token file, the [hub] table.
+    token = subprocess.run(
+        ["install", "-m", "0640", "-g", "vigil", "/dev/stdin", "/etc/vigil/token"],
+        input="web-01.not-a-real-token\n",
+        text=True,
+        capture_output=True,
+    )
+    assert token.returncode == 0, token.stderr
+    with open("/etc/vigil/agent.toml", "a") as f:
+        f.write('\n[hub]\nurl = "http://hub.example.net:8650"\ntoken_file = "/etc/vigil/token"\n')
     run("/usr/bin/vigil", "check-config", "--config", "/etc/vigil/agent.toml")
 
 
