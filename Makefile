@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench test-deps clean
+.PHONY: run test lint typecheck bench test-deps deb-deps deb clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,7 @@ run: $(STAMP)
 # postgresql: the store suite and the two-hub tests start their own server
 # in a temporary directory). Installed only
 # when missing and when we are root; otherwise those tests skip and say why.
-test-deps:
+test-deps: deb-deps
 	@missing=""; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
@@ -66,6 +66,54 @@ test-deps:
 			echo "not root or no apt-get: tests needing$$missing will skip"; \
 		fi; \
 	fi
+
+# The Debian package: dist/vigil_VERSION_ARCH.deb, built with debhelper and
+# dh-virtualenv from packaging/debian/ in a copy under dist/debbuild/, then
+# checked by lintian (no errors allowed). DEB_VERSION overrides the
+# version (a newer changelog entry in the copy only; the tests build an
+# upgrade that way); LINTIAN=0 skips lintian (it takes most of the two
+# minutes). The wheels come from PyPI at build time; pip's cache
+# stays in dist/.
+DEB_VERSION ?= $(shell dpkg-parsechangelog -l packaging/debian/changelog -S Version 2>/dev/null)
+DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_TREE    := dist/debbuild/vigil-$(DEB_VERSION)
+
+deb-deps:
+	@missing=""; \
+	for p in debhelper dh-virtualenv lintian python3-venv; do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing from Debian:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "not root or no apt-get: make deb needs$$missing"; \
+		fi; \
+	fi
+
+deb: deb-deps
+	rm -rf dist/debbuild && mkdir -p $(DEB_TREE)/conf dist
+	tar -cf - --exclude=__pycache__ agent collectors hub systemd pyproject.toml README.md \
+		| tar -xf - -C $(DEB_TREE)
+	cp -r packaging/debian $(DEB_TREE)/debian
+	cp systemd/vigil.sysusers.conf $(DEB_TREE)/debian/vigil.sysusers
+	cp systemd/vigil.tmpfiles.conf $(DEB_TREE)/debian/vigil.tmpfiles
+	cp packaging/agent.example.toml $(DEB_TREE)/conf/agent.toml
+	cp packaging/hub.example.toml $(DEB_TREE)/conf/hub.toml
+	@if [ "$(DEB_VERSION)" != "$$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)" ]; then \
+		{ printf 'vigil (%s) unstable; urgency=medium\n\n  * Built with DEB_VERSION=%s.\n\n -- %s  %s\n\n' \
+			"$(DEB_VERSION)" "$(DEB_VERSION)" \
+			"$$(dpkg-parsechangelog -l packaging/debian/changelog -S Maintainer)" "$$(date -R)"; \
+		  cat packaging/debian/changelog; } > $(DEB_TREE)/debian/changelog; \
+	fi
+	cd $(DEB_TREE) && PIP_CACHE_DIR=$(CURDIR)/dist/pip-cache dpkg-buildpackage -b -us -uc
+	mv dist/debbuild/vigil_$(DEB_VERSION)_$(DEB_ARCH).deb dist/
+	@if [ "$(LINTIAN)" != 0 ]; then \
+		echo "lintian dist/vigil_$(DEB_VERSION)_$(DEB_ARCH).deb"; \
+		lintian --fail-on error --info dist/vigil_$(DEB_VERSION)_$(DEB_ARCH).deb; \
+	fi
+	@ls -l dist/vigil_$(DEB_VERSION)_$(DEB_ARCH).deb
 
 test: $(STAMP) test-deps
 	$(BIN)/ruff check agent collectors hub tests bench
@@ -104,4 +152,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.checks
 
 clean:
-	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) run dist .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,8 @@ def open_configured(config: HubConfig) -> Store:
             from hub.store.postgres import PostgresStore, read_dsn
         except ImportError as exc:  # the optional dependency
             raise OSError(
-                f'store.backend = "postgres" needs psycopg: pip install "vigil[postgres]" ({exc})'
+                'store.backend = "postgres" needs psycopg:'
+                f' pip install "vigil-monitoring[postgres]" ({exc})'
             ) from exc
         try:
             dsn = read_dsn(section.dsn, section.dsn_file)
