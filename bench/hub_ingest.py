@@ -398,6 +398,9 @@ def run_postgres(args: argparse.Namespace, sizes: list[int]) -> None:
                     hub.terminate()
                     hub.wait(60)
                 shutil.rmtree(tmp, ignore_errors=True)
+        from hub.store.postgres import PostgresStore
+
+        ceiling(PostgresStore(server.database()), "PostgreSQL on loopback")
     finally:
         server.stop()
 
@@ -522,16 +525,17 @@ def _short(frame: str) -> str:
     return f"{name} ({'/'.join(parts[-2:])})" if parts else name
 
 
-def ceiling(hosts: int = 400) -> None:
+def ceiling(store: Any = None, what: str = "SQLite", hosts: int = 400) -> None:
     """Where a batch's time goes, in this process without HTTP: decoding
     and validating it (the hub's event loop), and the store's `ingest` on
     series it already has (the one store thread, a durable commit each):
-    the batches/s one core could do of each."""
+    the batches/s one store thread could do."""
     from hub.store.sqlite import SQLiteStore
 
     cycle = sim_cycle()
     with tempfile.TemporaryDirectory(prefix="vigil-bench-ingest-") as tmp:
-        store = SQLiteStore(Path(tmp) / "hub.db")
+        if store is None:
+            store = SQLiteStore(Path(tmp) / "hub.db")
         now = time.time()
         bodies = [
             [
@@ -563,17 +567,17 @@ def ceiling(hosts: int = 400) -> None:
         store.close()
     decode, ingest = 1000 * (t1 - t0) / hosts, 1000 * (t2 - t1) / hosts
     print(
-        f"where a batch's time goes (in-process, no HTTP, {METRICS} metrics): decompress +"
-        f" decode + validate {decode:.2f} ms, store.ingest {ingest:.2f} ms (one thread, one"
+        f"where a batch's time goes ({what}, in-process, no HTTP, {METRICS} metrics): decompress"
+        f" + decode + validate {decode:.2f} ms, store.ingest {ingest:.2f} ms (one thread, one"
         f" durable commit a batch): at most {1000 / ingest:,.0f} batches/s ="
         f" {INTERVAL * 1000 / ingest:,.0f} agents at {INTERVAL:.0f} s"
-        " through the one store thread, if it had a core to itself"
+        " through one hub's store thread, if it had a core to itself"
     )
     rest = ingest - sum(1000 * v / hosts for v in parts.values())
     print(
         "  store.ingest: "
         + ", ".join(f"{k} {1000 * v / hosts:.2f} ms" for k, v in parts.items())
-        + f", the rest (commit, folding rows, limits) {rest:.2f} ms"
+        + f", the rest (transaction and commit, folding rows, limits) {rest:.2f} ms"
     )
 
 
