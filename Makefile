@@ -82,7 +82,7 @@ typecheck: $(STAMP)
 # blackbox_exporter, their references, come from Debian.
 # bench.hub_ingest (docs/scaling.md): 2,000, 5,000 and 10,000 simulated
 # agents on one SQLite hub, and 10,000 with forwarding into VictoriaMetrics
-# (about 5 minutes). Two hubs on PostgreSQL are opt-in, they need
+# (about 7 minutes). Two hubs on PostgreSQL are opt-in, they need
 # `make test-deps`: make bench HUB_INGEST="--runs sqlite,postgres,forward";
 # a profile of the hub at 10,000 agents: HUB_INGEST="--runs sqlite --profile".
 HUB_INGEST ?= --runs sqlite,forward
