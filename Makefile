@@ -36,6 +36,17 @@ run: $(STAMP)
 	trap 'kill $$web $$db $$hub 2>/dev/null; wait $$web $$db $$hub 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/vigil run --config packaging/demo.toml
 
+# $(call apt_install,WHY): the shell's $$missing Debian packages, installed
+# when we are root and have apt-get, else WHY is printed. Ends a recipe line.
+apt_install = if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing from Debian:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "not root or no apt-get: $(1)"; \
+		fi; \
+	fi
+
 # Programs the tests drive for real, from Debian's packages: promtool
 # (package prometheus), systemd-analyze (package systemd), logrotate,
 # Alertmanager (package prometheus-alertmanager), nginx (nginx-light), the
@@ -58,14 +69,7 @@ test-deps: deb-deps
 	test -x /usr/bin/victoria-metrics || missing="$$missing victoria-metrics"; \
 	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
-	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing from Debian:$$missing"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-		else \
-			echo "not root or no apt-get: tests needing$$missing will skip"; \
-		fi; \
-	fi
+	$(call apt_install,tests needing$$missing will skip)
 
 # The Debian package: dist/vigil_VERSION_ARCH.deb, built with debhelper and
 # dh-virtualenv from packaging/debian/ in a copy under dist/debbuild/, then
@@ -83,14 +87,7 @@ deb-deps:
 	for p in debhelper dh-virtualenv lintian python3-venv; do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
-	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing from Debian:$$missing"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-		else \
-			echo "not root or no apt-get: make deb needs$$missing"; \
-		fi; \
-	fi
+	$(call apt_install,make deb needs$$missing)
 
 deb: deb-deps
 	rm -rf dist/debbuild && mkdir -p $(DEB_TREE)/conf dist
@@ -141,7 +138,7 @@ bench: $(STAMP)
 	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx-light"; \
 	command -v prometheus-blackbox-exporter >/dev/null 2>&1 || missing="$$missing prometheus-blackbox-exporter"; \
 	test -x /usr/bin/victoria-metrics || missing="$$missing victoria-metrics"; \
-	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	$(call apt_install,the benchmarks needing$$missing will fail)
 	$(BIN)/python -m bench.host_metrics
 	$(BIN)/python -m bench.buffer
 	$(BIN)/python -m bench.hub_ingest $(HUB_INGEST)

@@ -33,6 +33,17 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+def timed(url: str, rounds: int) -> tuple[list[float], int]:
+    """`rounds` GETs of `url`: their times in seconds, sorted, and the body's size."""
+    times, size = [], 0
+    for _ in range(rounds):
+        start = time.monotonic()
+        with urllib.request.urlopen(url, timeout=120) as resp:
+            size = len(resp.read())
+        times.append(time.monotonic() - start)
+    return sorted(times), size
+
+
 def status_kib(pid: int, key: str = "VmRSS") -> int:
     """A memory figure of /proc/PID/status (VmRSS, VmHWM, ...) in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

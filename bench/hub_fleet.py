@@ -20,12 +20,11 @@ import argparse
 import statistics
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from agent.core import protocol
 from bench.buffer import one_cycle_of_records
-from bench.common import start_hub, wait_healthy
+from bench.common import start_hub, timed, wait_healthy
 from hub.store.sqlite import SQLiteStore
 
 
@@ -55,12 +54,7 @@ def main() -> int:
         wait_healthy(url, hub, timeout=60)
         print(f"{'view':14} {'median ms':>10} {'max ms':>8} {'bytes':>12}")
         for path in ("/v1/hosts", "/v1/alerts", "/metrics"):
-            times, size = [], 0
-            for _ in range(args.rounds):
-                start = time.monotonic()
-                with urllib.request.urlopen(url + path, timeout=120) as resp:
-                    size = len(resp.read())
-                times.append(time.monotonic() - start)
+            times, size = timed(url + path, args.rounds)
             print(
                 f"{path:14} {statistics.median(times) * 1000:10.1f}"
                 f" {max(times) * 1000:8.1f} {size:12,}"

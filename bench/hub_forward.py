@@ -40,7 +40,7 @@ from bench.common import cpu_seconds, start_hub, wait_healthy
 from bench.hub_fleet import fill
 from bench.tsdb import VictoriaMetrics
 from hub.config import ForwardConfig
-from hub.store import EventRow, Limits, MetricRow
+from hub.store import EventRow, Limits, MetricRow, newest
 from hub.store.sqlite import SQLiteStore
 
 
@@ -61,18 +61,14 @@ class NoBatches(SQLiteStore):
             "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", [(host, *m) for m in metrics]
         )
         self._append_events(host, events)
-        newest: dict[tuple[str, str], MetricRow] = {}
-        for m in metrics:
-            key = (m.name, m.labels)
-            if key not in newest or m.ts >= newest[key].ts:
-                newest[key] = m
+        latest = newest(metrics)
         db.executemany(
             "INSERT INTO series (host, name, labels, last_ts, last_value, type)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host, name, labels) DO UPDATE SET"
             " last_value = CASE WHEN excluded.last_ts >= last_ts"
             " THEN excluded.last_value ELSE last_value END,"
             " type = excluded.type, last_ts = max(last_ts, excluded.last_ts)",
-            [(host, m.name, m.labels, m.ts, m.value, m.type) for m in newest.values()],
+            [(host, m.name, m.labels, m.ts, m.value, m.type) for m in latest.values()],
         )
         db.execute(
             "INSERT INTO streams VALUES (?, ?, ?, ?) ON CONFLICT (host, stream) DO UPDATE"

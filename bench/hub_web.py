@@ -23,11 +23,10 @@ import random
 import statistics
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from agent.core import protocol
-from bench.common import percentile, start_hub, wait_healthy
+from bench.common import percentile, start_hub, timed, wait_healthy
 from bench.hub_fleet import fill
 from hub.store.sqlite import SQLiteStore
 
@@ -45,16 +44,6 @@ def add_cpu_hour(path: Path, hosts: int) -> None:
         body = protocol.encode_batch(f"host-{i:05d}", "c" * 32, 1, records, "bench", now, 10.0)
         store.ingest(protocol.decode_batch(body), now)
     store.close()
-
-
-def timed(url: str, rounds: int) -> tuple[list[float], int]:
-    times, size = [], 0
-    for _ in range(rounds):
-        start = time.monotonic()
-        with urllib.request.urlopen(url, timeout=120) as resp:
-            size = len(resp.read())
-        times.append(time.monotonic() - start)
-    return sorted(times), size
 
 
 def main() -> int:

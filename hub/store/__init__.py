@@ -606,6 +606,17 @@ class Store(ABC):
         raise NotImplementedError
 
 
+def newest(metrics: list[MetricRow]) -> dict[tuple[str, str], MetricRow]:
+    """Each series' newest row among `metrics`, by (name, labels): what the
+    `series` table keeps (of equal times, the later row)."""
+    out: dict[tuple[str, str], MetricRow] = {}
+    for m in metrics:
+        key = (m.name, m.labels)
+        if key not in out or m.ts >= out[key].ts:
+            out[key] = m
+    return out
+
+
 def rows(records: list[dict[str, Any]]) -> tuple[list[MetricRow], list[EventRow]]:
     """Records as rows. Numbers become floats: the columns are REAL, and an
     integer beyond 64 bits (msgpack allows up to 2**64 - 1) must not fail."""

@@ -56,7 +56,7 @@ import psycopg
 import structlog
 from psycopg import conninfo
 
-from hub.store import AlertState, EventRow, MetricRow, Rollup, Store, Unwritable
+from hub.store import AlertState, EventRow, MetricRow, Rollup, Store, Unwritable, newest
 from hub.store.sqlite import SQLiteReader
 
 log = structlog.get_logger()
@@ -394,12 +394,8 @@ class PostgresStore(Store):
                     (host, _nul(stream), mark, lo, lo + len(metrics) - 1, time.time()),
                 )
             self._append_events(host, events)
-            newest: dict[tuple[str, str], MetricRow] = {}
-            for m in metrics:
-                key = (m.name, m.labels)
-                if key not in newest or m.ts >= newest[key].ts:
-                    newest[key] = m
-            if newest:
+            latest = newest(metrics)
+            if latest:
                 cur.executemany(
                     "INSERT INTO series AS s (host, name, labels, last_ts, last_value, type)"
                     " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (host, name, labels) DO UPDATE"
@@ -408,7 +404,7 @@ class PostgresStore(Store):
                     " type = excluded.type, last_ts = GREATEST(s.last_ts, excluded.last_ts)",
                     [
                         (host, _nul(m.name), m.labels, m.ts, _real(m.value), m.type)
-                        for _, m in sorted(newest.items())  # key order: no deadlock
+                        for _, m in sorted(latest.items())  # key order: no deadlock
                     ],
                 )
         db.execute(

@@ -57,6 +57,7 @@ from hub.store import (
     Unwritable,
     bucket,
     fold,
+    newest,
 )
 
 log = structlog.get_logger()
@@ -384,18 +385,14 @@ class SQLiteStore(Store):
                 (lo + len(metrics) - 1, host, stream, mark, time.time(), lo),
             )
         self._append_events(host, events)
-        newest: dict[tuple[str, str], MetricRow] = {}
-        for m in metrics:
-            key = (m.name, m.labels)
-            if key not in newest or m.ts >= newest[key].ts:
-                newest[key] = m
+        latest = newest(metrics)
         db.executemany(
             "INSERT INTO series (host, name, labels, last_ts, last_value, type)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host, name, labels) DO UPDATE SET"
             " last_value = CASE WHEN excluded.last_ts >= last_ts"
             " THEN excluded.last_value ELSE last_value END,"
             " type = excluded.type, last_ts = max(last_ts, excluded.last_ts)",
-            [(host, m.name, m.labels, m.ts, m.value, m.type) for m in newest.values()],
+            [(host, m.name, m.labels, m.ts, m.value, m.type) for m in latest.values()],
         )
         db.execute(
             "INSERT INTO streams VALUES (?, ?, ?, ?) ON CONFLICT (host, stream) DO UPDATE"

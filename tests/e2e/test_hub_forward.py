@@ -450,7 +450,20 @@ def test_prometheus_holds_exactly_what_the_hub_stored_and_refusals_are_dropped(t
 # -- a fake receiver: 400, 429, 503 -------------------------------------------------
 
 
-class Receiver:
+class Served:
+    """A handler served on a free loopback port, as a remote-write URL."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/write"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Receiver(Served):
     """Answers each POST with the next of `answers` ((status, headers)),
     then 204; keeps each request's time, headers and decoded body."""
 
@@ -478,13 +491,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/write"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def test_400_is_dropped_and_counted_429_honours_retry_after_503_is_retried(tmp_path):
@@ -616,7 +623,7 @@ def test_a_reload_keeps_the_running_forwards_and_says_a_restart_is_needed(tmp_pa
         receiver.close()
 
 
-class KillingProxy:
+class KillingProxy(Served):
     """Passes each request on to the receiver; on the `kill_at`-th, once
     the receiver has taken it, SIGKILLs the hub before it hears the 2xx:
     the one case where a send is delivered twice."""
@@ -644,13 +651,7 @@ class KillingProxy:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/write"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 @needs_vm

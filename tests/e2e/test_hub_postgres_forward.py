@@ -12,14 +12,19 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from bench.tsdb import VICTORIA
 from tests.conftest import wait_for
-from tests.e2e.test_hub_forward import exported, forward_table, sent_labels, vm  # noqa: F401
+from tests.e2e.test_hub_forward import (  # noqa: F401 - vm: a fixture
+    exported,
+    figures,
+    forward_table,
+    sent_labels,
+    vm,
+)
 from tests.e2e.test_hub_postgres import SECRET, Hub, batch
 
 pytestmark = [
@@ -29,17 +34,6 @@ pytestmark = [
 ]
 
 PER_SEND = 20  # max_samples_per_send: the most a SIGKILL may repeat
-
-
-def figures(hub: Hub) -> dict[str, float]:
-    with urllib.request.urlopen(hub.url + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("vigil_hub_forward_"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
 
 
 def leading(hub: Hub) -> bool:
