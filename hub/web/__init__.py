@@ -32,6 +32,7 @@ from aiohttp import web
 from hub.auth import local
 from hub.read import BadQuery, Read
 from hub.store import BadCursor, Reader
+from hub.web.render import View
 
 log = structlog.get_logger()
 
@@ -97,14 +98,8 @@ class Web:
             host = request.match_info.get("host")
 
             def build(reader: Reader) -> str | None:
-                now = time.time()
-                if name == "fleet":
-                    return module.render(reader, query, now, status_of, logout)  # type: ignore[no-any-return]
-                if name == "host":
-                    return module.render(reader, host, query, now, status_of, logout)  # type: ignore[no-any-return]
-                if name == "checks":
-                    return module.render(reader, query, now, logout, target)  # type: ignore[no-any-return]
-                return module.render(reader, query, now, logout)  # type: ignore[no-any-return]
+                view = View(query, time.time(), logout, status_of, target, host)
+                return module.render(reader, view)  # type: ignore[no-any-return]
 
             try:
                 text = await self.read.query(build)

@@ -5,19 +5,19 @@ raised (alert events), a page at a time (`cursor`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from hub.read import BadQuery
 from hub.store import Reader
 from hub.web.host import alert_rows
-from hub.web.render import esc, host_href, href, page, when
+from hub.web.render import View, esc, host_href, href, page, when
 
 PAGE = 100
 MAX_CURSOR = 1000
 
 
-def render(reader: Reader, q: Mapping[str, str], now: float, logout: bool) -> str:
+def render(reader: Reader, view: View) -> str:
+    q, now, logout = view.query, view.now, view.logout
     cursor = q.get("cursor") or None
     if cursor is not None and len(cursor) > MAX_CURSOR:
         raise BadQuery("cursor: not a cursor of this hub")

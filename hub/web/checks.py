@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from hub import sla
 from hub.read import BadQuery
 from hub.store import STEP, Reader
-from hub.web.render import DASH, esc, finite, host_href, number, page
+from hub.web.render import DASH, View, esc, finite, host_href, number, page
 
 DEFAULT_TARGET = sla.DEFAULT_TARGET
 TARGET_LABEL = sla.TARGET_LABEL
@@ -101,9 +100,8 @@ def _percent(ratio: float | None, digits: int = 3) -> str:
     return number(None if ratio is None else ratio * 100, "%", digits)
 
 
-def render(
-    reader: Reader, q: Mapping[str, str], now: float, logout: bool, target: float = DEFAULT_TARGET
-) -> str:
+def render(reader: Reader, view: View) -> str:
+    q, now, logout, target = view.query, view.now, view.logout, view.target
     host = q.get("host") or None
     if host is not None and len(host) > 253:
         raise BadQuery("host: at most 253 characters")

@@ -20,7 +20,7 @@ from typing import Any
 
 from hub.read import BadQuery
 from hub.store import Reader
-from hub.web.render import MAX_TS, esc, host_href, href, page, when
+from hub.web.render import MAX_TS, View, esc, host_href, href, page, when
 
 KINDS = ("log", "alert", "check", "security", "lifecycle")
 KIND_NAMES = {"": "any kind but check runs", "check": "check runs and changes"}
@@ -151,7 +151,8 @@ def table(events: list[dict[str, Any]], now: float, show_host: bool = True) -> s
     return "".join(out)
 
 
-def render(reader: Reader, q: Mapping[str, str], now: float, logout: bool) -> str:
+def render(reader: Reader, view: View) -> str:
+    q, now, logout = view.query, view.now, view.logout
     o = options(q)
     found, after, read = search(reader, o)
     kinds = "".join(

@@ -17,7 +17,7 @@ from typing import Any
 from hub.read import BadQuery
 from hub.store import Reader
 from hub.web.charts import sparkline
-from hub.web.render import esc, finite, host_href, href, number, page, when
+from hub.web.render import View, esc, finite, host_href, href, number, page, when
 
 STATUSES = ("up", "late", "silent", "retired")
 COLUMNS = {  # sort key -> heading
@@ -92,13 +92,8 @@ def _key(column: str) -> Callable[[dict[str, Any]], Any]:
     return lambda r: (str(r[column]), r["host"])
 
 
-def render(
-    reader: Reader,
-    q: Mapping[str, str],
-    now: float,
-    status_of: Callable[[Mapping[str, Any]], str],
-    logout: bool,
-) -> str:
+def render(reader: Reader, view: View) -> str:
+    q, now, status_of, logout = view.query, view.now, view.status, view.logout
     sort, order, text, status = options(q)
     everything = rows(reader, now, status_of)
     counts = {s: 0 for s in STATUSES}

@@ -12,7 +12,7 @@ short interval, is read from the rollups instead)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from hub.read import BadQuery
@@ -20,7 +20,7 @@ from hub.store import Reader
 from hub.web import checks as checks_page
 from hub.web import events as events_page
 from hub.web.charts import chart
-from hub.web.render import esc, host_href, number, page, when
+from hub.web.render import View, esc, host_href, number, page, when
 
 RANGES = {"1h": (3600.0, None), "24h": (86400.0, 300.0), "7d": (7 * 86400.0, 1800.0)}
 MAX_POINTS = 5000  # per chart read
@@ -43,15 +43,10 @@ def span(q: Mapping[str, str]) -> str:
     return chosen
 
 
-def render(
-    reader: Reader,
-    host: str,
-    q: Mapping[str, str],
-    now: float,
-    status_of: Callable[[Mapping[str, Any]], str],
-    logout: bool,
-) -> str | None:
-    """The page, or None if the hub has never heard of `host`."""
+def render(reader: Reader, view: View) -> str | None:
+    """The page, or None if the hub has never heard of `view.host`."""
+    q, now, status_of, logout = view.query, view.now, view.status, view.logout
+    host = view.host or ""
     chosen = span(q)
     found = [h for h in reader.hosts() if h["id"] == host]
     if not found:
@@ -93,7 +88,7 @@ def render(
         "<h2>Alerts now</h2>",
         alert_rows(firing, now),
         "<h2>Checks</h2>",
-        checks_page.table(checks_page.rows(reader, host, now), show_host=False),
+        checks_page.table(checks_page.rows(reader, host, now, view.target), show_host=False),
     ]
     for kind, title in (("alert", "Alert history"), ("log", "Log"), ("security", "Security")):
         items = reader.events(host, kind, 0.0, EVENTS).items

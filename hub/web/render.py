@@ -9,12 +9,26 @@ from __future__ import annotations
 import html
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlencode
 
 NAV = (("/", "Fleet"), ("/alerts", "Alerts"), ("/checks", "Checks"), ("/events", "Events"))
 DASH = "\u2013"  # what a missing or non-finite value shows
 MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z: later than that is shown as a number
+
+
+@dataclass(frozen=True)
+class View:
+    """What every page is built from besides the store."""
+
+    query: Mapping[str, str]  # the request's query parameters
+    now: float
+    logout: bool  # show "Log out": signed in by the cookie
+    status: Callable[[Mapping[str, Any]], str]  # a host's up/late/silent/retired
+    target: float  # [hub.reports] availability_target, as running
+    host: str | None = None  # /hosts/{host}
 
 
 def esc(value: object) -> str:

@@ -100,7 +100,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubProcess
     one failing); and a hostile host fed by hand."""
     tmp = tmp_path_factory.mktemp("fleet")
     (tmp / "hub").mkdir()
-    hub = HubProcess(tmp / "hub", extra='silent_after = "4s"\n')
+    hub = HubProcess(
+        tmp / "hub", extra='silent_after = "4s"\n[hub.reports]\navailability_target = 0.995\n'
+    )
     log = tmp / "app.log"
     log.write_text(HOSTILE_LOG + "\n")
     web = (
@@ -498,3 +500,11 @@ def test_the_events_page_leaves_check_runs_out_unless_asked(fleet):
     assert "check hub-port ok in" not in default and "check closed-port failed in" not in default
     assert "check closed-port failed:" in default  # the transition event stays
     assert "any kind but check runs" in default
+
+
+def test_the_checks_target_is_the_configured_one_on_every_page(fleet):
+    hub, _ = fleet
+    wait_for(lambda: "hub-port" in http(hub.url + "/checks")[2], 30, "the checks at the hub")
+    for path in ("/checks", "/hosts/web-01"):
+        body = http(hub.url + path)[2]
+        assert "99.500 %" in body and "99.900 %" not in body, path  # [hub.reports]
