@@ -15,20 +15,14 @@ from hub.config import HubConfig
 from hub.liveness import status_of
 from hub.store import Store
 from hub.store.configured import open_configured
-from hub.store.sqlite import SQLiteStore
 
 
 def _open(config: HubConfig) -> Store:
     """The hub's database, private as the hub makes it (hub/datadir.py);
     or its PostgreSQL, with `[store] backend = "postgres"`."""
-    if config.store.backend != "sqlite":
-        return open_configured(config)
-    datadir.prepare(config.hub.data_dir)
-    path = config.hub.data_dir / "hub.db"
-    datadir.private_database(path)
-    store = SQLiteStore(path)
-    datadir.private_database(path)
-    return store
+    if config.store.backend == "sqlite":
+        datadir.prepare(config.hub.data_dir)
+    return open_configured(config, set_aside_damaged=False)
 
 
 def hosts(config: HubConfig) -> list[dict[str, Any]]:

@@ -9,9 +9,11 @@ from hub.config import HubConfig
 from hub.store import Store
 
 
-def open_configured(config: HubConfig) -> Store:
+def open_configured(config: HubConfig, set_aside_damaged: bool = True) -> Store:
     """The hub's store, migrated to the current schema. OSError (naming
-    the file or the server, never a password) when it cannot be opened."""
+    the file or the server, never a password) when it cannot be opened.
+    `set_aside_damaged=False` (the commands beside a running hub): a
+    damaged SQLite file is left where it is; only the hub replaces it."""
     section = config.store
     if section.backend == "postgres":
         try:
@@ -26,10 +28,10 @@ def open_configured(config: HubConfig) -> Store:
         except (OSError, UnicodeDecodeError) as exc:
             raise OSError(f"store.dsn_file: cannot read {section.dsn_file}: {exc}") from exc
         return PostgresStore(dsn, section.pool_size, section.connect_timeout)
-    from hub.store.sqlite import open_store
+    from hub.store.sqlite import SQLiteStore, open_store
 
     path = config.hub.data_dir / "hub.db"
     datadir.private_database(path)
-    store = open_store(path)
+    store = open_store(path) if set_aside_damaged else SQLiteStore(path)
     datadir.private_database(path)
     return store
