@@ -40,7 +40,9 @@ def test_metrics_read_by_step_from_the_rollups(tmp_path: Path) -> None:
     hub = HubProcess(tmp_path)
     try:
         token = hub.token("web-01")
-        b = math.floor(time.time() / 300) * 300 - 3600  # an hour ago, a bucket's start
+        # the previous hour's start: both 5-minute buckets below fall in one hour
+        # whatever the wall clock (b + 300 crossed an hour in the last 5 minutes of one)
+        b = math.floor(time.time() / 3600) * 3600 - 3600
         records = [gauge("load", b + 10 * i, v, cpu="0") for i, v in enumerate([4, 1, 7, 2])]
         records += [gauge("load", b + 300, 9.0, cpu="0"), gauge("load", b + 5, 3.0, cpu="1")]
         assert hub.post(batch("web-01", 1, records), token)[0] == 200
