@@ -62,6 +62,14 @@ def own_figures(
             [(limited, {"what": w}, float(n)) for w, n in sorted(counts.total.items())],
         ),
     }
+    for family, help_text, value in (
+        ("vigil_hub_store_commits_total", "Ingest transactions (group commits).",
+         ingest.committer.groups),
+        ("vigil_hub_store_group_batches_total",
+         "Batches in those transactions, refused ones included; over commits: the mean group size.",
+         ingest.committer.batches),
+    ):  # fmt: skip
+        out[family] = ("counter", help_text, [(family, {}, float(value))])
 
     def gauge(family: str, help_text: str, value: float) -> None:
         out[family] = ("gauge", help_text, [(family, {}, value)])

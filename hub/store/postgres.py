@@ -346,6 +346,16 @@ class PostgresStore(Store):
         except psycopg.errors.ReadOnlySqlTransaction as exc:
             raise Unwritable(f"PostgreSQL: {str(exc).strip()[:300]}") from exc
 
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        with self.db.transaction():  # nested: a savepoint, rolled back on error
+            yield
+
+    def _fatal(self, exc: Exception) -> bool:
+        if self.db.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+            return True
+        return isinstance(exc, (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction))
+
     def _touch(self, now: float) -> None:
         self.db.execute(
             "INSERT INTO probe VALUES (0, %s) ON CONFLICT (id) DO UPDATE SET at = excluded.at",

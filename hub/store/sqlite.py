@@ -346,6 +346,23 @@ class SQLiteStore(Store):
                 raise Unwritable(str(exc)) from exc
             raise
 
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        self.db.execute("SAVEPOINT batch")
+        try:
+            yield
+        except BaseException:
+            if self.db.in_transaction:  # else SQLite rolled back the whole (a full disk)
+                self.db.execute("ROLLBACK TO batch")
+                self.db.execute("RELEASE batch")
+            raise
+        self.db.execute("RELEASE batch")
+
+    def _fatal(self, exc: Exception) -> bool:
+        if not self.db.in_transaction:
+            return True
+        return isinstance(exc, sqlite3.DatabaseError) and _code(exc) in _UNWRITABLE
+
     def _touch(self, now: float) -> None:
         self.db.execute(
             "INSERT INTO probe VALUES (0, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",

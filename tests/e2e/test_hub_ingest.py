@@ -3,7 +3,9 @@ refuses bad input with the right 4xx, and the read API shows the result."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -190,3 +192,40 @@ def test_hub_config_errors_name_the_key(tmp_path, text, key):
     result = vigil("hub", "run", "--config", str(path), timeout=30)
     assert result.returncode == 2
     assert f"{path}: {key}:" in result.stderr
+
+
+def test_concurrent_agents_are_stored_exactly_once_through_group_commits(tmp_path):
+    """64 agents push at once (their batches share transactions: group
+    commit), one of them over the series limit: every other batch is
+    stored once, the refused one alone is answered 422, and the hub's
+    /metrics counts every batch handed to the store."""
+    hub = HubProcess(tmp_path, extra="max_new_series_per_batch = 50\n")
+    try:
+        hosts = [f"web-{i:02d}" for i in range(64)]
+        secret = (tmp_path / "hub" / "hub.secret").read_bytes().strip()
+        tokens = {h: host_token(h, secret) for h in [*hosts, "flood"]}  # as `vigil hub token`
+
+        def agent(host: str) -> list[tuple[int, dict]]:
+            return [hub.post(batch(first, 10, host), tokens[host]) for first in (1, 11, 21)]
+
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            flood = pool.submit(hub.post, batch(1, 60, "flood"), tokens["flood"])
+            answers = dict(zip(hosts, pool.map(agent, hosts), strict=True))
+        assert flood.result()[0] == 422
+        for host, got in answers.items():
+            assert [a for a in got] == [
+                (200, {"last_seq": s, "stored": 10}) for s in (10, 20, 30)
+            ], host
+        by_host = {h["id"]: h["streams"] for h in hub.get("/v1/hosts")["hosts"]}
+        assert by_host.pop("flood") == []  # counted as refused, no stream
+        assert sorted(by_host) == hosts
+        assert all(s == [{"stream": STREAM, "last_seq": 30, "lost": 0}] for s in by_host.values())
+        points = hub.get_all("/v1/metrics?name=m&limit=1000", "series")
+        stored = sorted((s["host"], p[1]) for s in points for p in s["points"])
+        assert stored == sorted((h, float(v)) for h in hosts for v in range(1, 31))
+        text = wait_http(hub.url + "/metrics")
+        grouped = float(re.search(r"^vigil_hub_store_group_batches_total (\S+)$", text, re.M)[1])
+        commits = float(re.search(r"^vigil_hub_store_commits_total (\S+)$", text, re.M)[1])
+        assert grouped == 64 * 3 + 1 and 1 <= commits <= grouped
+    finally:
+        assert hub.stop() == 0

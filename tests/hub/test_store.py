@@ -405,3 +405,78 @@ def test_retention_expires_points_events_and_series_a_chunk_at_a_time(store, rea
     store.limits = Limits(max_series_per_host=4, retention=0.0)
     with pytest.raises(SeriesLimit):
         store.ingest(wire(7, records=[metric(1, ts=T0 + 9), metric(2, ts=T0 + 9)]), T0)
+
+
+def test_a_group_commits_each_batch_with_its_own_outcome(store, reader, monkeypatch):
+    """Group commit (Store.ingest_many): one transaction, each batch's
+    outcome in its place; a refused or failing batch is rolled back alone."""
+    store.limits = Limits(max_new_series_per_batch=3, retention=0.0)
+    roll = store._roll
+
+    def roll_unless_bad(host: str, rollups: Any) -> None:
+        if host == "bad":
+            raise RuntimeError("a bug that only this batch meets")
+        roll(host, rollups)
+
+    monkeypatch.setattr(store, "_roll", roll_unless_bad)
+    group = [
+        wire(1, 2),
+        wire(1, 4, host="db-01"),  # 4 new series: over the limit
+        wire(3, 2),  # the same stream, further on
+        wire(1, 2),  # a replay inside the group
+        wire(1, 2, host="bad"),  # fails after its rows are written
+    ]
+    out = store.ingest_many([(b, T0) for b in group])
+    assert out[0] == Ingested(2, 2) and out[2] == Ingested(4, 2)
+    assert out[3] == Ingested(2, 0)  # written in (host, stream, seq) order: after the first
+    assert isinstance(out[1], SeriesLimit) and isinstance(out[4], RuntimeError)
+    assert seqs(reader) == [1, 2, 3, 4]
+    assert [h["id"] for h in reader.hosts()] == ["web-01"]  # no row, no mark of the others
+    monkeypatch.undo()
+    assert store.ingest(wire(1, 2, host="bad"), T0) == Ingested(2, 2)  # its retry
+
+
+def test_a_group_that_cannot_commit_stores_none_of_its_batches(store, reader, monkeypatch):
+    seen = store._seen
+
+    def full_disk_at_db(host: str, *args: Any) -> None:
+        if host == "db-01":
+            raise Unwritable("disk full")
+        seen(host, *args)
+
+    monkeypatch.setattr(store, "_seen", full_disk_at_db)
+    with pytest.raises(Unwritable):
+        store.ingest_many([(wire(1, 2), T0), (wire(1, 2, host="db-01"), T0)])
+    assert seqs(reader) == [] and reader.hosts() == []
+    monkeypatch.undo()
+    assert store.ingest_many([(wire(1, 2), T0), (wire(1, 2, host="db-01"), T0)]) == [
+        Ingested(2, 2),
+        Ingested(2, 2),
+    ]
+
+
+def test_a_known_series_set_skips_the_series_check(store, reader, monkeypatch):
+    """A host's batch with the same series as a committed one needs no
+    lookup per series; a new set, an expiry or an uncommitted one does."""
+    lookups: list[str] = []
+    new_series = store._new_series
+
+    def counted(host: str, *args: Any, **kwargs: Any) -> int:
+        lookups.append(host)
+        return new_series(host, *args, **kwargs)
+
+    monkeypatch.setattr(store, "_new_series", counted)
+    same = [metric(1, ts=T0 + 1), metric(2, ts=T0 + 1)]
+    later = [metric(1, ts=T0 + 2), metric(2, ts=T0 + 2)]
+    store.ingest(wire(1, records=same), T0)
+    store.ingest(wire(3, records=later), T0)
+    assert lookups == ["web-01"]  # the first batch only
+    store.ingest(wire(5, records=[metric(3, ts=T0 + 3)]), T0)  # another set
+    assert lookups == ["web-01", "web-01"]
+    store.expire(T0 + 1.5, 100)  # series may go: the sets are forgotten
+    store.ingest(wire(6, records=[metric(1, ts=T0 + 4), metric(2, ts=T0 + 4)]), T0)
+    assert len(lookups) == 3
+    # a host that goes over the limit with a set it never had committed is refused
+    store.limits = Limits(max_series_per_host=2, retention=0.0)
+    with pytest.raises(SeriesLimit):
+        store.ingest(wire(8, records=[metric(9, ts=T0 + 5)]), T0)
