@@ -53,7 +53,7 @@ from agent.core import protocol
 from agent.core.worker import Worker
 from hub.auth import Keys
 from hub.guard import Displaced, InFlight, Slot, busy
-from hub.store import Ingested, SeriesLimit, Store, Unwritable
+from hub.store import Ingested, Prepared, SeriesLimit, Store, Unwritable
 
 log = structlog.get_logger()
 
@@ -116,22 +116,22 @@ class Committer:
     def __init__(self, store: Store, store_thread: Worker) -> None:
         self.store = store
         self.store_thread = store_thread
-        self.waiting: list[tuple[protocol.Batch, float, asyncio.Future[Ingested]]] = []
+        self.waiting: list[tuple[Prepared, asyncio.Future[Ingested]]] = []
         self.writing: asyncio.Task[None] | None = None
         self.groups = 0  # transactions; with `batches`, the mean group size
         self.batches = 0
 
-    async def ingest(self, batch: protocol.Batch, received: float) -> Ingested:
-        """`store.ingest(batch, received)`, in the next group."""
+    async def ingest(self, batch: Prepared) -> Ingested:
+        """`store.ingest` of the prepared batch, in the next group."""
         done: asyncio.Future[Ingested] = asyncio.get_running_loop().create_future()
-        self.waiting.append((batch, received, done))
+        self.waiting.append((batch, done))
         if self.writing is None:
             self.writing = asyncio.create_task(self._write())
         return await done
 
     async def _write(self) -> None:
         """Groups, one after the other, while batches wait."""
-        group: list[tuple[protocol.Batch, float, asyncio.Future[Ingested]]] = []
+        group: list[tuple[Prepared, asyncio.Future[Ingested]]] = []
         try:
             while self.waiting:
                 group, self.waiting = self.waiting[: self.MOST], self.waiting[self.MOST :]
@@ -139,11 +139,11 @@ class Committer:
                 self.batches += len(group)
                 try:
                     outcomes = await self.store_thread.run(
-                        self.store.ingest_many, [(b, received) for b, received, _ in group]
+                        self.store.ingest_many, [b for b, _ in group]
                     )
                 except Exception as exc:  # Unwritable, or a bug: every batch of it gets it
                     outcomes = [exc] * len(group)
-                for (_, _, done), outcome in zip(group, outcomes, strict=True):
+                for (_, done), outcome in zip(group, outcomes, strict=True):
                     if done.done():  # its request was cancelled
                         continue
                     if isinstance(outcome, Exception):
@@ -151,7 +151,7 @@ class Committer:
                     else:
                         done.set_result(outcome)
         except asyncio.CancelledError:  # the hub stops: no answer is coming
-            for _, _, done in group + self.waiting:
+            for _, done in group + self.waiting:
                 done.cancel()
             self.waiting = []
             raise
@@ -264,7 +264,7 @@ class Ingest:
         started = time.monotonic()
         encoding = request.headers.get("Content-Encoding", "identity")
         try:
-            batch = await loop.run_in_executor(self.decode_threads, self._decode, body, encoding)
+            prepared = await loop.run_in_executor(self.decode_threads, self._decode, body, encoding)
         except protocol.TooLarge as exc:
             return _error(413, str(exc))
         except protocol.UnsupportedEncoding as exc:
@@ -273,11 +273,10 @@ class Ingest:
             return _error(400, str(exc))
         finally:
             del body  # the batch is decoded: its bytes are not needed while it is stored
-        if batch.host != host:
-            return _error(403, f"this token is for host {host!r}, not {batch.host!r}")
-        received = time.time()
+        if prepared.batch.host != host:
+            return _error(403, f"this token is for host {host!r}, not {prepared.batch.host!r}")
         try:
-            done = await self.committer.ingest(batch, received)
+            done = await self.committer.ingest(prepared)
         except SeriesLimit as exc:
             await self.store_thread.run(self.store.note_refused, host)
             return _error(422, str(exc))
@@ -295,9 +294,11 @@ class Ingest:
         self.latency.observe(time.monotonic() - started)
         return web.json_response({"last_seq": done.last_seq, "stored": done.stored})
 
-    def _decode(self, body: bytearray, encoding: str) -> protocol.Batch:
+    def _decode(self, body: bytearray, encoding: str) -> Prepared:
+        """The body as a batch, validated and worked out for the store (its
+        rows, rollups and series: CPU work off the loop and the store thread)."""
         data = protocol.decompress(body, encoding, self.max_decompressed)
-        return protocol.decode_batch(data)
+        return self.store.prepare(protocol.decode_batch(data), time.time())
 
 
 class BodyTooLarge(Exception):

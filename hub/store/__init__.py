@@ -169,6 +169,21 @@ def fold(metrics: list[MetricRow]) -> dict[tuple[str, str, float], Rollup]:
     return out
 
 
+class Prepared(NamedTuple):
+    """A batch worked out for the store (`Store.prepare`): all of it, as
+    if its stream's mark were below it (a replay or an overlap is worked
+    out again in the store thread, from the part above the mark)."""
+
+    batch: Batch
+    received: float  # the hub's clock when it arrived
+    kept: list[dict[str, Any]]  # its records, those too far ahead clamped
+    skewed: int  # how many were
+    metrics: list[MetricRow]
+    events: list[EventRow]
+    rollups: dict[tuple[str, str, float], Rollup]
+    signature: bytes  # of its set of series (_signature); b"" without metrics
+
+
 class Limits(NamedTuple):
     max_series_per_host: int = 20_000
     max_new_series_per_batch: int = 10_000
@@ -370,12 +385,24 @@ class Store(ABC):
         hub's clock, for the host's last_seen and clock offset. Raises
         SeriesLimit, storing nothing, for a batch over the series limits,
         and Unwritable when the backend cannot write."""
-        [done] = self.ingest_many([(batch, received)])
+        [done] = self.ingest_many([self.prepare(batch, received)])
         if isinstance(done, Exception):
             raise done
         return done
 
-    def ingest_many(self, batches: list[tuple[Batch, float]]) -> list[Ingested | Exception]:
+    def prepare(self, batch: Batch, received: float) -> Prepared:
+        """`batch`'s rows, rollups and series set, worked out from its
+        records alone: callable from any thread, so the hub does it in its
+        decode threads and the store thread only writes."""
+        return self._prepared(batch, received, batch.records)
+
+    def _prepared(self, batch: Batch, received: float, records: list[dict[str, Any]]) -> Prepared:
+        kept, skewed = self._in_window(records, received)
+        metrics, events = rows(kept)
+        signature = _signature({(m.name, m.labels) for m in metrics}) if metrics else b""
+        return Prepared(batch, received, kept, skewed, metrics, events, fold(metrics), signature)
+
+    def ingest_many(self, batches: list[Prepared]) -> list[Ingested | Exception]:
         """Group commit: `ingest` of several batches in one transaction and
         one durable commit, each batch's outcome in its place. A batch that
         fails (SeriesLimit, or an error of its own) is rolled back to its
@@ -388,22 +415,22 @@ class Store(ABC):
         seq) order, so two hubs on one PostgreSQL lock streams in the same
         order and cannot deadlock."""
         out: list[Ingested | Exception] = [SeriesLimit("not stored")] * len(batches)
-        order = sorted(range(len(batches)), key=lambda i: _position(batches[i][0]))
+        order = sorted(range(len(batches)), key=lambda i: _position(batches[i].batch))
         known: list[tuple[str, bytes]] = []  # series sets to remember once committed
         try:
             with self._write():
                 for i in order:
-                    batch, received = batches[i]
                     try:
                         with self._savepoint():
-                            out[i] = self._ingest_one(batch, received, known)
+                            out[i] = self._ingest_one(batches[i], known)
                     except SeriesLimit as exc:
                         out[i] = exc
                     except Exception as exc:
                         if isinstance(exc, Unwritable) or self._fatal(exc):
                             raise  # the disk, the connection: nothing of the group stays
                         # one bad batch never blocks the others: it fails alone
-                        log.error("ingest_failed", host=batch.host, error=repr(exc)[:300])
+                        host = batches[i].batch.host
+                        log.error("ingest_failed", host=host, error=repr(exc)[:300])
                         out[i] = exc
                 if self._refused:
                     self._count_refused(self._refused, time.time())
@@ -415,36 +442,32 @@ class Store(ABC):
             self._remember(host, signature)
         return out
 
-    def _ingest_one(
-        self, batch: Batch, received: float, known: list[tuple[str, bytes]]
-    ) -> Ingested:
+    def _ingest_one(self, p: Prepared, known: list[tuple[str, bytes]]) -> Ingested:
         """One batch inside the group's transaction (see the module's
         docstring for the rules)."""
+        batch, received = p.batch, p.received
         host = batch.host
         mark = self._mark(host, batch.stream)
-        fresh = batch.records[max(0, mark + 1 - batch.first) :] if batch.last > mark else []
-        lost = max(0, batch.first - mark - 1) if fresh else 0
-        kept, skewed = self._in_window(fresh, received)
-        metrics, events = rows(kept)
-        new, signature = 0, b""
-        if metrics:
-            series = {(m.name, m.labels) for m in metrics}
-            signature = _signature(series)
-            if signature not in self._known.get(host, ()):
-                total = self._series_total(host)
-                new = self._check_series(host, series, total)
-        self._append(host, batch.stream, metrics, events, max(mark, batch.last), lost)
-        if states := alert_states(kept):
+        if mark >= batch.first:  # a replay or an overlap: what is above the mark, again
+            fresh = batch.records[mark + 1 - batch.first :] if batch.last > mark else []
+            p = self._prepared(batch, received, fresh)
+        lost = max(0, batch.first - mark - 1) if p.kept else 0
+        new = 0
+        if p.metrics and p.signature not in self._known.get(host, ()):
+            total = self._series_total(host)
+            new = self._check_series(host, {(m.name, m.labels) for m in p.metrics}, total)
+        self._append(host, batch.stream, p.metrics, p.events, max(mark, batch.last), lost)
+        if states := alert_states(p.kept):
             self._alert_states(host, states)
-        if metrics:
-            self._roll(host, fold(metrics))
+        if p.rollups:
+            self._roll(host, p.rollups)
         # a replay counts as contact too: the host is alive
-        self._seen(host, received, batch.agent, received - batch.sent, skewed, batch.interval)
+        self._seen(host, received, batch.agent, received - batch.sent, p.skewed, batch.interval)
         if new:
             self._totals[host] += new  # the group's failure clears it (not committed)
-        if signature:
-            known.append((host, signature))
-        return Ingested(max(mark, batch.last), len(kept))
+        if p.signature:
+            known.append((host, p.signature))
+        return Ingested(max(mark, batch.last), len(p.kept))
 
     def _remember(self, host: str, signature: bytes) -> None:
         """`host` has every series of the set `signature` names (committed):

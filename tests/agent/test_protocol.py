@@ -9,6 +9,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
+import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -128,3 +129,78 @@ def test_bombs_and_oversize_bodies_are_refused_without_expanding():
         p.decompress(b"x", "br")
     with pytest.raises(p.ProtocolError):
         p.decompress(b"not gzip at all", "gzip")
+
+
+def _lying(frame: bytes, size: int) -> bytes:
+    """A zstd frame whose header claims `size` bytes of content (a
+    single-segment frame with a 2-byte content size field)."""
+    assert frame[4] == 0b0110_0000  # single segment, 2-byte size: what the compressor wrote
+    return frame[:5] + (size - 256).to_bytes(2, "little") + frame[7:]
+
+
+def test_zstd_bodies_with_or_without_a_declared_size_decode_and_liars_are_refused():
+    data = b"cpu_usage_percent 12.5\n" * 60
+    framed = zstandard.ZstdCompressor().compress(data)
+    unsized = zstandard.ZstdCompressor(write_content_size=False).compress(data)
+    assert zstandard.frame_content_size(unsized) == -1
+    assert p.decompress(framed, "zstd") == p.decompress(unsized, "zstd") == data
+    for size in (len(data) - 100, len(data) + 100):  # the header lies either way
+        with pytest.raises(p.ProtocolError, match="bad zstd body"):
+            p.decompress(_lying(framed, size), "zstd")
+    with pytest.raises(p.TooLarge):  # a declared size over the limit: never allocated
+        p.decompress(framed, "zstd", limit=len(data) - 1)
+    with pytest.raises(p.TooLarge):  # nor an undeclared one
+        p.decompress(unsized, "zstd", limit=len(data) - 1)
+
+
+_hostile_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.sampled_from(["x" * (p.MAX_STRING - 1), "x" * (p.MAX_STRING + 1)]),
+    st.sampled_from([{"k": "x" * (p.MAX_STRING - 1)}, {"k": "x" * p.MAX_STRING}]),
+    st.just("x" * 201),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+    st.dictionaries(st.integers(), st.text(max_size=3), min_size=1, max_size=1),
+)
+_FIELDS = ("kind", "name", "ts", "value", "type", "labels", "extra")
+
+
+@st.composite
+def _metric_like(draw: st.DrawFn) -> dict:
+    """A valid metric with up to two fields made hostile or dropped."""
+    record = {
+        "kind": "metric",
+        "name": draw(st.text(min_size=1, max_size=8)),
+        "ts": draw(st.one_of(st.floats(0, 4e9), st.integers(0, 2**33))),
+        "value": draw(st.one_of(st.floats(), st.integers(-(2**64), 2**64))),
+        "type": draw(st.sampled_from(["gauge", "counter"])),
+        "labels": draw(st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=3)),
+    }
+    for field in draw(st.lists(st.sampled_from(_FIELDS), max_size=2)):
+        if draw(st.booleans()):
+            record[field] = draw(_hostile_values)
+        else:
+            record.pop(field, None)
+    return record
+
+
+@given(_metric_like())
+def test_the_fast_path_for_metrics_agrees_with_the_whole_check(record):
+    """`_plain_metric` (the hub's fast path) only passes what the whole
+    check passes, so a record's verdict never depends on the path taken."""
+    try:
+        p._check_whole(record, 0)
+        whole = True
+    except p.ProtocolError:
+        whole = False
+    if p._plain_metric(record):
+        assert whole
+    try:
+        p._check_record(record, 0)
+        assert whole
+    except p.ProtocolError:
+        assert not whole

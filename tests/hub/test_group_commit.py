@@ -27,14 +27,14 @@ def test_batches_waiting_for_the_store_share_one_commit(tmp_path: Path) -> None:
         held = asyncio.ensure_future(thread.run(release.wait, 30))
         batches = [wire(1, 2, host=f"h{i}") for i in range(5)]
         batches.append(wire(1, 4, host="over"))  # over max_new_series_per_batch
-        waiting = [asyncio.ensure_future(committer.ingest(b, T0)) for b in batches]
+        waiting = [asyncio.ensure_future(committer.ingest(store.prepare(b, T0))) for b in batches]
         await asyncio.sleep(0.05)
         assert committer.groups == 1 and committer.batches == 6  # one group, queued
         release.set()
         await held
         out = await asyncio.gather(*waiting, return_exceptions=True)
         # and the next batch, alone, commits at once in a group of its own
-        out.append(await committer.ingest(wire(3, 1, host="h0"), T0))
+        out.append(await committer.ingest(store.prepare(wire(3, 1, host="h0"), T0)))
         return out
 
     out = asyncio.run(main())
@@ -60,7 +60,9 @@ def test_groups_follow_each_other_while_batches_keep_arriving(tmp_path: Path) ->
 
     async def one(host: str, n: int) -> list[Ingested]:
         return [
-            await committer.ingest(wire(seq, records=[metric(seq, ts=T0 + seq)], host=host), T0)
+            await committer.ingest(
+                store.prepare(wire(seq, records=[metric(seq, ts=T0 + seq)], host=host), T0)
+            )
             for seq in range(1, n + 1)
         ]
 

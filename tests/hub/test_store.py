@@ -426,7 +426,7 @@ def test_a_group_commits_each_batch_with_its_own_outcome(store, reader, monkeypa
         wire(1, 2),  # a replay inside the group
         wire(1, 2, host="bad"),  # fails after its rows are written
     ]
-    out = store.ingest_many([(b, T0) for b in group])
+    out = store.ingest_many([store.prepare(b, T0) for b in group])
     assert out[0] == Ingested(2, 2) and out[2] == Ingested(4, 2)
     assert out[3] == Ingested(2, 0)  # written in (host, stream, seq) order: after the first
     assert isinstance(out[1], SeriesLimit) and isinstance(out[4], RuntimeError)
@@ -446,10 +446,13 @@ def test_a_group_that_cannot_commit_stores_none_of_its_batches(store, reader, mo
 
     monkeypatch.setattr(store, "_seen", full_disk_at_db)
     with pytest.raises(Unwritable):
-        store.ingest_many([(wire(1, 2), T0), (wire(1, 2, host="db-01"), T0)])
+        store.ingest_many(
+            [store.prepare(wire(1, 2), T0), store.prepare(wire(1, 2, host="db-01"), T0)]
+        )
     assert seqs(reader) == [] and reader.hosts() == []
     monkeypatch.undo()
-    assert store.ingest_many([(wire(1, 2), T0), (wire(1, 2, host="db-01"), T0)]) == [
+    both = [store.prepare(wire(1, 2), T0), store.prepare(wire(1, 2, host="db-01"), T0)]
+    assert store.ingest_many(both) == [
         Ingested(2, 2),
         Ingested(2, 2),
     ]
