@@ -66,6 +66,7 @@ PAGE_BYTES = 8 << 20  # an events page ends after this much of event bodies
 # Result codes (the low byte of an extended code) that mean the file cannot
 # be written now: busy, locked, no memory, read-only, I/O error, damaged, full,
 # cannot open, not a database. Others (constraint, too big) are the data's.
+MAX_PARAMS = 999  # parameters a statement binds: SQLite's floor before 3.32, and plenty
 _UNWRITABLE = {5, 6, 7, 8, 10, 11, 13, 14, 26}
 _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
@@ -244,7 +245,8 @@ def _code(exc: sqlite3.Error) -> int:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # statements are cached by text: one per row count _many has met
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=512)
     db.execute("PRAGMA busy_timeout=5000")
     # 512 KiB, not the default 2 MiB: a fleet's inserts touch more pages
     # than either holds, the kernel's page cache keeps the file, and the
@@ -358,6 +360,23 @@ class SQLiteStore(Store):
             raise
         self.db.execute("RELEASE batch")
 
+    def _many(self, head: str, rows: list[tuple[Any, ...]], tail: str = "") -> None:
+        """`executemany(head VALUES (?, ...) tail, rows)` as one statement of
+        many VALUES rows (up to MAX_PARAMS parameters each). Why: SQLite
+        lets go of the interpreter lock for each step, and executemany
+        steps once per row; under load the HTTP and decode threads took the
+        lock each time, so a batch cost the store thread twice its time
+        alone. One step per statement keeps the lock handovers few."""
+        if not rows:
+            return
+        width = len(rows[0])
+        one = "(" + ", ".join("?" * width) + ")"
+        step = max(1, MAX_PARAMS // width)
+        for i in range(0, len(rows), step):
+            chunk = rows[i : i + step]
+            values = ", ".join([one] * len(chunk))
+            self.db.execute(f"{head} VALUES {values}{tail}", [v for r in chunk for v in r])
+
     def _fatal(self, exc: Exception) -> bool:
         if not self.db.in_transaction:
             return True
@@ -392,9 +411,8 @@ class SQLiteStore(Store):
                 "SELECT max(coalesce((SELECT max(rowid) FROM metrics), 0),"
                 " coalesce((SELECT max(hi) FROM batches), 0)) + 1"
             ).fetchone()
-            db.executemany(
-                "INSERT INTO metrics (rowid, host, name, labels, ts, value, type)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self._many(
+                "INSERT INTO metrics (rowid, host, name, labels, ts, value, type)",
                 [(lo + i, host, *m) for i, m in enumerate(metrics)],
             )
             db.execute(
@@ -403,13 +421,13 @@ class SQLiteStore(Store):
             )
         self._append_events(host, events)
         latest = newest(metrics)
-        db.executemany(
-            "INSERT INTO series (host, name, labels, last_ts, last_value, type)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host, name, labels) DO UPDATE SET"
+        self._many(
+            "INSERT INTO series (host, name, labels, last_ts, last_value, type)",
+            [(host, m.name, m.labels, m.ts, m.value, m.type) for m in latest.values()],
+            " ON CONFLICT (host, name, labels) DO UPDATE SET"
             " last_value = CASE WHEN excluded.last_ts >= last_ts"
             " THEN excluded.last_value ELSE last_value END,"
             " type = excluded.type, last_ts = max(last_ts, excluded.last_ts)",
-            [(host, m.name, m.labels, m.ts, m.value, m.type) for m in latest.values()],
         )
         db.execute(
             "INSERT INTO streams VALUES (?, ?, ?, ?) ON CONFLICT (host, stream) DO UPDATE"
@@ -436,7 +454,7 @@ class SQLiteStore(Store):
         )
 
     def _append_events(self, host: str, events: list[EventRow]) -> None:
-        self.db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", [(host, *e) for e in events])
+        self._many("INSERT INTO events", [(host, *e) for e in events])
 
     def _alert_states(self, host: str, states: list[AlertState]) -> None:
         for a in states:
@@ -489,15 +507,15 @@ class SQLiteStore(Store):
 
     def _roll(self, host: str, rollups: dict[tuple[str, str, float], Rollup]) -> None:
         # in SET, a bare column is the row's value before this update
-        self.db.executemany(
-            "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        self._many(
+            "INSERT INTO rollups",
+            [(host, name, labels, b, *r) for (name, labels, b), r in rollups.items()],
             " ON CONFLICT (host, name, labels, bucket) DO UPDATE SET"
             " n = n + excluded.n, total = total + excluded.total,"
             " lo = min(lo, excluded.lo), hi = max(hi, excluded.hi),"
             " last = CASE WHEN (excluded.last_ts, excluded.last) > (last_ts, last)"
             " THEN excluded.last ELSE last END,"
             " last_ts = max(last_ts, excluded.last_ts)",
-            [(host, name, labels, b, *r) for (name, labels, b), r in rollups.items()],
         )
 
     def _backfill(self, limit: int) -> int | None:

@@ -483,3 +483,26 @@ def test_a_known_series_set_skips_the_series_check(store, reader, monkeypatch):
     store.limits = Limits(max_series_per_host=2, retention=0.0)
     with pytest.raises(SeriesLimit):
         store.ingest(wire(8, records=[metric(9, ts=T0 + 5)]), T0)
+
+
+def test_a_batch_larger_than_one_statement_is_stored_whole(store, reader):
+    """SQLite writes a batch's rows as multi-row statements of at most
+    MAX_PARAMS parameters: 1,000 series of 3 points, NaN and infinities
+    among them, take several, and every point and rollup is there once."""
+    records = [
+        metric(i, ts=T0 + 10 * k, value=math.nan if i == 7 else (-math.inf if i == 8 else i + k))
+        for k in range(3)
+        for i in range(1, 1001)
+    ]
+    assert store.ingest(wire(1, records=records), T0) == Ingested(3000, 3000)
+    assert seqs(reader) == sorted(list(range(1, 1001)) * 3)
+    by_seq = {
+        s["labels"]["seq"]: s["points"]
+        for s in reader.metrics("web-01", "m", 0, 1e12, 100_000).items
+    }
+    assert by_seq["500"] == [[T0, 500.0], [T0 + 10, 501.0], [T0 + 20, 502.0]]
+    assert by_seq["7"] == [[T0, None], [T0 + 10, None], [T0 + 20, None]]
+    assert by_seq["8"] == [[T0, None], [T0 + 10, None], [T0 + 20, None]]  # JSON has no -inf
+    rolled = reader.metrics("web-01", "m", 0, 1e12, 100_000, step=300.0, agg="count").items
+    assert len(rolled) == 1000 - 1  # the NaN series has no rollup
+    assert {s["labels"]["seq"]: s["points"][0][1] for s in rolled}["500"] == 3.0
