@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -58,7 +59,6 @@ from hub.store import Ingested, Prepared, SeriesLimit, Store, Unwritable
 log = structlog.get_logger()
 
 STORE_RETRY = 5  # seconds an agent waits after a 503 for a store that cannot write
-REASON = "vigil_reason"  # a response's key for its reason, where the status is ambiguous
 LOG_EVERY = 10.0  # seconds: at most one `ingest_rejected` line per reason in this
 REASONS = (
     "unauthorized",  # 401: no token, or not one this hub signed
@@ -72,6 +72,7 @@ REASONS = (
     "busy_hub",  # 503: max_inflight_bodies / max_inflight_bytes, or displaced
     "body_timeout",  # 408
     "store_unwritable",  # 503: the store cannot write (a full disk)
+    "store_failed",  # 500: this batch failed in the store alone (logged: ingest_failed)
 )
 
 
@@ -218,7 +219,8 @@ class Ingest:
         finally:
             self.inflight.give_back(slot)
         if response.status != 200:
-            reason = response.get(REASON) or _REASON_OF.get(response.status, "malformed")
+            why = response.why if isinstance(response, Refusal) else None
+            reason = why or _REASON_OF.get(response.status, "malformed")
             return self._reject(reason, host, response)
         return response
 
@@ -285,9 +287,12 @@ class Ingest:
             if str(exc) != self.store_error:
                 log.error("store_write_failed", error=str(exc), host=host)
                 self.store_error = str(exc)
-            response = _error(503, f"the hub cannot store now: {exc}", retry_after=STORE_RETRY)
-            response[REASON] = "store_unwritable"  # not busy: a 503 of another kind
-            return response
+            # not busy: a 503 of another kind
+            message = f"the hub cannot store now: {exc}"
+            return _error(503, message, retry_after=STORE_RETRY, why="store_unwritable")
+        except Exception as exc:  # the store logged it; the agent sends it again
+            message = f"the hub could not store this batch: {exc!r}"[:300]
+            return _error(500, message, why="store_failed")
         if self.store_error is not None:
             log.info("store_writable_again", refused=self.unwritable_total)
             self.store_error = None
@@ -361,6 +366,18 @@ def _claimed(authorization: str) -> str:
     return claimed[:80].encode("ascii", "backslashreplace").decode() or "(none)"
 
 
-def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:
+class Refusal(web.Response):
+    """An answer that says which of REASONS it counts under, where its
+    status alone does not (503: busy or unwritable)."""
+
+    why: str | None = None
+
+
+def _error(
+    status: int, message: str, retry_after: int | None = None, why: str | None = None
+) -> web.Response:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return web.json_response({"error": message}, status=status, headers=headers)
+    body = json.dumps({"error": message})
+    answer = Refusal(text=body, status=status, headers=headers, content_type="application/json")
+    answer.why = why
+    return answer

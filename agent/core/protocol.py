@@ -128,12 +128,10 @@ def decompress(
         if encoding == "identity":
             out: bytes | bytearray = data
         elif encoding == "zstd":
-            size = zstandard.frame_content_size(data)  # -1: the frame does not say
-            if 0 <= size <= limit:
-                # one output buffer of the declared size; zstd refuses a frame
-                # whose content is not that size
-                out = _zstd().decompress(data)
-            else:
+            one = _one_frame(data, limit)
+            if one is not None:
+                out = one
+            else:  # several frames, or no declared size: read them all
                 reader = _zstd().stream_reader(data)  # no copy
                 chunks, size = [], 0
                 while size <= limit and (chunk := reader.read(min(1 << 16, limit + 1 - size))):
@@ -157,6 +155,22 @@ def decompress(
 
 
 _local = threading.local()
+
+
+def _one_frame(data: bytes | bytearray, limit: int) -> bytes | None:
+    """A body of one zstd frame that declares its size (what the agent
+    sends): decompressed into one buffer of that size; zstd refuses a frame
+    whose content is not that size. None for any other body."""
+    size = zstandard.frame_content_size(data)  # the first frame's; -1: it does not say
+    if not 0 <= size <= limit:
+        return None
+    try:
+        out: bytes = _zstd().decompress(data, allow_extra_data=False)
+    except zstandard.ZstdError as exc:
+        if "unused data" in str(exc):  # more frames follow
+            return None
+        raise
+    return out
 
 
 def _zstd() -> zstandard.ZstdDecompressor:

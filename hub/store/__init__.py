@@ -368,6 +368,7 @@ class Reader(ABC):
 
 class Store(ABC):
     last_write: WriteOutcome | None = None  # the latest write transaction's outcome
+    remembers_series = True  # `_remember`: False where several hubs share the store
     limits: Limits = Limits()  # set per instance by the hub from its config
 
     def __init__(self) -> None:
@@ -377,8 +378,10 @@ class Store(ABC):
         # batches refused for their series limits, not yet written down: the
         # next write, whoever's, adds them (a refusal costs no fsync)
         self._refused: dict[str, int] = {}
-        # each host's last few series sets known to be stored (`_remember`)
+        # each host's last few series sets known to be stored (`_remember`),
+        # under these limits
         self._known: dict[str, list[bytes]] = {}
+        self._known_under = self.limits
 
     def ingest(self, batch: Batch, received: float) -> Ingested:
         """Store what `batch` adds to its stream, durably; `received` is the
@@ -412,8 +415,12 @@ class Store(ABC):
         Why: one fsync per batch capped a hub at about 550 batches/s; the
         batches that wait while one group commits share the next one
         (hub/ingest.py `Committer`). Batches are written in (host, stream,
-        seq) order, so two hubs on one PostgreSQL lock streams in the same
-        order and cannot deadlock."""
+        seq) order, so two hubs on one PostgreSQL mostly lock streams in the
+        same order; a deadlock PostgreSQL still finds fails one batch, which
+        its agent sends again."""
+        if self.limits is not self._known_under:  # a reload: check every set again
+            self._known.clear()
+            self._known_under = self.limits
         out: list[Ingested | Exception] = [SeriesLimit("not stored")] * len(batches)
         order = sorted(range(len(batches)), key=lambda i: _position(batches[i].batch))
         known: list[tuple[str, bytes]] = []  # series sets to remember once committed
@@ -472,7 +479,10 @@ class Store(ABC):
     def _remember(self, host: str, signature: bytes) -> None:
         """`host` has every series of the set `signature` names (committed):
         its next batch of the same set skips the series check. A few sets
-        per host (host metrics every 10 s, checks every minute, ...)."""
+        per host (host metrics every 10 s, checks every minute, ...). Not on
+        a store that hubs share: another hub's retention may delete them."""
+        if not self.remembers_series:
+            return
         sets = self._known.setdefault(host, [])
         if signature not in sets:
             sets.append(signature)
@@ -716,8 +726,10 @@ def _position(batch: Batch) -> tuple[str, str, int]:
 
 
 def _signature(series: set[tuple[str, str]]) -> bytes:
-    """A digest of a set of series (name, labels JSON), whatever its order."""
-    text = "\n".join(sorted(f"{name}\0{labels}" for name, labels in series))
+    """A digest of a set of series (name, labels JSON), whatever its order.
+    Each entry is length-prefixed: a name may hold any character, and
+    `p\0{}\nr` must not read as the two series `p` and `r`."""
+    text = "\n".join(sorted(f"{len(name)}:{name}{labels}" for name, labels in series))
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
@@ -752,6 +764,7 @@ def rows(records: list[dict[str, Any]]) -> tuple[list[MetricRow], list[EventRow]
 
 _LABELS: dict[tuple[tuple[str, str], ...], str] = {}  # label sets as JSON, by their items
 _LABELS_MOST = 8192  # a fleet shares most label sets (cpu, mountpoint, check)
+_LABELS_LONGEST = 512  # characters of JSON: the cache holds at most 8192 x 512
 
 
 def _labels_json(labels: dict[str, str]) -> str:
@@ -762,7 +775,9 @@ def _labels_json(labels: dict[str, str]) -> str:
     if text is None:
         if len(_LABELS) >= _LABELS_MOST:
             _LABELS.clear()
-        text = _LABELS[key] = json.dumps(labels, sort_keys=True, separators=(",", ":"))
+        text = json.dumps(labels, sort_keys=True, separators=(",", ":"))
+        if len(text) <= _LABELS_LONGEST:  # a label may be 1 MiB: those are not kept
+            _LABELS[key] = text
     return text
 
 

@@ -272,7 +272,18 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
         return current
 
 
+_CANNOT_WRITE = (
+    psycopg.errors.DiskFull,
+    psycopg.errors.OutOfMemory,
+    psycopg.errors.ReadOnlySqlTransaction,
+    psycopg.errors.AdminShutdown,
+    psycopg.errors.CannotConnectNow,
+)
+
+
 class PostgresStore(Store):
+    remembers_series = False  # several hubs: another's retention may delete them
+
     def __init__(self, dsn: str, pool_size: int = 4, connect_timeout: float = 10.0) -> None:
         super().__init__()
         self.connector = Connector(dsn, connect_timeout)
@@ -352,9 +363,13 @@ class PostgresStore(Store):
             yield
 
     def _fatal(self, exc: Exception) -> bool:
+        # the connection is gone, or the server cannot write at all: the
+        # group fails (Unwritable); anything else (a deadlock, a value over
+        # an index's limit) was rolled back to the batch's savepoint and
+        # fails that batch alone
         if self.db.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
             return True
-        return isinstance(exc, (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction))
+        return isinstance(exc, _CANNOT_WRITE)
 
     def _touch(self, now: float) -> None:
         self.db.execute(

@@ -245,8 +245,7 @@ def _code(exc: sqlite3.Error) -> int:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    # statements are cached by text: one per row count _many has met
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=512)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA busy_timeout=5000")
     # 512 KiB, not the default 2 MiB: a fleet's inserts touch more pages
     # than either holds, the kernel's page cache keeps the file, and the

@@ -151,6 +151,10 @@ def test_zstd_bodies_with_or_without_a_declared_size_decode_and_liars_are_refuse
         p.decompress(framed, "zstd", limit=len(data) - 1)
     with pytest.raises(p.TooLarge):  # nor an undeclared one
         p.decompress(unsized, "zstd", limit=len(data) - 1)
+    # several frames (a compressor that flushes into new frames): all are read
+    assert p.decompress(framed + framed, "zstd") == data * 2
+    with pytest.raises(p.TooLarge):
+        p.decompress(framed + framed, "zstd", limit=len(data) * 2 - 1)
 
 
 _hostile_values = st.one_of(

@@ -30,6 +30,16 @@ def test_refusals_are_counted_by_reason_and_accepted_batches_timed(tmp_path: Pat
     ingest = app[RUNNING].ingest
     assert dict(ingest.rejected) == dict.fromkeys(REASONS, 0)  # every reason, from the start
     token = host_token("web-01", SECRET)
+    armed: list[bool] = []
+    seen = ingest.store._seen
+
+    def fails_once_armed(*args: object) -> None:
+        if armed:
+            armed.pop()
+            raise RuntimeError("a bug only this batch meets")
+        seen(*args)
+
+    ingest.store._seen = fails_once_armed  # type: ignore[method-assign]
 
     async def main() -> list[int]:
         runner = app_runner(app)
@@ -55,20 +65,29 @@ def test_refusals_are_counted_by_reason_and_accepted_batches_timed(tmp_path: Pat
                         headers["Authorization"] = f"Bearer {auth}"
                     async with client.post("/v1/ingest", data=body, headers=headers) as resp:
                         statuses.append(resp.status)
+                # a batch that fails in the store on its own: 500, counted, and
+                # its retry is stored
+                armed.append(True)
+                headers = {"Content-Encoding": "zstd", "Authorization": f"Bearer {token}"}
+                for _ in range(2):
+                    body = protocol.compress(batch(3, 1))
+                    async with client.post("/v1/ingest", data=body, headers=headers) as resp:
+                        statuses.append(resp.status)
             return statuses
         finally:
             await runner.cleanup()
 
-    assert asyncio.run(main()) == [401, 401, 403, 400, 415, 413, 200, 200]
+    assert asyncio.run(main()) == [401, 401, 403, 400, 415, 413, 200, 200, 500, 200]
     assert {k: v for k, v in ingest.rejected.items() if v} == {
         "unauthorized": 2,
         "forbidden": 1,
         "malformed": 1,
         "unsupported_encoding": 1,
         "too_large": 1,
+        "store_failed": 1,
     }
-    assert ingest.latency.count == 2 and ingest.latency.sum > 0
-    assert ingest.latency.cumulative()[-1] == (float("inf"), 2)
+    assert ingest.latency.count == 3 and ingest.latency.sum > 0
+    assert ingest.latency.cumulative()[-1] == (float("inf"), 3)
 
 
 def test_latency_buckets_are_cumulative_with_le():
