@@ -4,9 +4,11 @@ refuses bad input with the right 4xx, and the read API shows the result."""
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
 import json
 import re
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -227,5 +229,57 @@ def test_concurrent_agents_are_stored_exactly_once_through_group_commits(tmp_pat
         grouped = float(re.search(r"^vigil_hub_store_group_batches_total (\S+)$", text, re.M)[1])
         commits = float(re.search(r"^vigil_hub_store_commits_total (\S+)$", text, re.M)[1])
         assert grouped == 64 * 3 + 1 and 1 <= commits <= grouped
+    finally:
+        assert hub.stop() == 0
+
+
+def test_a_hub_killed_amid_group_commits_stores_every_batch_once(tmp_path):
+    """kill -9 while 24 agents push at once (their batches in shared
+    transactions), then a restart on the same data: each agent resends what
+    was not acknowledged, as the shipper does, and every record is stored
+    exactly once: a group is durable whole or not at all, and no batch is
+    acknowledged before its group's commit."""
+    hub = HubProcess(tmp_path)
+    port = hub.port
+    secret = (tmp_path / "hub" / "hub.secret").read_bytes().strip()
+    hosts = [f"edge-{i:02d}" for i in range(24)]
+    per_host, size = 40, 10
+    current = [hub]
+    acked: list[str] = []  # one entry per acknowledged batch
+
+    def agent(host: str) -> int:
+        token, retries = host_token(host, secret), 0
+        for k in range(per_host):
+            while True:  # the shipper's loop: the same batch until it is acknowledged
+                try:
+                    status, answer = current[0].post(batch(1 + k * size, size, host), token)
+                except (OSError, http.client.HTTPException):  # the hub is down
+                    status, answer = 0, {}
+                if status == 200:
+                    assert answer["last_seq"] == (k + 1) * size
+                    acked.append(host)
+                    break
+                assert status in (0, 503), (status, answer)
+                retries += 1
+                time.sleep(0.05)
+        return retries
+
+    with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
+        running = [pool.submit(agent, h) for h in hosts]
+        deadline = time.monotonic() + 60
+        while len(acked) < len(hosts) * per_host // 4 and time.monotonic() < deadline:
+            time.sleep(0.01)  # a quarter acknowledged: mid-stream
+        hub.proc.kill()
+        hub.proc.wait()
+        hub.log.close()
+        current[0] = HubProcess(tmp_path, port=port)
+        retries = sum(f.result() for f in running)
+    hub = current[0]
+    try:
+        assert retries > 0  # the kill did land amid the pushes
+        points = hub.get_all("/v1/metrics?name=m&limit=10000", "series")
+        stored = sorted((s["host"], p[1]) for s in points for p in s["points"])
+        everything = [(h, float(v)) for h in hosts for v in range(1, per_host * size + 1)]
+        assert stored == sorted(everything)  # none lost, none twice
     finally:
         assert hub.stop() == 0
