@@ -727,8 +727,8 @@ def _position(batch: Batch) -> tuple[str, str, int]:
 
 def _signature(series: set[tuple[str, str]]) -> bytes:
     """A digest of a set of series (name, labels JSON), whatever its order.
-    Each entry is length-prefixed: a name may hold any character, and
-    `p\0{}\nr` must not read as the two series `p` and `r`."""
+    Each entry is length-prefixed: a name may hold any character, and a
+    name of "p", NUL, "{}", newline, "r" must not read as the series p and r."""
     text = "\n".join(sorted(f"{len(name)}:{name}{labels}" for name, labels in series))
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
