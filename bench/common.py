@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+from agent.core import protocol
+from agent.core.protocol import Batch
+from hub.store import Store
 
 
 def cpu_seconds(pid: int) -> float:
@@ -77,3 +83,30 @@ def start_hub(tmp: Path, extra: str = "") -> tuple[subprocess.Popen[bytes], str]
         stdout=subprocess.DEVNULL,
     )
     return hub, f"http://127.0.0.1:{port}"
+
+
+def fleet_batches(hosts: int, cycles: int, cycle: list[dict[str, Any]]) -> list[Batch]:
+    """`cycles` batches of `cycle` per simulated host (`sim-0000`...), 10 s
+    apart and ending now, as the hub decodes them, in arrival order."""
+    streams = [secrets.token_hex(16) for _ in range(hosts)]
+    t0 = time.time() - cycles * 10.0
+    batches = []
+    for c in range(cycles):
+        for h in range(hosts):
+            now = t0 + c * 10.0
+            records = [dict(r, ts=now) for r in cycle]
+            body = protocol.encode_batch(
+                f"sim-{h:04d}", streams[h], c * len(cycle) + 1, records, "bench", now
+            )
+            batches.append(protocol.decode_batch(body))
+    return batches
+
+
+def ingest_times(store: Store, batches: list[Batch]) -> list[float]:
+    """Seconds each `store.ingest` took, one batch after the other."""
+    times = []
+    for b in batches:
+        start = time.perf_counter()
+        store.ingest(b, time.time())
+        times.append(time.perf_counter() - start)
+    return times

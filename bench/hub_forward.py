@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import secrets
 import shutil
 import statistics
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 from agent.core import protocol
 from agent.core.worker import Worker
 from bench.buffer import one_cycle_of_records
-from bench.common import cpu_seconds, start_hub, wait_healthy
+from bench.common import cpu_seconds, fleet_batches, ingest_times, start_hub, wait_healthy
 from bench.hub_fleet import fill
 from bench.tsdb import VictoriaMetrics
 from hub.config import ForwardConfig
@@ -81,22 +80,8 @@ def ingest_cost(cls: type[SQLiteStore], hosts: int, cycles: int, cycle: list[dic
     with tempfile.TemporaryDirectory(prefix="vigil-bench-forward-") as tmp:
         store = cls(Path(tmp) / "hub.db")
         store.limits = Limits(retention=0.0)
-        streams = [secrets.token_hex(16) for _ in range(hosts)]
-        t0 = time.time() - cycles * 10.0
-        batches = []
-        for c in range(cycles):
-            for h in range(hosts):
-                now = t0 + c * 10.0
-                records = [dict(r, ts=now) for r in cycle]
-                body = protocol.encode_batch(
-                    f"sim-{h:04d}", streams[h], c * len(cycle) + 1, records, "bench", now
-                )
-                batches.append(protocol.decode_batch(body))
-        times = []
-        for b in batches:
-            start = time.perf_counter()
-            store.ingest(b, time.time())
-            times.append(time.perf_counter() - start)
+        batches = fleet_batches(hosts, cycles, cycle)
+        times = ingest_times(store, batches)
         store.close()
     return 1000 * statistics.mean(times)
 

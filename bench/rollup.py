@@ -12,15 +12,14 @@ per point, the database's size and the step read's time.
 from __future__ import annotations
 
 import argparse
-import secrets
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from agent.core import protocol
 from bench.buffer import one_cycle_of_records
+from bench.common import fleet_batches, ingest_times
 from hub.store import Limits
 from hub.store.sqlite import SQLiteStore
 
@@ -34,22 +33,8 @@ def run(cls: type[SQLiteStore], hosts: int, cycles: int, cycle: list[dict]) -> d
     with tempfile.TemporaryDirectory(prefix="vigil-bench-rollup-") as tmp:
         store = cls(Path(tmp) / "hub.db")
         store.limits = Limits(retention=0.0)
-        streams = [secrets.token_hex(16) for _ in range(hosts)]
-        t0 = time.time() - cycles * 10.0
-        batches = []
-        for c in range(cycles):
-            for h in range(hosts):
-                now = t0 + c * 10.0
-                records = [dict(r, ts=now) for r in cycle]
-                body = protocol.encode_batch(
-                    f"sim-{h:04d}", streams[h], c * len(cycle) + 1, records, "bench", now
-                )
-                batches.append(protocol.decode_batch(body))
-        times = []
-        for b in batches:
-            start = time.perf_counter()
-            store.ingest(b, time.time())
-            times.append(time.perf_counter() - start)
+        batches = fleet_batches(hosts, cycles, cycle)
+        times = ingest_times(store, batches)
         reader = store.reader()
         start = time.perf_counter()
         page = reader.metrics("sim-0000", cycle[0]["name"], 0, 1e12, 10_000, None, 300.0, "avg")
