@@ -173,7 +173,7 @@ class Schedule:
     async def _call(self, ts: float, mono: float) -> Sequence[Record]:
         # asyncio.wait, not wait_for: before Python 3.12, wait_for can swallow
         # a cancellation that races with the result, and a stop would hang.
-        if not self.collector.blocking:
+        if self.collector.runs_inline():
             result = self.collector.collect(ts, mono)
             if not inspect.isawaitable(result):
                 return result

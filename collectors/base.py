@@ -7,10 +7,13 @@ nothing of scheduling, buffering, shipping or alerting.
 
 `collect(ts, mono)` receives the wall-clock time to stamp records with and
 a monotonic time for rate computations, so tests can drive it step by step.
-Collectors whose `collect` can block (file systems, /proc) keep
-`blocking = True` and the scheduler runs them in a worker thread, where a
-hang is timed out without stalling the event loop; an `async def collect`
-is awaited on the loop.
+Collectors whose `collect` can block (file systems) keep `blocking = True`
+and the scheduler runs them in a worker thread, where a hang is timed out
+without stalling the event loop; an `async def collect` is awaited on the
+loop. A blocking collector that can tell, cheaply and before it starts, that
+this run cannot block (the disk collector, when every file system it will
+ask is answered from memory) says so in `runs_inline`: a thread handoff
+costs more than the run.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ class Collector:
 
     def collect(self, ts: float, mono: float) -> Sequence[Record] | Awaitable[Sequence[Record]]:
         raise NotImplementedError
+
+    def runs_inline(self) -> bool:
+        """Whether this run goes on the event loop (asked before each run)."""
+        return not self.blocking
 
     def problem(self) -> str | None:
         """What is wrong now though `collect` succeeds (a long-running source

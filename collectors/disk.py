@@ -10,7 +10,7 @@ import structlog
 from agent.core.records import Metric, Record
 from agent.core.schema import opt
 from collectors.base import Collector, gauge, host_collector
-from collectors.source import HostSource
+from collectors.source import HostSource, Mount
 
 log = structlog.get_logger("vigil.collectors.disk")
 
@@ -65,6 +65,16 @@ def _check_glob(pattern: str) -> str | None:
     return None if pattern else "must not be empty"
 
 
+# File systems whose statvfs the kernel answers from the superblock in
+# memory, never waiting on a device or a server: the disk collector asks them
+# on the event loop. Any other type (nfs, cifs, fuse.*, ceph, 9p, ...) sends
+# the run to a thread, where a hang is timed out.
+MEMORY_FSTYPES = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "overlay", "vfat", "exfat",
+     "f2fs", "squashfs"}
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DiskConfig:
     exclude_fstypes: tuple[str, ...] = DEFAULT_EXCLUDE_FSTYPES
@@ -89,6 +99,21 @@ class DiskCollector(Collector):
     def __init__(self, source: HostSource, config: DiskConfig | None = None) -> None:
         self.source = source
         self.config = config or DiskConfig()
+        self._planned: list[Mount] | None = None  # runs_inline's mounts, for the run after it
+
+    def runs_inline(self) -> bool:
+        """On the loop when every wanted mount's statvfs is answered from the
+        kernel's memory (MEMORY_FSTYPES); in a thread, with its timeout, as
+        soon as one may wait on a server or a device (NFS, CIFS, FUSE, ...)."""
+        try:
+            mounts = self.source.mounts()
+        except OSError:
+            self._planned = None
+            return False  # the thread's run reports it
+        self._planned = mounts
+        return all(
+            m.fstype in MEMORY_FSTYPES for m in mounts if self.wanted(m.mountpoint, m.fstype)
+        )
 
     def wanted(self, mountpoint: str, fstype: str) -> bool:
         cfg = self.config
@@ -101,7 +126,8 @@ class DiskCollector(Collector):
     def collect(self, ts: float, mono: float) -> list[Record]:
         out: list[Record] = []
         seen: set[str] = set()
-        for m in self.source.mounts():
+        mounts, self._planned = self._planned, None
+        for m in self.source.mounts() if mounts is None else mounts:
             if m.mountpoint in seen or not self.wanted(m.mountpoint, m.fstype):
                 continue
             seen.add(m.mountpoint)

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from collectors.source import (
     CPU_MODES,
     FsUsage,
     HostSource,
     InterfaceKinds,
+    KeptFiles,
     Mount,
     PsutilSource,
-    read,
     statvfs_usage,
 )
 
 HZ = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's own size
+SAME_READ = 0.1  # seconds: swap() reuses the meminfo memory() read this recently
 _N_MODES = len(CPU_MODES)  # user nice system idle iowait irq softirq steal (guest is in user)
 
 
@@ -36,14 +38,18 @@ _N_MODES = len(CPU_MODES)  # user nice system idle iowait irq softirq steal (gue
 def parse_stat(text: str) -> tuple[dict[str, dict[str, float]], float]:
     """/proc/stat -> ({"all": {mode: seconds}, "0": {...}, ...}, boot time)."""
     cpus: dict[str, dict[str, float]] = {}
-    boot = 0.0
-    for line in text.splitlines():
+    # the cpu lines come first; the intr line after them holds hundreds of
+    # numbers no output uses: not split
+    end = text.find("\nintr ")
+    for line in (text if end < 0 else text[:end]).splitlines():
         if line.startswith("cpu"):
             name, *ticks = line.split()
             key = name[3:] or "all"
             cpus[key] = {m: int(t) / HZ for m, t in zip(CPU_MODES, ticks[:_N_MODES])}
-        elif line.startswith("btime "):
-            boot = float(line.split()[1])
+    boot, at = 0.0, text.find("\nbtime ")
+    if at >= 0:
+        stop = text.find("\n", at + 1)
+        boot = float(text[at + 7 : stop if stop >= 0 else None])
     return cpus, boot
 
 
@@ -170,38 +176,54 @@ class ProcfsSource:
         self.proc, self.sys = str(procfs), str(sysfs)
         self._boot: float | None = None
         self._kinds = InterfaceKinds(self.sys)
+        self._files = KeptFiles()  # the files read every interval, kept open
+        self._meminfo: tuple[float, dict[str, int]] | None = None  # memory()'s, for swap()
+
+    def close(self) -> None:
+        self._files.close()
+
+    def _read(self, path: str) -> str:
+        return self._files.read(path)
 
     def cpu_times(self) -> dict[str, dict[str, float]]:
-        cpus, self._boot = parse_stat(read(f"{self.proc}/stat"))
+        cpus, self._boot = parse_stat(self._read(f"{self.proc}/stat"))
         return cpus
 
     def cpu_count(self) -> int:
         try:
-            return count_cpu_list(read(f"{self.sys}/devices/system/cpu/online"))
+            return count_cpu_list(self._read(f"{self.sys}/devices/system/cpu/online"))
         except (OSError, ValueError):
             return os.cpu_count() or 1
 
     def load_average(self) -> tuple[float, float, float]:
-        one, five, fifteen = read(f"{self.proc}/loadavg").split()[:3]
+        one, five, fifteen = self._read(f"{self.proc}/loadavg").split()[:3]
         return float(one), float(five), float(fifteen)
 
     def memory(self) -> dict[str, float]:
-        return memory_from(parse_meminfo(read(f"{self.proc}/meminfo")))
+        meminfo = parse_meminfo(self._read(f"{self.proc}/meminfo"))
+        self._meminfo = (time.monotonic(), meminfo)
+        return memory_from(meminfo)
 
     def swap(self) -> dict[str, float]:
-        return swap_from(parse_meminfo(read(f"{self.proc}/meminfo")), read(f"{self.proc}/vmstat"))
+        # the memory collector calls memory() then swap(): meminfo read once
+        kept, self._meminfo = self._meminfo, None
+        if kept is not None and time.monotonic() - kept[0] < SAME_READ:
+            meminfo = kept[1]
+        else:
+            meminfo = parse_meminfo(self._read(f"{self.proc}/meminfo"))
+        return swap_from(meminfo, self._read(f"{self.proc}/vmstat"))
 
     def mounts(self) -> list[Mount]:
-        return parse_mounts(read(f"{self.proc}/self/mounts"))
+        return parse_mounts(self._read(f"{self.proc}/self/mounts"))
 
     def fs_usage(self, mountpoint: str) -> FsUsage:
         return statvfs_usage(mountpoint)
 
     def disk_io(self) -> dict[str, dict[str, float]]:
-        return parse_diskstats(read(f"{self.proc}/diskstats"))
+        return parse_diskstats(self._read(f"{self.proc}/diskstats"))
 
     def net_io(self) -> dict[str, dict[str, float]]:
-        counters = parse_net_dev(read(f"{self.proc}/net/dev"))
+        counters = parse_net_dev(self._read(f"{self.proc}/net/dev"))
         self._kinds.prune(counters)
         return counters
 
@@ -210,14 +232,14 @@ class ProcfsSource:
 
     def boot_time(self) -> float:
         if self._boot is None:  # fixed for the life of the host; read once
-            self._boot = parse_stat(read(f"{self.proc}/stat"))[1]
+            self._boot = parse_stat(self._read(f"{self.proc}/stat"))[1]
         return self._boot
 
     def process_count(self) -> int:
         return sum(1 for name in os.listdir(self.proc) if name.isdigit())
 
     def open_files(self) -> tuple[int, int]:
-        allocated, _unused, limit = read(f"{self.proc}/sys/fs/file-nr").split()
+        allocated, _unused, limit = self._read(f"{self.proc}/sys/fs/file-nr").split()
         return int(allocated), int(limit)
 
 

@@ -178,6 +178,50 @@ def read(path: str) -> str:
     return b"".join(chunks).decode("ascii", "replace")
 
 
+class KeptFiles:
+    """procfs and sysfs files read every interval, each kept open and read
+    with one `pread` at offset 0: the kernel makes the text afresh for each
+    read from the start, and one system call a file replaces four (open,
+    read, read to the end, close). A file that fails (gone, a namespace
+    change) is opened again once; `close` lets go of them all."""
+
+    SIZE = 65536  # one pread takes most procfs files whole; a bigger one takes more
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def read(self, path: str) -> str:
+        try:
+            return self._read(path)
+        except OSError:
+            self._forget(path)
+            return self._read(path)  # opened afresh; a second failure is the caller's
+
+    def _read(self, path: str) -> str:
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        data = os.pread(fd, self.SIZE, 0)
+        if len(data) < self.SIZE:
+            return data.decode("ascii", "replace")
+        chunks = [data]
+        while chunk := os.pread(fd, self.SIZE, sum(len(c) for c in chunks)):
+            chunks.append(chunk)
+        return b"".join(chunks).decode("ascii", "replace")
+
+    def _forget(self, path: str) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        for path in list(self._fds):
+            self._forget(path)
+
+    def __del__(self) -> None:  # a source dropped without close (tests, one-shot commands)
+        self.close()
+
+
 def statvfs_usage(mountpoint: str) -> FsUsage:
     st = os.statvfs(mountpoint)
     return FsUsage(

@@ -209,3 +209,55 @@ def test_a_failing_sink_is_counted_and_does_not_end_the_schedule():
     uvloop.run(run_until([s], lambda: len(s.collector.calls) >= 3))
     assert s.stats.errors >= 2
     assert s.stats.last_error == "OSError: buffer unwritable"
+
+
+class _DiskHost:
+    """A host whose statvfs answers on the calling thread, except the
+    mounts in `hang`, which wait for `release` as a dead NFS server would."""
+
+    def __init__(self, mounts):
+        self.list = mounts
+        self.threads = []
+        self.release = threading.Event()
+        self.hang = set()
+        self.mount_reads = 0
+
+    def mounts(self):
+        self.mount_reads += 1
+        return list(self.list)
+
+    def fs_usage(self, mountpoint):
+        from collectors.source import FsUsage
+
+        self.threads.append(threading.current_thread())
+        if mountpoint in self.hang:
+            self.release.wait(10)
+        return FsUsage(100, 40, 60, 10, 5)
+
+
+def test_disk_runs_on_the_loop_for_memory_file_systems_and_in_a_thread_with_its_timeout_otherwise():
+    """The disk collector's runs skip the thread handoff while every wanted
+    file system is answered from memory (ext4, tmpfs...): one mounts read a
+    run, statvfs on the loop's thread. An NFS mount appearing sends the runs
+    to a thread, where its hang is timed out and the loop goes on."""
+    from collectors.disk import DiskCollector
+    from collectors.source import Mount
+
+    host = _DiskHost([Mount("/dev/sda1", "/", "ext4"), Mount("/dev/sdb1", "/data", "xfs")])
+    disk = make(DiskCollector(host), timeout=0.2)
+    ticker = make(Recorder())
+
+    async def scenario():
+        loop_thread = threading.current_thread()
+        await run_until([disk], lambda: disk.stats.runs >= 3)
+        assert set(host.threads) == {loop_thread} and host.mount_reads == disk.stats.runs
+        assert {r.labels["mount"] for r in disk.received[-1]} == {"/", "/data"}
+        host.list.append(Mount("srv:/export", "/mnt/nfs", "nfs4"))
+        host.hang.add("/mnt/nfs")
+        runs = ticker.stats.runs
+        await run_until([disk, ticker], lambda: disk.stats.timeouts >= 1 and ticker.stats.runs > runs + 3)
+        assert any(t is not loop_thread for t in host.threads)
+        host.release.set()
+
+    uvloop.run(scenario())
+    assert disk.stats.errors == 0

@@ -190,3 +190,31 @@ def test_parse_mounts_unescapes_paths():
 def test_count_cpu_list():
     assert procfs.count_cpu_list("0\n") == 1
     assert procfs.count_cpu_list("0-3,8,10-11\n") == 7
+
+
+def test_kept_files_read_the_kernels_text_afresh_with_one_descriptor_each(tmp_path):
+    """procfs files are kept open and read with pread at offset 0: each read
+    sees the text of now, a file over one pread's size is read whole, the
+    descriptors stay as many as the files (none leaks per read), and a
+    file that is gone raises for the caller."""
+    from collectors.source import KeptFiles
+
+    kept = KeptFiles()
+    fds = len(os.listdir("/proc/self/fd"))
+    first = kept.read("/proc/self/stat")
+    for _ in range(200):
+        kept.read("/proc/self/stat")
+        kept.read("/proc/meminfo")
+    assert len(os.listdir("/proc/self/fd")) == fds + 2
+    # rchar: the bytes this process read, so far, which the reads above moved on
+    io = [kept.read("/proc/self/io") for _ in range(2)]
+    assert io[0] != io[1] and io[1].startswith("rchar: ")
+    assert kept.read("/proc/self/stat").split()[:3] == first.split()[:3]
+    big = tmp_path / "big"
+    big.write_text("x" * (3 * KeptFiles.SIZE + 17))
+    assert kept.read(str(big)) == "x" * (3 * KeptFiles.SIZE + 17)
+    gone = tmp_path / "gone"
+    with pytest.raises(OSError):
+        kept.read(str(gone))
+    kept.close()
+    assert len(os.listdir("/proc/self/fd")) == fds
