@@ -100,6 +100,21 @@ class DiskCollector(Collector):
         self.source = source
         self.config = config or DiskConfig()
         self._planned: list[Mount] | None = None  # runs_inline's mounts, for the run after it
+        # the wanted mounts of the last table seen (a source returns the same
+        # list while nothing is mounted or unmounted): the globs are matched
+        # once per change of the table, not each interval
+        self._seen: tuple[list[Mount], list[Mount]] | None = None
+
+    def _wanted(self, mounts: list[Mount]) -> list[Mount]:
+        if self._seen is None or self._seen[0] is not mounts:
+            seen: set[str] = set()
+            wanted = []
+            for m in mounts:
+                if m.mountpoint not in seen and self.wanted(m.mountpoint, m.fstype):
+                    seen.add(m.mountpoint)
+                    wanted.append(m)
+            self._seen = (mounts, wanted)
+        return self._seen[1]
 
     def runs_inline(self) -> bool:
         """On the loop when every wanted mount's statvfs is answered from the
@@ -111,9 +126,7 @@ class DiskCollector(Collector):
             self._planned = None
             return False  # the thread's run reports it
         self._planned = mounts
-        return all(
-            m.fstype in MEMORY_FSTYPES for m in mounts if self.wanted(m.mountpoint, m.fstype)
-        )
+        return all(m.fstype in MEMORY_FSTYPES for m in self._wanted(mounts))
 
     def wanted(self, mountpoint: str, fstype: str) -> bool:
         cfg = self.config
@@ -125,12 +138,8 @@ class DiskCollector(Collector):
 
     def collect(self, ts: float, mono: float) -> list[Record]:
         out: list[Record] = []
-        seen: set[str] = set()
         mounts, self._planned = self._planned, None
-        for m in self.source.mounts() if mounts is None else mounts:
-            if m.mountpoint in seen or not self.wanted(m.mountpoint, m.fstype):
-                continue
-            seen.add(m.mountpoint)
+        for m in self._wanted(self.source.mounts() if mounts is None else mounts):
             try:
                 fs = self.source.fs_usage(m.mountpoint)
             except OSError as exc:  # stale NFS handle, permission: skip this mount only

@@ -177,6 +177,7 @@ class ProcfsSource:
         self._boot: float | None = None
         self._kinds = InterfaceKinds(self.sys)
         self._files = KeptFiles()  # the files read every interval, kept open
+        self._mount_text, self._mounts = "", list[Mount]()
         self._meminfo: tuple[float, dict[str, int]] | None = None  # memory()'s, for swap()
 
     def close(self) -> None:
@@ -214,7 +215,13 @@ class ProcfsSource:
         return swap_from(meminfo, self._read(f"{self.proc}/vmstat"))
 
     def mounts(self) -> list[Mount]:
-        return parse_mounts(self._read(f"{self.proc}/self/mounts"))
+        """The mount table; the same list object while the table is
+        unchanged (callers do not modify it), so the disk collector filters
+        it again only when something was mounted or unmounted."""
+        text = self._read(f"{self.proc}/self/mounts")
+        if text != self._mount_text:
+            self._mount_text, self._mounts = text, parse_mounts(text)
+        return self._mounts
 
     def fs_usage(self, mountpoint: str) -> FsUsage:
         return statvfs_usage(mountpoint)

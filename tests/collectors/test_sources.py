@@ -218,3 +218,27 @@ def test_kept_files_read_the_kernels_text_afresh_with_one_descriptor_each(tmp_pa
         kept.read(str(gone))
     kept.close()
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_the_mount_table_is_parsed_and_filtered_again_only_when_it_changes(tmp_path):
+    """A host mounts rarely: the same table gives the same list, which the
+    disk collector filters once; a mount added is seen at the next run."""
+    from collectors.disk import DiskCollector
+
+    (tmp_path / "self").mkdir()
+    table = tmp_path / "self" / "mounts"
+    table.write_text("/dev/sda1 / ext4 rw 0 0\nproc /proc proc rw 0 0\n")
+    source = ProcfsSource(str(tmp_path), str(tmp_path))
+    first = source.mounts()
+    assert source.mounts() is first and [m.mountpoint for m in first] == ["/", "/proc"]
+    disk = DiskCollector(source)
+    calls = []
+    wanted = disk.wanted
+    disk.wanted = lambda mount, fstype: calls.append(mount) or wanted(mount, fstype)  # type: ignore[method-assign]
+    assert disk.runs_inline() and disk.runs_inline()
+    assert calls == ["/", "/proc"]  # once for the unchanged table
+    with table.open("a") as f:  # in place: the source keeps the file open
+        f.write("srv:/export /mnt/nfs nfs4 rw 0 0\n")
+    assert not disk.runs_inline()  # an NFS mount: the next run goes to a thread
+    assert calls == ["/", "/proc", "/", "/proc", "/mnt/nfs"]
+    source.close()
