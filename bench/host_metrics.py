@@ -4,11 +4,12 @@
 Both collect every second for the same period (60 s by default): vigil with
 nothing but its defaults (host metrics, self-metrics, no hub), collectd
 (Debian's collectd-core) with the plugins cpu, memory, disk, df, interface
-and load at `Interval 1` and no write plugin. Prints the CPU seconds each
-used, per collection cycle, the ratio vigil/collectd, and vigil's peak and
-steady RSS. Targets (issue #2): ratio <= 0.5, steady RSS <= 40 MB.
+and load at `Interval 1` and no write plugin. Prints, per run and as the
+median of `--runs` runs, the CPU each used per collection cycle, the ratio
+vigil/collectd, and vigil's peak and steady RSS. Targets (issue 17): ratio
+<= 0.5, steady RSS <= 30 MB.
 
-    .venv/bin/python -m bench.host_metrics [--seconds 60] [--warmup 5]
+    .venv/bin/python -m bench.host_metrics [--seconds 60] [--warmup 5] [--runs 5]
 
 A benchmark, not a test: it prints figures and asserts nothing.
 """
@@ -19,6 +20,7 @@ import argparse
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,22 +51,12 @@ log_format = "json"
 """
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--warmup", type=float, default=5.0)
-    args = parser.parse_args()
-
-    collectd = shutil.which("collectd") or "/usr/sbin/collectd"
-    if not os.path.exists(collectd):
-        print(
-            "collectd not found: apt-get install collectd-core (or `make bench`)", file=sys.stderr
-        )
-        return 1
+def one_run(collectd: str, seconds: float, warmup: float) -> dict[str, float] | None:
+    """vigil and collectd side by side once: CPU ms per cycle of each, and
+    vigil's steady and peak RSS in MB; None when one of them failed."""
     base = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     (base / "collectd.conf").write_text(COLLECTD_CONF.format(base=base))
     (base / "agent.toml").write_text(VIGIL_CONF.format(base=base))
-
     vigil_cmd = [sys.executable, "-m", "agent", "run", "--config", str(base / "agent.toml")]
     procs = {
         "vigil": subprocess.Popen(
@@ -80,18 +72,18 @@ def main() -> int:
         ),
     }
     try:
-        time.sleep(args.warmup)  # start-up (imports, first runs) is not the steady cost
+        time.sleep(warmup)  # start-up (imports, first runs) is not the steady cost
         for name, p in procs.items():
             if p.poll() is not None:
                 print(f"{name} exited early; see {base}/{name}.log", file=sys.stderr)
-                return 1
+                return None
         start = {name: cpu_seconds(p.pid) for name, p in procs.items()}
         t0 = time.monotonic()
         rss_samples = []
-        while time.monotonic() - t0 < args.seconds:
+        while time.monotonic() - t0 < seconds:
             time.sleep(1.0)
             rss_samples.append(status_kib(procs["vigil"].pid, "VmRSS"))
-        elapsed = time.monotonic() - t0
+        cycles = time.monotonic() - t0  # one collection per second
         used = {name: cpu_seconds(p.pid) - start[name] for name, p in procs.items()}
         peak = status_kib(procs["vigil"].pid, "VmHWM")
         collectd_rss = status_kib(procs["collectd"].pid, "VmRSS")
@@ -100,26 +92,51 @@ def main() -> int:
             p.send_signal(signal.SIGTERM)
         for p in procs.values():
             p.wait(30)
-
-    cycles = elapsed  # one collection per second
-    steady = sorted(rss_samples)[len(rss_samples) // 2]
-    print(f"host metrics, every 1 s for {elapsed:.0f} s (after {args.warmup:.0f} s warm-up)")
-    print(f"{'':10} {'CPU s':>8} {'ms/cycle':>9} {'RSS MB':>8}")
-    print(
-        f"{'vigil':10} {used['vigil']:8.3f} {used['vigil'] / cycles * 1000:9.2f} "
-        f"{steady / 1024:8.1f}"
-    )
-    print(
-        f"{'collectd':10} {used['collectd']:8.3f} {used['collectd'] / cycles * 1000:9.2f} "
-        f"{collectd_rss / 1024:8.1f}"
-    )
-    ratio = used["vigil"] / used["collectd"] if used["collectd"] else float("inf")
-    print(f"ratio vigil/collectd CPU: {ratio:.2f}  (target <= 0.5)")
-    print(
-        f"vigil RSS: steady {steady / 1024:.1f} MB, peak {peak / 1024:.1f} MB"
-        "  (target steady <= 40 MB)"
-    )
     shutil.rmtree(base, ignore_errors=True)
+    return {
+        "vigil_ms": used["vigil"] / cycles * 1000,
+        "collectd_ms": used["collectd"] / cycles * 1000,
+        "ratio": used["vigil"] / used["collectd"] if used["collectd"] else float("inf"),
+        "rss": sorted(rss_samples)[len(rss_samples) // 2] / 1024,
+        "peak": peak / 1024,
+        "collectd_rss": collectd_rss / 1024,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--runs", type=int, default=5, help="the figures are their medians")
+    args = parser.parse_args()
+
+    collectd = shutil.which("collectd") or "/usr/sbin/collectd"
+    if not os.path.exists(collectd):
+        print(
+            "collectd not found: apt-get install collectd-core (or `make bench`)", file=sys.stderr
+        )
+        return 1
+    runs = []
+    print(f"host metrics, every 1 s, {args.runs} runs of {args.seconds:.0f} s"
+          f" (after {args.warmup:.0f} s warm-up each)")  # fmt: skip
+    head = ("run", "vigil ms/cycle", "collectd ms/cycle", "ratio", "vigil RSS MB")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(head, (4, 15, 18, 6, 13), strict=True)))
+    for i in range(args.runs):
+        r = one_run(collectd, args.seconds, args.warmup)
+        if r is None:
+            return 1
+        runs.append(r)
+        print(f"{i + 1:>4} {r['vigil_ms']:15.2f} {r['collectd_ms']:18.2f} {r['ratio']:6.2f}"
+              f" {r['rss']:13.1f}", flush=True)  # fmt: skip
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print(f"{'':10} {'ms/cycle':>9} {'RSS MB':>8}   (medians)")
+    print(f"{'vigil':10} {med['vigil_ms']:9.2f} {med['rss']:8.1f}")
+    print(f"{'collectd':10} {med['collectd_ms']:9.2f} {med['collectd_rss']:8.1f}")
+    print(f"ratio vigil/collectd CPU: {med['ratio']:.2f}  (target <= 0.5, issue 17)")
+    print(
+        f"vigil RSS: steady {med['rss']:.1f} MB, peak {med['peak']:.1f} MB"
+        f"  (target steady <= 30 MB, issue 17; collectd {med['collectd_rss']:.1f} MB)"
+    )
     return 0
 
 
