@@ -186,20 +186,8 @@ CREATE TABLE forward_cursors (
 );
 """
 
-# A btree index row holds at most about 2.7 kB, and the protocol takes label
-# values up to 1 MiB: a series with long labels failed its batch with 500
-# store_failed on every retry. The keys of `series` and `rollups` hold an
-# md5 of the labels instead (uniqueness only; lookups go by host and name
-# first, reads sort the labels of one host and name).
-SCHEMA_V3 = """
-ALTER TABLE series DROP CONSTRAINT series_pkey;
-CREATE UNIQUE INDEX series_key ON series (host, name, md5(labels));
-ALTER TABLE rollups DROP CONSTRAINT rollups_pkey;
-CREATE UNIQUE INDEX rollups_key ON rollups (host, name, md5(labels), bucket);
-"""
-
 # (version, what it does): applied in order, each once, at start. Add to the end.
-MIGRATIONS: list[tuple[int, str]] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)]
+MIGRATIONS: list[tuple[int, str]] = [(1, SCHEMA_V1), (2, SCHEMA_V2)]
 
 
 def lock_key(job: str) -> tuple[int, int]:
@@ -435,7 +423,7 @@ class PostgresStore(Store):
             if latest:
                 cur.executemany(
                     "INSERT INTO series AS s (host, name, labels, last_ts, last_value, type)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (host, name, md5(labels)) DO UPDATE"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (host, name, labels) DO UPDATE"
                     " SET last_value = CASE WHEN excluded.last_ts >= s.last_ts"
                     " THEN excluded.last_value ELSE s.last_value END,"
                     " type = excluded.type, last_ts = GREATEST(s.last_ts, excluded.last_ts)",
@@ -538,7 +526,7 @@ class PostgresStore(Store):
         with self.db.cursor() as cur:
             cur.executemany(
                 "INSERT INTO rollups AS r VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (host, name, md5(labels), bucket) DO UPDATE SET"
+                " ON CONFLICT (host, name, labels, bucket) DO UPDATE SET"
                 " n = r.n + excluded.n, total = r.total + excluded.total,"
                 " lo = LEAST(r.lo, excluded.lo), hi = GREATEST(r.hi, excluded.hi),"
                 " last = CASE WHEN (excluded.last_ts, excluded.last) > (r.last_ts, r.last)"
