@@ -68,11 +68,18 @@ def _check_glob(pattern: str) -> str | None:
 # File systems whose statvfs the kernel answers from the superblock in
 # memory, never waiting on a device or a server: the disk collector asks them
 # on the event loop. Any other type (nfs, cifs, fuse.*, ceph, 9p, ...) sends
-# the run to a thread, where a hang is timed out.
+# the run to a thread, where a hang is timed out; so do vfat and exfat, which
+# count their free clusters by reading the whole FAT the first time.
 MEMORY_FSTYPES = frozenset(
-    {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "overlay", "vfat", "exfat",
-     "f2fs", "squashfs"}
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "overlay", "f2fs", "squashfs"}
 )  # fmt: skip
+
+# kernel file systems with nothing to wait on: a path through them is safe
+PATH_SAFE = MEMORY_FSTYPES | {
+    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "mqueue", "debugfs", "tracefs",
+    "securityfs", "pstore", "bpf", "hugetlbfs", "configfs", "fusectl", "binfmt_misc", "efivarfs",
+    "nsfs", "rpc_pipefs",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -126,7 +133,13 @@ class DiskCollector(Collector):
             self._planned = None
             return False  # the thread's run reports it
         self._planned = mounts
-        return all(m.fstype in MEMORY_FSTYPES for m in self._wanted(mounts))
+        # statvfs walks the path: a local mount below a network one (even an
+        # excluded one) may wait on that server on the way
+        others = [m.mountpoint.rstrip("/") + "/" for m in mounts if m.fstype not in PATH_SAFE]
+        return all(
+            m.fstype in MEMORY_FSTYPES and not m.mountpoint.startswith(tuple(others))
+            for m in self._wanted(mounts)
+        )
 
     def wanted(self, mountpoint: str, fstype: str) -> bool:
         cfg = self.config

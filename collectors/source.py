@@ -12,6 +12,7 @@ numbers in base units (bytes, seconds) keyed by name.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -180,33 +181,39 @@ def read(path: str) -> str:
 
 class KeptFiles:
     """procfs and sysfs files read every interval, each kept open and read
-    with one `pread` at offset 0: the kernel makes the text afresh for each
-    read from the start, and one system call a file replaces four (open,
-    read, read to the end, close). A file that fails (gone, a namespace
-    change) is opened again once; `close` lets go of them all."""
+    with `pread` from offset 0: the kernel makes the text afresh for each
+    read from the start, and two system calls a file (a read, and the empty
+    one that ends it) replace four (open, read, read to the end, close). A
+    file that fails (gone, a namespace change) is opened again once;
+    `close` lets go of them all."""
 
-    SIZE = 65536  # one pread takes most procfs files whole; a bigger one takes more
+    SIZE = 65536
 
     def __init__(self) -> None:
         self._fds: dict[str, int] = {}
+        # the loop reads; a disk run in a worker thread may read the mounts
+        # while a reload closes the old source: never a closed (reused) fd
+        self._lock = threading.Lock()
 
     def read(self, path: str) -> str:
-        try:
-            return self._read(path)
-        except OSError:
-            self._forget(path)
-            return self._read(path)  # opened afresh; a second failure is the caller's
+        with self._lock:
+            try:
+                return self._read(path)
+            except OSError:
+                self._forget(path)
+                return self._read(path)  # opened afresh; a second failure is the caller's
 
     def _read(self, path: str) -> str:
         fd = self._fds.get(path)
         if fd is None:
             fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        data = os.pread(fd, self.SIZE, 0)
-        if len(data) < self.SIZE:
-            return data.decode("ascii", "replace")
-        chunks = [data]
-        while chunk := os.pread(fd, self.SIZE, sum(len(c) for c in chunks)):
+        # Read on to an empty read: files of many lines (mounts, diskstats,
+        # net/dev) give about a page a read, cut at a line's end, so a short
+        # read is not the end.
+        chunks, at = [], 0
+        while chunk := os.pread(fd, self.SIZE, at):
             chunks.append(chunk)
+            at += len(chunk)
         return b"".join(chunks).decode("ascii", "replace")
 
     def _forget(self, path: str) -> None:
@@ -215,8 +222,9 @@ class KeptFiles:
             os.close(fd)
 
     def close(self) -> None:
-        for path in list(self._fds):
-            self._forget(path)
+        with self._lock:
+            for path in list(self._fds):
+                self._forget(path)
 
     def __del__(self) -> None:  # a source dropped without close (tests, one-shot commands)
         self.close()

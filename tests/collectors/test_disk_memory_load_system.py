@@ -88,3 +88,24 @@ def test_system():
     assert got[("system_processes", ())] == 312
     assert got[("system_open_files", ())] == 2048
     assert got[("system_open_files_limit", ())] == 100000
+
+
+def test_disk_runs_on_the_loop_only_when_no_statvfs_can_wait():
+    """Inline only while every wanted file system is answered from memory
+    and its path crosses no mount that may wait (an excluded NFS mount
+    above a local one still does); kernel file systems on the way are fine."""
+    from collectors.disk import DiskCollector, DiskConfig
+    from collectors.source import Mount
+
+    def inline(*mounts, **config):
+        return DiskCollector(
+            RecordedSource(mounts=[list(mounts)]), DiskConfig(**config)
+        ).runs_inline()
+
+    root, data = Mount("/dev/sda1", "/", "ext4"), Mount("/dev/sdb1", "/data", "xfs")
+    assert inline(root, Mount("udev", "/dev", "devtmpfs"), data)
+    assert not inline(root, Mount("srv:/x", "/mnt/x", "nfs4"))
+    assert inline(root, Mount("srv:/x", "/mnt/x", "nfs4"), exclude_fstypes=("nfs4",))
+    nested = Mount("/dev/sdc1", "/mnt/x/local", "ext4")
+    assert not inline(root, Mount("srv:/x", "/mnt/x", "nfs4"), nested, exclude_fstypes=("nfs4",))
+    assert not inline(root, Mount("/dev/sdd1", "/media/usb", "vfat"))  # reads the FAT once

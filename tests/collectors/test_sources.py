@@ -14,7 +14,7 @@ import pytest
 
 from collectors import procfs
 from collectors.procfs import ProcfsSource
-from collectors.source import PsutilSource
+from collectors.source import PsutilSource, read
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "procfs"
 HZ = os.sysconf("SC_CLK_TCK")
@@ -210,6 +210,9 @@ def test_kept_files_read_the_kernels_text_afresh_with_one_descriptor_each(tmp_pa
     io = [kept.read("/proc/self/io") for _ in range(2)]
     assert io[0] != io[1] and io[1].startswith("rchar: ")
     assert kept.read("/proc/self/stat").split()[:3] == first.split()[:3]
+    # a file of many lines comes about a page a read, cut at a line's end
+    assert kept.read("/proc/self/maps").count("\n") == read("/proc/self/maps").count("\n")
+    assert len(read("/proc/self/maps")) > 4096  # else the line above proves nothing
     big = tmp_path / "big"
     big.write_text("x" * (3 * KeptFiles.SIZE + 17))
     assert kept.read(str(big)) == "x" * (3 * KeptFiles.SIZE + 17)
