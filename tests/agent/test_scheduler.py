@@ -255,7 +255,8 @@ def test_disk_runs_on_the_loop_for_memory_file_systems_and_in_a_thread_with_its_
         host.list.append(Mount("srv:/export", "/mnt/nfs", "nfs4"))
         host.hang.add("/mnt/nfs")
         runs = ticker.stats.runs
-        await run_until([disk, ticker], lambda: disk.stats.timeouts >= 1 and ticker.stats.runs > runs + 3)
+        timed_out = lambda: disk.stats.timeouts >= 1 and ticker.stats.runs > runs + 3  # noqa: E731
+        await run_until([disk, ticker], timed_out)
         assert any(t is not loop_thread for t in host.threads)
         host.release.set()
 
