@@ -75,7 +75,7 @@ MEMORY_FSTYPES = frozenset(
 )  # fmt: skip
 
 # kernel file systems with nothing to wait on: a path through them is safe
-PATH_SAFE = MEMORY_FSTYPES | {
+SAFE = MEMORY_FSTYPES | {
     "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "mqueue", "debugfs", "tracefs",
     "securityfs", "pstore", "bpf", "hugetlbfs", "configfs", "fusectl", "binfmt_misc", "efivarfs",
     "nsfs", "rpc_pipefs",
@@ -106,13 +106,21 @@ class DiskCollector(Collector):
     def __init__(self, source: HostSource, config: DiskConfig | None = None) -> None:
         self.source = source
         self.config = config or DiskConfig()
-        self._planned: list[Mount] | None = None  # runs_inline's mounts, for the run after it
-        # the wanted mounts of the last table seen (a source returns the same
-        # list while nothing is mounted or unmounted): the globs are matched
-        # once per change of the table, not each interval
-        self._seen: tuple[list[Mount], list[Mount]] | None = None
+        # The next run goes on the loop when the last one found every wanted
+        # mount answered from memory; the first run is in the thread, so a
+        # mount table that cannot even be read is timed out there.
+        self._inline = False
+        self._on_loop = False  # this run is on the loop (runs_inline said so)
+        # the last table seen (a source returns the same list while nothing is
+        # mounted or unmounted), its wanted mounts and which of those statvfs
+        # answers from memory: the globs are matched once per change, not
+        # each interval
+        self._seen: tuple[list[Mount], list[Mount], set[str]] | None = None
 
-    def _wanted(self, mounts: list[Mount]) -> list[Mount]:
+    def _plan(self, mounts: list[Mount]) -> tuple[list[Mount], set[str]]:
+        """The wanted mounts, and the mountpoints among them whose statvfs
+        the kernel answers from memory without crossing, on the path, a
+        mount that may wait (an excluded NFS mount above a local one)."""
         if self._seen is None or self._seen[0] is not mounts:
             seen: set[str] = set()
             wanted = []
@@ -120,26 +128,22 @@ class DiskCollector(Collector):
                 if m.mountpoint not in seen and self.wanted(m.mountpoint, m.fstype):
                     seen.add(m.mountpoint)
                     wanted.append(m)
-            self._seen = (mounts, wanted)
-        return self._seen[1]
+            waits = tuple(m.mountpoint.rstrip("/") + "/" for m in mounts if m.fstype not in SAFE)
+            memory = {
+                m.mountpoint
+                for m in wanted
+                if m.fstype in MEMORY_FSTYPES and not m.mountpoint.startswith(waits)
+            }
+            self._seen = (mounts, wanted, memory)
+        return self._seen[1], self._seen[2]
 
     def runs_inline(self) -> bool:
-        """On the loop when every wanted mount's statvfs is answered from the
-        kernel's memory (MEMORY_FSTYPES); in a thread, with its timeout, as
-        soon as one may wait on a server or a device (NFS, CIFS, FUSE, ...)."""
-        try:
-            mounts = self.source.mounts()
-        except OSError:
-            self._planned = None
-            return False  # the thread's run reports it
-        self._planned = mounts
-        # statvfs walks the path: a local mount below a network one (even an
-        # excluded one) may wait on that server on the way
-        others = [m.mountpoint.rstrip("/") + "/" for m in mounts if m.fstype not in PATH_SAFE]
-        return all(
-            m.fstype in MEMORY_FSTYPES and not m.mountpoint.startswith(tuple(others))
-            for m in self._wanted(mounts)
-        )
+        """On the loop while the last run found every wanted mount answered
+        from memory (MEMORY_FSTYPES); in a thread, with its timeout, from the
+        run after one found a mount that may wait on a server or a device
+        (NFS, CIFS, FUSE, ...). No I/O here: decided on the last run's table."""
+        self._on_loop = self._inline
+        return self._inline
 
     def wanted(self, mountpoint: str, fstype: str) -> bool:
         cfg = self.config
@@ -151,8 +155,12 @@ class DiskCollector(Collector):
 
     def collect(self, ts: float, mono: float) -> list[Record]:
         out: list[Record] = []
-        mounts, self._planned = self._planned, None
-        for m in self._wanted(self.source.mounts() if mounts is None else mounts):
+        on_loop, self._on_loop = self._on_loop, False
+        wanted, memory = self._plan(self.source.mounts())
+        self._inline = len(memory) == len(wanted)
+        for m in wanted:
+            if on_loop and m.mountpoint not in memory:
+                continue  # mounted since the last run: the next runs ask it, in the thread
             try:
                 fs = self.source.fs_usage(m.mountpoint)
             except OSError as exc:  # stale NFS handle, permission: skip this mount only

@@ -350,17 +350,21 @@ class Coverage:
     """Whether the samples in a (rule, series) window span at least `need`
     seconds (min_coverage x window), for the engine's hot path."""
 
-    __slots__ = ("enough", "need", "until", "window")
+    __slots__ = ("enough", "need", "proof", "until", "window")
 
     def __init__(self, window: float, fraction: float, enough: int) -> None:
         self.window = window
         self.need = window * fraction
         self.enough = enough
-        self.until = -math.inf  # covered for any `now` before this, while ts[-1] <= now
+        # covered for any `now` before `until` while ts[-1] <= now and the
+        # sample that proved it (`proof`) is still kept: a trim made at a
+        # later `now` (the clock went back since) may have dropped it
+        self.until = -math.inf
+        self.proof = math.inf
 
     def __call__(self, ts: Sequence[float], now: float) -> bool:
         end = len(ts)
-        if now < self.until and end and ts[-1] <= now:
+        if now < self.until and end and ts[-1] <= now and ts[0] <= self.proof:
             return True
         hi = bisect_right(ts, now)
         lo = bisect_right(ts, now - self.window, 0, hi)
@@ -373,7 +377,8 @@ class Coverage:
         if j == lo:
             return False
         if hi == end:
-            self.until = ts[j - 1] + self.window
+            self.proof = ts[j - 1]
+            self.until = self.proof + self.window
         return True
 
     def empty(self, ts: Sequence[float], now: float) -> bool:

@@ -238,10 +238,12 @@ def test_the_mount_table_is_parsed_and_filtered_again_only_when_it_changes(tmp_p
     calls = []
     wanted = disk.wanted
     disk.wanted = lambda mount, fstype: calls.append(mount) or wanted(mount, fstype)  # type: ignore[method-assign]
-    assert disk.runs_inline() and disk.runs_inline()
-    assert calls == ["/", "/proc"]  # once for the unchanged table
+    disk.collect(0.0, 0.0)
+    disk.collect(0.0, 0.0)
+    assert calls == ["/", "/proc"] and disk.runs_inline()  # once for the unchanged table
     with table.open("a") as f:  # in place: the source keeps the file open
         f.write("srv:/export /mnt/nfs nfs4 rw 0 0\n")
+    disk.collect(0.0, 0.0)
     assert not disk.runs_inline()  # an NFS mount: the next run goes to a thread
     assert calls == ["/", "/proc", "/", "/proc", "/mnt/nfs"]
     source.close()
