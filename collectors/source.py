@@ -17,8 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-import psutil
-
 # psutil's Linux cpu_times: guest and guest_nice are already counted in user
 # and nice by the kernel, so they are left out of totals.
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -79,25 +77,28 @@ class PsutilSource:
     """The real host, read through psutil and a few /proc and /sys files."""
 
     def __init__(self, procfs: str = "/proc", sysfs: str = "/sys") -> None:
+        import psutil  # here: the procfs source (Linux) never needs it
+
+        self._ps = psutil
         self.proc, self.sys = str(procfs), str(sysfs)
         # psutil reads every system-wide file under this one module setting.
-        psutil.PROCFS_PATH = self.proc
+        self._ps.PROCFS_PATH = self.proc
         self._kinds = InterfaceKinds(self.sys)
 
     def cpu_times(self) -> dict[str, dict[str, float]]:
-        result = {"all": _modes(psutil.cpu_times())}
-        for i, times in enumerate(psutil.cpu_times(percpu=True)):
+        result = {"all": _modes(self._ps.cpu_times())}
+        for i, times in enumerate(self._ps.cpu_times(percpu=True)):
             result[str(i)] = _modes(times)
         return result
 
     def cpu_count(self) -> int:
-        return psutil.cpu_count() or 1
+        return self._ps.cpu_count() or 1
 
     def load_average(self) -> tuple[float, float, float]:
         return os.getloadavg()
 
     def memory(self) -> dict[str, float]:
-        vm = psutil.virtual_memory()
+        vm = self._ps.virtual_memory()
         return {
             "total": vm.total,
             "available": vm.available,
@@ -108,17 +109,17 @@ class PsutilSource:
         }
 
     def swap(self) -> dict[str, float]:
-        sw = psutil.swap_memory()
+        sw = self._ps.swap_memory()
         return {"total": sw.total, "used": sw.used, "free": sw.free, "sin": sw.sin, "sout": sw.sout}
 
     def mounts(self) -> list[Mount]:
-        return [Mount(p.device, p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+        return [Mount(p.device, p.mountpoint, p.fstype) for p in self._ps.disk_partitions(all=True)]
 
     def fs_usage(self, mountpoint: str) -> FsUsage:
         return statvfs_usage(mountpoint)
 
     def disk_io(self) -> dict[str, dict[str, float]]:
-        counters = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
+        counters = self._ps.disk_io_counters(perdisk=True, nowrap=False) or {}
         return {
             dev: {
                 "reads": c.read_count,
@@ -131,7 +132,7 @@ class PsutilSource:
         }
 
     def net_io(self) -> dict[str, dict[str, float]]:
-        counters = psutil.net_io_counters(pernic=True, nowrap=False) or {}
+        counters = self._ps.net_io_counters(pernic=True, nowrap=False) or {}
         self._kinds.prune(counters)
         return {
             nic: {
@@ -151,10 +152,10 @@ class PsutilSource:
         return self._kinds.get(name)
 
     def boot_time(self) -> float:
-        return float(psutil.boot_time())
+        return float(self._ps.boot_time())
 
     def process_count(self) -> int:
-        return len(psutil.pids())
+        return len(self._ps.pids())
 
     def open_files(self) -> tuple[int, int]:
         allocated, _unused, limit = read(f"{self.proc}/sys/fs/file-nr").split()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -165,3 +166,63 @@ def _answers(url: str) -> bool:
             return resp.status == 200
     except OSError:
         return False
+
+
+# what a host with the default configuration (host metrics, default alert
+# rules, no checks, no logs, no notifier of its own) has no use for
+NOT_CONFIGURED = (
+    "collectors.checks.command",
+    "collectors.checks.dns",
+    "collectors.checks.http",
+    "collectors.checks.tcp",
+    "collectors.checks.tls",
+    "collectors.logs.detectors.auth",
+    "collectors.logs.detectors.volume",
+    "collectors.logs.detectors.signatures",
+    "agent.notifiers.alertmanager",
+    "agent.notifiers.webhook",
+    "agent.notifiers.exec",
+    "agent.notifiers.file",
+    "aiohttp",
+    "psutil",
+    "fractions",
+)
+
+
+def test_vigil_run_with_the_defaults_loads_nothing_it_does_not_use(tmp_path):
+    """The real `vigil run` (its `__main__`, under a wrapper that writes
+    `sys.modules` at exit: `-X importtime` does not see the lazy registries'
+    `importlib.import_module`) with the default configuration, past its
+    first collections: no check type, log detector or remote notifier, none
+    of their libraries, no HTTP library (no endpoint is configured). A check
+    configured loads the check types."""
+    config, modules = tmp_path / "agent.toml", tmp_path / "modules"
+    config.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\ninterval = "200ms"\nlog_format = "json"\n'
+    )
+    wrapper = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: open({str(modules)!r}, 'w').write(' '.join(sys.modules)))\n"
+        f"sys.argv = ['vigil', 'run', '--config', {str(config)!r}]\n"
+        "runpy.run_module('agent', run_name='__main__')\n"
+    )
+
+    def imported(extra: str) -> set[str]:
+        config.write_text(config.read_text() + extra)
+        out = tmp_path / "stdout"
+        with open(out, "w") as stdout:
+            proc = subprocess.Popen([sys.executable, "-c", wrapper], stdout=stdout, cwd=ROOT)
+            try:
+                wait_for(lambda: '"agent_ready"' in out.read_text(), timeout=30, what="ready")
+                time.sleep(1.0)  # a few collection cycles, at 200 ms, and their alert rules
+            finally:
+                proc.terminate()
+                assert proc.wait(30) == 0
+        return set(modules.read_text().split())
+
+    default = imported("")
+    assert {"agent.runtime", "collectors.procfs", "agent.alerts.engine"} <= default
+    unused = [m for m in default for f in NOT_CONFIGURED if m == f or m.startswith(f + ".")]
+    assert sorted(unused) == []
+    with_check = imported('[[checks]]\nname = "ssh"\ntype = "tcp"\naddress = "127.0.0.1:9"\n')
+    assert "collectors.checks.tcp" in with_check

@@ -60,7 +60,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 STALE = 300.0
 """Seconds a plain selector's latest sample stays current (Prometheus' 5m lookback)."""
@@ -277,13 +277,18 @@ class _Parser:
         token = self.match(_DURATION)
         if token is None:
             self.fail(f"expected a duration like 5m, 30s or 1h30m, found {self.found()}")
-        from fractions import Fraction  # exact sums of "1.1m"; rare enough to load late
-
-        total, at = Fraction(0), 0
+        total: Any = 0  # int milliseconds; a Fraction once a part has a decimal point
+        at = 0
         for m in _DURATION_PART.finditer(token):
             if m.start() != at:
                 break
-            total += Fraction(m.group(1)) * _DURATION_MS[m.group(2)]
+            number = m.group(1)
+            if "." in number:  # exact sums of "1.1m"; rare enough to load late (0.3 MB)
+                from fractions import Fraction
+
+                total += Fraction(number) * _DURATION_MS[m.group(2)]
+            else:
+                total += int(number) * _DURATION_MS[m.group(2)]
             at = m.end()
         if at != len(token):
             self.pos = start

@@ -30,7 +30,7 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
@@ -137,9 +137,36 @@ def plugin_options(registry: Registry[Any], *, flat: bool = False) -> Any:
     then names the keys it owns, and no key may belong to two of them (or to
     the section)."""
     return dataclasses.field(
-        default_factory=lambda: defaults_of(registry),
+        default_factory=lambda: _Defaults(registry),
         metadata={"plugins": registry, "flat": flat},
     )
+
+
+class _Defaults(Mapping[str, Any]):
+    """`defaults_of(registry)`, worked out when first read: a section that
+    no file sets (`[log_detectors]` on a host that tails no log) does not
+    import the plugins of a lazy registry (agent/core/registry.py)."""
+
+    def __init__(self, registry: Registry[Any]) -> None:
+        self._registry = registry
+        self._built: dict[str, Any] | None = None
+
+    def _all(self) -> dict[str, Any]:
+        if self._built is None:
+            self._built = defaults_of(self._registry)
+        return self._built
+
+    def __getitem__(self, key: str) -> Any:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        return repr(self._all())
 
 
 def defaults_of(registry: Registry[Any]) -> dict[str, Any]:

@@ -11,14 +11,15 @@ types.
 - routing.py    who gets an alert; building notifiers from the config
 - journal.py, exec.py, file.py, webhook.py, alertmanager.py: one type each
 
-Each type module registers itself in NOTIFIER_TYPES; the lines below load
-them, so importing anything of this package registers every type.
+Each type module registers itself in NOTIFIER_TYPES when imported; the
+line below names them, and a type's module is imported the first time a
+config or the routing looks it up: an agent with no webhook loads no
+webhook code (docs/operations.md, "Footprint").
 """
 
 from __future__ import annotations
 
-from agent.notifiers import alertmanager as alertmanager
-from agent.notifiers import exec as exec
-from agent.notifiers import file as file
-from agent.notifiers import journal as journal
-from agent.notifiers import webhook as webhook
+from agent.notifiers.base import NOTIFIER_TYPES
+
+for _name in ("alertmanager", "exec", "file", "journal", "webhook"):
+    NOTIFIER_TYPES.lazy(_name, f"agent.notifiers.{_name}")

@@ -4,7 +4,7 @@ the registry of types, the interface, and the counters behind the metrics.
 A notifier type is one module: its config (a frozen kw_only subclass of
 `NotifierConfig` holding only its own keys) and its class (a `Notifier`
 subclass naming that config as `Config`), registered with
-`@NOTIFIER_TYPES.register("name")`, plus one import line in
+`@NOTIFIER_TYPES.register("name")`, plus its name in the lazy list of
 `agent/notifiers/__init__.py`. The config schema offers the registered
 types (agent/config.py) and routing builds them by name.
 

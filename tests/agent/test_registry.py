@@ -191,3 +191,29 @@ def test_a_scope_forgets_what_was_registered_inside():
         KINDS.add("extra", Pipe)
         assert "extra" in KINDS
     assert "extra" not in KINDS and list(KINDS) == ["pipe", "web"]
+
+
+def test_a_lazy_plugin_is_imported_when_first_looked_up(tmp_path, monkeypatch):
+    """Its name is known (listed, `in`, offered in errors) before its module
+    loads; looking it up imports the module, which registers it, in the
+    declared order; a module that registers nothing is named in the error."""
+    import sys
+
+    from agent.core.registry import Registry
+
+    reg: Registry[type] = Registry("widget", lambda cls: cls)
+    (tmp_path / "lazy_widget_a.py").write_text(
+        "from tests.agent.test_registry import LAZY\n@LAZY.register('a')\nclass A: pass\n"
+    )
+    (tmp_path / "lazy_widget_none.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys.modules[__name__], "LAZY", reg, raising=False)
+    reg.lazy("a", "lazy_widget_a")
+    reg.lazy("none", "lazy_widget_none")
+    reg.add("b", int)
+    assert list(reg) == ["a", "none", "b"] and "a" in reg and len(reg) == 3
+    assert "lazy_widget_a" not in sys.modules
+    assert reg["a"].__name__ == "A" and "lazy_widget_a" in sys.modules
+    assert list(reg) == ["a", "none", "b"]
+    with pytest.raises(RuntimeError, match="lazy_widget_none did not register widget 'none'"):
+        reg.items()
