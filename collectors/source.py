@@ -192,12 +192,15 @@ class KeptFiles:
 
     def __init__(self) -> None:
         self._fds: dict[str, int] = {}
-        # the loop reads; a disk run in a worker thread may read the mounts
-        # while a reload closes the old source: never a closed (reused) fd
-        self._lock = threading.Lock()
+        # One lock per file: the loop reads, and a disk run in a worker thread
+        # may read the mounts at the same time; a file is never closed (its
+        # number reused) under another reader. Per file, because a read stuck
+        # in the thread (a mount table that never answers) must not stop the
+        # loop's reads of the other files.
+        self._locks: dict[str, threading.Lock] = {}
 
     def read(self, path: str) -> str:
-        with self._lock:
+        with self._locks.setdefault(path, threading.Lock()):
             try:
                 return self._read(path)
             except OSError:
@@ -223,9 +226,13 @@ class KeptFiles:
             os.close(fd)
 
     def close(self) -> None:
-        with self._lock:
-            for path in list(self._fds):
-                self._forget(path)
+        for path in list(self._fds):
+            lock = self._locks.setdefault(path, threading.Lock())
+            if lock.acquire(blocking=False):  # a reader stuck on it keeps its file
+                try:
+                    self._forget(path)
+                finally:
+                    lock.release()
 
     def __del__(self) -> None:  # a source dropped without close (tests, one-shot commands)
         self.close()

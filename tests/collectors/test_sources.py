@@ -247,3 +247,44 @@ def test_the_mount_table_is_parsed_and_filtered_again_only_when_it_changes(tmp_p
     assert not disk.runs_inline()  # an NFS mount: the next run goes to a thread
     assert calls == ["/", "/proc", "/", "/proc", "/mnt/nfs"]
     source.close()
+
+
+def test_a_read_stuck_in_one_thread_does_not_stop_reads_of_other_files(tmp_path):
+    """The disk collector's thread may hang on its mount table (a FIFO here,
+    a dead mount in life): the loop's reads of the other files go on."""
+    import contextlib
+    import threading
+
+    from collectors.source import KeptFiles
+
+    kept = KeptFiles()
+    fifo = tmp_path / "mounts"
+    os.mkfifo(fifo)
+    ended: list[BaseException] = []
+
+    def stuck_read() -> None:
+        try:
+            kept.read(str(fifo))
+        except OSError as exc:  # a FIFO cannot be pread: how this one ends
+            ended.append(exc)
+
+    stuck = threading.Thread(target=stuck_read, daemon=True)
+    stuck.start()
+    try:
+        other: list[str] = []  # the loop's reads, in a thread so a failure cannot hang
+        loop = threading.Thread(
+            target=lambda: other.extend(kept.read("/proc/self/stat") for _ in range(3)),
+            daemon=True,
+        )
+        loop.start()
+        loop.join(10)
+        assert len(other) == 3, "the other file's reads waited behind the stuck one"
+        assert stuck.is_alive() and ended == []
+    finally:
+        while stuck.is_alive():  # each open for writing lets one open for reading return
+            # non-blocking: never wait for a reader that has gone (ENXIO)
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            stuck.join(0.05)
+    assert len(ended) == 1
+    kept.close()
