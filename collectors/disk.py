@@ -129,10 +129,13 @@ class DiskCollector(Collector):
                     seen.add(m.mountpoint)
                     wanted.append(m)
             waits = tuple(m.mountpoint.rstrip("/") + "/" for m in mounts if m.fstype not in SAFE)
+            # a mount that may wait at the mountpoint itself (mounted over
+            # it: the one statvfs sees) or above it sends the run to the thread
             memory = {
                 m.mountpoint
                 for m in wanted
-                if m.fstype in MEMORY_FSTYPES and not m.mountpoint.startswith(waits)
+                if m.fstype in MEMORY_FSTYPES
+                and not (m.mountpoint.rstrip("/") + "/").startswith(waits)
             }
             self._seen = (mounts, wanted, memory)
         return self._seen[1], self._seen[2]

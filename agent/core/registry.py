@@ -59,7 +59,10 @@ class Registry(Generic[P]):
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[Registry[P]]:
-        """What is registered inside is gone afterwards (tests add plugins)."""
+        """What is registered inside is gone afterwards (tests add plugins).
+        Lazy plugins are loaded first: one imported inside would be gone
+        afterwards while its module, already imported, never registers again."""
+        self._load_all()
         saved, names = dict(self._plugins), dict(self._names)
         try:
             yield self

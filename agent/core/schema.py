@@ -353,11 +353,15 @@ class _Builder:
         if not isinstance(choice, str) or choice not in registry:
             self.fail(_join(path, key), f"expected one of {known}, got {choice!r}")
             return None
-        configs = registry.configs()
-        cls = configs[choice]
+        cls = registry.config_of(registry[choice])
+        if cls is None:  # never for the registries OneOf is used with: each type has keys
+            raise Invalid(f"{key} {choice!r} takes no table")
         own = {f.name.removesuffix("_") for f in dataclasses.fields(cls)}
         foreign: dict[str, str] = {}
-        for other, other_cls in configs.items():
+        # the other types' keys, to name them in an error: only when the table
+        # has a key of its own type's not (a lazy registry loads them all)
+        others = registry.configs().items() if any(k not in own for k in raw) else ()
+        for other, other_cls in others:
             for f in dataclasses.fields(other_cls):
                 name = f.name.removesuffix("_")
                 if name not in own:

@@ -114,6 +114,8 @@ def test_disk_runs_on_the_loop_only_when_no_statvfs_can_wait():
     nested = Mount("/dev/sdc1", "/mnt/x/local", "ext4")
     assert not inline(root, Mount("srv:/x", "/mnt/x", "nfs4"), nested, exclude_fstypes=("nfs4",))
     assert not inline(root, Mount("/dev/sdd1", "/media/usb", "vfat"))  # reads the FAT once
+    # NFS mounted over a local mountpoint: statvfs sees the NFS one
+    assert not inline(root, Mount("/dev/sdb1", "/mnt/x", "ext4"), Mount("srv:/x", "/mnt/x", "nfs4"))
 
     nfs = Mount("srv:/x", "/mnt/x", "nfs4")
     source = RecordedSource(mounts=[[root], [root, nfs], [root, nfs]])

@@ -15,6 +15,7 @@ import pytest
 from collectors import procfs
 from collectors.procfs import ProcfsSource
 from collectors.source import PsutilSource, read
+from tests.conftest import wait_for
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "procfs"
 HZ = os.sysconf("SC_CLK_TCK")
@@ -271,6 +272,8 @@ def test_a_read_stuck_in_one_thread_does_not_stop_reads_of_other_files(tmp_path)
     stuck = threading.Thread(target=stuck_read, daemon=True)
     stuck.start()
     try:
+        # the stuck reader holds its file's lock before the others read
+        wait_for(lambda: str(fifo) in kept._locks and kept._locks[str(fifo)].locked())
         other: list[str] = []  # the loop's reads, in a thread so a failure cannot hang
         loop = threading.Thread(
             target=lambda: other.extend(kept.read("/proc/self/stat") for _ in range(3)),
