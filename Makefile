@@ -140,6 +140,7 @@ bench: $(STAMP)
 	test -x /usr/bin/victoria-metrics || missing="$$missing victoria-metrics"; \
 	$(call apt_install,the benchmarks needing$$missing will fail)
 	$(BIN)/python -m bench.host_metrics
+	$(BIN)/python -m bench.startup
 	$(BIN)/python -m bench.buffer
 	$(BIN)/python -m bench.hub_ingest $(HUB_INGEST)
 	$(BIN)/python -m bench.hub_conn

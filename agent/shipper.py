@@ -93,6 +93,7 @@ class Shipper:
         self.deadletter = config.agent.state_dir / "deadletter"
         self.pending: list[dict[str, Any]] = []
         self.pending_since = 0.0
+        self.flushed_once = False  # the first records are not held flush_interval
         self.wake = asyncio.Event()
         self._retry = asyncio.Event()  # ends a backoff early: `retry_now`
         self.tasks: list[asyncio.Task[None]] = []
@@ -157,7 +158,8 @@ class Shipper:
             await self.session.close()
         if self.buffer is not None:
             await self.thread.run(self.buffer.close)
-        self.thread.shutdown(wait=True)
+        # its work is done (awaited above): joining it would block the loop
+        self.thread.shutdown(wait=False)
 
     async def load_checkpoint(self, store: CheckpointStore, name: str) -> Any:
         return await self.thread.run(store.load, name, self.buffer, self.opened_at)
@@ -181,7 +183,9 @@ class Shipper:
         if (
             len(self.pending) >= cfg.batch_records
             or len(self.pending) * RECORD_BYTES_ESTIMATE >= cfg.batch_bytes
+            or not self.flushed_once  # after a start (a crash), the first records at once
         ):
+            self.flushed_once = True
             task = asyncio.get_running_loop().create_task(self.flush())
             self._flushes.add(task)  # asyncio keeps only weak references to tasks
             task.add_done_callback(self._flushes.discard)

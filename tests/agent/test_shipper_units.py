@@ -77,3 +77,39 @@ def test_one_token_episode_across_hubs_until_a_batch_is_taken(tmp_path):
     shipper.refused = False  # what a batch taken does: a new refusal is a new episode
     shipper._auth_failed(401, "revoked")
     assert len(added) == 2
+
+
+def test_the_first_records_after_a_start_are_written_at_once(tmp_path):
+    """After a start (a crash), the first records go to the disk buffer as
+    soon as they exist; later ones wait for `flush_interval` (an hour
+    here), as before. bench/startup.py measures the time it saves."""
+    import asyncio
+    import time
+
+    from agent.config import AgentSection, BufferSection, Config, HubSection
+    from agent.core.records import Metric
+    from agent.shipper import Shipper
+
+    config = Config(
+        agent=AgentSection(state_dir=tmp_path),
+        hub=HubSection(url="http://127.0.0.1:9", token="t"),
+        buffer=BufferSection(flush_interval=3600.0),
+    )
+    shipper = Shipper(config, "t", random.Random(1))
+
+    async def scenario() -> None:
+        await shipper.start()
+        try:
+            assert shipper.buffer is not None
+            first = shipper.buffer.next_seq
+            shipper.add([Metric("m", 1.0, time.time())])
+            while shipper.buffer.next_seq == first:
+                await asyncio.sleep(0.01)
+            assert shipper.buffer.next_seq == first + 1 and shipper.pending == []
+            shipper.add([Metric("m", 2.0, time.time())])
+            await asyncio.sleep(0.2)
+            assert len(shipper.pending) == 1  # held for the next flush
+        finally:
+            await shipper.stop(time.monotonic() + 5)
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
