@@ -82,6 +82,11 @@ SAFE = MEMORY_FSTYPES | {
 }  # fmt: skip
 
 
+def _as_dir(mountpoint: str) -> str:
+    """A prefix of the paths at and below `mountpoint`: /mnt/x -> /mnt/x/, / -> /."""
+    return mountpoint.rstrip("/") + "/"
+
+
 @dataclass(frozen=True)
 class DiskConfig:
     exclude_fstypes: tuple[str, ...] = DEFAULT_EXCLUDE_FSTYPES
@@ -128,14 +133,13 @@ class DiskCollector(Collector):
                 if m.mountpoint not in seen and self.wanted(m.mountpoint, m.fstype):
                     seen.add(m.mountpoint)
                     wanted.append(m)
-            waits = tuple(m.mountpoint.rstrip("/") + "/" for m in mounts if m.fstype not in SAFE)
+            waits = tuple(_as_dir(m.mountpoint) for m in mounts if m.fstype not in SAFE)
             # a mount that may wait at the mountpoint itself (mounted over
             # it: the one statvfs sees) or above it sends the run to the thread
             memory = {
                 m.mountpoint
                 for m in wanted
-                if m.fstype in MEMORY_FSTYPES
-                and not (m.mountpoint.rstrip("/") + "/").startswith(waits)
+                if m.fstype in MEMORY_FSTYPES and not _as_dir(m.mountpoint).startswith(waits)
             }
             self._seen = (mounts, wanted, memory)
         return self._seen[1], self._seen[2]
