@@ -462,11 +462,7 @@ async def _run_check(cfg: CheckConfig) -> dict[str, Any]:
     from collectors.checks.runner import records, run_check
     from collectors.checks.sla import SLA
 
-    ctx = ProbeContext()
-    try:
-        run = await run_check(cfg.probe, cfg, ctx)
-    finally:
-        await ctx.close()
+    run = await run_check(cfg.probe, cfg, ProbeContext())
     record = records(run, time.time(), SLA())[0]
     return record.to_dict()
 

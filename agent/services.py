@@ -281,7 +281,6 @@ class ChecksService(Service):
             await asyncio.gather(self.saver, return_exceptions=True)
         if self.checks is not None:
             await self.save()
-            await self.checks.close()
 
     def specs(self) -> Sequence[Spec]:
         from collectors.checks.service import SPECS

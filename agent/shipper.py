@@ -41,9 +41,9 @@ import structlog
 from agent import __version__
 from agent.buffer import Batch, DiskBuffer
 from agent.config import Config
-from agent.core import protocol
+from agent.core import h1, protocol
 from agent.core.checkpoint import CheckpointStore
-from agent.core.http import client_session, tls_context_async
+from agent.core.http import tls_context_async
 from agent.core.records import Event, Metric, Record
 from agent.core.retry import full_jitter, retry_after
 from agent.core.worker import Worker
@@ -98,7 +98,8 @@ class Shipper:
         self._retry = asyncio.Event()  # ends a backoff early: `retry_now`
         self.tasks: list[asyncio.Task[None]] = []
         self._flushes: set[asyncio.Task[None]] = set()
-        self.session: Any = None
+        self.tls: ssl.SSLContext | None = None  # None: the system's trust store
+        self.conn: h1.Connection | None = None  # kept alive between sends
         # self-metrics and status
         self.sent_records = 0
         self.retries = 0
@@ -127,10 +128,8 @@ class Shipper:
         self.opened_at = self.buffer.next_seq
         for repair in self.buffer.repairs:
             log.warning("buffer_repaired", what=repair)
-        tls: ssl.SSLContext | bool = True
         if self.config.hub.ca_file is not None:  # reads the file: off the loop
-            tls = await tls_context_async(ca_file=str(self.config.hub.ca_file))
-        self.session = client_session(timeout=self.config.hub.timeout, tls=tls, limit=1)
+            self.tls = await tls_context_async(ca_file=str(self.config.hub.ca_file))
         self.tasks = [
             asyncio.create_task(self._flush_loop(), name="shipper:flush"),
             asyncio.create_task(self._ship_loop(), name="shipper:ship"),
@@ -154,8 +153,8 @@ class Shipper:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
+        if self.conn is not None:
+            await self.conn.aclose()
         if self.buffer is not None:
             await self.thread.run(self.buffer.close)
         # its work is done (awaited above): joining it would block the loop
@@ -303,11 +302,30 @@ class Shipper:
             self._move_on()
         return wait
 
+    async def _post(
+        self, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """POST on the kept connection to this hub, or a new one. A kept one
+        the hub closed while idle fails at once: that send is made again on a
+        new connection (the hub takes a batch once, whatever is sent twice)."""
+        conn = self.conn
+        if conn is not None and (conn.origin != h1.origin(url) or not conn.reusable):
+            conn.close()
+            conn = None
+        for fresh in (conn is None, True):
+            if fresh:
+                conn = self.conn = await h1.Connection.open(url, self.tls)
+            assert conn is not None
+            try:
+                return await conn.request("POST", h1.target(url), headers, body)
+            except (h1.Disconnected, ConnectionError):
+                if fresh:
+                    raise
+        raise AssertionError("unreachable")
+
     async def _send(self, batch: Batch) -> float | None:
         """Send one batch. None when done with it (stored or dead-lettered);
         otherwise how long to wait before retrying (0: use the backoff)."""
-        import aiohttp
-
         assert self.buffer is not None
         body = protocol.encode_batch(
             self.config.agent.host_id,
@@ -325,14 +343,14 @@ class Shipper:
         }
         url = self.hub.rstrip("/") + "/v1/ingest"
         try:
-            async with self.session.post(
-                url, data=protocol.compress(body), headers=headers
-            ) as resp:
-                status, text = resp.status, await resp.text()
-                after = retry_after(resp.headers.get("Retry-After"))
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            status, answer, data = await asyncio.wait_for(
+                self._post(url, protocol.compress(body), headers), self.config.hub.timeout
+            )
+        except (h1.HttpError, asyncio.TimeoutError, OSError) as exc:
             self._failed(f"hub unreachable: {type(exc).__name__}: {exc}")
             return 0.0
+        text = data.decode("utf-8", "replace")
+        after = retry_after(next((v for k, v in answer if k == "retry-after"), None))
         if 200 <= status < 300:
             try:
                 last_seq = int(json.loads(text)["last_seq"])

@@ -226,3 +226,11 @@ def test_vigil_run_with_the_defaults_loads_nothing_it_does_not_use(tmp_path):
     assert sorted(unused) == []
     with_check = imported('[[checks]]\nname = "ssh"\ntype = "tcp"\naddress = "127.0.0.1:9"\n')
     assert "collectors.checks.tcp" in with_check
+    # a hub to push to and an http check: both requests are agent/core/h1.py's
+    # (14 MB less than aiohttp's client); aiohttp is for remote notifiers only
+    pushing = imported(
+        '[[checks]]\nname = "web"\ntype = "http"\nurl = "http://127.0.0.1:9/"\ninterval = "1s"\n'
+        '[hub]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n'
+    )
+    assert {"collectors.checks.http", "agent.shipper", "agent.core.h1"} <= pushing
+    assert sorted(m for m in pushing if m.split(".")[0] == "aiohttp") == []

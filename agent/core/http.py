@@ -1,8 +1,9 @@
-"""The one HTTP client factory and TLS policy, for everything that makes
-requests: the shipper, remote notifiers, http checks.
+"""The TLS policy for everything that makes requests (the shipper, remote
+notifiers, http checks), and the aiohttp session of the remote notifiers
+(the shipper and the http checks use agent/core/h1.py).
 
-aiohttp is imported on first use, so an agent that pushes nowhere and
-checks nothing never loads it. TLS contexts are cached per (verify,
+aiohttp is imported on first use, so an agent with no remote notifier
+never loads it. TLS contexts are cached per (verify,
 ca_file): a ca_file replaces the system's trust store rather than adding to
 it, and loading one reads the file, so `tls_context_async` does it off the
 loop.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent import __version__
 
@@ -20,14 +21,12 @@ if TYPE_CHECKING:
     import aiohttp
 
 USER_AGENT = f"vigil/{__version__}"
-_contexts: dict[tuple[bool, str, Any], ssl.SSLContext] = {}
+_contexts: dict[tuple[bool, str], ssl.SSLContext] = {}
 
 
-def tls_context(
-    verify: bool = True, ca_file: str = "", sslobject_class: Any = None
-) -> ssl.SSLContext:
+def tls_context(verify: bool = True, ca_file: str = "") -> ssl.SSLContext:
     """The cached client context; OSError (ssl.SSLError too) if ca_file is unreadable or not PEM."""
-    key = (verify, ca_file if verify else "", sslobject_class)
+    key = (verify, ca_file if verify else "")
     ctx = _contexts.get(key)
     if ctx is None:
         if verify:
@@ -36,19 +35,15 @@ def tls_context(
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        if sslobject_class is not None:
-            ctx.sslobject_class = sslobject_class
         ctx = _contexts.setdefault(key, ctx)
     return ctx
 
 
-async def tls_context_async(
-    verify: bool = True, ca_file: str = "", sslobject_class: Any = None
-) -> ssl.SSLContext:
-    key = (verify, ca_file if verify else "", sslobject_class)
+async def tls_context_async(verify: bool = True, ca_file: str = "") -> ssl.SSLContext:
+    key = (verify, ca_file if verify else "")
     if key in _contexts:
         return _contexts[key]
-    return await asyncio.to_thread(tls_context, verify, ca_file, sslobject_class)
+    return await asyncio.to_thread(tls_context, verify, ca_file)
 
 
 def client_session(

@@ -3,16 +3,9 @@
 `parse` turns the DER a server presented into what an operator reads:
 days left (exact, may be negative), subject, issuer, notAfter and the
 names it is valid for. `context` is the agent's TLS policy
-(agent/core/http.py) with the recording below, cached per (verify_tls,
-ca_file). cryptography is imported by `parse`, at the first certificate
-read, so loading the config of a check does not load it.
-
-aiohttp lets a connection go as soon as a small answer is read, before the
-http probe could ask it for the certificate. So our contexts make
-`_RecordingSSLObject`s, which keep the peer certificate of each completed
-handshake in the list `recording()` set for the running probe's context
-(asyncio and uvloop run a transport's callbacks in the context of the task
-that opened it).
+(agent/core/http.py), cached per (verify_tls, ca_file). cryptography is
+imported by `parse`, at the first certificate read, so loading the config
+of a check does not load it.
 
 When verification fails (expired, wrong name, unknown issuer) OpenSSL
 gives up before we see the certificate, so `open_tls` and the http probe
@@ -27,14 +20,11 @@ import contextlib
 import ipaddress
 import ssl
 import time
-from collections.abc import Iterable, Iterator
-from contextvars import ContextVar
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from agent.core.http import tls_context_async
-
-_handshakes: ContextVar[list[bytes] | None] = ContextVar("vigil_handshakes", default=None)
 
 # OpenSSL's X509_V_ERR_* codes that get a clearer message than its own text.
 _HOSTNAME_MISMATCH = 62
@@ -128,32 +118,11 @@ def matches(host: str, names: Iterable[str]) -> bool:
     return False
 
 
-class _RecordingSSLObject(ssl.SSLObject):
-    def do_handshake(self) -> None:
-        super().do_handshake()  # raises until the handshake is complete
-        seen = _handshakes.get()
-        if seen is not None:
-            der = self.getpeercert(binary_form=True)
-            if der:
-                seen.append(der)
-
-
-@contextlib.contextmanager
-def recording() -> Iterator[list[bytes]]:
-    """The peer certificates (DER) of the handshakes made inside, in order."""
-    seen: list[bytes] = []
-    token = _handshakes.set(seen)
-    try:
-        yield seen
-    finally:
-        _handshakes.reset(token)
-
-
 async def context(verify: bool, ca_file: str = "") -> ssl.SSLContext:
     """The cached context for these options; the first call loads the CA
     bundle in a thread (so a changed bundle is read again only on restart)."""
     try:
-        return await tls_context_async(verify, ca_file, sslobject_class=_RecordingSSLObject)
+        return await tls_context_async(verify, ca_file)
     except OSError as err:  # ssl.SSLError too: not PEM
         raise CaFileError(f"cannot load ca_file {ca_file}: {err.strerror or err}") from err
 

@@ -7,7 +7,7 @@ no complete answer within `timeout`), when the final status is not expected
 body_contains / body_regex or holds body_not_contains. A good answer slower
 than max_latency is a warning. For https the certificate of the server that
 gave the final answer is reported: days left, subject, issuer, not_after.
-aiohttp is imported by the first probe, not with the config.
+The request is agent/core/h1.py's: a new connection for every run and hop.
 """
 
 from __future__ import annotations
@@ -16,19 +16,17 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from agent.core import h1
 from agent.core.schema import Duration, Invalid, check_http_url, check_regex, opt
 from collectors.checks import certs
 from collectors.checks.config import CHECK_TYPES, CheckConfig
 from collectors.checks.model import Outcome, ProbeContext, Status
-
-if TYPE_CHECKING:
-    import aiohttp
 
 
 def _check_status(value: int) -> str | None:
@@ -68,8 +66,6 @@ class HttpCheck(CheckConfig):
             raise Invalid("ca_file needs an https:// url", key="ca_file")
 
     async def probe(self, ctx: ProbeContext) -> Outcome:
-        import aiohttp
-
         start = time.monotonic()
         deadline = start + self.timeout
 
@@ -92,51 +88,37 @@ class HttpCheck(CheckConfig):
             return fail(str(err))
         headers, data = _request_body(self)
         try:
-            with certs.recording() as handshakes:
-                async with ctx.session().request(
-                    self.method,
-                    self.url,
-                    headers=headers,
-                    data=data,
-                    allow_redirects=self.follow_redirects,
-                    ssl=ssl_ctx,
-                    timeout=aiohttp.ClientTimeout(total=self.timeout),
-                ) as resp:
-                    body = await resp.read()
+            resp = await asyncio.wait_for(self._fetch(ctx, headers, data, ssl_ctx), self.timeout)
         except asyncio.TimeoutError:
             return fail(f"timed out after {self.timeout:g}s")
-        except aiohttp.ClientConnectorCertificateError as err:
-            cause = err.certificate_error
-            info = await _cert_of(err.host, err.port, deadline)
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                return fail(certs.failure(cause, info), info)
-            return fail(f"certificate of {err.host}:{err.port} rejected: {cause}", info)
-        except aiohttp.ClientConnectorError as err:
-            return fail(_connect_error(err))
-        except aiohttp.TooManyRedirects as err:
-            return fail(f"too many redirects (more than 10, last to {err.request_info.real_url})")
-        except aiohttp.ServerDisconnectedError:
-            return fail("server closed the connection without a complete answer")
-        except aiohttp.ClientResponseError as err:
-            return fail(f"invalid HTTP answer: {err.message}", code=err.status or None)
-        except (aiohttp.ClientError, ValueError) as err:
-            return fail(f"request failed: {str(err) or type(err).__name__}")
+        except ssl.SSLCertVerificationError as err:
+            host, port = _where(err, self.url)
+            info = await _cert_of(host, port, deadline)
+            return fail(certs.failure(err, info), info)
+        except socket.gaierror as err:
+            return fail(f"DNS lookup of {_where(err, self.url)[0]} failed: {err.strerror or err}")
+        except ConnectionRefusedError as err:
+            return fail(f"connection refused by {_hostport(*_where(err, self.url))}")
+        except ssl.SSLError as err:
+            return fail(f"{_hostport(*_where(err, self.url))}: {certs.handshake_error(err)}")
+        except OSError as err:
+            hop = _hostport(*_where(err, self.url))
+            return fail(f"cannot connect to {hop}: {err.strerror or err}")
+        except h1.HttpError as err:
+            return fail(str(err))
+        except ValueError as err:  # a redirect to a URL we cannot follow, a header h11 refuses
+            return fail(f"request failed: {err}")
         latency = time.monotonic() - start
 
         info = None
-        if resp.url.scheme == "https":
-            # Every hop is a new connection (force_close): the last handshake
-            # is the final answer's. Should none be seen, ask the server again.
-            if handshakes:
-                info = certs.parse(handshakes[-1])
-            else:
-                info = await _cert_of(resp.url.host, resp.url.port, deadline)
+        if resp.peer_cert:  # https: the certificate of the server that gave the answer
+            info = certs.parse(resp.peer_cert)
         status, message = evaluate(
             self,
             resp.status,
-            _decode(body, resp.charset),
+            _decode(resp.body, resp.charset),
             latency,
-            location=resp.headers.get("Location", "") if 300 <= resp.status < 400 else "",
+            location=resp.header("location") if 300 <= resp.status < 400 else "",
         )
         return Outcome(
             ok=status == "ok",
@@ -147,6 +129,19 @@ class HttpCheck(CheckConfig):
             cert_expiry_days=info.days_left if info else None,
             cert=info.fields() if info else {},
         )
+
+    async def _fetch(
+        self, ctx: ProbeContext, headers: dict[str, str], data: bytes, tls: ssl.SSLContext
+    ) -> h1.Response:
+        async with ctx.connections:  # waiting for a free one counts in the timeout
+            return await h1.fetch(
+                self.method,
+                self.url,
+                headers=headers,
+                body=data,
+                tls=tls,
+                follow_redirects=self.follow_redirects,
+            )
 
 
 def evaluate(
@@ -173,13 +168,13 @@ def evaluate(
     return "ok", ""
 
 
-def _request_body(cfg: HttpCheck) -> tuple[dict[str, str], str | None]:
+def _request_body(cfg: HttpCheck) -> tuple[dict[str, str], bytes]:
     headers = dict(cfg.headers)
     if cfg.body_json:
         if not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = "application/json"
-        return headers, cfg.body_json
-    return headers, cfg.body or None
+        return headers, cfg.body_json.encode()
+    return headers, cfg.body.encode()
 
 
 def _decode(body: bytes, charset: str | None) -> str:
@@ -189,17 +184,16 @@ def _decode(body: bytes, charset: str | None) -> str:
         return body.decode("utf-8", "replace")
 
 
-def _connect_error(err: aiohttp.ClientConnectorError) -> str:
-    import aiohttp
+def _where(err: BaseException, url: str) -> tuple[str, int]:
+    """The host and port a connection error is about: the hop that failed
+    (h1.fetch notes it on the error), else the check's own URL."""
+    hop = getattr(err, "vigil_url", url)
+    _, host, port = h1.origin(hop)
+    return host, port
 
-    where = f"{err.host}:{err.port}"
-    if isinstance(err, aiohttp.ClientConnectorDNSError):
-        return f"DNS lookup of {err.host} failed: {err.os_error.strerror or err.os_error}"
-    if isinstance(err.os_error, ConnectionRefusedError):
-        return f"connection refused by {where}"
-    if isinstance(err.os_error, ssl.SSLError):
-        return f"{where}: {certs.handshake_error(err.os_error)}"
-    return f"cannot connect to {where}: {err.os_error.strerror or err.os_error}"
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _cert_of(host: str | None, port: int | None, deadline: float) -> certs.CertInfo | None:

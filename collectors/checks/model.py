@@ -10,15 +10,11 @@ the check's `timeout` (the runner adds a hard stop a little later as a safety ne
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
-
-from agent.core.http import client_session
-
-if TYPE_CHECKING:
-    import aiohttp
+from typing import Literal
 
 Status = Literal["ok", "warning", "critical", "unknown"]
 # The Nagios plugin exit codes, which `check_status` reports.
@@ -59,23 +55,10 @@ class Outcome:
 
 
 class ProbeContext:
-    """What probes share: one aiohttp session for every http check, with a
-    bounded connection pool, created on first use and closed by its owner
-    (the checks service, `vigil checks run`)."""
+    """What probes share: a bound on the connections http checks have open
+    at once (`limit`), so a host with many checks due together does not
+    run out of descriptors or flood one server."""
 
     def __init__(self, limit: int = 100) -> None:
         self.limit = limit
-        self._session: aiohttp.ClientSession | None = None
-
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # Per-check TLS options (verify_tls, ca_file) and timeouts are
-            # passed per request, so one connector serves every check; no
-            # keep-alive, so every run connects and shakes hands anew.
-            self._session = client_session(limit=self.limit, force_close=True)
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self.connections = asyncio.Semaphore(limit)

@@ -135,6 +135,3 @@ class Checks:
             return None
         data = {name: sla.dump() for name, sla in self.slas.items()}
         return self.path, msgpack.packb(data, use_bin_type=True)
-
-    async def close(self) -> None:
-        await self.ctx.close()

@@ -113,3 +113,39 @@ def test_the_first_records_after_a_start_are_written_at_once(tmp_path):
             await shipper.stop(time.monotonic() + 5)
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_a_kept_connection_the_hub_dropped_is_replaced_for_the_same_send(tmp_path):
+    """The hub closes an idle keep-alive connection; the next send fails on
+    it at once and is made again on a new one, with no error shown."""
+    import asyncio
+
+    from agent.config import AgentSection, Config, HubSection
+    from agent.shipper import Shipper
+
+    connections: list[int] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await reader.readuntil(b"\r\n\r\n")  # the POST's head; its body is empty here
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{\"last_seq\":1}")
+        await writer.drain()
+        writer.close()  # an idle timeout right after the answer
+
+    async def scenario() -> list[int]:
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/ingest"
+        config = Config(agent=AgentSection(state_dir=tmp_path), hub=HubSection(url=url, token="t"))
+        shipper = Shipper(config, "t", random.Random(1))
+        statuses = []
+        for _ in range(3):
+            status, _, _ = await shipper._post(url, b"", {})
+            statuses.append(status)
+            await asyncio.sleep(0.05)  # the close reaches us
+        assert shipper.conn is not None
+        await shipper.conn.aclose()
+        server.close()
+        return statuses
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [200, 200, 200]
+    assert len(connections) == 3

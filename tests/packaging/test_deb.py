@@ -123,7 +123,7 @@ def test_vigil_command_runs(installed: Path) -> None:
     run(
         "/usr/lib/vigil/bin/python",
         "-c",
-        "import aiohttp, uvloop, msgpack, watchfiles, structlog, zstandard, cramjam,"
+        "import aiohttp, h11, uvloop, msgpack, watchfiles, structlog, zstandard, cramjam,"
         " cryptography, hyperscan, psutil, psycopg; import agent, collectors, hub",
     )
 

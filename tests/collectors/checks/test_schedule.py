@@ -65,7 +65,6 @@ def run_both(tmp_path, slow_port: int, fast_port: int) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await checks.close()
 
     asyncio.run(main())
     # the fast check ran every second while the slow one waited 1.5 s each time

@@ -91,10 +91,7 @@ def test_the_checks_service_runs_a_registered_type(echo: type[EchoCheck], tmp_pa
     checks.load()
 
     async def one_run() -> list[object]:
-        try:
-            return [r for c in checks.collectors() for r in await c.collect(time.time(), 0.0)]
-        finally:
-            await checks.close()
+        return [r for c in checks.collectors() for r in await c.collect(time.time(), 0.0)]
 
     records = asyncio.run(one_run())
     runs = {r.name: r for r in records if isinstance(r, CheckRun)}

@@ -1,0 +1,281 @@
+"""A small HTTP/1.1 client on asyncio streams, for the two requests the
+agent makes all the time: the shipper's POST to the hub and the http
+check's probe. h11 does the protocol (status line, headers, content
+length, chunked and close-delimited bodies, keep-alive); this module only
+moves bytes.
+
+Why not aiohttp, which the remote notifiers still use: it costs 14 MB of
+resident memory once imported, and about three times the CPU per request
+(bench/checks.py). Neither request needs its cookies, pools, proxies or
+multipart forms. An agent that configures no remote notifier now never
+imports it.
+
+`Connection` is one connection to one origin, reusable while both sides
+keep it alive (the shipper). `fetch` makes a request on a new connection
+for every hop and follows redirects (the http check). Neither bounds
+time: callers wrap them in their timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import zlib
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import h11
+
+from agent.core.http import USER_AGENT, tls_context
+
+MAX_BODY = 16 * 1024 * 1024  # an answer's body, decoded; more is an error, not a truncation
+MAX_REDIRECTS = 10
+_READ = 65536
+
+
+class HttpError(Exception):
+    """The exchange failed after connecting; the message says how."""
+
+
+class Disconnected(HttpError):
+    """The server closed the connection before a complete answer."""
+
+
+class TooManyRedirects(HttpError):
+    def __init__(self, url: str) -> None:
+        super().__init__(f"too many redirects (more than {MAX_REDIRECTS}, last to {url})")
+        self.url = url
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]  # names in lower case, in the order received
+    body: bytes  # decoded from gzip or deflate when the server compressed it
+    url: str  # after redirects
+    peer_cert: bytes | None = None  # DER of the answering server's certificate (https)
+
+    def header(self, name: str, default: str = "") -> str:
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+    @property
+    def charset(self) -> str | None:
+        for param in self.header("content-type").split(";")[1:]:
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "charset" and value:
+                return value.strip('"')
+        return None
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL; ValueError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url}")
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _host_header(scheme: str, host: str, port: int) -> str:
+    name = f"[{host}]" if ":" in host else host
+    return name if port == (443 if scheme == "https" else 80) else f"{name}:{port}"
+
+
+def target(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+class Connection:
+    """One connection to one origin. `request` may be called again while
+    `reusable`; any error leaves it closed."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        origin: tuple[str, str, int],
+    ) -> None:
+        self.reader, self.writer, self.origin = reader, writer, origin
+        self.host = _host_header(*origin)
+        self.h11 = h11.Connection(our_role=h11.CLIENT)
+        self.used = False  # a request went out on it (a stale keep-alive fails on the next)
+        ssl_object = writer.get_extra_info("ssl_object")
+        self.peer_cert = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+
+    @classmethod
+    async def open(cls, url: str, tls: ssl.SSLContext | None = None) -> Connection:
+        """Connect (and shake hands for https, with `tls` or the system's
+        trust store). OSError when that fails: ssl errors, refusals, DNS
+        (socket.gaierror)."""
+        scheme, host, port = origin(url)
+        ctx = None
+        if scheme == "https":
+            ctx = tls if tls is not None else tls_context()
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=ctx, server_hostname=host if ctx else None, limit=_READ
+        )
+        return cls(reader, writer, (scheme, host, port))
+
+    @property
+    def reusable(self) -> bool:
+        return self.h11.our_state is h11.IDLE and not self.writer.is_closing()
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        close: bool = False,
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send one request, read its whole answer: (status, headers, body)."""
+        try:
+            return await self._exchange(method, target, headers or {}, body, close)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _exchange(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, close: bool
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        self.used = True
+        names = {k.lower() for k in headers}
+        fields = [("Host", self.host)] if "host" not in names else []
+        fields += list(headers.items())
+        if "user-agent" not in names:
+            fields.append(("User-Agent", USER_AGENT))
+        if "accept-encoding" not in names:
+            fields.append(("Accept-Encoding", "gzip, deflate"))
+        if body or method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            fields.append(("Content-Length", str(len(body))))
+        if close:
+            fields.append(("Connection", "close"))
+        conn = self.h11
+        try:
+            out = conn.send(h11.Request(method=method, target=target, headers=fields))
+            if body:
+                out = (out or b"") + (conn.send(h11.Data(data=body)) or b"")
+            out = (out or b"") + (conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError as err:
+            raise ValueError(f"cannot send this request: {err}") from err
+        self.writer.write(out)
+        status, answer, chunks, size = 0, [], [], 0
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as err:
+                if self.reader.at_eof():
+                    raise Disconnected(
+                        "server closed the connection without a complete answer"
+                    ) from err
+                raise HttpError(f"invalid HTTP answer: {err}") from err
+            if event is h11.NEED_DATA:
+                try:
+                    data = await self.reader.read(_READ)
+                except ConnectionError as err:
+                    raise Disconnected(
+                        "server closed the connection without a complete answer"
+                    ) from err
+                conn.receive_data(data)
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                answer = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > MAX_BODY:
+                    raise HttpError(f"answer body over {MAX_BODY // 2**20} MiB")
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise Disconnected("server closed the connection without a complete answer")
+            # h11.InformationalResponse (100 Continue, 103): the answer follows
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()  # keep-alive; otherwise not reusable
+        else:
+            self.close()
+        return status, answer, _decoded(answer, b"".join(chunks))
+
+    def close(self) -> None:
+        self.writer.close()
+
+    async def aclose(self) -> None:
+        """Close without waiting long on a peer that ignores TLS close_notify."""
+        self.writer.close()
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+
+
+def _decoded(headers: list[tuple[str, str]], body: bytes) -> bytes:
+    """The body as the server meant it: gzip and deflate undone (we ask
+    for them), capped like the raw body."""
+    coding = next((v.strip().lower() for k, v in headers if k == "content-encoding"), "")
+    if not body or coding not in ("gzip", "x-gzip", "deflate"):
+        return body
+    tries = (31,) if coding != "deflate" else (15, -15)  # deflate: zlib-wrapped, or raw
+    for wbits in tries:
+        inflate = zlib.decompressobj(wbits)
+        try:
+            out = inflate.decompress(body, MAX_BODY + 1)
+        except zlib.error as err:
+            if wbits == tries[-1]:
+                raise HttpError(f"invalid {coding} body: {err}") from err
+            continue
+        if len(out) > MAX_BODY:
+            raise HttpError(f"answer body over {MAX_BODY // 2**20} MiB")
+        return out
+    return body
+
+
+async def fetch(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    tls: ssl.SSLContext | None = None,
+    follow_redirects: bool = True,
+) -> Response:
+    """One request on a new connection per hop, redirects followed as a
+    browser does (303, and 301/302 after a POST, become a body-less GET).
+    OSError when a connection cannot be made, HttpError when an exchange fails."""
+    redirects = 0
+    while True:
+        try:
+            conn = await Connection.open(url, tls)
+        except OSError as err:
+            err.vigil_url = url  # type: ignore[attr-defined]  # which hop failed
+            raise
+        try:
+            status, answer, data = await conn.request(
+                method, target(url), headers, body, close=True
+            )
+        finally:
+            await conn.aclose()
+        response = Response(status, answer, data, url, conn.peer_cert)
+        location = response.header("location")
+        if not (follow_redirects and status in (301, 302, 303, 307, 308) and location):
+            return response
+        redirects += 1
+        url = urljoin(url, location)
+        if redirects > MAX_REDIRECTS:
+            raise TooManyRedirects(url)
+        if origin(url) != origin(response.url):  # ValueError for ftp: and the like
+            # credentials are for the origin they were set for
+            headers = {
+                k: v
+                for k, v in (headers or {}).items()
+                if k.lower() not in ("authorization", "cookie")
+            }
+        if status == 303 or (status in (301, 302) and method == "POST"):
+            method, body = "GET", b""
+            headers = {
+                k: v
+                for k, v in (headers or {}).items()
+                if k.lower() not in ("content-type", "content-length")
+            }

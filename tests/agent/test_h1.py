@@ -1,0 +1,263 @@
+"""agent/core/h1.py against servers on loopback that answer in raw bytes,
+well and badly: chunked and compressed bodies, keep-alive and its loss,
+answers cut short, garbage, bombs, redirects and their credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import zlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from agent.core import h1
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return lines[0], headers, body
+
+
+def serve(handler: Handler, scenario: Callable[[str], Awaitable[object]]) -> object:
+    """Run `scenario(base_url)` against a server calling `handler` for each
+    connection (with its number, from 1)."""
+
+    async def main() -> object:
+        count = 0
+
+        async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            nonlocal count
+            count += 1
+            try:
+                await handler(r, w, count)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                w.close()
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await asyncio.wait_for(scenario(f"http://127.0.0.1:{port}"), 10)
+        finally:
+            server.close()
+
+    return asyncio.run(main())
+
+
+def answer(status: str, body: bytes = b"", headers: str = "") -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{headers}\r\n"
+    return head.encode("latin-1") + body
+
+
+def test_chunked_and_compressed_bodies_are_decoded() -> None:
+    bodies = {
+        "/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        "/gzip": answer("200 OK", gzip.compress(b"hello world"), "Content-Encoding: gzip\r\n"),
+        "/deflate": answer(
+            "200 OK", zlib.compress(b"hello world"), "Content-Encoding: deflate\r\n"
+        ),
+        "/raw-deflate": answer(
+            "200 OK",
+            zlib.compress(b"hello world", wbits=-15),
+            "Content-Encoding: deflate\r\n",
+        ),
+        # no length: the body ends when the server closes
+        "/close": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello world",
+    }
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: int) -> None:
+        line, headers, _body = await read_request(r)
+        assert headers["accept-encoding"] == "gzip, deflate"
+        w.write(bodies[line.split()[1]])
+        await w.drain()
+
+    async def scenario(url: str) -> list[bytes]:
+        return [(await h1.fetch("GET", url + path)).body for path in bodies]
+
+    assert serve(handler, scenario) == [b"hello world"] * len(bodies)
+
+
+def test_a_kept_connection_serves_the_next_request() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            _, _, body = await read_request(r)
+            w.write(answer("200 OK", f"conn {n} got {body.decode()}".encode()))
+            await w.drain()
+
+    async def scenario(url: str) -> list[object]:
+        conn = await h1.Connection.open(url)
+        first = await conn.request("POST", "/v1/ingest", {}, b"a")
+        assert conn.reusable
+        second = await conn.request("POST", "/v1/ingest", {}, b"b")
+        conn.close()
+        return [first[2], second[2]]
+
+    assert serve(handler, scenario) == [b"conn 1 got a", b"conn 1 got b"]
+
+
+def test_connection_close_ends_reuse_and_a_dropped_keep_alive_says_so() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        await read_request(r)
+        if n == 1:
+            w.write(answer("200 OK", b"bye", "Connection: close\r\n"))
+        else:
+            w.write(answer("200 OK", b"kept"))
+            await w.drain()
+            await read_request(r)  # and closes without answering (an idle timeout)
+
+    async def scenario(url: str) -> list[object]:
+        closing = await h1.Connection.open(url)
+        await closing.request("GET", "/")
+        kept = await h1.Connection.open(url)
+        await kept.request("GET", "/")
+        with pytest.raises(h1.Disconnected) as err:
+            await kept.request("GET", "/")
+        return [closing.reusable, kept.reusable, str(err.value)]
+
+    assert serve(handler, scenario) == [
+        False,
+        False,
+        "server closed the connection without a complete answer",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", "without a complete answer"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+            "without a complete answer",
+        ),
+        (b"", "without a complete answer"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "invalid HTTP answer"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "invalid HTTP answer"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n", "invalid HTTP answer"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nnotgz",
+            "invalid gzip body",
+        ),
+    ],
+    ids=["short", "cut-chunk", "nothing", "not-http", "bad-length", "huge-header", "bad-gzip"],
+)
+def test_broken_answers_are_errors_with_a_reason(raw: bytes, message: str) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: int) -> None:
+        await read_request(r)
+        w.write(raw)
+        await w.drain()
+
+    async def scenario(url: str) -> str:
+        with pytest.raises(h1.HttpError) as err:
+            await h1.fetch("GET", url + "/")
+        return str(err.value)
+
+    assert message in str(serve(handler, scenario))
+
+
+def test_a_body_over_the_cap_is_refused_and_so_is_a_compression_bomb(monkeypatch) -> None:
+    monkeypatch.setattr(h1, "MAX_BODY", 1000)
+    bomb = gzip.compress(b"\0" * 100_000)  # 100 kB from a few hundred bytes
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: int) -> None:
+        line, _, _ = await read_request(r)
+        if "bomb" in line:
+            w.write(answer("200 OK", bomb, "Content-Encoding: gzip\r\n"))
+        else:
+            w.write(answer("200 OK", b"x" * 5000))
+        await w.drain()
+
+    async def scenario(url: str) -> list[str]:
+        out = []
+        for path in ("/big", "/bomb"):
+            with pytest.raises(h1.HttpError) as err:
+                await h1.fetch("GET", url + path)
+            out.append(str(err.value))
+        return out
+
+    assert serve(handler, scenario) == ["answer body over 0 MiB"] * 2
+
+
+def test_informational_answers_are_skipped_and_latin1_headers_kept() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: int) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        latin1 = "X-Name: caf\xe9\r\nContent-Type: text/plain; charset=latin-1\r\n"
+        w.write(answer("200 OK", b"ok", latin1))
+        await w.drain()
+
+    async def scenario(url: str) -> tuple[int, str, str | None]:
+        resp = await h1.fetch("GET", url + "/")
+        return resp.status, resp.header("x-name"), resp.charset
+
+    assert serve(handler, scenario) == (200, "café", "latin-1")
+
+
+def test_redirects_change_method_as_browsers_do_and_keep_credentials_home() -> None:
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: int) -> None:
+        line, headers, body = await read_request(r)
+        seen.append((line.rsplit(" ", 1)[0], headers, body))
+        path = line.split()[1]
+        if path == "/form":
+            w.write(answer("303 See Other", headers="Location: /done\r\n"))
+        elif path == "/keep":
+            w.write(answer("307 Temporary Redirect", headers="Location: /done\r\n"))
+        elif path == "/away":
+            port = w.get_extra_info("sockname")[1]
+            w.write(answer("302 Found", headers=f"Location: http://localhost:{port}/done\r\n"))
+        elif path == "/loop":
+            w.write(answer("302 Found", headers="Location: /loop\r\n"))
+        else:
+            w.write(answer("200 OK", b"done"))
+        await w.drain()
+
+    async def scenario(url: str) -> str:
+        auth = {"Authorization": "Bearer s3cret", "Content-Type": "text/plain"}
+        await h1.fetch("POST", url + "/form", headers=auth, body=b"a=1")
+        await h1.fetch("POST", url + "/keep", headers=auth, body=b"a=1")
+        await h1.fetch("GET", url + "/away", headers=auth)
+        with pytest.raises(h1.TooManyRedirects) as err:
+            await h1.fetch("GET", url + "/loop")
+        not_followed = await h1.fetch("GET", url + "/loop", follow_redirects=False)
+        assert not_followed.status == 302
+        return str(err.value)
+
+    message = serve(handler, scenario)
+    assert str(message).startswith("too many redirects (more than 10, last to http://127.0.0.1:")
+    _, form_done, _, keep_done, away, away_done = seen[:6]
+    assert (form_done[0], form_done[2], "content-type" in form_done[1]) == ("GET /done", b"", False)
+    assert (keep_done[0], keep_done[2], keep_done[1]["authorization"]) == (
+        "POST /done",
+        b"a=1",
+        "Bearer s3cret",
+    )
+    assert away[1]["authorization"] == "Bearer s3cret"
+    assert "authorization" not in away_done[1]  # another origin (localhost, not 127.0.0.1)
+    assert len(seen) == 6 + 11 + 1
+
+
+def test_a_header_value_h11_refuses_is_a_value_error_and_nothing_is_sent() -> None:
+    got: list[bytes] = []
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: int) -> None:
+        got.append(await r.read(100))
+
+    async def scenario(url: str) -> None:
+        with pytest.raises(ValueError, match="cannot send this request"):
+            await h1.fetch("GET", url + "/", headers={"X-Token": "a\r\nInjected: yes"})
+
+    serve(handler, scenario)
+    assert got == [b""]
