@@ -10,6 +10,13 @@ vigil/collectd, and vigil's peak and steady RSS. Targets (issue 17): ratio
 <= 0.5, steady RSS <= 30 MB.
 
     .venv/bin/python -m bench.host_metrics [--seconds 60] [--warmup 5] [--runs 5]
+        [--python /usr/lib/vigil/bin/python]
+
+`--python` runs vigil with another interpreter and its own copy of vigil:
+`/usr/lib/vigil/bin/python` is the installed Debian package (`make deb`,
+`dpkg -i`), what users run: Debian's python3.11, built with profile-guided
+and link-time optimisation, where this tree's virtualenv may sit on a
+plainer build (pyenv's default has neither).
 
 A benchmark, not a test: it prints figures and asserts nothing.
 """
@@ -51,19 +58,22 @@ log_format = "json"
 """
 
 
-def one_run(collectd: str, seconds: float, warmup: float) -> dict[str, float] | None:
+def one_run(
+    collectd: str, seconds: float, warmup: float, python: str = sys.executable
+) -> dict[str, float] | None:
     """vigil and collectd side by side once: CPU ms per cycle of each, and
     vigil's steady and peak RSS in MB; None when one of them failed."""
     base = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     (base / "collectd.conf").write_text(COLLECTD_CONF.format(base=base))
     (base / "agent.toml").write_text(VIGIL_CONF.format(base=base))
-    vigil_cmd = [sys.executable, "-m", "agent", "run", "--config", str(base / "agent.toml")]
+    vigil_cmd = [python, "-m", "agent", "run", "--config", str(base / "agent.toml")]
     procs = {
         "vigil": subprocess.Popen(
             vigil_cmd,
             stdout=open(base / "vigil.log", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
-            cwd=Path(__file__).parents[1],
+            # another interpreter imports its own vigil, not this tree's
+            cwd=Path(__file__).parents[1] if python == sys.executable else base,
         ),
         "collectd": subprocess.Popen(
             [collectd, "-f", "-C", str(base / "collectd.conf")],
@@ -108,6 +118,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=5, help="the figures are their medians")
+    parser.add_argument("--python", default=sys.executable, help="vigil's interpreter")
     args = parser.parse_args()
 
     collectd = shutil.which("collectd") or "/usr/sbin/collectd"
@@ -118,11 +129,11 @@ def main() -> int:
         return 1
     runs = []
     print(f"host metrics, every 1 s, {args.runs} runs of {args.seconds:.0f} s"
-          f" (after {args.warmup:.0f} s warm-up each)")  # fmt: skip
+          f" (after {args.warmup:.0f} s warm-up each), vigil run by {args.python}")  # fmt: skip
     head = ("run", "vigil ms/cycle", "collectd ms/cycle", "ratio", "vigil RSS MB")
     print(" ".join(f"{h:>{w}}" for h, w in zip(head, (4, 15, 18, 6, 13), strict=True)))
     for i in range(args.runs):
-        r = one_run(collectd, args.seconds, args.warmup)
+        r = one_run(collectd, args.seconds, args.warmup, args.python)
         if r is None:
             return 1
         runs.append(r)
