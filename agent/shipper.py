@@ -305,9 +305,21 @@ class Shipper:
     async def _post(
         self, url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        """POST on the kept connection to this hub, or a new one. A kept one
-        the hub closed while idle fails at once: that send is made again on a
-        new connection (the hub takes a batch once, whatever is sent twice)."""
+        """POST on the kept connection to this hub, or a new one, following
+        a 307 or 308 as before (a token stays with its origin). A kept
+        connection the hub closed while idle fails at once: that send is made
+        again on a new one (the hub takes a batch once, whatever is sent twice)."""
+        for _ in range(h1.MAX_REDIRECTS + 1):
+            status, answer, data = await self._post_once(url, body, headers)
+            location = next((v for k, v in answer if k == "location"), "")
+            if status not in (307, 308) or not location:
+                return status, answer, data
+            url, _, headers, body = h1.redirected(url, status, location, "POST", headers, body)
+        raise h1.TooManyRedirects(url)
+
+    async def _post_once(
+        self, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         conn = self.conn
         if conn is not None and (conn.origin != h1.origin(url) or not conn.reusable):
             conn.close()
@@ -343,10 +355,9 @@ class Shipper:
         }
         url = self.hub.rstrip("/") + "/v1/ingest"
         try:
-            status, answer, data = await asyncio.wait_for(
-                self._post(url, protocol.compress(body), headers), self.config.hub.timeout
-            )
-        except (h1.HttpError, asyncio.TimeoutError, OSError) as exc:
+            async with h1.deadline(self.config.hub.timeout):
+                status, answer, data = await self._post(url, protocol.compress(body), headers)
+        except (h1.HttpError, TimeoutError, OSError) as exc:
             self._failed(f"hub unreachable: {type(exc).__name__}: {exc}")
             return 0.0
         text = data.decode("utf-8", "replace")

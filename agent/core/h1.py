@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import sys
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import h11
 
@@ -81,13 +83,18 @@ def origin(url: str) -> tuple[str, str, int]:
 
 
 def _host_header(scheme: str, host: str, port: int) -> str:
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
     name = f"[{host}]" if ":" in host else host
     return name if port == (443 if scheme == "https" else 80) else f"{name}:{port}"
 
 
 def target(url: str) -> str:
+    """The request target, with what may not go raw on the wire (spaces,
+    non-ASCII) percent-encoded as a browser does; '%' escapes stay."""
     parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~")
+    return path + (f"?{quote(parts.query, safe='/%:@!$&()*+,;=?~')}" if parts.query else "")
 
 
 class Connection:
@@ -164,8 +171,11 @@ class Connection:
         except h11.LocalProtocolError as err:
             raise ValueError(f"cannot send this request: {err}") from err
         self.writer.write(out)
-        status, answer, chunks, size = 0, [], [], 0
+        status, answer, chunks, size, events = 0, [], [], 0, 0
         while True:
+            events += 1
+            if events % 256 == 0:  # a body in tiny chunks must not hold the loop (and timeouts)
+                await asyncio.sleep(0)
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as err:
@@ -182,7 +192,9 @@ class Connection:
                         "server closed the connection without a complete answer"
                     ) from err
                 conn.receive_data(data)
-            elif isinstance(event, h11.Response):
+            elif isinstance(event, h11.Response) or (
+                isinstance(event, h11.InformationalResponse) and event.status_code == 101
+            ):  # 101 Switching Protocols is the answer to an Upgrade (PAUSED follows)
                 status = event.status_code
                 answer = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
             elif isinstance(event, h11.Data):
@@ -190,11 +202,11 @@ class Connection:
                 if size > MAX_BODY:
                     raise HttpError(f"answer body over {MAX_BODY // 2**20} MiB")
                 chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                break
+            elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
+                break  # PAUSED: the server switched protocols (101, CONNECT): no HTTP body
             elif isinstance(event, h11.ConnectionClosed):
                 raise Disconnected("server closed the connection without a complete answer")
-            # h11.InformationalResponse (100 Continue, 103): the answer follows
+            # other informational answers (100 Continue, 103): the answer follows
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()  # keep-alive; otherwise not reusable
         else:
@@ -205,31 +217,61 @@ class Connection:
         self.writer.close()
 
     async def aclose(self) -> None:
-        """Close without waiting long on a peer that ignores TLS close_notify."""
+        """Close, waiting at most a second for a peer that ignores TLS close_notify."""
         self.writer.close()
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+        with contextlib.suppress(OSError, TimeoutError):
+            async with deadline(1.0):
+                await self.writer.wait_closed()
 
 
 def _decoded(headers: list[tuple[str, str]], body: bytes) -> bytes:
     """The body as the server meant it: gzip and deflate undone (we ask
-    for them), capped like the raw body."""
+    for them), capped like the raw body. A gzip body may be several members."""
     coding = next((v.strip().lower() for k, v in headers if k == "content-encoding"), "")
     if not body or coding not in ("gzip", "x-gzip", "deflate"):
         return body
     tries = (31,) if coding != "deflate" else (15, -15)  # deflate: zlib-wrapped, or raw
     for wbits in tries:
-        inflate = zlib.decompressobj(wbits)
+        out, rest = b"", body
         try:
-            out = inflate.decompress(body, MAX_BODY + 1)
+            while rest:
+                inflate = zlib.decompressobj(wbits)
+                out += inflate.decompress(rest, MAX_BODY + 1 - len(out))
+                if len(out) > MAX_BODY:
+                    raise HttpError(f"answer body over {MAX_BODY // 2**20} MiB")
+                if not inflate.eof:
+                    raise zlib.error("the compressed body is cut short")
+                rest = inflate.unused_data if wbits == 31 else b""
         except zlib.error as err:
             if wbits == tries[-1]:
                 raise HttpError(f"invalid {coding} body: {err}") from err
             continue
-        if len(out) > MAX_BODY:
-            raise HttpError(f"answer body over {MAX_BODY // 2**20} MiB")
         return out
     return body
+
+
+REDIRECTS = (301, 302, 303, 307, 308)
+# what is for one origin only: not sent on to another (curl and browsers do the same)
+_ORIGIN_BOUND = ("authorization", "proxy-authorization", "cookie", "host")
+
+
+def redirected(
+    url: str, status: int, location: str, method: str, headers: dict[str, str], body: bytes
+) -> tuple[str, str, dict[str, str], bytes]:
+    """The next hop of a redirect: (url, method, headers, body). 303, and
+    301/302 after a POST, become a body-less GET (a HEAD stays a HEAD);
+    credentials and a set Host stay with their origin. ValueError for a
+    location that is not http(s)."""
+    with contextlib.suppress(UnicodeError):  # raw UTF-8 in the header, as browsers read it
+        location = location.encode("latin-1").decode("utf-8")
+    nxt = urljoin(url, location)
+    if origin(nxt) != origin(url):
+        headers = {k: v for k, v in headers.items() if k.lower() not in _ORIGIN_BOUND}
+    if method != "HEAD" and (status == 303 or (status in (301, 302) and method == "POST")):
+        method, body = "GET", b""
+        drop = ("content-type", "content-length")
+        headers = {k: v for k, v in headers.items() if k.lower() not in drop}
+    return nxt, method, headers, body
 
 
 async def fetch(
@@ -241,41 +283,58 @@ async def fetch(
     tls: ssl.SSLContext | None = None,
     follow_redirects: bool = True,
 ) -> Response:
-    """One request on a new connection per hop, redirects followed as a
-    browser does (303, and 301/302 after a POST, become a body-less GET).
-    OSError when a connection cannot be made, HttpError when an exchange fails."""
-    redirects = 0
+    """One request on a new connection per hop, redirects followed (see
+    `redirected`). OSError when a hop's connection cannot be made or breaks
+    (`err.vigil_url` names the hop, `err.vigil_connected` says whether the
+    handshake had succeeded), HttpError when its answer is wrong."""
+    redirects, headers = 0, dict(headers or {})
     while True:
+        conn = None
         try:
             conn = await Connection.open(url, tls)
-        except OSError as err:
-            err.vigil_url = url  # type: ignore[attr-defined]  # which hop failed
-            raise
-        try:
             status, answer, data = await conn.request(
                 method, target(url), headers, body, close=True
             )
+        except OSError as err:
+            err.vigil_url = url  # type: ignore[attr-defined]
+            err.vigil_connected = conn is not None  # type: ignore[attr-defined]
+            raise
         finally:
-            await conn.aclose()
+            if conn is not None:
+                conn.close()  # not awaited: a peer slow to close costs no latency
         response = Response(status, answer, data, url, conn.peer_cert)
         location = response.header("location")
-        if not (follow_redirects and status in (301, 302, 303, 307, 308) and location):
+        if not (follow_redirects and status in REDIRECTS and location):
             return response
         redirects += 1
-        url = urljoin(url, location)
         if redirects > MAX_REDIRECTS:
-            raise TooManyRedirects(url)
-        if origin(url) != origin(response.url):  # ValueError for ftp: and the like
-            # credentials are for the origin they were set for
-            headers = {
-                k: v
-                for k, v in (headers or {}).items()
-                if k.lower() not in ("authorization", "cookie")
-            }
-        if status == 303 or (status in (301, 302) and method == "POST"):
-            method, body = "GET", b""
-            headers = {
-                k: v
-                for k, v in (headers or {}).items()
-                if k.lower() not in ("content-type", "content-length")
-            }
+            raise TooManyRedirects(urljoin(url, location))
+        url, method, headers, body = redirected(url, status, location, method, headers, body)
+
+
+if sys.version_info >= (3, 11):
+    # unlike wait_for, it never loses a cancellation that meets the end of
+    # the awaited work (CPython gh-86296): a stop or reload would wait for ever
+    deadline = asyncio.timeout
+else:  # pragma: no cover - 3.10
+
+    @contextlib.asynccontextmanager
+    async def deadline(seconds: float) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        fired = False
+
+        def expire() -> None:
+            nonlocal fired
+            fired = True
+            task.cancel()
+
+        handle = asyncio.get_running_loop().call_later(seconds, expire)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if fired:
+                raise TimeoutError from None
+            raise
+        finally:
+            handle.cancel()

@@ -88,8 +88,9 @@ class HttpCheck(CheckConfig):
             return fail(str(err))
         headers, data = _request_body(self)
         try:
-            resp = await asyncio.wait_for(self._fetch(ctx, headers, data, ssl_ctx), self.timeout)
-        except asyncio.TimeoutError:
+            async with h1.deadline(self.timeout):
+                resp = await self._fetch(ctx, headers, data, ssl_ctx)
+        except TimeoutError:
             return fail(f"timed out after {self.timeout:g}s")
         except ssl.SSLCertVerificationError as err:
             host, port = _where(err, self.url)
@@ -100,7 +101,12 @@ class HttpCheck(CheckConfig):
         except ConnectionRefusedError as err:
             return fail(f"connection refused by {_hostport(*_where(err, self.url))}")
         except ssl.SSLError as err:
-            return fail(f"{_hostport(*_where(err, self.url))}: {certs.handshake_error(err)}")
+            hop = _hostport(*_where(err, self.url))
+            if getattr(err, "vigil_connected", False):  # after a good handshake
+                return fail(
+                    f"{hop}: TLS error: {(err.reason or str(err)).replace('_', ' ').lower()}"
+                )
+            return fail(f"{hop}: {certs.handshake_error(err)}")
         except OSError as err:
             hop = _hostport(*_where(err, self.url))
             return fail(f"cannot connect to {hop}: {err.strerror or err}")

@@ -261,3 +261,111 @@ def test_a_header_value_h11_refuses_is_a_value_error_and_nothing_is_sent() -> No
 
     serve(handler, scenario)
     assert got == [b""]
+
+
+def test_an_upgrade_answer_ends_the_exchange_instead_of_spinning() -> None:
+    """101 to a websocket Upgrade: h11 pauses; the answer is the 101 (it once
+    spun the loop for ever, timeouts and all)."""
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: int) -> None:
+        await read_request(r)
+        w.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        )
+        await w.drain()
+        await asyncio.sleep(30)  # holds the connection open, as a websocket server would
+
+    async def scenario(url: str) -> int:
+        upgrade = {"Connection": "Upgrade", "Upgrade": "websocket"}
+        return (await h1.fetch("GET", url + "/ws", headers=upgrade)).status
+
+    assert serve(handler, scenario) == 101
+
+
+def test_a_body_in_tiny_chunks_lets_the_loop_run() -> None:
+    """200,000 one-byte chunks arrive faster than they are parsed: the
+    exchange yields to the loop (so timeouts and other work go on)."""
+    chunked = b"1\r\nx\r\n" * 200_000 + b"0\r\n\r\n"
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: int) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
+        await w.drain()
+
+    async def scenario(url: str) -> tuple[int, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        body = (await h1.fetch("GET", url + "/")).body
+        task.cancel()
+        return len(body), ticks
+
+    size, ticks = serve(handler, scenario)  # type: ignore[misc]
+    assert size == 200_000
+    assert ticks > 100  # one tick per 256 events at least; none without the yields
+
+
+def test_targets_are_percent_encoded_and_gzip_members_joined_or_refused_when_cut() -> None:
+    seen: list[str] = []
+    two_members = gzip.compress(b"hello ") + gzip.compress(b"world")
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: int) -> None:
+        line, _, _ = await read_request(r)
+        seen.append(line.split()[1])
+        if line.split()[1] == "/caf%C3%A9":
+            w.write(answer("302 Found", headers="Location: /a b?q=\xc3\xa9 x\r\n"))
+        elif line.split()[1].startswith("/a%20b"):
+            w.write(answer("200 OK", two_members, "Content-Encoding: gzip\r\n"))
+        else:
+            w.write(answer("200 OK", gzip.compress(b"hello")[:-6], "Content-Encoding: gzip\r\n"))
+        await w.drain()
+
+    async def scenario(url: str) -> list[object]:
+        joined = (await h1.fetch("GET", url + "/café")).body
+        with pytest.raises(h1.HttpError, match="invalid gzip body: the compressed body is cut"):
+            await h1.fetch("GET", url + "/cut")
+        return [joined]
+
+    assert serve(handler, scenario) == [b"hello world"]
+    # the Location's raw UTF-8 read as browsers read it, then encoded
+    assert seen == ["/caf%C3%A9", "/a%20b?q=%C3%A9%20x", "/cut"]
+
+
+def test_cross_origin_redirects_drop_what_belongs_to_the_origin_and_head_stays_head() -> None:
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: int) -> None:
+        line, headers, _ = await read_request(r)
+        seen.append((line.rsplit(" ", 1)[0], headers))
+        if line.split()[1] == "/a":
+            port = w.get_extra_info("sockname")[1]
+            w.write(answer("303 See Other", headers=f"Location: http://localhost:{port}/b\r\n"))
+        else:
+            w.write(answer("200 OK"))
+        await w.drain()
+
+    async def scenario(url: str) -> int:
+        own = {
+            "Host": "internal.example",
+            "Proxy-Authorization": "Basic eDp5",
+            "Cookie": "s=1",
+            "X-Trace": "7",
+        }
+        return (await h1.fetch("HEAD", url + "/a", headers=own)).status
+
+    assert serve(handler, scenario) == 200
+    (first, a), (second, b) = seen
+    assert (first, a["host"], a["proxy-authorization"]) == (
+        "HEAD /a",
+        "internal.example",
+        "Basic eDp5",
+    )
+    assert second == "HEAD /b"
+    assert b["host"].startswith("localhost:") and b["x-trace"] == "7"
+    assert "proxy-authorization" not in b and "cookie" not in b

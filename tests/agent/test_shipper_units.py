@@ -128,7 +128,7 @@ def test_a_kept_connection_the_hub_dropped_is_replaced_for_the_same_send(tmp_pat
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(1)
         await reader.readuntil(b"\r\n\r\n")  # the POST's head; its body is empty here
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{\"last_seq\":1}")
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{"last_seq":1}')
         await writer.drain()
         writer.close()  # an idle timeout right after the answer
 
@@ -149,3 +149,47 @@ def test_a_kept_connection_the_hub_dropped_is_replaced_for_the_same_send(tmp_pat
 
     assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [200, 200, 200]
     assert len(connections) == 3
+
+
+def test_a_hub_behind_a_permanent_redirect_still_gets_the_batch(tmp_path):
+    """A 308 (a moved path, or a proxy in front of the hub) is followed with
+    the same POST, body and token on the same origin, as aiohttp did."""
+    import asyncio
+
+    from agent.config import AgentSection, Config, HubSection
+    from agent.shipper import Shipper
+
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            body = await reader.readexactly(length)
+            seen.append((head.split(b"\r\n")[0], body))
+            auth = b"authorization: bearer t" in head.lower()
+            if head.startswith(b"POST /v1/ingest ") and auth:
+                writer.write(b"HTTP/1.1 308 Permanent Redirect\r\nLocation: /hub/v1/ingest\r\n")
+                writer.write(b"Content-Length: 0\r\n\r\n")
+            elif auth:
+                writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{"last_seq":1}')
+            else:
+                writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+
+    async def scenario() -> int:
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/ingest"
+        config = Config(agent=AgentSection(state_dir=tmp_path), hub=HubSection(url=url, token="t"))
+        shipper = Shipper(config, "t", random.Random(1))
+        status, _, _ = await shipper._post(url, b"batch", {"Authorization": "Bearer t"})
+        assert shipper.conn is not None
+        await shipper.conn.aclose()
+        server.close()
+        return status
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == 200
+    assert seen == [
+        (b"POST /v1/ingest HTTP/1.1", b"batch"),
+        (b"POST /hub/v1/ingest HTTP/1.1", b"batch"),
+    ]
