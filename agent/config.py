@@ -149,7 +149,7 @@ class BufferSection:
     # A batch is written to the buffer (and so can be sent) when it is this
     # old, this many records or this many bytes, whichever comes first.
     flush_interval: Duration = opt(1.0, min=0.01)
-    batch_records: int = opt(5000, min=1)
+    batch_records: int = opt(1000, min=1)
     batch_bytes: Size = opt(1 << 20, min=1024)
 
 
