@@ -131,6 +131,8 @@ typecheck: $(STAMP)
 # (about 7 minutes). Two hubs on PostgreSQL are opt-in, they need
 # `make test-deps`: make bench HUB_INGEST="--runs sqlite,postgres,forward";
 # a profile of the hub at 10,000 agents: HUB_INGEST="--runs sqlite --profile".
+# The one-hour soak is not here: `$(BIN)/python -m bench.soak` (needs nginx
+# and logrotate, as `make test-deps` installs them).
 HUB_INGEST ?= --runs sqlite,forward
 bench: $(STAMP)
 	@missing=""; \
@@ -154,6 +156,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.checks
+	$(BIN)/python -m bench.checks --interval 1 --seconds 20 --runs 5
 
 clean:
 	rm -rf $(VENV) run dist .pytest_cache .mypy_cache .ruff_cache
