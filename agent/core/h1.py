@@ -164,11 +164,13 @@ class Connection:
             fields.append(("Connection", "close"))
         conn = self.h11
         try:
-            out = conn.send(h11.Request(method=method, target=target, headers=fields))
+            # values as UTF-8, as aiohttp sent them (a token for the host id "häst")
+            raw = [(k.encode("latin-1"), v.encode("utf-8")) for k, v in fields]
+            out = conn.send(h11.Request(method=method, target=target, headers=raw))
             if body:
                 out = (out or b"") + (conn.send(h11.Data(data=body)) or b"")
             out = (out or b"") + (conn.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError as err:
+        except (h11.LocalProtocolError, UnicodeEncodeError) as err:
             raise ValueError(f"cannot send this request: {err}") from err
         self.writer.write(out)
         status, answer, chunks, size, events = 0, [], [], 0, 0

@@ -369,3 +369,19 @@ def test_cross_origin_redirects_drop_what_belongs_to_the_origin_and_head_stays_h
     assert second == "HEAD /b"
     assert b["host"].startswith("localhost:") and b["x-trace"] == "7"
     assert "proxy-authorization" not in b and "cookie" not in b
+
+
+def test_header_values_go_as_utf8() -> None:
+    """A token for the host id "häst" (the hub compares tokens as bytes)."""
+    got: list[bytes] = []
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: int) -> None:
+        got.append(await r.readuntil(b"\r\n\r\n"))
+        w.write(answer("200 OK"))
+        await w.drain()
+
+    async def scenario(url: str) -> int:
+        return (await h1.fetch("GET", url + "/", headers={"Authorization": "Bearer häst.1"})).status
+
+    assert serve(handler, scenario) == 200
+    assert b"\r\nAuthorization: Bearer h\xc3\xa4st.1\r\n" in got[0]
