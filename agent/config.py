@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +29,7 @@ from agent.core.schema import (
     Size,
     check_host_id,
     check_http_url,
+    did_you_mean,
     opt,
     plugin_options,
 )
@@ -171,39 +172,89 @@ class Config:
     source: str = field(default="(built-in defaults)", init=False, compare=False)
 
     def __post_init__(self) -> None:
-        from agent.alerts.defaults import DEFAULT_ALERTS
+        Invalid.raise_all(
+            _names_check(self.notifiers, self.alerts)
+            + _disable_check(self.alerting.disable)
+            + _renamed_check(self)
+            + _unique_checks(self.checks)
+        )
 
-        known = {"journal"} | {n.name for n in self.notifiers}
-        names = [n.name for n in self.notifiers]
-        for i, name in enumerate(names):
-            if name in names[:i] or (name == "journal" and self.notifiers[i].type != "journal"):
-                raise Invalid(f"notifier name {name!r} is used twice", key=f"notifiers[{i}].name")
-        rule_names = [r.name for r in self.alerts]
-        for i, rule in enumerate(self.alerts):
-            if rule.name in rule_names[:i]:
-                raise Invalid(f"rule name {rule.name!r} is used twice", key=f"alerts[{i}].name")
-            unknown = [n for n in rule.notify if n not in known]
-            if unknown:
-                raise Invalid(
-                    f"rule {rule.name!r}: no notifier named {', '.join(map(repr, unknown))}; "
-                    f"defined: {', '.join(sorted(known))}",
-                    key=f"alerts[{i}].notify",
-                )
-        if not self.agent.legacy_metric_names:
-            for i, rule in enumerate(self.alerts):
-                renamed = _renamed_metric(rule.expr)
-                if renamed:
-                    raise Invalid(f"rule {rule.name!r}: {renamed}", key=f"alerts[{i}].expr")
-        check_names_unique(self.checks)
-        defaults = {r.name for r in DEFAULT_ALERTS}
-        for i, name in enumerate(self.alerting.disable):
-            if name not in defaults:
-                raise Invalid(f"{name!r} is not a default rule", key=f"alerting.disable[{i}]")
+    @staticmethod
+    def partial_checks(values: dict[str, Any], failed: set[str]) -> list[Invalid]:
+        """The cross-checks that can be made while another part of the file
+        has errors: reported with those, so one run shows everything."""
+        out: list[Invalid] = []
+        if not {"notifiers", "alerts"} & failed:
+            out += _names_check(values.get("notifiers", ()), values.get("alerts", ()))
+        if "alerting" not in failed and "alerting" in values:
+            out += _disable_check(values["alerting"].disable)
+        return out
 
     def interval_for(self, collector: str) -> float:
         if collector in HOST_COLLECTORS and self.host.interval is not None:
             return self.host.interval
         return self.agent.interval
+
+
+def _names_check(
+    notifiers: Sequence[NotifierConfig], alerts: Sequence[AlertRuleConfig]
+) -> list[Invalid]:
+    """Notifier and rule names used twice; every name a rule's `notify`
+    gives that no notifier has, each with the closest defined name."""
+    out = []
+    known = {"journal"} | {n.name for n in notifiers}
+    names = [n.name for n in notifiers]
+    for i, name in enumerate(names):
+        if name in names[:i] or (name == "journal" and notifiers[i].type != "journal"):
+            out.append(Invalid(f"notifier name {name!r} is used twice", key=f"notifiers[{i}].name"))
+    rule_names = [r.name for r in alerts]
+    for i, rule in enumerate(alerts):
+        if rule.name in rule_names[:i]:
+            out.append(Invalid(f"rule name {rule.name!r} is used twice", key=f"alerts[{i}].name"))
+        for j, name in enumerate(rule.notify):
+            if name not in known:
+                out.append(
+                    Invalid(
+                        f"rule {rule.name!r}: no notifier named {name!r}"
+                        f"{did_you_mean(name, known)}; defined: {', '.join(sorted(known))}",
+                        key=f"alerts[{i}].notify[{j}]",
+                    )
+                )
+    return out
+
+
+def _disable_check(disable: Sequence[str]) -> list[Invalid]:
+    from agent.alerts.defaults import DEFAULT_ALERTS
+
+    defaults = sorted(r.name for r in DEFAULT_ALERTS)
+    return [
+        Invalid(
+            f"{name!r} is not a default rule{did_you_mean(name, defaults)}; "
+            f"the default rules: {', '.join(defaults)}",
+            key=f"alerting.disable[{i}]",
+        )
+        for i, name in enumerate(disable)
+        if name not in defaults
+    ]
+
+
+def _renamed_check(config: Config) -> list[Invalid]:
+    if config.agent.legacy_metric_names:
+        return []
+    out = []
+    for i, rule in enumerate(config.alerts):
+        renamed = _renamed_metric(rule.expr)
+        if renamed:
+            out.append(Invalid(f"rule {rule.name!r}: {renamed}", key=f"alerts[{i}].expr"))
+    return out
+
+
+def _unique_checks(checks: tuple[CheckConfig, ...]) -> list[Invalid]:
+    try:
+        check_names_unique(checks)
+    except Invalid as exc:
+        return [exc]
+    return []
 
 
 def _renamed_metric(expr: str) -> str | None:

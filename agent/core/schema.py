@@ -30,7 +30,7 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
@@ -70,6 +70,15 @@ class Invalid(ValueError):
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+        self.others: list[Invalid] = []  # more problems the same check found, all reported
+
+    @staticmethod
+    def raise_all(problems: list[Invalid]) -> None:
+        """Raise every problem a cross-field check found at once; none: return."""
+        if problems:
+            first = problems[0]
+            first.others = problems[1:]
+            raise first
 
 
 def parse_duration(value: object) -> float:
@@ -192,6 +201,12 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean "x"?)' for the closest of `choices`, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
 def _describe(tp: Any) -> str:
     origin, args = get_origin(tp), get_args(tp)
     if origin is Annotated and isinstance(args[1], OneOf):
@@ -301,12 +316,22 @@ class _Builder:
                 continue
             values[name] = value
         if not ok:
+            # the cross-field checks that can still be made, on what did build
+            partial = getattr(cls, "partial_checks", None)
+            if partial is not None:
+                failed = {f.name for k, f in fields.items() if k in data and f.name not in values}
+                self._report(partial(values, failed), path)
             return None
         try:
             return cls(**values)
         except Invalid as exc:  # a cross-field check in __post_init__
-            self.fail(_join(path, exc.key) if exc.key else path, str(exc))
+            self._report([exc], path)
             return None
+
+    def _report(self, problems: list[Invalid], path: str) -> None:
+        for exc in problems:
+            for one in (exc, *exc.others):
+                self.fail(_join(path, one.key) if one.key else path, str(one))
 
     def value(self, tp: Any, raw: object, path: str) -> Any:
         origin, args = get_origin(tp), get_args(tp)

@@ -146,3 +146,40 @@ def test_example_configs_are_valid():
     for name in ("agent.example.toml", "demo.toml"):
         result = vigil("check-config", "--config", str(root / name))
         assert result.returncode == 0, result.stderr
+
+
+def test_rule_notifier_and_disable_names_are_all_reported_with_the_key_errors(tmp_path):
+    """Issue 19: every unknown notifier a rule names and every unknown
+    default rule in `disable`, with the closest name, in the same run as a
+    key error elsewhere (they once came one at a time, after the rest was fixed)."""
+    text = (
+        '[agent]\nintervall = "10s"\n'
+        '[[notifiers]]\nname = "pager"\ntype = "webhook"\nurl = "http://127.0.0.1:9/hook"\n'
+        '[[alerts]]\nname = "Disk"\nexpr = "disk_used_percent > 90"\nnotify = ["pagr", "mail"]\n'
+        '[[alerts]]\nname = "Load"\nexpr = "load_average > 4"\nnotify = ["pager", "slack"]\n'
+        '[alerting]\ndisable = ["HighCPU", "HighMemoryUsage"]\n'
+    )
+    got, path = problems(text, tmp_path)
+    assert [line.split(": ")[1] for line in got] == [
+        "agent.intervall",
+        "alerts[0].notify[0]",
+        "alerts[0].notify[1]",
+        "alerts[1].notify[1]",
+        "alerting.disable[0]",
+    ]
+    assert all(line.startswith(path) for line in got)
+    assert "no notifier named 'pagr' (did you mean \"pager\"?)" in got[1]
+    assert "no notifier named 'mail'; defined: journal, pager" in got[2]
+    assert "'HighCPU' is not a default rule (did you mean \"HighCPUUsage\"?)" in got[4]
+
+
+def test_a_broken_notifier_table_does_not_make_every_rule_wrong(tmp_path):
+    """Names are checked against the notifiers only once they all build: a
+    key error in one is reported alone, not as a missing name in each rule."""
+    text = (
+        '[[notifiers]]\nname = "pager"\ntype = "webhook"\nurl = "http://127.0.0.1:9/hook"\n'
+        "retries = 3\n"
+        '[[alerts]]\nname = "Disk"\nexpr = "disk_used_percent > 90"\nnotify = ["pager"]\n'
+    )
+    got, _ = problems(text, tmp_path)
+    assert len(got) == 1 and "notifiers[0].retries: unknown key" in got[0]
