@@ -55,7 +55,8 @@ def test_notifier_names_are_unique_and_journal_is_reserved():
     fake = {"name": "journal", "type": "file", "path": "/tmp/x"}
     with pytest.raises(ConfigError, match=r"notifiers\[0\]\.name: notifier name 'journal'"):
         agent_config(fake)
-    with pytest.raises(ConfigError, match=r"alerts\[0\]\.notify\[0\]: rule 'DiskFull': no notifier"):
+    unknown = r"alerts\[0\]\.notify\[0\]: rule 'DiskFull': no notifier"
+    with pytest.raises(ConfigError, match=unknown):
         agent_config(hook, notify=("pager",))
 
 
