@@ -19,6 +19,7 @@ from agent.core.schema import ConfigError, Invalid, parse_duration
 
 if TYPE_CHECKING:
     from agent.config import Config
+    from agent.core.schema import Problem
     from collectors.checks.config import CheckConfig
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -151,18 +152,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_for_run(path: str | None) -> tuple[Config, list[Problem]]:
+    """The config as `vigil run` uses it: its file, then the files and
+    directories it names (ConfigError for either); and the warnings.
+    check-config and run both load through here."""
+    from agent.config import read_files
+
+    cfg = _load(path)
+    return cfg, read_files(cfg)
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
+    cfg, warnings = _load_for_run(args.config)
+    for warning in warnings:
+        print(f"vigil: warning: {warning}", file=sys.stderr)
     print(f"{cfg.source}: ok")
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
+    cfg, warnings = _load_for_run(args.config)
     from agent.core import logsetup, statedir
     from agent.runtime import Agent
 
     logsetup.configure(cfg.agent.log_level, cfg.agent.log_format)
+    import structlog
+
+    for warning in warnings:  # as check-config prints them, once at start
+        structlog.get_logger().warning(
+            "config_warning", file=warning.file, key=warning.path, problem=warning.message
+        )
     agent = Agent(cfg, args.config)
     try:
         agent.prepare()

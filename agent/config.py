@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,11 @@ from agent.core.configfile import (
     split_host_port,
 )
 from agent.core.schema import (
+    ConfigError,
     Duration,
     Invalid,
     OneOf,
+    Problem,
     Size,
     check_host_id,
     check_http_url,
@@ -275,3 +278,77 @@ def _renamed_metric(expr: str) -> str | None:
 def load(path: str | os.PathLike[str] | None) -> Config:
     """The agent's config: `path`, else /etc/vigil/agent.toml if it exists, else the defaults."""
     return load_config(Config, path, DEFAULT_CONFIG_PATH)
+
+
+def read_files(config: Config) -> list[Problem]:
+    """What `vigil run` needs from the files and directories the config
+    names, read as it reads them at start. ConfigError with a line for each
+    it could not use (all at once, each naming file and key); else the
+    warnings: what is legal but will not work as it stands. `vigil
+    check-config` and `vigil run` both call it, so neither accepts what the
+    other refuses."""
+    import glob
+
+    from agent.core.http import tls_context
+
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    source = config.source
+
+    def unusable(key: str, exc: OSError) -> Problem:
+        if isinstance(exc, ssl.SSLError):
+            return Problem(source, key, f"not a PEM certificate bundle ({exc.reason or exc})")
+        return Problem(source, key, f"cannot read: {exc.strerror or exc}")
+
+    state = config.agent.state_dir
+    existing = next((p for p in (state, *state.parents) if p.exists()), Path("/"))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        errors.append(
+            Problem(
+                source,
+                "agent.state_dir",
+                f"cannot create state directory {state}: {existing} is not a writable directory",
+            )
+        )
+    if config.hub.targets:
+        try:
+            config.hub.read_token()
+        except OSError as exc:
+            errors.append(unusable("hub.token_file", exc))
+    if config.hub.ca_file is not None:
+        try:
+            tls_context(ca_file=str(config.hub.ca_file))
+        except OSError as exc:
+            errors.append(unusable("hub.ca_file", exc))
+    for i, notifier in enumerate(config.notifiers):
+        ca_file = getattr(notifier, "ca_file", None)
+        if ca_file:
+            try:
+                tls_context(ca_file=str(ca_file))
+            except OSError as exc:
+                errors.append(unusable(f"notifiers[{i}].ca_file", exc))
+    for i, check in enumerate(config.checks):
+        ca_file = getattr(check, "ca_file", "")
+        if ca_file:
+            try:
+                tls_context(ca_file=ca_file)
+            except OSError as exc:
+                why = unusable(f"checks[{i}].ca_file", exc)
+                warnings.append(
+                    Problem(source, why.path, f"{why.message}; the check fails until it is fixed")
+                )
+    for i, table in enumerate(config.logs):
+        for j, pattern in enumerate(table.paths):
+            if glob.glob(pattern, recursive=True):
+                continue
+            prefix = pattern.split("*")[0].split("?")[0].split("[")[0]  # before any wildcard
+            directory = Path(prefix) if prefix.endswith("/") else Path(prefix).parent
+            missing = "no file matches it yet"
+            if not directory.is_dir():
+                missing = f"no such directory {directory}"
+            warnings.append(
+                Problem(source, f"logs[{i}].paths[{j}]", f"{missing}; followed once it appears")
+            )
+    if errors:
+        raise ConfigError(errors)
+    return warnings

@@ -1,0 +1,103 @@
+"""Issue 19: what `vigil check-config` accepts, `vigil run` accepts, and
+what one refuses the other refuses, with the same lines: both load the
+configuration and the files it names through one code path. Driven as an
+operator does, through the real commands."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.e2e.harness import VIGIL, vigil
+
+# A file the agent cannot use, and the line both commands must print for
+# it (root writes to any directory: an unwritable state directory is a path
+# under a file here)
+BROKEN = {
+    "missing token file": (
+        '[hub]\nurl = "http://127.0.0.1:9"\ntoken_file = "{tmp}/absent.token"\n',
+        "hub.token_file: cannot read: No such file or directory",
+    ),
+    "two tokens in the token file": (
+        '[hub]\nurl = "http://127.0.0.1:9"\ntoken_file = "{tmp}/two.token"\n',
+        "hub.token_file: cannot read: {tmp}/two.token does not hold one token (2 lines)",
+    ),
+    "hub ca_file not PEM": (
+        '[hub]\nurl = "https://127.0.0.1:9"\ntoken = "t"\nca_file = "{tmp}/two.token"\n',
+        "hub.ca_file: not a PEM certificate bundle",
+    ),
+    "notifier ca_file missing": (
+        '[[notifiers]]\nname = "ops"\ntype = "webhook"\nurl = "https://127.0.0.1:9/x"\n'
+        'ca_file = "{tmp}/absent.pem"\n',
+        "notifiers[0].ca_file: cannot read: No such file or directory",
+    ),
+    "state directory under a file": (
+        '[agent]\nstate_dir = "{tmp}/two.token/state"\n',
+        "agent.state_dir: cannot create state directory {tmp}/two.token/state:"
+        " {tmp}/two.token is not a writable directory",
+    ),
+}
+
+
+def write(tmp: Path, text: str) -> Path:
+    (tmp / "two.token").write_text("host.abc\nhost.def\n")
+    body = text.format(tmp=tmp)
+    if "[agent]" not in body:
+        body = f'[agent]\nstate_dir = "{tmp}/state"\nlog_format = "json"\n' + body
+    path = tmp / "agent.toml"
+    path.write_text(body)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_check_config_and_run_refuse_the_same_files_with_the_same_words(tmp_path, case):
+    text, want = BROKEN[case]
+    config = write(tmp_path, text)
+    checked = vigil("check-config", "--config", str(config))
+    run = vigil("run", "--config", str(config), timeout=30)
+    want = want.format(tmp=tmp_path)
+    assert (checked.returncode, run.returncode) == (2, 2), (checked.stderr, run.stderr)
+    assert checked.stderr == run.stderr
+    assert f"vigil: {config}: {want}" in checked.stderr
+
+
+def test_warnings_are_printed_by_check_config_and_logged_once_by_run(tmp_path):
+    """Legal but not working yet: exit 0, and the same warnings."""
+    config = write(
+        tmp_path,
+        '[[logs]]\npaths = ["{tmp}/nowhere/*.log", "{tmp}/*.log"]\n'
+        '[[checks]]\nname = "web"\ntype = "http"\nurl = "https://127.0.0.1:9/"\n'
+        'ca_file = "{tmp}/absent.pem"\n',
+    )
+    checked = vigil("check-config", "--config", str(config))
+    assert checked.returncode == 0, checked.stderr
+    lines = checked.stderr.strip().splitlines()
+    assert lines == [
+        f"vigil: warning: {config}: checks[0].ca_file: cannot read: No such file or directory;"
+        " the check fails until it is fixed",
+        f"vigil: warning: {config}: logs[0].paths[0]: no such directory {tmp_path}/nowhere;"
+        " followed once it appears",
+        f"vigil: warning: {config}: logs[0].paths[1]: no file matches it yet;"
+        " followed once it appears",
+    ]
+    log = tmp_path / "run.out"  # not *.log: the config follows those
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [*VIGIL, "run", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: '"agent_ready"' in log.read_text(), timeout=30, what="ready")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    logged = [json.loads(line) for line in log.read_text().splitlines() if "config_warning" in line]
+    assert [(w["key"], w["file"]) for w in logged] == [
+        ("checks[0].ca_file", str(config)),
+        ("logs[0].paths[0]", str(config)),
+        ("logs[0].paths[1]", str(config)),
+    ]
