@@ -157,9 +157,10 @@ def _load_for_run(path: str | None) -> tuple[Config, list[Problem]]:
     directories it names (ConfigError for either); and the warnings.
     check-config and run both load through here."""
     from agent.config import read_files
+    from agent.runtime import rules_on_nothing
 
     cfg = _load(path)
-    return cfg, read_files(cfg)
+    return cfg, read_files(cfg) + rules_on_nothing(cfg)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from agent.core import logsetup, statedir
 from agent.core.checkpoint import CheckpointStore
 from agent.core.exposition import render
 from agent.core.records import Event, Metric, Record, with_legacy_names
-from agent.core.schema import ConfigError
+from agent.core.schema import ConfigError, Problem, did_you_mean
 from agent.core.sdnotify import SystemdNotifier
 from agent.scheduler import CollectorStats, Schedule
 from agent.selfmetrics import SelfCollector
@@ -63,6 +63,45 @@ def build_collectors(config: Config, source: HostSource) -> list[Collector]:
         cls: Any = HOST_COLLECTORS[name]
         options = config.host.options.get(name)
         out.append(cls(source) if options is None else cls(source, options))
+    return out
+
+
+def metric_names(config: Config) -> set[str]:
+    """Every metric name the agent `config` describes can emit (host
+    collectors, the configured parts, its own): what an alert rule can
+    select. A summary's `_sum` and `_count` series count too."""
+    from agent.core.records import RENAMED
+
+    specs = [spec for name in config.host.enabled for spec in HOST_COLLECTORS[name].specs]
+    specs += SelfCollector.specs
+    for service in services_for(config):
+        specs += service.specs()
+    names = {spec.name for spec in specs}
+    names |= {f"{s.name}{end}" for s in specs if s.type == "summary" for end in ("_sum", "_count")}
+    if config.agent.legacy_metric_names:
+        names |= {old.old for new, old in RENAMED.items() if new in names}
+    return names
+
+
+def rules_on_nothing(config: Config) -> list[Problem]:
+    """Rules whose metric nothing configured emits: they would never fire
+    (`disk_usage_percent` for disk_used_percent), and only `vigil alerts
+    test` said so."""
+    from agent.alerts.expr import parse
+
+    names = metric_names(config)
+    out = []
+    for i, rule in enumerate(config.alerts):
+        metric = parse(rule.expr).selector.metric
+        if metric not in names:
+            out.append(
+                Problem(
+                    config.source,
+                    f"alerts[{i}].expr",
+                    f"rule {rule.name!r}: nothing configured emits {metric}"
+                    f"{did_you_mean(metric, names)}; the rule never fires",
+                )
+            )
     return out
 
 

@@ -101,3 +101,26 @@ def test_warnings_are_printed_by_check_config_and_logged_once_by_run(tmp_path):
         ("logs[0].paths[0]", str(config)),
         ("logs[0].paths[1]", str(config)),
     ]
+
+
+def test_a_rule_on_a_metric_nothing_configured_emits_is_a_warning(tmp_path):
+    """`disk_usage_percent{mountpoint="/"}` was accepted and never fired;
+    a rule on a check's metric is right once a check is configured."""
+    rules = (
+        '[[alerts]]\nname = "RootFull"\nexpr = \'disk_usage_percent{{mountpoint="/"}} > 90\'\n'
+        '[[alerts]]\nname = "SlowChecks"\nexpr = "check_latency_seconds_count > 1"\n'
+        '[[alerts]]\nname = "Full"\nexpr = "disk_used_percent > 90"\n'
+    )
+    config = write(tmp_path, rules)
+    checked = vigil("check-config", "--config", str(config))
+    assert checked.returncode == 0
+    assert checked.stderr.splitlines() == [
+        f"vigil: warning: {config}: alerts[0].expr: rule 'RootFull': nothing configured emits"
+        ' disk_usage_percent (did you mean "disk_used_percent"?); the rule never fires',
+        f"vigil: warning: {config}: alerts[1].expr: rule 'SlowChecks': nothing configured emits"
+        " check_latency_seconds_count; the rule never fires",
+    ]
+    check = '[[checks]]\nname = "ssh"\ntype = "tcp"\naddress = "127.0.0.1:22"\n'
+    config = write(tmp_path, rules + check)
+    checked = vigil("check-config", "--config", str(config))
+    assert "SlowChecks" not in checked.stderr and "RootFull" in checked.stderr
