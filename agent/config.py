@@ -349,19 +349,6 @@ def read_files(config: Config) -> list[Problem]:
             warnings.append(
                 Problem(source, f"logs[{i}].paths[{j}]", f"{missing}; followed once it appears")
             )
-    for i, check in enumerate(config.checks):
-        worst = (check.retries + 1) * check.timeout + check.retries * check.retry_delay
-        if worst > check.interval:
-            warnings.append(
-                Problem(
-                    source,
-                    f"checks[{i}].interval",
-                    f"a failing run takes up to {worst:g}s ({check.retries + 1} attempts of"
-                    f" {check.timeout:g}s, {check.retry_delay:g}s apart), longer than the"
-                    f" interval ({check.interval:g}s): runs are skipped while it fails;"
-                    " a lower timeout or fewer retries fit it",
-                )
-            )
     if errors:
         raise ConfigError(errors)
     return warnings
