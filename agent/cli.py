@@ -156,11 +156,9 @@ def _load_for_run(path: str | None) -> tuple[Config, list[Problem]]:
     """The config as `vigil run` uses it: its file, then the files and
     directories it names (ConfigError for either); and the warnings.
     check-config and run both load through here."""
-    from agent.config import read_files
-    from agent.runtime import rules_on_nothing
+    from agent.runtime import load_for_run
 
-    cfg = _load(path)
-    return cfg, read_files(cfg) + rules_on_nothing(cfg)
+    return load_for_run(path)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -174,24 +172,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg, warnings = _load_for_run(args.config)
     from agent.core import logsetup, statedir
-    from agent.runtime import Agent
+    from agent.runtime import Agent, log_warnings
 
     logsetup.configure(cfg.agent.log_level, cfg.agent.log_format)
-    import structlog
-
-    for warning in warnings:  # as check-config prints them, once at start
-        structlog.get_logger().warning(
-            "config_warning", file=warning.file, key=warning.path, problem=warning.message
-        )
+    log_warnings(warnings)  # once at start
     agent = Agent(cfg, args.config)
     try:
         agent.prepare()
     except statedir.StateDirError as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    except OSError as exc:
-        print(f"vigil: {cfg.source}: hub.token_file: cannot read: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except OSError as exc:  # the token was read by _load_for_run: the lock, or a race
+        print(f"vigil: {cfg.source}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     code = _run_loop(agent.run())
     if agent.stuck_threads:
         # A collector thread blocked in the kernel would hold up interpreter

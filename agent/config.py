@@ -135,7 +135,10 @@ class HubSection:
         if self.token_file is None:
             assert self.token is not None
             return self.token
-        token = self.token_file.read_text().strip()
+        try:
+            token = self.token_file.read_text().strip()
+        except UnicodeDecodeError as exc:
+            raise OSError(f"{self.token_file} is not text ({exc.reason})") from exc
         if not token or any(c.isspace() or not c.isprintable() for c in token):
             lines = len(token.splitlines())
             raise OSError(
@@ -300,16 +303,8 @@ def read_files(config: Config) -> list[Problem]:
             return Problem(source, key, f"not a PEM certificate bundle ({exc.reason or exc})")
         return Problem(source, key, f"cannot read: {exc.strerror or exc}")
 
-    state = config.agent.state_dir
-    existing = next((p for p in (state, *state.parents) if p.exists()), Path("/"))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        errors.append(
-            Problem(
-                source,
-                "agent.state_dir",
-                f"cannot create state directory {state}: {existing} is not a writable directory",
-            )
-        )
+    if problem := _state_dir_problem(config.agent.state_dir):
+        errors.append(Problem(source, "agent.state_dir", problem))
     if config.hub.targets:
         try:
             config.hub.read_token()
@@ -329,7 +324,7 @@ def read_files(config: Config) -> list[Problem]:
                 errors.append(unusable(f"notifiers[{i}].ca_file", exc))
     for i, check in enumerate(config.checks):
         ca_file = getattr(check, "ca_file", "")
-        if ca_file:
+        if ca_file and _reads_ca_file(check):
             try:
                 tls_context(ca_file=ca_file)
             except OSError as exc:
@@ -344,11 +339,43 @@ def read_files(config: Config) -> list[Problem]:
             prefix = pattern.split("*")[0].split("?")[0].split("[")[0]  # before any wildcard
             directory = Path(prefix) if prefix.endswith("/") else Path(prefix).parent
             missing = "no file matches it yet"
-            if not directory.is_dir():
-                missing = f"no such directory {directory}"
+            try:
+                if not directory.is_dir():
+                    missing = f"no such directory {directory}"
+            except OSError as exc:  # a directory this user may not enter
+                missing = f"cannot look into {directory}: {exc.strerror or exc}"
             warnings.append(
                 Problem(source, f"logs[{i}].paths[{j}]", f"{missing}; followed once it appears")
             )
     if errors:
         raise ConfigError(errors)
     return warnings
+
+
+def _state_dir_problem(state: Path) -> str | None:
+    """Why `vigil run` could not create or use `state`, or None. Asked of
+    the file system, not tried: check-config creates nothing."""
+    try:
+        if state.is_symlink() and not state.exists():
+            return f"{state} is a symbolic link to nothing"
+        existing = next((p for p in (state, *state.parents) if p.exists()), Path("/"))
+        usable = existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+        if usable and (state / "agent.lock").is_dir():
+            return f"{state / 'agent.lock'} is a directory; the agent locks a file of that name"
+    except OSError as exc:  # a parent this user may not enter
+        return f"cannot create state directory {state}: {exc.strerror or exc}"
+    if not usable:
+        return f"cannot create state directory {state}: {existing} is not a writable directory"
+    return None
+
+
+def _reads_ca_file(check: CheckConfig) -> bool:
+    """Whether the check's probe loads its ca_file: only when it verifies
+    a TLS handshake (https, `tls = true`, the tls type)."""
+    if not getattr(check, "verify_tls", True):
+        return False
+    if check.type == "http":
+        return str(getattr(check, "url", "")).startswith("https://")
+    if check.type == "tcp":
+        return bool(getattr(check, "tls", False))
+    return True

@@ -66,10 +66,24 @@ def build_collectors(config: Config, source: HostSource) -> list[Collector]:
     return out
 
 
+def load_for_run(path: str | None) -> tuple[Config, list[Problem]]:
+    """The configuration as `vigil run` uses it: the file, then the files
+    and directories it names (ConfigError for either), and the warnings.
+    `vigil check-config`, `vigil run` and a reload all load through here, so
+    none accepts what another refuses."""
+    config = config_mod.load(path)
+    return config, config_mod.read_files(config) + rules_on_nothing(config)
+
+
+def log_warnings(warnings: list[Problem]) -> None:
+    for warning in warnings:  # as check-config prints them
+        log.warning("config_warning", file=warning.file, key=warning.path, problem=warning.message)
+
+
 def metric_names(config: Config) -> set[str]:
     """Every metric name the agent `config` describes can emit (host
     collectors, the configured parts, its own): what an alert rule can
-    select. A summary's `_sum` and `_count` series count too."""
+    select (a summary has no `_sum` or `_count` series here)."""
     from agent.core.records import RENAMED
 
     specs = [spec for name in config.host.enabled for spec in HOST_COLLECTORS[name].specs]
@@ -77,7 +91,6 @@ def metric_names(config: Config) -> set[str]:
     for service in services_for(config):
         specs += service.specs()
     names = {spec.name for spec in specs}
-    names |= {f"{s.name}{end}" for s in specs if s.type == "summary" for end in ("_sum", "_count")}
     if config.agent.legacy_metric_names:
         names |= {old.old for new, old in RENAMED.items() if new in names}
     return names
@@ -92,8 +105,9 @@ def rules_on_nothing(config: Config) -> list[Problem]:
     names = metric_names(config)
     out = []
     for i, rule in enumerate(config.alerts):
-        metric = parse(rule.expr).selector.metric
-        if metric not in names:
+        expr = parse(rule.expr)
+        metric = expr.selector.metric
+        if metric not in names and expr.func != "absent":  # absent(): fires on nothing
             out.append(
                 Problem(
                     config.source,
@@ -378,7 +392,9 @@ class Agent:
         log.info("reload_requested", config=self.config_path)
         loop = asyncio.get_running_loop()
         try:
-            new = await loop.run_in_executor(self.executor, config_mod.load, self.config_path)
+            new, warnings = await loop.run_in_executor(
+                self.executor, load_for_run, self.config_path
+            )
         except ConfigError as exc:
             log.error(
                 "reload_failed_keeping_old_config",
@@ -392,6 +408,7 @@ class Agent:
         if new.agent.state_dir != self.config.agent.state_dir:
             log.warning("state_dir_change_needs_restart", kept=str(self.config.agent.state_dir))
             new = _with_state_dir(new, self.config.agent.state_dir)
+        log_warnings(warnings)
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         old, self.config = self.config, new
         logsetup.configure(new.agent.log_level, new.agent.log_format)

@@ -108,19 +108,81 @@ def test_a_rule_on_a_metric_nothing_configured_emits_is_a_warning(tmp_path):
     a rule on a check's metric is right once a check is configured."""
     rules = (
         '[[alerts]]\nname = "RootFull"\nexpr = \'disk_usage_percent{{mountpoint="/"}} > 90\'\n'
-        '[[alerts]]\nname = "SlowChecks"\nexpr = "check_latency_seconds_count > 1"\n'
+        '[[alerts]]\nname = "SlowChecks"\nexpr = "check_duration_seconds > 1"\n'
         '[[alerts]]\nname = "Full"\nexpr = "disk_used_percent > 90"\n'
     )
     config = write(tmp_path, rules)
     checked = vigil("check-config", "--config", str(config))
     assert checked.returncode == 0
-    assert checked.stderr.splitlines() == [
+    first, second = checked.stderr.splitlines()
+    assert first == (
         f"vigil: warning: {config}: alerts[0].expr: rule 'RootFull': nothing configured emits"
-        ' disk_usage_percent (did you mean "disk_used_percent"?); the rule never fires',
+        ' disk_usage_percent (did you mean "disk_used_percent"?); the rule never fires'
+    )
+    assert second.startswith(
         f"vigil: warning: {config}: alerts[1].expr: rule 'SlowChecks': nothing configured emits"
-        " check_latency_seconds_count; the rule never fires",
-    ]
+        " check_duration_seconds"
+    )
     check = '[[checks]]\nname = "ssh"\ntype = "tcp"\naddress = "127.0.0.1:22"\n'
     config = write(tmp_path, rules + check)
     checked = vigil("check-config", "--config", str(config))
     assert "SlowChecks" not in checked.stderr and "RootFull" in checked.stderr
+
+
+def test_what_the_second_read_found_is_neither_a_crash_nor_a_false_warning(tmp_path):
+    """A token file that is not text, an absent() rule (it fires when
+    nothing is there), a check's ca_file it never reads (no TLS to verify),
+    an agent.lock that is a directory: each reported right, or not at all."""
+    (tmp_path / "bad.token").write_bytes(b"\xff\xfe\x00token\n")
+    (tmp_path / "notpem.pem").write_text("not a certificate\n")
+    config = write(
+        tmp_path,
+        '[hub]\nurl = "http://127.0.0.1:9"\ntoken_file = "{tmp}/bad.token"\n',
+    )
+    checked = vigil("check-config", "--config", str(config))
+    assert checked.returncode == 2, checked.stderr
+    assert f"hub.token_file: cannot read: {tmp_path}/bad.token is not text" in checked.stderr
+    quiet = write(
+        tmp_path,
+        '[[alerts]]\nname = "HeartbeatMissing"\nexpr = "absent(my_heartbeat_total)"\n'
+        '[[checks]]\nname = "web"\ntype = "http"\nurl = "https://127.0.0.1:9/"\n'
+        'verify_tls = false\nca_file = "{tmp}/notpem.pem"\n'
+        '[[checks]]\nname = "port"\ntype = "tcp"\naddress = "127.0.0.1:9"\n'
+        'ca_file = "{tmp}/notpem.pem"\n',
+    )
+    checked = vigil("check-config", "--config", str(quiet))
+    assert (checked.returncode, checked.stderr) == (0, "")
+    (tmp_path / "state" / "agent.lock").mkdir(parents=True)
+    locked = vigil("check-config", "--config", str(write(tmp_path, "")))
+    run = vigil("run", "--config", str(write(tmp_path, "")), timeout=30)
+    assert (locked.returncode, run.returncode) == (2, 2)
+    assert "agent.state_dir:" in locked.stderr and locked.stderr == run.stderr
+    assert "agent.lock is a directory" in locked.stderr
+
+
+def test_a_reload_refuses_what_check_config_refuses_and_keeps_running(tmp_path):
+    """SIGHUP with a file naming a token file that is not there: the reload
+    is refused with check-config's words and the running config is kept
+    (it once stopped the shipper and went on without a word)."""
+    config = write(tmp_path, "")
+    out = tmp_path / "run.out"
+    with open(out, "w") as stdout:
+        proc = subprocess.Popen(
+            [*VIGIL, "run", "--config", str(config)], stdout=stdout, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: '"agent_ready"' in out.read_text(), timeout=30, what="ready")
+        write(tmp_path, '[hub]\nurl = "http://127.0.0.1:9"\ntoken_file = "{tmp}/absent.token"\n')
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload_failed_keeping_old_config" in out.read_text(), 30, "refusal")
+        refused = next(
+            json.loads(line)
+            for line in out.read_text().splitlines()
+            if "reload_failed_keeping_old_config" in line
+        )
+        checked = vigil("check-config", "--config", str(config))
+        assert [f"vigil: {e}" for e in refused["errors"]] == checked.stderr.splitlines()
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
