@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,10 +142,21 @@ def test_check_config_exit_codes(tmp_path):
     assert vigil("no-such-command").returncode == 2
 
 
-def test_example_configs_are_valid():
+def test_example_configs_are_valid(tmp_path):
+    """As `make run` uses them: from a directory where `run/token` exists
+    (make run writes it; check-config reads the token file as run does)."""
     root = Path(__file__).parents[2] / "packaging"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "token").write_text("demo.not-a-real-token\n")
     for name in ("agent.example.toml", "demo.toml"):
-        result = vigil("check-config", "--config", str(root / name))
+        result = subprocess.run(
+            [sys.executable, "-m", "agent", "check-config", "--config", str(root / name)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(root.parent)},
+        )
         assert result.returncode == 0, result.stderr
 
 
