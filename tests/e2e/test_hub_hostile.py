@@ -110,10 +110,12 @@ def good(tmp_path, hub):
     agent_dir = tmp_path / "agent"
     agent_dir.mkdir()
     g = GoodAgent(agent_dir, hub)
-    g.delivering()
-    yield g
-    if g.agent.proc.poll() is None:
-        g.agent.stop()
+    try:
+        g.delivering()
+        yield g
+    finally:  # a setup that failed too: the agent must not outlive the test
+        if g.agent.proc.poll() is None:
+            g.agent.stop()
 
 
 def hub_log_has_no_traceback(hub: HubProcess) -> None:
