@@ -110,7 +110,6 @@ class Connection:
         self.reader, self.writer, self.origin = reader, writer, origin
         self.host = _host_header(*origin)
         self.h11 = h11.Connection(our_role=h11.CLIENT)
-        self.used = False  # a request went out on it (a stale keep-alive fails on the next)
         ssl_object = writer.get_extra_info("ssl_object")
         self.peer_cert = ssl_object.getpeercert(binary_form=True) if ssl_object else None
 
@@ -150,7 +149,6 @@ class Connection:
     async def _exchange(
         self, method: str, target: str, headers: dict[str, str], body: bytes, close: bool
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        self.used = True
         names = {k.lower() for k in headers}
         fields = [("Host", self.host)] if "host" not in names else []
         fields += list(headers.items())
