@@ -207,6 +207,9 @@ def test_two_hubs_on_one_postgres_store_every_record_once_and_alert_once(tmp_pat
         status, answer = b.post(big, "web-01")
         assert status == 200 and answer["last_seq"] == first + 4999
         first += 5000
+        # a's death hands the liveness job to b: before a is back, or a
+        # restarted a could take it again first (a race CI lost once)
+        wait_for(lambda: b.leads("liveness"), 60, "hub b taking over the liveness job")
         a.start()  # back, on the same store
         send(a, first - 2500, 2600)  # half of the big batch again, then new records
         first += 100
@@ -235,9 +238,8 @@ def test_two_hubs_on_one_postgres_store_every_record_once_and_alert_once(tmp_pat
         assert [s["last_seq"] for s in web["streams"]] == [last]
         assert [s["lost"] for s in web["streams"]] == [0]
 
-        # a's death handed the liveness job to b, which neither raised
+        # b, leading the liveness job since a's death, neither raised
         # HostSilent again nor forgot it: db-01 comes back, b resolves it
-        wait_for(lambda: b.leads("liveness"), 60, "hub b taking over the liveness job")
         assert a.post(batch("db-01", 6, 5, base), "db-01")[0] == 200
         wait_for(
             lambda: any(x.get("state") == "resolved" for _, x in fired()) or None,
