@@ -194,6 +194,8 @@ class Config:
             out += _names_check(values.get("notifiers", ()), values.get("alerts", ()))
         if "alerting" not in failed and "alerting" in values:
             out += _disable_check(values["alerting"].disable)
+        if "checks" not in failed:
+            out += _unique_checks(values.get("checks", ()))
         return out
 
     def interval_for(self, collector: str) -> float:

@@ -195,3 +195,14 @@ def test_a_broken_notifier_table_does_not_make_every_rule_wrong(tmp_path):
     )
     got, _ = problems(text, tmp_path)
     assert len(got) == 1 and "notifiers[0].retries: unknown key" in got[0]
+
+
+def test_a_check_name_used_twice_is_reported_with_the_other_errors(tmp_path):
+    text = (
+        '[agent]\nintervall = "10s"\n'
+        '[[checks]]\nname = "ssh"\ntype = "tcp"\naddress = "127.0.0.1:22"\n'
+        '[[checks]]\nname = "ssh"\ntype = "tcp"\naddress = "127.0.0.1:2222"\n'
+    )
+    got, _ = problems(text, tmp_path)
+    assert [line.split(": ")[1] for line in got] == ["agent.intervall", "checks[1].name"]
+    assert "check name 'ssh' is used twice" in got[1]
