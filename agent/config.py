@@ -300,10 +300,18 @@ def read_files(config: Config) -> list[Problem]:
     warnings: list[Problem] = []
     source = config.source
 
-    def unusable(key: str, exc: OSError) -> Problem:
+    def unusable(exc: OSError) -> str:
         if isinstance(exc, ssl.SSLError):
-            return Problem(source, key, f"not a PEM certificate bundle ({exc.reason or exc})")
-        return Problem(source, key, f"cannot read: {exc.strerror or exc}")
+            return f"not a PEM certificate bundle ({exc.reason or exc})"
+        return f"cannot read: {exc.strerror or exc}"
+
+    def ca_problem(ca_file: object) -> str | None:
+        """Why the agent cannot load this CA bundle, loaded as it loads it."""
+        try:
+            tls_context(ca_file=str(ca_file))
+        except OSError as exc:
+            return unusable(exc)
+        return None
 
     if problem := _state_dir_problem(config.agent.state_dir):
         errors.append(Problem(source, "agent.state_dir", problem))
@@ -311,29 +319,21 @@ def read_files(config: Config) -> list[Problem]:
         try:
             config.hub.read_token()
         except OSError as exc:
-            errors.append(unusable("hub.token_file", exc))
-    if config.hub.ca_file is not None:
-        try:
-            tls_context(ca_file=str(config.hub.ca_file))
-        except OSError as exc:
-            errors.append(unusable("hub.ca_file", exc))
+            errors.append(Problem(source, "hub.token_file", unusable(exc)))
+    if config.hub.ca_file is not None and (problem := ca_problem(config.hub.ca_file)):
+        errors.append(Problem(source, "hub.ca_file", problem))
     for i, notifier in enumerate(config.notifiers):
         ca_file = getattr(notifier, "ca_file", None)
-        if ca_file:
-            try:
-                tls_context(ca_file=str(ca_file))
-            except OSError as exc:
-                errors.append(unusable(f"notifiers[{i}].ca_file", exc))
+        if ca_file and (problem := ca_problem(ca_file)):
+            errors.append(Problem(source, f"notifiers[{i}].ca_file", problem))
     for i, check in enumerate(config.checks):
         ca_file = getattr(check, "ca_file", "")
-        if ca_file and _reads_ca_file(check):
-            try:
-                tls_context(ca_file=ca_file)
-            except OSError as exc:
-                why = unusable(f"checks[{i}].ca_file", exc)
-                warnings.append(
-                    Problem(source, why.path, f"{why.message}; the check fails until it is fixed")
+        if ca_file and _reads_ca_file(check) and (problem := ca_problem(ca_file)):
+            warnings.append(
+                Problem(
+                    source, f"checks[{i}].ca_file", f"{problem}; the check fails until it is fixed"
                 )
+            )
     for i, table in enumerate(config.logs):
         for j, pattern in enumerate(table.paths):
             if glob.glob(pattern, recursive=True):

@@ -311,7 +311,7 @@ class Shipper:
         again on a new one (the hub takes a batch once, whatever is sent twice)."""
         for _ in range(h1.MAX_REDIRECTS + 1):
             status, answer, data = await self._post_once(url, body, headers)
-            location = next((v for k, v in answer if k == "location"), "")
+            location = h1.header(answer, "location")
             if status not in (307, 308) or not location:
                 return status, answer, data
             url, _, headers, body = h1.redirected(url, status, location, "POST", headers, body)
@@ -320,20 +320,16 @@ class Shipper:
     async def _post_once(
         self, url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        conn = self.conn
-        if conn is not None and (conn.origin != h1.origin(url) or not conn.reusable):
-            conn.close()
-            conn = None
-        for fresh in (conn is None, True):
-            if fresh:
-                conn = self.conn = await h1.Connection.open(url, self.tls)
-            assert conn is not None
+        kept, target = self.conn, h1.target(url)
+        if kept is not None and kept.origin == h1.origin(url) and kept.reusable:
             try:
-                return await conn.request("POST", h1.target(url), headers, body)
+                return await kept.request("POST", target, headers, body)
             except (h1.Disconnected, ConnectionError):
-                if fresh:
-                    raise
-        raise AssertionError("unreachable")
+                pass  # the hub closed it while idle: once more, on a new one
+        elif kept is not None:
+            kept.close()
+        self.conn = await h1.Connection.open(url, self.tls)
+        return await self.conn.request("POST", target, headers, body)
 
     async def _send(self, batch: Batch) -> float | None:
         """Send one batch. None when done with it (stored or dead-lettered);
@@ -361,7 +357,7 @@ class Shipper:
             self._failed(f"hub unreachable: {type(exc).__name__}: {exc}")
             return 0.0
         text = data.decode("utf-8", "replace")
-        after = retry_after(next((v for k, v in answer if k == "retry-after"), None))
+        after = retry_after(h1.header(answer, "retry-after") or None)
         if 200 <= status < 300:
             try:
                 last_seq = int(json.loads(text)["last_seq"])

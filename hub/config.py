@@ -3,7 +3,6 @@ same schema rules as the agent's: every key optional, errors name the key."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ from agent.core.configfile import (
     load_config,
     split_host_port,
 )
-from agent.core.schema import Duration, Invalid, OneOf, Size, check_http_url, opt
+from agent.core.schema import Duration, Invalid, OneOf, Size, check_http_url, did_you_mean, opt
 from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig, check_name
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/hub.toml")
@@ -202,8 +201,7 @@ class HubSection:
                 raise Invalid(f"notifier name {name!r} is used twice", key=f"notifiers[{i}].name")
         for i, name in enumerate(self.reports.notify):
             if name not in names:
-                close = difflib.get_close_matches(name, names, n=1)
-                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                hint = did_you_mean(name, names)
                 defined = ", ".join(names) or "none"
                 raise Invalid(
                     f"no [[hub.notifiers]] named {name!r}{hint}; defined: {defined}",

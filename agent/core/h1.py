@@ -59,11 +59,7 @@ class Response:
     peer_cert: bytes | None = None  # DER of the answering server's certificate (https)
 
     def header(self, name: str, default: str = "") -> str:
-        name = name.lower()
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return default
+        return header(self.headers, name, default)
 
     @property
     def charset(self) -> str | None:
@@ -72,6 +68,12 @@ class Response:
             if key.lower() == "charset" and value:
                 return value.strip('"')
         return None
+
+
+def header(headers: list[tuple[str, str]], name: str, default: str = "") -> str:
+    """The first value of `name` in an answer's headers (names in lower case)."""
+    name = name.lower()
+    return next((value for key, value in headers if key == name), default)
 
 
 def origin(url: str) -> tuple[str, str, int]:

@@ -277,8 +277,7 @@ class _Builder:
             if foreign and key in foreign:
                 self.fail(_join(path, key), foreign[key])
                 continue
-            close = difflib.get_close_matches(key, [*fields, *options, *owners], n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            hint = did_you_mean(key, [*fields, *options, *owners])
             known = ", ".join(sorted([*fields, *options, *owners]))
             self.fail(_join(path, key), f"unknown key{hint}; known keys here: {known}")
         for name, meta in plugins.items():

@@ -60,5 +60,4 @@ class ProbeContext:
     run out of descriptors or flood one server."""
 
     def __init__(self, limit: int = 100) -> None:
-        self.limit = limit
         self.connections = asyncio.Semaphore(limit)
