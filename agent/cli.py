@@ -19,6 +19,7 @@ from agent.core.schema import ConfigError, Invalid, parse_duration
 
 if TYPE_CHECKING:
     from agent.config import Config
+    from agent.core.configfile import Origins
     from agent.core.schema import Problem
     from collectors.checks.config import CheckConfig
 
@@ -97,7 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="time between the two samples that rates and CPU shares need (default 1s)",
     )
-    command("check-config", cmd_check_config, "validate the configuration and exit")
+    check = command(
+        "check-config",
+        cmd_check_config,
+        "validate the configuration, its drop-in files and the files it names, and exit",
+    )
+    check.add_argument(
+        "--show", action="store_true", help="print the merged configuration, each value's file"
+    )
     status = command("status", cmd_status, "show the running agent's state")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     alerts = command("alerts", cmd_alerts, "list alert rules and their state; test one")
@@ -165,8 +173,20 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg, warnings = _load_for_run(args.config)
     for warning in warnings:
         print(f"vigil: warning: {warning}", file=sys.stderr)
-    print(f"{cfg.source}: ok")
+    _print_ok(cfg.origins, args.show)
     return EXIT_OK
+
+
+def _print_ok(origins: Origins, show: bool) -> None:
+    """check-config's answer: each file read, or with --show the merged
+    configuration as TOML (stdout holds nothing else, to save it)."""
+    from agent.core.configfile import show as merged
+
+    if show:
+        sys.stdout.write(merged(origins))
+        return
+    for file in origins.files or [origins.main]:
+        print(f"{file}: ok")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -247,26 +267,28 @@ def cmd_buffer(args: argparse.Namespace) -> int:
 # The hub is imported only by these commands: the agent itself never loads it.
 def cmd_hub_run(args: argparse.Namespace) -> int:
     from agent.core import logsetup
-    from hub import config as hub_config
+    from hub.reload import load_for_run
     from hub.server import serve
 
-    cfg = hub_config.load(args.config)
+    # ConfigError (exit 2): the file, or a file or directory it names, with
+    # the lines `vigil hub check-config` prints for it
+    cfg, _ = load_for_run(args.config)
     logsetup.configure("info", "auto")
     try:
         return _run_loop(serve(cfg, args.config))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # at run time: the port taken, the database down
         print(f"vigil: hub: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
 
 def cmd_hub_check_config(args: argparse.Namespace) -> int:
     """As `vigil check-config`, for the hub: every problem on its own line
-    (the schema's, then the files the config names), exit 2 if any."""
-    from hub import config as hub_config
-    from hub.reload import read_files
+    (the schema's, then the files and the directory the config names),
+    exit 2 if any: as `vigil hub run` would refuse to start, with the same
+    lines. Creates nothing."""
+    from hub.reload import load_for_run
 
-    cfg = hub_config.load(args.config)
-    read_files(cfg, default_secret=False, tls=True)  # ConfigError: one line per file
+    cfg, _ = load_for_run(args.config)  # ConfigError: one line per problem
     print(f"{cfg.source}: ok")
     return EXIT_OK
 

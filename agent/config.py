@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from agent.alerts.config import AlertingSection, AlertRuleConfig
 from agent.core.configfile import (
+    Origins,
     check_listen,
     default_state_dir,
     is_loopback,
@@ -176,6 +177,7 @@ class Config:
     checks: tuple[Annotated[CheckConfig, OneOf(CHECK_TYPES)], ...] = ()
     # Where this came from; not a TOML key.
     source: str = field(default="(built-in defaults)", init=False, compare=False)
+    origins: Origins = field(default_factory=Origins, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         Invalid.raise_all(
@@ -298,7 +300,12 @@ def read_files(config: Config) -> list[Problem]:
 
     errors: list[Problem] = []
     warnings: list[Problem] = []
-    source = config.source
+
+    def error(key: str, message: str) -> None:
+        errors.append(Problem(config.origins.file_of(key), key, message))
+
+    def warning(key: str, message: str) -> None:
+        warnings.append(Problem(config.origins.file_of(key), key, message))
 
     def unusable(exc: OSError) -> str:
         if isinstance(exc, ssl.SSLError):
@@ -314,26 +321,22 @@ def read_files(config: Config) -> list[Problem]:
         return None
 
     if problem := _state_dir_problem(config.agent.state_dir):
-        errors.append(Problem(source, "agent.state_dir", problem))
+        error("agent.state_dir", problem)
     if config.hub.targets:
         try:
             config.hub.read_token()
         except OSError as exc:
-            errors.append(Problem(source, "hub.token_file", unusable(exc)))
+            error("hub.token_file", unusable(exc))
     if config.hub.ca_file is not None and (problem := ca_problem(config.hub.ca_file)):
-        errors.append(Problem(source, "hub.ca_file", problem))
+        error("hub.ca_file", problem)
     for i, notifier in enumerate(config.notifiers):
         ca_file = getattr(notifier, "ca_file", None)
         if ca_file and (problem := ca_problem(ca_file)):
-            errors.append(Problem(source, f"notifiers[{i}].ca_file", problem))
+            error(f"notifiers[{i}].ca_file", problem)
     for i, check in enumerate(config.checks):
         ca_file = getattr(check, "ca_file", "")
         if ca_file and _reads_ca_file(check) and (problem := ca_problem(ca_file)):
-            warnings.append(
-                Problem(
-                    source, f"checks[{i}].ca_file", f"{problem}; the check fails until it is fixed"
-                )
-            )
+            warning(f"checks[{i}].ca_file", f"{problem}; the check fails until it is fixed")
     for i, table in enumerate(config.logs):
         for j, pattern in enumerate(table.paths):
             if glob.glob(pattern, recursive=True):
@@ -346,9 +349,7 @@ def read_files(config: Config) -> list[Problem]:
                     missing = f"no such directory {directory}"
             except OSError as exc:  # a directory this user may not enter
                 missing = f"cannot look into {directory}: {exc.strerror or exc}"
-            warnings.append(
-                Problem(source, f"logs[{i}].paths[{j}]", f"{missing}; followed once it appears")
-            )
+            warning(f"logs[{i}].paths[{j}]", f"{missing}; followed once it appears")
     if errors:
         raise ConfigError(errors)
     return warnings

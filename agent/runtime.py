@@ -28,6 +28,7 @@ from agent import config as config_mod
 from agent.config import Config
 from agent.core import logsetup, statedir
 from agent.core.checkpoint import CheckpointStore
+from agent.core.configfile import same_files
 from agent.core.exposition import render
 from agent.core.records import Event, Metric, Record, with_legacy_names
 from agent.core.schema import ConfigError, Problem, did_you_mean
@@ -110,7 +111,7 @@ def rules_on_nothing(config: Config) -> list[Problem]:
         if metric not in names and expr.func != "absent":  # absent(): fires on nothing
             out.append(
                 Problem(
-                    config.source,
+                    config.origins.file_of(f"alerts[{i}].expr"),
                     f"alerts[{i}].expr",
                     f"rule {rule.name!r}: nothing configured emits {metric}"
                     f"{did_you_mean(metric, names)}; the rule never fires",
@@ -532,5 +533,5 @@ class Agent:
 def _with_state_dir(config: Config, state_dir: Any) -> Config:
     agent = dataclasses.replace(config.agent, state_dir=state_dir)
     new = dataclasses.replace(config, agent=agent)
-    object.__setattr__(new, "source", config.source)
+    same_files(new, config.origins)
     return new

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from agent.core.configfile import (
+    Origins,
     check_listen,
     default_state_dir,
     is_loopback,
@@ -258,6 +259,7 @@ class HubConfig:
     hub: HubSection = field(default_factory=HubSection)
     store: StoreSection = field(default_factory=StoreSection)
     source: str = field(default="(built-in defaults)", init=False, compare=False)
+    origins: Origins = field(default_factory=Origins, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.store.backend == "postgres" and self.store.pool_size < 1 + self.hub.read_threads:

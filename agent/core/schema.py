@@ -234,12 +234,14 @@ def _describe(tp: Any) -> str:
 
 
 class _Builder:
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, file_of: Callable[[str], str] | None = None) -> None:
         self.file = file
+        self.file_of = file_of  # the file that set a key path, with drop-ins
         self.problems: list[Problem] = []
 
     def fail(self, path: str, message: str) -> None:
-        self.problems.append(Problem(self.file, path, message))
+        file = self.file_of(path) if self.file_of else self.file
+        self.problems.append(Problem(file, path, message))
 
     def section(
         self, cls: type[T], data: object, path: str, foreign: Mapping[str, str] | None = None
@@ -450,9 +452,12 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def build(cls: type[T], data: Mapping[str, Any], file: str) -> T:
-    """Build section `cls` from parsed TOML, or raise ConfigError listing every problem."""
-    builder = _Builder(file)
+def build(
+    cls: type[T], data: Mapping[str, Any], file: str, file_of: Callable[[str], str] | None = None
+) -> T:
+    """Build section `cls` from parsed TOML, or raise ConfigError listing
+    every problem; `file_of` names the file of each key path (drop-ins)."""
+    builder = _Builder(file, file_of)
     result = builder.section(cls, data, "")
     if builder.problems or result is None:
         raise ConfigError(builder.problems)
