@@ -10,7 +10,6 @@ import json
 import signal
 import socket
 import sys
-from pathlib import Path
 
 from tests.conftest import wait_for
 from tests.e2e.harness import Agent, agent_config, free_port, http_get, vigil
