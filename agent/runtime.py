@@ -73,7 +73,7 @@ def load_for_run(path: str | None) -> tuple[Config, list[Problem]]:
     `vigil check-config`, `vigil run` and a reload all load through here, so
     none accepts what another refuses."""
     config = config_mod.load(path)
-    return config, config_mod.read_files(config) + rules_on_nothing(config)
+    return config, config_mod.read_files(config) + rules_on_nothing(config) + unused(config)
 
 
 def log_warnings(warnings: list[Problem]) -> None:
@@ -117,6 +117,39 @@ def rules_on_nothing(config: Config) -> list[Problem]:
                     f"{did_you_mean(metric, names)}; the rule never fires",
                 )
             )
+    return out
+
+
+def unused(config: Config) -> list[Problem]:
+    """Checks and log tables whose results nothing reads: no hub, no local
+    endpoint, and no alert rule on their metrics (the default rules
+    switched off). Legal, as the buffer keeps them, but a rule or an
+    output was probably forgotten."""
+    if (
+        config.hub.targets
+        or config.api.listen
+        or not (config.checks or config.logs or config.journal)
+    ):
+        return []
+    from agent.alerts.expr import parse
+    from agent.alerts.service import rule_configs
+    from collectors.checks.service import SPECS as CHECK_SPECS
+    from collectors.logs.tailer import LogCollector
+
+    selectors = [parse(rule.expr).selector for rule in rule_configs(config)]
+    check_metrics = {spec.name for spec in CHECK_SPECS}
+    log_metrics = {spec.name for spec in LogCollector.specs}
+    unread = "no hub, [api] endpoint or alert rule reads its results: the local buffer keeps them"
+    out = []
+    for i, check in enumerate(config.checks):
+        labels = {**check.labels, "check": check.name, "type": check.type}
+        if not any(s.metric in check_metrics and s.matches(s.metric, labels) for s in selectors):
+            key = f"checks[{i}]"
+            out.append(Problem(config.origins.file_of(key), key, f"check {check.name!r}: {unread}"))
+    if not any(s.metric in log_metrics for s in selectors):  # a log file's labels are unknown here
+        tables = [f"logs[{i}]" for i in range(len(config.logs))]
+        for key in tables + [f"journal[{i}]" for i in range(len(config.journal))]:
+            out.append(Problem(config.origins.file_of(key), key, f"this table: {unread}"))
     return out
 
 

@@ -186,3 +186,32 @@ def test_a_reload_refuses_what_check_config_refuses_and_keeps_running(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_a_check_or_log_table_nothing_reads_is_a_warning(tmp_path):
+    """With the default rules off, no hub and no endpoint, a check that no
+    rule selects and a log table no rule reads produce records nobody ever
+    sees: check-config says so (exit 0), and stops saying it once a rule,
+    the endpoint or a hub reads them."""
+    checks = (
+        '[[checks]]\nname = "a"\ntype = "tcp"\naddress = "127.0.0.1:9"\n'
+        '[[checks]]\nname = "b"\ntype = "tcp"\naddress = "127.0.0.1:9"\n'
+        '[[alerts]]\nname = "BDown"\nexpr = \'check_up{{check="b"}} == 0\'\n'
+        f'[[logs]]\npaths = ["{tmp_path}/*.log"]\n'
+    )
+    config = write(tmp_path, "[alerting]\ndefault_rules = false\n" + checks)
+    (tmp_path / "app.log").write_text("")
+    checked = vigil("check-config", "--config", str(config))
+    assert checked.returncode == 0
+    unread = "no hub, [api] endpoint or alert rule reads its results: the local buffer keeps them"
+    assert checked.stderr.splitlines() == [
+        f"vigil: warning: {config}: checks[0]: check 'a': {unread}",
+        f"vigil: warning: {config}: logs[0]: this table: {unread}",
+    ]
+    for fix in (
+        "",  # the default rules: CheckFailing and LogErrorRate read both
+        '[alerting]\ndefault_rules = false\n[api]\nlisten = "127.0.0.1:9"\n',
+        '[alerting]\ndefault_rules = false\n[hub]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n',
+    ):
+        config = write(tmp_path, fix + checks)
+        assert vigil("check-config", "--config", str(config)).stderr == "", fix
