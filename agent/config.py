@@ -40,7 +40,7 @@ from agent.core.schema import (
 from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
 from collectors import HOST_COLLECTORS
 from collectors.checks.config import CHECK_TYPES, CheckConfig, check_names_unique
-from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig
+from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig, base_dir
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
 
@@ -294,8 +294,6 @@ def read_files(config: Config) -> list[Problem]:
     warnings: what is legal but will not work as it stands. `vigil
     check-config` and `vigil run` both call it, so neither accepts what the
     other refuses."""
-    import glob
-
     from agent.core.http import tls_context
 
     errors: list[Problem] = []
@@ -339,20 +337,30 @@ def read_files(config: Config) -> list[Problem]:
             warning(f"checks[{i}].ca_file", f"{problem}; the check fails until it is fixed")
     for i, table in enumerate(config.logs):
         for j, pattern in enumerate(table.paths):
-            if glob.glob(pattern, recursive=True):
-                continue
-            prefix = pattern.split("*")[0].split("?")[0].split("[")[0]  # before any wildcard
-            directory = Path(prefix) if prefix.endswith("/") else Path(prefix).parent
-            missing = "no file matches it yet"
-            try:
-                if not directory.is_dir():
-                    missing = f"no such directory {directory}"
-            except OSError as exc:  # a directory this user may not enter
-                missing = f"cannot look into {directory}: {exc.strerror or exc}"
-            warning(f"logs[{i}].paths[{j}]", f"{missing}; followed once it appears")
+            if problem := _follows_nothing(table, pattern):
+                warning(f"logs[{i}].paths[{j}]", f"{problem}; followed once it appears")
     if errors:
         raise ConfigError(errors)
     return warnings
+
+
+def _follows_nothing(table: LogsConfig, pattern: str) -> str | None:
+    """Why `pattern` gives the table no file to follow now, as the tailer
+    looks: regular files (links followed) that `exclude` does not leave out."""
+    import glob
+
+    matches = glob.glob(pattern, recursive=True)
+    if any(os.path.isfile(path) and not table.excludes(path) for path in matches):
+        return None
+    if matches:
+        return f"matches {len(matches)} paths, none a file this table reads (not excluded, not a directory)"
+    directory = Path(base_dir(pattern))
+    try:
+        if not directory.is_dir():
+            return f"no such directory {directory}"
+    except OSError as exc:  # a directory this user may not enter
+        return f"cannot look into {directory}: {exc.strerror or exc}"
+    return "no file matches it yet"
 
 
 def _state_dir_problem(state: Path) -> str | None:

@@ -3,6 +3,9 @@ Every key is documented in docs/configuration.md; the behaviour in docs/logs.md.
 
 from __future__ import annotations
 
+import fnmatch
+import glob
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -114,6 +117,20 @@ class LogsConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise Invalid(f"rule names must be unique: {', '.join(dupes)}", key="rules")
+
+    def excludes(self, path: str) -> bool:
+        """Whether `exclude` leaves out the file at `path` (by name or path)."""
+        name = os.path.basename(path)
+        return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in self.exclude)
+
+
+def base_dir(pattern: str) -> str:
+    """The deepest directory of `pattern` without glob characters."""
+    parts = pattern.split(os.sep)
+    for i, part in enumerate(parts):
+        if glob.has_magic(part):
+            return os.sep.join(parts[:i]) or os.sep
+    return os.path.dirname(pattern) or os.sep
 
 
 @dataclass(frozen=True)

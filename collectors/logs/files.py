@@ -65,7 +65,7 @@ from typing import Any
 
 import structlog
 
-from collectors.logs.config import LogsConfig
+from collectors.logs.config import LogsConfig, base_dir
 from collectors.logs.matcher import Data
 
 log = structlog.get_logger("vigil.collectors.logs")
@@ -190,18 +190,14 @@ class Follower:
         if known is None:
             if len(self._exclusions) > 100_000:
                 self._exclusions.clear()
-            name = os.path.basename(path)
-            known = any(
-                fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in self.config.exclude
-            )
-            self._exclusions[path] = known
+            known = self._exclusions[path] = self.config.excludes(path)
         return known
 
     def _glob(self) -> dict[tuple[int, int], tuple[str, os.stat_result]]:
         found: dict[tuple[int, int], tuple[str, os.stat_result]] = {}
         dirs = set()
         for pattern in self.config.paths:
-            dirs.add(_base_dir(pattern))
+            dirs.add(base_dir(pattern))
             for path in sorted(glob.glob(pattern, recursive=True)):
                 if self._excluded(path):
                     continue
@@ -616,15 +612,6 @@ class Follower:
             with contextlib.suppress(OSError):
                 os.close(f.fd)
         self.files.clear()
-
-
-def _base_dir(pattern: str) -> str:
-    """The deepest directory of `pattern` without glob characters."""
-    parts = pattern.split(os.sep)
-    for i, part in enumerate(parts):
-        if glob.has_magic(part):
-            return os.sep.join(parts[:i]) or os.sep
-    return os.path.dirname(pattern) or os.sep
 
 
 def _files_in(directory: str) -> Iterator[tuple[os.DirEntry[str], os.stat_result]]:

@@ -70,10 +70,12 @@ def test_warnings_are_printed_by_check_config_and_logged_once_by_run(tmp_path):
     """Legal but not working yet: exit 0, and the same warnings."""
     config = write(
         tmp_path,
-        '[[logs]]\npaths = ["{tmp}/nowhere/*.log", "{tmp}/*.log"]\n'
+        '[[logs]]\npaths = ["{tmp}/nowhere/*.log", "{tmp}/*.log", "{tmp}/old/*"]\n'
         '[[checks]]\nname = "web"\ntype = "http"\nurl = "https://127.0.0.1:9/"\n'
         'ca_file = "{tmp}/absent.pem"\n',
     )
+    (tmp_path / "old" / "archive").mkdir(parents=True)  # a directory and a compressed
+    (tmp_path / "old" / "app.log.2.gz").write_bytes(b"")  # rotation: nothing to follow
     checked = vigil("check-config", "--config", str(config))
     assert checked.returncode == 0, checked.stderr
     lines = checked.stderr.strip().splitlines()
@@ -84,6 +86,8 @@ def test_warnings_are_printed_by_check_config_and_logged_once_by_run(tmp_path):
         " followed once it appears",
         f"vigil: warning: {config}: logs[0].paths[1]: no file matches it yet;"
         " followed once it appears",
+        f"vigil: warning: {config}: logs[0].paths[2]: matches 2 paths, none a file this table"
+        " reads (not excluded, not a directory); followed once it appears",
     ]
     log = tmp_path / "run.out"  # not *.log: the config follows those
     with open(log, "w") as out:
@@ -100,6 +104,7 @@ def test_warnings_are_printed_by_check_config_and_logged_once_by_run(tmp_path):
         ("checks[0].ca_file", str(config)),
         ("logs[0].paths[0]", str(config)),
         ("logs[0].paths[1]", str(config)),
+        ("logs[0].paths[2]", str(config)),
     ]
 
 
