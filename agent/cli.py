@@ -141,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     hub_check = hub_sub.add_parser(
         "check-config",
         help="validate the hub's configuration and exit",
-        description="validate the hub's configuration and the files it names, and exit",
+        description="validate the hub's configuration, its drop-in files and the files it names,"
+        " and exit",
+    )
+    hub_check.add_argument(
+        "--show", action="store_true", help="print the merged configuration, each value's file"
     )
     hub_check.set_defaults(func=cmd_hub_check_config)
     hub_report = hub_sub.add_parser(
@@ -289,7 +293,7 @@ def cmd_hub_check_config(args: argparse.Namespace) -> int:
     from hub.reload import load_for_run
 
     cfg, _ = load_for_run(args.config)  # ConfigError: one line per problem
-    print(f"{cfg.source}: ok")
+    _print_ok(cfg.origins, args.show)
     return EXIT_OK
 
 
