@@ -353,7 +353,8 @@ def _follows_nothing(table: LogsConfig, pattern: str) -> str | None:
     if any(os.path.isfile(path) and not table.excludes(path) for path in matches):
         return None
     if matches:
-        return f"matches {len(matches)} paths, none a file this table reads (not excluded, not a directory)"
+        reads = "none a file this table reads (not excluded, not a directory)"
+        return f"matches {len(matches)} paths, {reads}"
     directory = Path(base_dir(pattern))
     try:
         if not directory.is_dir():

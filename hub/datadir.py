@@ -10,7 +10,12 @@ database file 0600 before it is opened, and it and its `-wal` and `-shm`
 the mode of the database file).
 Under systemd, `StateDirectoryMode=0750` and `UMask=0077` do the same; this
 does it when the hub is started by hand, in a container, or by another
-init system."""
+init system.
+
+`problem(data_dir, sqlite)` says, without creating or changing anything,
+why `prepare` and the store could not use the directory: `vigil hub
+check-config` and `vigil hub run` both ask it before starting
+(hub/reload.py, `load_for_run`)."""
 
 from __future__ import annotations
 
@@ -35,6 +40,38 @@ def prepare(data_dir: Path) -> None:
     if mode & 0o027:
         os.chmod(data_dir, mode & ~0o027)
         log.warning("data_dir_permissions_tightened", path=str(data_dir), was=oct(mode))
+
+
+def problem(data_dir: Path, sqlite: bool = True) -> str | None:
+    """Why `vigil hub run` could not create or use `data_dir`, or None.
+    Asked of the file system, not tried: check-config creates nothing.
+    `sqlite`: the store is DATA_DIR/hub.db, which must not be a directory."""
+    try:
+        for path in (data_dir, *data_dir.parents):
+            if path.exists():
+                break
+            if path.is_symlink():  # mkdir cannot make what it points to
+                return f"{path} is a symbolic link to nothing"
+        else:
+            path = Path("/")
+        if not (path.is_dir() and os.access(path, os.W_OK | os.X_OK)):
+            if path == data_dir:
+                return f"{data_dir} is not a writable directory"
+            return f"cannot create data directory {data_dir}: {path} is not a writable directory"
+        if path != data_dir:
+            return None  # made by prepare(), empty and 0750
+        st = data_dir.stat()
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o027 and st.st_uid != os.geteuid() and os.geteuid() != 0:
+            return (  # prepare() would tighten it, and only its owner may
+                f"{data_dir} is open to its group or others ({oct(mode)}) and owned by"
+                f" uid {st.st_uid}, so the hub cannot make it private: chmod g-w,o-rwx it"
+            )
+        if sqlite and (data_dir / "hub.db").is_dir():
+            return f"{data_dir / 'hub.db'} is a directory; the hub keeps its database in a file"
+    except OSError as exc:  # a parent this user may not enter
+        return f"cannot use data directory {data_dir}: {exc.strerror or exc}"
+    return None
 
 
 def private_database(path: Path) -> None:

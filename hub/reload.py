@@ -18,14 +18,17 @@ it was. Otherwise (`RELOADING=1`, then `READY=1` to systemd):
   and any key not known here keeps its running value, and the hub logs
   `reload_needs_restart` naming each key.
 
-`read_files` is also what `vigil hub check-config` runs, so a file that
-check-config passes, a reload takes.
+`read_files` is also what `vigil hub check-config` and `vigil hub run`
+read the files with (`load_for_run`): a file that check-config passes, a
+start and a reload take, and what it refuses, `hub run` refuses with the
+same lines (exit 2, a configuration error).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import os
 import ssl
 import time
@@ -36,9 +39,11 @@ from typing import Any
 
 import structlog
 
+from agent.core.configfile import same_files
 from agent.core.schema import ConfigError, Invalid, Problem
 from agent.core.sdnotify import SystemdNotifier
 from hub import config as config_mod
+from hub import datadir
 from hub.auth import Keys, previous_until, read_secret
 from hub.config import HubConfig
 from hub.guard import Guard, InFlight, raise_fd_limit
@@ -95,19 +100,37 @@ class Files:
     previous: bytes | None = None  # the previous secret, during a rotation
 
 
-def read_files(config: HubConfig, default_secret: bool = True, tls: bool = False) -> Files:
+def load_for_run(path: str | os.PathLike[str] | None) -> tuple[HubConfig, Files]:
+    """The configuration as `vigil hub run` starts with it: the file, then
+    the files and the directory it names, read as the hub reads them at
+    start; ConfigError with every problem of either, one line each.
+    `vigil hub check-config` and `vigil hub run` both load through here, so
+    neither accepts what the other refuses. Creates nothing."""
+    config = config_mod.load(path)
+    return config, read_files(config, at_start=True)
+
+
+def read_files(config: HubConfig, at_start: bool = False) -> Files:
     """What the config's files hold, or ConfigError with one problem per
-    file. `default_secret`: also read DATA_DIR/hub.secret when no
-    `secret_file` is set (it is made on first start, so its absence is no
-    problem). `tls`: load the certificate and key as the hub would."""
+    file. DATA_DIR/hub.secret is read when no `secret_file` is set and it
+    exists (it is made on first start, so its absence is no problem).
+    `at_start`: also what only a start uses (a reload keeps the running
+    ones): the data directory, and the TLS certificate and key, loaded as
+    the hub loads them."""
     hub, problems = config.hub, []
 
-    def problem(key: str, message: str) -> None:
-        problems.append(Problem(config.source, f"hub.{key}", message))
+    def problem(key: str, message: str, table: str = "hub") -> None:
+        path = f"{table}.{key}"
+        problems.append(Problem(config.origins.file_of(path), path, message))
 
+    if at_start and (why := datadir.problem(hub.data_dir, config.store.backend == "sqlite")):
+        problem("data_dir", why)
     secret = previous = None
     path = hub.secret_file or hub.data_dir / "hub.secret"
-    if hub.secret_file is not None or (default_secret and path.exists()):
+    if at_start and hub.secret_file is None and path.is_symlink() and not path.exists():
+        # the first start makes the secret there, and cannot through this
+        problem("secret_file", f"{path} is a symbolic link to nothing (secret_file is not set)")
+    elif hub.secret_file is not None or path.exists():
         try:
             secret = read_secret(path)
         except OSError as exc:
@@ -131,7 +154,7 @@ def read_files(config: HubConfig, default_secret: bool = True, tls: bool = False
                 problem("read_token_file", f"{hub.read_token_file} is empty")
         except (OSError, UnicodeDecodeError) as exc:
             problem("read_token_file", f"cannot read {hub.read_token_file}: {_why(exc)}")
-    if tls and hub.tls_cert_file is not None and hub.tls_key_file is not None:
+    if at_start and hub.tls_cert_file is not None and hub.tls_key_file is not None:
         try:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(hub.tls_cert_file, hub.tls_key_file)
@@ -147,30 +170,46 @@ def read_files(config: HubConfig, default_secret: bool = True, tls: bool = False
         for key, file in named:
             if file is None:
                 continue
+            if key == "ca_file":
+                if why := _ca_problem(file):
+                    problem(f"forward[{i}].{key}", why)
+                continue
             try:
-                text = file.read_text()
-                if key != "ca_file" and not text.strip():
+                if not file.read_text().strip():
                     problem(f"forward[{i}].{key}", f"{file} is empty")
-                if key == "ca_file":
-                    ssl.create_default_context(cafile=str(file))
-            except (OSError, UnicodeDecodeError, ssl.SSLError) as exc:
+            except (OSError, UnicodeDecodeError) as exc:
                 problem(f"forward[{i}].{key}", f"cannot read {file}: {_why(exc)}")
+    for i, notifier in enumerate(hub.notifiers):  # a remote notifier loads its CA as it starts
+        ca_file = getattr(notifier, "ca_file", None)
+        if ca_file is not None and (why := _ca_problem(ca_file)):
+            problem(f"notifiers[{i}].ca_file", why)
     store = config.store  # [store] dsn_file: readable, not empty (no connection is tried)
+    if store.backend == "postgres":
+        try:
+            importlib.import_module("hub.store.postgres")  # psycopg, as the start imports it
+        except ImportError as exc:  # the optional dependency
+            why = f'"postgres" needs psycopg: pip install "vigil-monitoring[postgres]" ({exc})'
+            problem("backend", why, "store")
     if store.dsn_file is not None:
         try:
             if not store.dsn_file.read_text().strip():
-                problems.append(
-                    Problem(config.source, "store.dsn_file", f"{store.dsn_file} is empty")
-                )
+                problem("dsn_file", f"{store.dsn_file} is empty", "store")
         except (OSError, UnicodeDecodeError) as exc:
-            problems.append(
-                Problem(
-                    config.source, "store.dsn_file", f"cannot read {store.dsn_file}: {_why(exc)}"
-                )
-            )
+            problem("dsn_file", f"cannot read {store.dsn_file}: {_why(exc)}", "store")
     if problems:
         raise ConfigError(problems)
     return Files(secret, read_token, previous)
+
+
+def _ca_problem(file: Path) -> str | None:
+    """Why a CA bundle cannot be loaded as the hub's clients load it, or None."""
+    try:
+        ssl.create_default_context(cafile=str(file))
+    except ssl.SSLError as exc:
+        return f"{file} is not a PEM certificate bundle ({exc.reason or exc})"
+    except OSError as exc:
+        return f"cannot read {file}: {_why(exc)}"
+    return None
 
 
 def _why(exc: Exception) -> str:
@@ -187,7 +226,7 @@ def prepare(
     stores = new.store != old.store  # [store]: the store was opened at start
     if stores:
         kept_store = dataclasses.replace(new, store=old.store)
-        object.__setattr__(kept_store, "source", new.source)
+        same_files(kept_store, new.origins)
         new = kept_store
     keep = [
         f.name
@@ -200,9 +239,9 @@ def prepare(
         except Invalid as exc:  # e.g. a read token dropped, but the old listen is public
             where = f"hub.{exc.key}" if exc.key else "hub"
             message = f"{exc} (with the running {', '.join(keep)}: these need a restart)"
-            raise ConfigError([Problem(new.source, where, message)]) from exc
+            raise ConfigError([Problem(new.origins.file_of(where), where, message)]) from exc
         effective = dataclasses.replace(new, hub=hub)
-        object.__setattr__(effective, "source", new.source)
+        same_files(effective, new.origins)
         new = effective
     return new, read_files(new), keep + (["store"] if stores else [])
 

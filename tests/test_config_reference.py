@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from agent import cli
 from agent.config import Config
@@ -188,7 +189,11 @@ def _wrong(tp: Any) -> Any:
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = cli.main(argv)
+    saved = structlog.get_config()
+    try:
+        code = cli.main(argv)
+    finally:  # main points the logs at this test's captured stderr: not the next tests'
+        structlog.configure(**saved)
     return code, capsys.readouterr().err
 
 

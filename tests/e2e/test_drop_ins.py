@@ -95,3 +95,21 @@ def test_a_check_added_by_a_drop_in_runs_after_sighup_and_a_bad_one_is_refused(t
             assert db_up(), "the running configuration was kept"
         finally:
             assert agent.stop() == 0
+
+
+def test_the_hub_reads_hub_d_and_names_the_drop_in_of_a_bad_file(tmp_path):
+    main = tmp_path / "hub.toml"
+    main.write_text(f'[hub]\nlisten = "127.0.0.1:{free_port()}"\ndata_dir = "{tmp_path}/data"\n')
+    (tmp_path / "hub.d").mkdir()
+    drop_in = tmp_path / "hub.d" / "50-read.toml"
+    drop_in.write_text(f'[hub]\nread_token_file = "{tmp_path}/absent.token"\n')
+    checked = vigil("hub", "check-config", "--config", str(main))
+    run = vigil("hub", "run", "--config", str(main), timeout=30)
+    assert (checked.returncode, run.returncode) == (2, 2)
+    assert checked.stderr == run.stderr
+    assert checked.stderr.startswith(f"vigil: {drop_in}: hub.read_token_file: cannot read ")
+    (tmp_path / "absent.token").write_text("reader\n")
+    shown = vigil("hub", "check-config", "--config", str(main), "--show")
+    assert shown.returncode == 0, shown.stderr
+    assert f'read_token_file = "{tmp_path}/absent.token"  # {drop_in}' in shown.stdout
+    assert not (tmp_path / "data").exists()  # check-config creates nothing

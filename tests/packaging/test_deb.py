@@ -150,6 +150,8 @@ def test_configs_pass_check_config(installed: Path) -> None:
     assert "/etc/vigil/agent.toml" in run("dpkg-query", "-W", "-f=${Conffiles}", "vigil").stdout
     run("/usr/bin/vigil", "check-config", "--config", "/etc/vigil/agent.toml")
     run("/usr/bin/vigil", "hub", "check-config", "--config", "/etc/vigil/hub.toml")
+    # where configuration management drops its files (docs/configuration.md)
+    assert Path("/etc/vigil/agent.d").is_dir() and Path("/etc/vigil/hub.d").is_dir()
 
 
 @pytest.mark.parametrize("unit", ["vigil-agent.service", "vigil-hub.service"])
