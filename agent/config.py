@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from agent.alerts.config import AlertingSection, AlertRuleConfig
+from agent.core import statedir
 from agent.core.configfile import (
     Origins,
     check_listen,
@@ -43,6 +44,9 @@ from collectors.checks.config import CHECK_TYPES, CheckConfig, check_names_uniqu
 from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig, base_dir
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
+# What the agent keeps in its state directory: check-config asks each is usable
+STATE_FILES = ("agent.lock", "alerts.json", "alerts.series", "checks.sla")
+STATE_DIRS = ("buffer", "logs", "deadletter", "notify")
 
 
 def _check_enabled(names: tuple[str, ...]) -> str | None:
@@ -318,7 +322,7 @@ def read_files(config: Config) -> list[Problem]:
             return unusable(exc)
         return None
 
-    if problem := _state_dir_problem(config.agent.state_dir):
+    if problem := statedir.problem(config.agent.state_dir, "state", STATE_FILES, STATE_DIRS):
         error("agent.state_dir", problem)
     if config.hub.targets:
         try:
@@ -362,23 +366,6 @@ def _follows_nothing(table: LogsConfig, pattern: str) -> str | None:
     except OSError as exc:  # a directory this user may not enter
         return f"cannot look into {directory}: {exc.strerror or exc}"
     return "no file matches it yet"
-
-
-def _state_dir_problem(state: Path) -> str | None:
-    """Why `vigil run` could not create or use `state`, or None. Asked of
-    the file system, not tried: check-config creates nothing."""
-    try:
-        if state.is_symlink() and not state.exists():
-            return f"{state} is a symbolic link to nothing"
-        existing = next((p for p in (state, *state.parents) if p.exists()), Path("/"))
-        usable = existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
-        if usable and (state / "agent.lock").is_dir():
-            return f"{state / 'agent.lock'} is a directory; the agent locks a file of that name"
-    except OSError as exc:  # a parent this user may not enter
-        return f"cannot create state directory {state}: {exc.strerror or exc}"
-    if not usable:
-        return f"cannot create state directory {state}: {existing} is not a writable directory"
-    return None
 
 
 def _reads_ca_file(check: CheckConfig) -> bool:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import structlog
 
+from agent.core import statedir
+
 log = structlog.get_logger()
 
 DIR_MODE = 0o750
@@ -43,35 +45,10 @@ def prepare(data_dir: Path) -> None:
 
 
 def problem(data_dir: Path, sqlite: bool = True) -> str | None:
-    """Why `vigil hub run` could not create or use `data_dir`, or None.
-    Asked of the file system, not tried: check-config creates nothing.
-    `sqlite`: the store is DATA_DIR/hub.db, which must not be a directory."""
-    try:
-        for path in (data_dir, *data_dir.parents):
-            if path.exists():
-                break
-            if path.is_symlink():  # mkdir cannot make what it points to
-                return f"{path} is a symbolic link to nothing"
-        else:
-            path = Path("/")
-        if not (path.is_dir() and os.access(path, os.W_OK | os.X_OK)):
-            if path == data_dir:
-                return f"{data_dir} is not a writable directory"
-            return f"cannot create data directory {data_dir}: {path} is not a writable directory"
-        if path != data_dir:
-            return None  # made by prepare(), empty and 0750
-        st = data_dir.stat()
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & 0o027 and st.st_uid != os.geteuid() and os.geteuid() != 0:
-            return (  # prepare() would tighten it, and only its owner may
-                f"{data_dir} is open to its group or others ({oct(mode)}) and owned by"
-                f" uid {st.st_uid}, so the hub cannot make it private: chmod g-w,o-rwx it"
-            )
-        if sqlite and (data_dir / "hub.db").is_dir():
-            return f"{data_dir / 'hub.db'} is a directory; the hub keeps its database in a file"
-    except OSError as exc:  # a parent this user may not enter
-        return f"cannot use data directory {data_dir}: {exc.strerror or exc}"
-    return None
+    """Why `vigil hub run` could not create or use `data_dir`, or None
+    (creates nothing). `sqlite`: the store is DATA_DIR/hub.db."""
+    files = tuple(f"hub.db{suffix}" for suffix in DB_PARTS) if sqlite else ()
+    return statedir.problem(data_dir, "data", files, private=0o027)
 
 
 def private_database(path: Path) -> None:

@@ -56,3 +56,58 @@ class StateLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def problem(
+    path: Path,
+    what: str,
+    files: tuple[str, ...] = (),
+    dirs: tuple[str, ...] = (),
+    private: int = 0o022,
+) -> str | None:
+    """Why a daemon could not create or use its `what` directory `path`
+    ("state", "data") with the `files` and `dirs` it keeps there, or None.
+    Asked of the file system, not tried: check-config creates nothing.
+    `private`: the mode bits the daemon takes away from an existing one
+    (only its owner, or root, can)."""
+    try:
+        for existing in (path, *path.parents):
+            if existing.exists():
+                break
+            if existing.is_symlink():  # mkdir cannot make what it points to
+                return f"{existing} is a symbolic link to nothing"
+        else:
+            existing = Path("/")
+        if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+            if existing == path:
+                return f"{path} is not a writable directory"
+            return f"cannot create {what} directory {path}: {existing} is not a writable directory"
+        if existing != path:
+            return None  # made at start, empty
+        st = path.stat()
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & private and st.st_uid != os.geteuid() and os.geteuid() != 0:
+            return (
+                f"{path} is open to others ({oct(mode)}) and owned by uid {st.st_uid}, so this"
+                f" user cannot make it private: chmod {oct(mode & ~private)} it"
+            )
+        for name in (*files, *dirs):
+            entry = path / name
+            if entry.is_symlink():
+                return f"{entry} is a symbolic link; vigil keeps a {_kind(name, dirs)} there"
+            if not entry.exists():
+                continue
+            if name in dirs and not entry.is_dir():
+                return f"{entry} is not a directory; vigil keeps a directory of that name"
+            if name not in dirs and not entry.is_file():
+                kind = "a directory" if entry.is_dir() else "not a regular file"
+                return f"{entry} is {kind}; vigil keeps a file of that name"
+            if not os.access(entry, os.W_OK | (os.X_OK if name in dirs else 0)):
+                return f"{entry} is not writable"
+    except OSError as exc:  # a parent this user may not enter
+        return f"cannot use {what} directory {path}: {exc.strerror or exc}"
+    return None
+
+
+def _kind(name: str, dirs: tuple[str, ...]) -> str:
+    return "directory" if name in dirs else "file"

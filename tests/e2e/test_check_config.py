@@ -220,3 +220,57 @@ def test_a_check_or_log_table_nothing_reads_is_a_warning(tmp_path):
     ):
         config = write(tmp_path, fix + checks)
         assert vigil("check-config", "--config", str(config)).stderr == "", fix
+
+
+# What the agent keeps in its state directory, made unusable before it starts
+STATE_ENTRIES = {
+    "buffer is a file": (lambda s: (s / "buffer").write_text("x"), "buffer is not a directory"),
+    "logs is a link to nothing": (
+        lambda s: (s / "logs").symlink_to(s / "gone"),
+        "logs is a symbolic link; vigil keeps a directory there",
+    ),
+    "alerts.series is a directory": (
+        lambda s: (s / "alerts.series").mkdir(),
+        "alerts.series is a directory; vigil keeps a file of that name",
+    ),
+    "checks.sla is a directory": (
+        lambda s: (s / "checks.sla").mkdir(),
+        "checks.sla is a directory; vigil keeps a file of that name",
+    ),
+    "agent.lock is a link": (
+        lambda s: (s / "agent.lock").symlink_to("/nonexistent-vigil-test"),
+        "agent.lock is a symbolic link; vigil keeps a file there",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATE_ENTRIES))
+def test_what_the_state_directory_holds_is_checked_before_run_trips_on_it(tmp_path, case):
+    """Found trying it as a new user: a stray file where the agent keeps a
+    directory passed check-config, then `vigil run` died with a traceback."""
+    make, want = STATE_ENTRIES[case]
+    state = tmp_path / "state"
+    state.mkdir()
+    make(state)
+    config = write(
+        tmp_path,
+        '[agent]\nstate_dir = "{tmp}/state"\n[hub]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n'
+        '[[checks]]\nname = "c"\ntype = "tcp"\naddress = "127.0.0.1:9"\n'
+        '[[logs]]\npaths = ["{tmp}/*.log"]\n',
+    )
+    checked = vigil("check-config", "--config", str(config))
+    run = vigil("run", "--config", str(config), timeout=30)
+    assert (checked.returncode, run.returncode) == (2, 2), run.stderr
+    assert checked.stderr == run.stderr
+    assert f"agent.state_dir: {state}/{want}" in checked.stderr
+    assert not Path("/nonexistent-vigil-test").exists()
+
+
+def test_a_state_dir_under_a_link_to_nothing_is_refused_by_both(tmp_path):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    config = write(tmp_path, '[agent]\nstate_dir = "{tmp}/dangling/state"\n')
+    checked = vigil("check-config", "--config", str(config))
+    run = vigil("run", "--config", str(config), timeout=30)
+    assert (checked.returncode, run.returncode) == (2, 2)
+    assert checked.stderr == run.stderr
+    assert f"agent.state_dir: {tmp_path}/dangling is a symbolic link to nothing" in checked.stderr

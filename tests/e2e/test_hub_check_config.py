@@ -82,7 +82,7 @@ BROKEN = {
     ),
     "hub.db a directory": (
         'data_dir = "{tmp}/dbdir"\n',
-        "hub.data_dir: {tmp}/dbdir/hub.db is a directory; the hub keeps its database in a file",
+        "hub.data_dir: {tmp}/dbdir/hub.db is a directory; vigil keeps a file of that name",
     ),
     # check-config refused these, and `hub run` started anyway
     "forward bearer_token_file missing": (
@@ -302,8 +302,8 @@ def test_a_data_dir_the_hub_cannot_make_private_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: directory.stat().st_uid + 1)
     monkeypatch.setattr(os, "access", lambda *_: True)
     assert datadir.problem(directory) == (
-        f"{directory} is open to its group or others (0o770) and owned by"
-        f" uid {directory.stat().st_uid}, so the hub cannot make it private: chmod g-w,o-rwx it"
+        f"{directory} is open to others (0o770) and owned by uid {directory.stat().st_uid},"
+        " so this user cannot make it private: chmod 0o750 it"
     )
     os.chmod(directory, 0o750)
     assert datadir.problem(directory) is None
