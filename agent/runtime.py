@@ -429,11 +429,12 @@ class Agent:
             new, warnings = await loop.run_in_executor(
                 self.executor, load_for_run, self.config_path
             )
-        except ConfigError as exc:
+        except Exception as exc:  # ConfigError; anything else is a bug, but not a silent one
+            problems = exc.problems if isinstance(exc, ConfigError) else [repr(exc)]
             log.error(
                 "reload_failed_keeping_old_config",
                 config=self.config_path,
-                errors=[str(p) for p in exc.problems],
+                errors=[str(p) for p in problems],
             )
             self.notifier.send(
                 f"STATUS=reload failed, running the previous config; {self.status_line()}"

@@ -76,7 +76,9 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([Problem(str(path), "", f"not valid TOML: {exc}")]) from exc
+        bom = " (it starts with a byte order mark: save it as UTF-8 without one)"
+        hint = bom if text.startswith("\ufeff") else ""
+        raise ConfigError([Problem(str(path), "", f"not valid TOML: {exc}{hint}")]) from exc
     return data
 
 
@@ -109,7 +111,7 @@ class Origins:
 
 
 def _parent(path: str) -> str:
-    """ "checks[2].url" -> "checks[2]" -> "checks" -> "". """
+    """ "checks[2].url" -> "checks[2]" -> "checks" -> ""."""
     cut = max(path.rfind("."), path.rfind("[") if path.endswith("]") else -1)
     return path[: max(cut, 0)]
 

@@ -30,6 +30,7 @@ import difflib
 import re
 import types
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
@@ -444,6 +445,8 @@ def _scalar(tp: Any, raw: object) -> Any:
     if tp is str and isinstance(raw, str):
         return raw
     if tp is Path and isinstance(raw, str) and raw:
+        if "\0" in raw:  # no system call takes one
+            raise Invalid(f"a path cannot hold a NUL character, got {raw!r}")
         return Path(raw).expanduser()
     raise Invalid(f"expected {_describe(tp)}, got {type(raw).__name__} {raw!r}")
 
@@ -472,10 +475,16 @@ def check_identifier(value: str) -> str | None:
 
 
 def check_regex(pattern: str) -> str | None:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        return f"not a valid regular expression ({exc}): {pattern!r}"
+    with warnings.catch_warnings():
+        # Python warns of what will change meaning ("[[:alpha:]]" is no POSIX
+        # class here): an error, rather than a line on stderr and a surprise
+        warnings.simplefilter("error", FutureWarning)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            return f"not a valid regular expression ({exc}): {pattern!r}"
+        except FutureWarning as exc:
+            return f"{exc} (Python has no POSIX classes like [[:alpha:]]): {pattern!r}"
     return None
 
 

@@ -109,10 +109,14 @@ class LogsConfig:
     def __post_init__(self) -> None:
         if not self.paths:
             raise Invalid("needs at least one path or glob", key="paths")
-        try:
-            "".encode(self.encoding)
+        try:  # decoded as the tailer decodes: a bad byte becomes U+FFFD, never fatal
+            b"\xff line".decode(self.encoding, "replace")
         except LookupError:
             raise Invalid(f"unknown encoding {self.encoding!r}", key="encoding") from None
+        except UnicodeError as exc:  # "undefined", "idna": no replacement of bad bytes
+            raise Invalid(
+                f"encoding {self.encoding!r} cannot read log lines ({exc})", key="encoding"
+            ) from None
         names = [r.name for r in self.rules]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -206,3 +206,38 @@ def test_a_check_name_used_twice_is_reported_with_the_other_errors(tmp_path):
     got, _ = problems(text, tmp_path)
     assert [line.split(": ")[1] for line in got] == ["agent.intervall", "checks[1].name"]
     assert "check name 'ssh' is used twice" in got[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        (
+            '[[logs]]\npaths = ["/var/log/x.log"]\nencoding = "undefined"\n',
+            "logs[0].encoding: encoding 'undefined' cannot read log lines",
+        ),
+        (
+            '[[logs]]\npaths = ["/var/log/x.log"]\nencoding = "idna"\n',
+            "logs[0].encoding: encoding 'idna' cannot read log lines",
+        ),
+        ('[agent]\nstate_dir = "/tmp/a\\u0000b"\n', "agent.state_dir: a path cannot hold a NUL"),
+        (
+            '[hub]\nurl = "http://h:1"\ntoken_file = "/etc/\\u0000"\n',
+            "hub.token_file: a path cannot hold a NUL",
+        ),
+        (
+            '[[logs]]\npaths = ["/var/log/x.log"]\n[[logs.rules]]\nname = "r"\n'
+            "pattern = '[[:alpha:]]+'\n",
+            "logs[0].rules[0].pattern: Possible nested set at position 1 (Python has no POSIX",
+        ),
+    ],
+)
+def test_values_that_crashed_the_agent_are_config_errors(tmp_path, text, want):
+    """Found trying it as a new user: each was a traceback from check-config
+    or run, or a line of Python's warnings on stderr."""
+    found, path = problems(text, tmp_path)
+    assert len(found) == 1 and found[0].startswith(f"{path}: {want}"), found
+
+
+def test_a_byte_order_mark_is_named(tmp_path):
+    found, path = problems('\ufeff[agent]\ninterval = "10s"\n', tmp_path)
+    assert found[0].endswith("(it starts with a byte order mark: save it as UTF-8 without one)")
