@@ -121,35 +121,43 @@ def rules_on_nothing(config: Config) -> list[Problem]:
 
 
 def unused(config: Config) -> list[Problem]:
-    """Checks and log tables whose results nothing reads: no hub, no local
-    endpoint, and no alert rule on their metrics (the default rules
-    switched off). Legal, as the buffer keeps them, but a rule or an
-    output was probably forgotten."""
-    if (
-        config.hub.targets
-        or config.api.listen
-        or not (config.checks or config.logs or config.journal)
-    ):
+    """Checks and log tables whose results go nowhere: no hub, no local
+    endpoint, no alert rule on their metrics (the default rules switched
+    off); and for a log table, no rule or detector either, as the events
+    these find are logged (journald keeps them) when there is no hub.
+    Legal, but a rule or an output was probably forgotten."""
+    if config.hub.targets or config.api.listen:
         return []
     from agent.alerts.expr import parse
     from agent.alerts.service import rule_configs
-    from collectors.checks.service import SPECS as CHECK_SPECS
-    from collectors.logs.tailer import LogCollector
 
     selectors = [parse(rule.expr).selector for rule in rule_configs(config)]
-    check_metrics = {spec.name for spec in CHECK_SPECS}
-    log_metrics = {spec.name for spec in LogCollector.specs}
-    unread = "no hub, [api] endpoint or alert rule reads its results: the local buffer keeps them"
+    nowhere = "no hub, no [api] endpoint and no alert rule reads them"
     out = []
-    for i, check in enumerate(config.checks):
-        labels = {**check.labels, "check": check.name, "type": check.type}
-        if not any(s.metric in check_metrics and s.matches(s.metric, labels) for s in selectors):
-            key = f"checks[{i}]"
-            out.append(Problem(config.origins.file_of(key), key, f"check {check.name!r}: {unread}"))
-    if not any(s.metric in log_metrics for s in selectors):  # a log file's labels are unknown here
-        tables = [f"logs[{i}]" for i in range(len(config.logs))]
-        for key in tables + [f"journal[{i}]" for i in range(len(config.journal))]:
-            out.append(Problem(config.origins.file_of(key), key, f"this table: {unread}"))
+    if config.checks:
+        from collectors.checks.service import SPECS as CHECK_SPECS
+
+        metrics = {spec.name for spec in CHECK_SPECS}
+        for i, check in enumerate(config.checks):
+            labels = {**check.labels, "check": check.name, "type": check.type}
+            if not any(s.metric in metrics and s.matches(s.metric, labels) for s in selectors):
+                key = f"checks[{i}]"
+                problem = f"check {check.name!r}: its results go nowhere: {nowhere}"
+                out.append(Problem(config.origins.file_of(key), key, problem))
+    blind = [
+        (key, table)
+        for kind, tables in (("logs", config.logs), ("journal", config.journal))
+        for key, table in ((f"{kind}[{i}]", t) for i, t in enumerate(tables))
+        if not (table.rules or table.default_rules or table.detectors)
+    ]
+    if blind:
+        from collectors.logs.tailer import LogCollector
+
+        metrics = {spec.name for spec in LogCollector.specs}
+        if not any(s.metric in metrics for s in selectors):  # its files' labels are unknown here
+            for key, _ in blind:
+                problem = f"no rules and no detectors, and its line counts go nowhere: {nowhere}"
+                out.append(Problem(config.origins.file_of(key), key, problem))
     return out
 
 

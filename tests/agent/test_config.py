@@ -239,5 +239,5 @@ def test_values_that_crashed_the_agent_are_config_errors(tmp_path, text, want):
 
 
 def test_a_byte_order_mark_is_named(tmp_path):
-    found, path = problems('\ufeff[agent]\ninterval = "10s"\n', tmp_path)
+    found, _ = problems('\ufeff[agent]\ninterval = "10s"\n', tmp_path)
     assert found[0].endswith("(it starts with a byte order mark: save it as UTF-8 without one)")

@@ -195,23 +195,28 @@ def test_a_reload_refuses_what_check_config_refuses_and_keeps_running(tmp_path):
 
 def test_a_check_or_log_table_nothing_reads_is_a_warning(tmp_path):
     """With the default rules off, no hub and no endpoint, a check that no
-    rule selects and a log table no rule reads produce records nobody ever
-    sees: check-config says so (exit 0), and stops saying it once a rule,
-    the endpoint or a hub reads them."""
+    rule selects, and a log table with no rule or detector, produce
+    nothing anyone sees: check-config says so (exit 0), and stops once a
+    rule, the endpoint or a hub reads them. A log table with a rule is
+    read: its events are logged without a hub (the second read found the
+    first version of this warning false there)."""
     checks = (
         '[[checks]]\nname = "a"\ntype = "tcp"\naddress = "127.0.0.1:9"\n'
         '[[checks]]\nname = "b"\ntype = "tcp"\naddress = "127.0.0.1:9"\n'
         '[[alerts]]\nname = "BDown"\nexpr = \'check_up{{check="b"}} == 0\'\n'
-        f'[[logs]]\npaths = ["{tmp_path}/*.log"]\n'
+        f'[[logs]]\npaths = ["{tmp_path}/*.log"]\ndefault_rules = false\ndetectors = []\n'
+        f'[[logs]]\npaths = ["{tmp_path}/*.log"]\ndefault_rules = false\n'
+        '[[logs.rules]]\nname = "boom"\npattern = "BOOM"\n'
     )
     config = write(tmp_path, "[alerting]\ndefault_rules = false\n" + checks)
     (tmp_path / "app.log").write_text("")
     checked = vigil("check-config", "--config", str(config))
     assert checked.returncode == 0
-    unread = "no hub, [api] endpoint or alert rule reads its results: the local buffer keeps them"
+    nowhere = "no hub, no [api] endpoint and no alert rule reads them"
     assert checked.stderr.splitlines() == [
-        f"vigil: warning: {config}: checks[0]: check 'a': {unread}",
-        f"vigil: warning: {config}: logs[0]: this table: {unread}",
+        f"vigil: warning: {config}: checks[0]: check 'a': its results go nowhere: {nowhere}",
+        f"vigil: warning: {config}: logs[0]: no rules and no detectors, and its line counts"
+        f" go nowhere: {nowhere}",
     ]
     for fix in (
         "",  # the default rules: CheckFailing and LogErrorRate read both
