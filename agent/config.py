@@ -342,7 +342,7 @@ def read_files(config: Config) -> list[Problem]:
     for i, table in enumerate(config.logs):
         for j, pattern in enumerate(table.paths):
             if problem := _follows_nothing(table, pattern):
-                warning(f"logs[{i}].paths[{j}]", f"{problem}; followed once it appears")
+                warning(f"logs[{i}].paths[{j}]", problem)
     if errors:
         raise ConfigError(errors)
     return warnings
@@ -357,15 +357,16 @@ def _follows_nothing(table: LogsConfig, pattern: str) -> str | None:
     if any(os.path.isfile(path) and not table.excludes(path) for path in matches):
         return None
     if matches:
+        n = f"{len(matches)} path{'s' if len(matches) > 1 else ''}"
         reads = "none a file this table reads (not excluded, not a directory)"
-        return f"matches {len(matches)} paths, {reads}"
+        return f"matches {n}, {reads}; a file it matches later is followed"
     directory = Path(base_dir(pattern))
     try:
         if not directory.is_dir():
-            return f"no such directory {directory}"
+            return f"no such directory {directory}; followed once it appears"
     except OSError as exc:  # a directory this user may not enter
-        return f"cannot look into {directory}: {exc.strerror or exc}"
-    return "no file matches it yet"
+        return f"cannot look into {directory}: {exc.strerror or exc}; followed once it appears"
+    return "no file matches it yet; followed once it appears"
 
 
 def _reads_ca_file(check: CheckConfig) -> bool:

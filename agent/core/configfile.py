@@ -161,7 +161,12 @@ def read_merged(path: str | os.PathLike[str] | None, default: Path) -> Origins |
             names = sorted(
                 p.name for p in directory.iterdir() if p.suffix == ".toml" and p.name[0] != "."
             )
-            files += [directory / name for name in names]
+            for name in names:
+                if (directory / name).exists() and not (directory / name).is_file():
+                    # a FIFO would hang the read; a directory cannot be one
+                    problems.append(Problem(str(directory / name), "", "not a regular file"))
+                else:
+                    files.append(directory / name)
     except OSError as exc:
         problems.append(Problem(str(directory), "", f"cannot read: {exc.strerror or exc}"))
     if not files and not problems:
@@ -203,7 +208,7 @@ def show(origins: Origins) -> str:
     """The merged configuration as TOML, each value followed by the file
     that set it (`vigil check-config --show`). Loading the output again
     gives the same configuration."""
-    files = ", ".join(origins.files) or "no file"
+    files = ", ".join(_comment(f) for f in origins.files) or "no file"
     return f"# merged from: {files}\n" + to_toml(origins.data, origins.file_of)
 
 
@@ -214,7 +219,7 @@ def to_toml(data: dict[str, Any], file_of: Any = None) -> str:
     out: list[str] = []
 
     def note(path: str) -> str:
-        return f"  # {file_of(path)}" if file_of else ""
+        return f"  # {_comment(file_of(path))}" if file_of else ""
 
     def table(data: dict[str, Any], path: str, header: list[str]) -> None:
         nested = [k for k, v in data.items() if isinstance(v, dict) or (_is_tables(v) and v)]
@@ -234,6 +239,16 @@ def to_toml(data: dict[str, Any], file_of: Any = None) -> str:
 
     table(data, "", [])
     return "\n".join(out).lstrip("\n") + "\n"
+
+
+def _comment(name: str) -> str:
+    """A file name as a comment may hold it: as it is when printable UTF-8,
+    else quoted with escapes (a line break in a name would end the comment)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # undecodable bytes, kept as surrogates
+        return json.dumps(name)
+    return name if name.isprintable() else json.dumps(name)
 
 
 def _sub(path: str, key: str) -> str:

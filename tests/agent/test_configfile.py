@@ -174,3 +174,33 @@ def _same(a: object, b: object) -> bool:
 def test_to_toml_gives_back_what_it_was_given(data):
     text = to_toml(data, lambda path: "a file")
     assert _same(tomllib.loads(text), data), text
+
+
+def test_show_quotes_file_names_a_comment_could_not_hold(tmp_path):
+    """A drop-in named with a line break would have put TOML of its own
+    into --show's output; one that is not UTF-8 made it unreadable."""
+    from agent.core.configfile import show
+
+    names = ["caf\udce9.toml", "x\n[api]\nallow_remote = true\n#.toml"]
+    origins = Origins("main.toml")
+    for name in names:
+        origins.files.append(name)
+        merge(origins.data, {"agent": {"interval": "1s"}}, name, origins)
+    text = show(origins)
+    text.encode()  # UTF-8, as TOML must be
+    assert tomllib.loads(text) == {"agent": {"interval": "1s"}}
+    assert '# "x\\n[api]\\nallow_remote = true\\n#.toml"' in text
+
+
+def test_a_drop_in_that_is_not_a_regular_file_is_named_not_read(tmp_path):
+    import os
+
+    path = _layout(tmp_path, "", {})
+    os.mkfifo(tmp_path / "agent.d" / "10-fifo.toml")  # reading it would block for ever
+    (tmp_path / "agent.d" / "20-dir.toml").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        read_merged(path, path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path}/agent.d/10-fifo.toml: not a regular file",
+        f"{tmp_path}/agent.d/20-dir.toml: not a regular file",
+    ]

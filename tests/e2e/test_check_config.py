@@ -87,7 +87,7 @@ def test_warnings_are_printed_by_check_config_and_logged_once_by_run(tmp_path):
         f"vigil: warning: {config}: logs[0].paths[1]: no file matches it yet;"
         " followed once it appears",
         f"vigil: warning: {config}: logs[0].paths[2]: matches 2 paths, none a file this table"
-        " reads (not excluded, not a directory); followed once it appears",
+        " reads (not excluded, not a directory); a file it matches later is followed",
     ]
     log = tmp_path / "run.out"  # not *.log: the config follows those
     with open(log, "w") as out:
