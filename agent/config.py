@@ -127,6 +127,11 @@ class HubSection:
             raise Invalid("a hub url needs token or token_file", key="token")
         if self.token and self.token_file:
             raise Invalid("set token or token_file, not both", key="token_file")
+        if self.token is not None and not _one_token(self.token):
+            raise Invalid(
+                "expected the one line that `vigil hub token HOST` prints, with no spaces",
+                key="token",
+            )
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -144,13 +149,32 @@ class HubSection:
             token = self.token_file.read_text().strip()
         except UnicodeDecodeError as exc:
             raise OSError(f"{self.token_file} is not text ({exc.reason})") from exc
-        if not token or any(c.isspace() or not c.isprintable() for c in token):
+        if not _one_token(token):
             lines = len(token.splitlines())
             raise OSError(
                 f"{self.token_file} does not hold one token ({lines} lines): expected the one"
                 " line that `vigil hub token HOST` prints"
             )
         return token
+
+
+def _one_token(token: str) -> bool:
+    """A token can go in a header: not empty, no space, no control character."""
+    return bool(token) and not any(c.isspace() or not c.isprintable() for c in token)
+
+
+def token_host_problem(token: str, host_id: str) -> str | None:
+    """Why the hub would refuse `token` from `host_id`, when the token says
+    so itself: it is HOST.MAC (hub/auth.py) and HOST is another host."""
+    host, dot, mac = token.rpartition(".")
+    if not dot or len(mac) != 64 or any(c not in "0123456789abcdef" for c in mac):
+        return "not a token `vigil hub token HOST` prints (HOST.MAC): the hub would refuse it"
+    if host != host_id:
+        return (
+            f"this token is for host {host!r}, not {host_id!r} ([agent] host_id): the hub"
+            f" would refuse it; `vigil hub token {host_id}` on the hub prints this host's"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -325,10 +349,14 @@ def read_files(config: Config) -> list[Problem]:
     if problem := statedir.problem(config.agent.state_dir, "state", STATE_FILES, STATE_DIRS):
         error("agent.state_dir", problem)
     if config.hub.targets:
+        key = "hub.token_file" if config.hub.token_file is not None else "hub.token"
         try:
-            config.hub.read_token()
+            token = config.hub.read_token()
         except OSError as exc:
-            error("hub.token_file", unusable(exc))
+            error(key, unusable(exc))
+        else:
+            if problem := token_host_problem(token, config.agent.host_id):
+                error(key, problem)
     if config.hub.ca_file is not None and (problem := ca_problem(config.hub.ca_file)):
         error("hub.ca_file", problem)
     for i, notifier in enumerate(config.notifiers):

@@ -17,6 +17,7 @@ a circle."""
 from __future__ import annotations
 
 import ast
+import socket
 import subprocess
 import sys
 import time
@@ -230,7 +231,7 @@ def test_vigil_run_with_the_defaults_loads_nothing_it_does_not_use(tmp_path):
     # (14 MB less than aiohttp's client); aiohttp is for remote notifiers only
     pushing = imported(
         '[[checks]]\nname = "web"\ntype = "http"\nurl = "http://127.0.0.1:9/"\ninterval = "1s"\n'
-        '[hub]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n'
+        f'[hub]\nurl = "http://127.0.0.1:9"\ntoken = "{socket.gethostname()}.{"0" * 64}"\n'
     )
     assert {"collectors.checks.http", "agent.shipper", "agent.core.h1"} <= pushing
     assert sorted(m for m in pushing if m.split(".")[0] == "aiohttp") == []

@@ -147,7 +147,7 @@ def test_example_configs_are_valid(tmp_path):
     (make run writes it; check-config reads the token file as run does)."""
     root = Path(__file__).parents[2] / "packaging"
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "token").write_text("demo.not-a-real-token\n")
+    (tmp_path / "run" / "token").write_text(f"demo.{'0' * 64}\n")  # HOST.MAC, as the hub makes
     for name in ("agent.example.toml", "demo.toml"):
         result = subprocess.run(
             [sys.executable, "-m", "agent", "check-config", "--config", str(root / name)],
@@ -220,6 +220,10 @@ def test_a_check_name_used_twice_is_reported_with_the_other_errors(tmp_path):
             "logs[0].encoding: encoding 'idna' cannot read log lines",
         ),
         ('[agent]\nstate_dir = "/tmp/a\\u0000b"\n', "agent.state_dir: a path cannot hold a NUL"),
+        (
+            '[hub]\nurl = "http://h:1"\ntoken = "x\\ny"\n',
+            "hub.token: expected the one line that `vigil hub token HOST` prints, with no spaces",
+        ),
         (
             '[hub]\nurl = "http://h:1"\ntoken_file = "/etc/\\u0000"\n',
             "hub.token_file: a path cannot hold a NUL",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -28,13 +29,22 @@ BROKEN = {
         "hub.token_file: cannot read: {tmp}/two.token does not hold one token (2 lines)",
     ),
     "hub ca_file not PEM": (
-        '[hub]\nurl = "https://127.0.0.1:9"\ntoken = "t"\nca_file = "{tmp}/two.token"\n',
+        '[hub]\nurl = "https://127.0.0.1:9"\ntoken = "{token}"\nca_file = "{tmp}/two.token"\n',
         "hub.ca_file: not a PEM certificate bundle",
     ),
     "notifier ca_file missing": (
         '[[notifiers]]\nname = "ops"\ntype = "webhook"\nurl = "https://127.0.0.1:9/x"\n'
         'ca_file = "{tmp}/absent.pem"\n',
         "notifiers[0].ca_file: cannot read: No such file or directory",
+    ),
+    "a token for another host": (
+        '[hub]\nurl = "http://127.0.0.1:9"\ntoken = "web-01.{zeros}"\n',
+        "hub.token: this token is for host 'web-01', not '{host}' ([agent] host_id): the hub"
+        " would refuse it; `vigil hub token {host}` on the hub prints this host's",
+    ),
+    "a token file of another system's token": (
+        '[hub]\nurl = "http://127.0.0.1:9"\ntoken_file = "{tmp}/other.token"\n',
+        "hub.token_file: not a token `vigil hub token HOST` prints (HOST.MAC)",
     ),
     "state directory under a file": (
         '[agent]\nstate_dir = "{tmp}/two.token/state"\n',
@@ -44,9 +54,14 @@ BROKEN = {
 }
 
 
+# a token of the form the hub prints, for this host (its default host_id)
+TOKEN = f"{socket.gethostname()}.{'0' * 64}"
+
+
 def write(tmp: Path, text: str) -> Path:
     (tmp / "two.token").write_text("host.abc\nhost.def\n")
-    body = text.format(tmp=tmp)
+    (tmp / "other.token").write_text("Bearer-abc123\n")
+    body = text.format(tmp=tmp, token=TOKEN, zeros="0" * 64)
     if "[agent]" not in body:
         body = f'[agent]\nstate_dir = "{tmp}/state"\nlog_format = "json"\n' + body
     path = tmp / "agent.toml"
@@ -60,7 +75,7 @@ def test_check_config_and_run_refuse_the_same_files_with_the_same_words(tmp_path
     config = write(tmp_path, text)
     checked = vigil("check-config", "--config", str(config))
     run = vigil("run", "--config", str(config), timeout=30)
-    want = want.format(tmp=tmp_path)
+    want = want.format(tmp=tmp_path, host=socket.gethostname())
     assert (checked.returncode, run.returncode) == (2, 2), (checked.stderr, run.stderr)
     assert checked.stderr == run.stderr
     assert f"vigil: {config}: {want}" in checked.stderr
@@ -221,7 +236,7 @@ def test_a_check_or_log_table_nothing_reads_is_a_warning(tmp_path):
     for fix in (
         "",  # the default rules: CheckFailing and LogErrorRate read both
         '[alerting]\ndefault_rules = false\n[api]\nlisten = "127.0.0.1:9"\n',
-        '[alerting]\ndefault_rules = false\n[hub]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n',
+        '[alerting]\ndefault_rules = false\n[hub]\nurl = "http://127.0.0.1:9"\ntoken = "{token}"\n',
     ):
         config = write(tmp_path, fix + checks)
         assert vigil("check-config", "--config", str(config)).stderr == "", fix
@@ -259,7 +274,7 @@ def test_what_the_state_directory_holds_is_checked_before_run_trips_on_it(tmp_pa
     make(state)
     config = write(
         tmp_path,
-        '[agent]\nstate_dir = "{tmp}/state"\n[hub]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n'
+        '[agent]\nstate_dir = "{tmp}/state"\n[hub]\nurl = "http://127.0.0.1:9"\ntoken = "{token}"\n'
         '[[checks]]\nname = "c"\ntype = "tcp"\naddress = "127.0.0.1:9"\n'
         '[[logs]]\npaths = ["{tmp}/*.log"]\n',
     )

@@ -187,10 +187,15 @@ def test_batches_the_hub_refuses_for_good_are_dead_lettered_and_the_queue_moves_
 
 
 def test_a_wrong_token_keeps_the_data_and_is_reported(tmp_path):
+    """A token this hub did not sign (another hub's, or one from before its
+    secret changed). A token for another host is refused before the start
+    (tests/e2e/test_check_config.py): the agent can read that in it."""
+    from hub.auth import host_token
+
     (tmp_path / "hubside").mkdir()
     hub = HubProcess(tmp_path / "hubside")
     api = free_port()
-    wrong = hub.token("someone-else")  # genuine, but for another host
+    wrong = host_token("edge-7", b"another hub's secret, not this one")
     agent = Agent(tmp_path, hub_agent_config(tmp_path, hub.port, wrong, api))
     try:
         agent.notify.wait("READY=1")
@@ -200,8 +205,8 @@ def test_a_wrong_token_keeps_the_data_and_is_reported(tmp_path):
 
         wait_for(lambda: shipper()["auth_failures"] >= 2, what="auth failures")
         assert shipper()["sent_records"] == 0 and shipper()["buffer_records"] > 0
-        assert shipper()["last_error"].startswith("hub refused our token (403)")
-        assert agent.events("hub_auth_failed")[0]["status"] == 403
+        assert shipper()["last_error"].startswith("hub refused our token (401)")
+        assert agent.events("hub_auth_failed")[0]["status"] == 401
         assert hub.get("/v1/hosts") == {"hosts": []}  # nothing written as another host
     finally:
         assert agent.stop() == 0
