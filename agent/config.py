@@ -22,6 +22,7 @@ from agent.core.configfile import (
     check_listen,
     default_state_dir,
     is_loopback,
+    listen_problem,
     load_config,
     split_host_port,
 )
@@ -357,6 +358,8 @@ def read_files(config: Config) -> list[Problem]:
         else:
             if problem := token_host_problem(token, config.agent.host_id):
                 error(key, problem)
+    if config.api.listen and (problem := listen_problem(config.api.listen)):
+        error("api.listen", problem)
     if config.hub.ca_file is not None and (problem := ca_problem(config.hub.ca_file)):
         error("hub.ca_file", problem)
     for i, notifier in enumerate(config.notifiers):

@@ -39,7 +39,7 @@ from typing import Any
 
 import structlog
 
-from agent.core.configfile import same_files
+from agent.core.configfile import listen_problem, same_files
 from agent.core.schema import ConfigError, Invalid, Problem
 from agent.core.sdnotify import SystemdNotifier
 from hub import config as config_mod
@@ -125,6 +125,8 @@ def read_files(config: HubConfig, at_start: bool = False) -> Files:
 
     if at_start and (why := datadir.problem(hub.data_dir, config.store.backend == "sqlite")):
         problem("data_dir", why)
+    if at_start and (why := listen_problem(hub.listen)):
+        problem("listen", why)
     secret = previous = None
     path = hub.secret_file or hub.data_dir / "hub.secret"
     if at_start and hub.secret_file is None and path.is_symlink() and not path.exists():
@@ -156,9 +158,8 @@ def read_files(config: HubConfig, at_start: bool = False) -> Files:
             problem("read_token_file", f"cannot read {hub.read_token_file}: {_why(exc)}")
     if at_start and hub.tls_cert_file is not None and hub.tls_key_file is not None:
         try:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(hub.tls_cert_file, hub.tls_key_file)
-        except (OSError, ssl.SSLError) as exc:
+            server_tls(hub.tls_cert_file, hub.tls_key_file)
+        except (OSError, ValueError) as exc:
             problem("tls_cert_file", f"cannot load {hub.tls_cert_file} with its key: {_why(exc)}")
     for i, forward in enumerate(hub.forward):  # forwarding: the files each forward reads
         auth = forward.basic_auth
@@ -199,6 +200,22 @@ def read_files(config: HubConfig, at_start: bool = False) -> Files:
     if problems:
         raise ConfigError(problems)
     return Files(secret, read_token, previous)
+
+
+def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
+    """The hub's TLS context. An encrypted key is refused, not asked for: a
+    passphrase prompt on a terminal would pass check-config and hang or
+    fail the service, which has none."""
+
+    def no_passphrase() -> str:
+        raise ValueError(
+            f"{key} is encrypted: give the hub the key without a passphrase"
+            " (openssl pkey -in KEY -out PLAIN), readable by its user alone"
+        )
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key, password=no_passphrase)
+    return context
 
 
 def _ca_problem(file: Path) -> str | None:

@@ -21,7 +21,7 @@ from agent.core.sdnotify import SystemdNotifier
 from hub.app import GUARD, RUNNING, build
 from hub.config import HubConfig
 from hub.guard import Guard, raise_fd_limit
-from hub.reload import reload
+from hub.reload import reload, server_tls
 
 log = structlog.get_logger()
 
@@ -56,8 +56,7 @@ async def serve(config: HubConfig, path: str | None = None) -> int:
     await runner.setup()
     tls = None
     if config.hub.tls_cert_file is not None and config.hub.tls_key_file is not None:
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(config.hub.tls_cert_file, config.hub.tls_key_file)
+        tls = server_tls(config.hub.tls_cert_file, config.hub.tls_key_file)
     server = await listen(runner, app[GUARD], config.hub.listen, tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import math
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +58,18 @@ def split_host_port(listen: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f'expected "HOST:PORT" such as "127.0.0.1:8651", got {listen!r}')
     return host.strip("[]"), int(port)
+
+
+def listen_problem(listen: str) -> str | None:
+    """Why a daemon could not listen on `listen` ("HOST:PORT"), as far as
+    can be told without binding: its host must resolve (a taken port is
+    found at run time)."""
+    host, port = split_host_port(listen)
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        return f"cannot listen on {listen}: {host!r} is no address of this host ({exc})"
+    return None
 
 
 def is_loopback(host: str) -> bool:

@@ -37,6 +37,10 @@ BROKEN = {
         'ca_file = "{tmp}/absent.pem"\n',
         "notifiers[0].ca_file: cannot read: No such file or directory",
     ),
+    "api listen on no address of this host": (
+        '[api]\nlisten = "999.1.1.1:8651"\nallow_remote = true\n',
+        "api.listen: cannot listen on 999.1.1.1:8651: '999.1.1.1' is no address of this host",
+    ),
     "a token for another host": (
         '[hub]\nurl = "http://127.0.0.1:9"\ntoken = "web-01.{zeros}"\n',
         "hub.token: this token is for host 'web-01', not '{host}' ([agent] host_id): the hub"

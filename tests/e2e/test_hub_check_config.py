@@ -66,6 +66,24 @@ BROKEN = {
         'tls_cert_file = "{tmp}/notpem.pem"\ntls_key_file = "{tmp}/notpem.pem"\n',
         "hub.tls_cert_file: cannot load {tmp}/notpem.pem with its key: ",
     ),
+    # a terminal asked for its passphrase and check-config passed; the service has none
+    "tls key encrypted": (
+        'tls_cert_file = "{tmp}/cert.pem"\ntls_key_file = "{tmp}/encrypted.key"\n',
+        "hub.tls_cert_file: cannot load {tmp}/cert.pem with its key: {tmp}/encrypted.key is"
+        " encrypted: give the hub the key without a passphrase",
+    ),
+    "listen on no address of this host": (
+        'listen = "999.1.1.1:8650"\nread_token_file = "{tmp}/good.secret"\n',
+        "hub.listen: cannot listen on 999.1.1.1:8650: '999.1.1.1' is no address of this host",
+    ),
+    "hub.db a link to nothing": (
+        'data_dir = "{tmp}/dblink"\n',
+        "hub.data_dir: {tmp}/dblink/hub.db is a symbolic link; vigil keeps a file there",
+    ),
+    "hub.db-wal a directory": (
+        'data_dir = "{tmp}/waldir"\n',
+        "hub.data_dir: {tmp}/waldir/hub.db-wal is a directory; vigil keeps a file of that name",
+    ),
     # `hub run` exited 1 with an errno and no key for the data_dir ones
     "data_dir under a regular file": (
         'data_dir = "{tmp}/afile/data"\n',
@@ -128,6 +146,43 @@ def files(tmp: Path) -> None:
     (tmp / "nowhere").symlink_to(tmp / "absent" / "dir")
     (tmp / "dbdir" / "hub.db").mkdir(mode=0o750, parents=True)
     os.chmod(tmp / "dbdir", 0o750)
+    (tmp / "dblink").mkdir(mode=0o750)
+    (tmp / "dblink" / "hub.db").symlink_to(tmp / "absent.db")
+    (tmp / "waldir" / "hub.db-wal").mkdir(mode=0o750, parents=True)
+    os.chmod(tmp / "waldir", 0o750)
+    _encrypted_tls(tmp)
+
+
+def _encrypted_tls(tmp: Path) -> None:
+    """A certificate and its key, the key under a passphrase."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hub")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "encrypted.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"a passphrase"),
+        )
+    )
 
 
 def config(tmp: Path, extra: str, port: int) -> Path:
@@ -137,8 +192,10 @@ def config(tmp: Path, extra: str, port: int) -> Path:
     keys, table, tables = body.partition("[")
     if "data_dir = " not in keys:
         keys = f'data_dir = "{tmp / "data"}"\n' + keys
+    if "listen = " not in keys:
+        keys = f'listen = "127.0.0.1:{port}"\n' + keys
     path = tmp / "hub.toml"
-    path.write_text(f'[hub]\nlisten = "127.0.0.1:{port}"\n{keys}{table}{tables}')
+    path.write_text(f"[hub]\n{keys}{table}{tables}")
     return path
 
 
