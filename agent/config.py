@@ -8,6 +8,7 @@ Later features add their sections to `Config`.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
@@ -210,7 +211,8 @@ class Config:
 
     def __post_init__(self) -> None:
         Invalid.raise_all(
-            _names_check(self.notifiers, self.alerts)
+            _jitter_check(self)
+            + _names_check(self.notifiers, self.alerts)
             + _disable_check(self.alerting.disable)
             + _renamed_check(self)
             + _unique_checks(self.checks)
@@ -235,6 +237,15 @@ class Config:
         return self.agent.interval
 
 
+def _jitter_check(config: Config) -> list[Invalid]:
+    """A jitter as long as an interval makes runs overlap the next slot."""
+    shortest = min(config.agent.interval, config.host.interval or config.agent.interval)
+    if config.agent.jitter >= shortest:
+        message = f"must be shorter than the interval ({shortest:g}s): runs would miss their slot"
+        return [Invalid(message, key="agent.jitter")]
+    return []
+
+
 def _names_check(
     notifiers: Sequence[NotifierConfig], alerts: Sequence[AlertRuleConfig]
 ) -> list[Invalid]:
@@ -244,12 +255,19 @@ def _names_check(
     known = {"journal"} | {n.name for n in notifiers}
     names = [n.name for n in notifiers]
     for i, name in enumerate(names):
-        if name in names[:i] or (name == "journal" and notifiers[i].type != "journal"):
-            out.append(Invalid(f"notifier name {name!r} is used twice", key=f"notifiers[{i}].name"))
+        if name in names[:i]:
+            first = f"notifiers[{names.index(name)}]"
+            message = f"notifier name {name!r} is used twice (first by {first})"
+            out.append(Invalid(message, key=f"notifiers[{i}].name"))
+        elif name == "journal" and notifiers[i].type != "journal":
+            message = "the notifier name 'journal' is the journal's: give this one another"
+            out.append(Invalid(message, key=f"notifiers[{i}].name"))
     rule_names = [r.name for r in alerts]
     for i, rule in enumerate(alerts):
         if rule.name in rule_names[:i]:
-            out.append(Invalid(f"rule name {rule.name!r} is used twice", key=f"alerts[{i}].name"))
+            first = f"alerts[{rule_names.index(rule.name)}]"
+            message = f"rule name {rule.name!r} is used twice (first by {first})"
+            out.append(Invalid(message, key=f"alerts[{i}].name"))
         for j, name in enumerate(rule.notify):
             if name not in known:
                 out.append(
@@ -370,6 +388,18 @@ def read_files(config: Config) -> list[Problem]:
         ca_file = getattr(check, "ca_file", "")
         if ca_file and _reads_ca_file(check) and (problem := ca_problem(ca_file)):
             warning(f"checks[{i}].ca_file", f"{problem}; the check fails until it is fixed")
+    for kind, entries in (("notifiers", config.notifiers), ("checks", config.checks)):
+        for i, entry in enumerate(entries):  # exec notifiers, command checks
+            command = getattr(entry, "command", ())
+            if command and shutil.which(command[0]) is None:
+                where = "on PATH" if os.sep not in command[0] else "as an executable file"
+                warning(
+                    f"{kind}[{i}].command",
+                    f"{command[0]} is not found {where}; it fails until it is there",
+                )
+    for i, journal in enumerate(config.journal):
+        if journal.directory is not None and not journal.directory.is_dir():
+            warning(f"journal[{i}].directory", f"no such directory {journal.directory}")
     for i, table in enumerate(config.logs):
         for j, pattern in enumerate(table.paths):
             if problem := _follows_nothing(table, pattern):

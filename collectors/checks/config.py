@@ -88,4 +88,7 @@ def check_names_unique(checks: tuple[CheckConfig, ...]) -> None:
     names = [c.name for c in checks]
     for i, name in enumerate(names):
         if name in names[:i]:
-            raise Invalid(f"check name {name!r} is used twice", key=f"checks[{i}].name")
+            first = f"checks[{names.index(name)}]"
+            raise Invalid(
+                f"check name {name!r} is used twice (first by {first})", key=f"checks[{i}].name"
+            )

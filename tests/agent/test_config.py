@@ -221,6 +221,10 @@ def test_a_check_name_used_twice_is_reported_with_the_other_errors(tmp_path):
         ),
         ('[agent]\nstate_dir = "/tmp/a\\u0000b"\n', "agent.state_dir: a path cannot hold a NUL"),
         (
+            '[agent]\ninterval = "10s"\njitter = "3s"\n[host]\ninterval = "1s"\n',
+            "agent.jitter: must be shorter than the interval (1s)",
+        ),
+        (
             '[hub]\nurl = "http://h:1"\ntoken = "x\\ny"\n',
             "hub.token: expected the one line that `vigil hub token HOST` prints, with no spaces",
         ),

@@ -298,3 +298,24 @@ def test_a_state_dir_under_a_link_to_nothing_is_refused_by_both(tmp_path):
     assert (checked.returncode, run.returncode) == (2, 2)
     assert checked.stderr == run.stderr
     assert f"agent.state_dir: {tmp_path}/dangling is a symbolic link to nothing" in checked.stderr
+
+
+def test_programs_and_journal_directories_that_are_not_there_are_warnings(tmp_path):
+    """Found trying it as a new user: accepted silently, then failing at
+    every alert or run (exit 0: they may be installed later)."""
+    config = write(
+        tmp_path,
+        '[[notifiers]]\nname = "fix"\ntype = "exec"\ncommand = ["/no/such/program", "x"]\n'
+        '[[checks]]\nname = "plugin"\ntype = "command"\ncommand = ["check_nothing_here"]\n'
+        '[[checks]]\nname = "ok"\ntype = "command"\ncommand = ["true"]\n'
+        '[[journal]]\ndirectory = "{tmp}/journal"\n',
+    )
+    checked = vigil("check-config", "--config", str(config))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.splitlines() == [
+        f"vigil: warning: {config}: notifiers[0].command: /no/such/program is not found as an"
+        " executable file; it fails until it is there",
+        f"vigil: warning: {config}: checks[0].command: check_nothing_here is not found on PATH;"
+        " it fails until it is there",
+        f"vigil: warning: {config}: journal[0].directory: no such directory {tmp_path}/journal",
+    ]

@@ -1,0 +1,162 @@
+"""Access-log metrics: request counts, bytes and latency quantiles from the
+lines of an nginx or Apache access log (`[[logs]] format`), as Telegraf's
+and mtail's access-log inputs give them, without another program.
+
+Formats. `nginx_combined` is nginx's `combined` log_format; `apache_combined`
+Apache's `combined` (and `common`: the referer and user agent may be
+missing). Both accept what operators commonly put around them: a leading
+`vhost` or `vhost:port` (Apache's `vhost_combined`), and after the user
+agent nginx's `$request_time` (seconds) with optionally
+`$upstream_response_time`, or Apache's `%D` (microseconds). `regex` takes
+a pattern of the operator's with named groups: `status` (required),
+`bytes`, `vhost`, and one of `seconds`, `milliseconds`, `microseconds`.
+
+Counting. Each parsed line counts one request in its (file, vhost,
+status class) and its body bytes; these counters are committed with the
+file offsets (tailer.py), so across a kill -9 every line counts exactly
+once, as rule matches do. A line the format does not fit is counted in
+`log_lines_unparsed_total{file}` and otherwise skipped.
+
+Latency. Each line with a duration goes into a sliding-window sketch per
+(file, vhost) (agent/core/sketch.py: logarithmic bins 1 % wide, the
+DDSketch idea), so every quantile is within 1 % of the exact nearest-rank
+quantile of the durations in the window. The window is `duration_window`
+long, slid in steps of a twentieth of it; the sketches live in memory
+(after a restart the window fills again).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from agent.core.sketch import Window
+
+# "..." with the escapes both servers write (\" and \xHH)
+_QUOTED = rb'"(?:[^"\\]|\\.)*"'
+_PREFIX = (
+    rb"^(?:(?P<vhost>[^\s:]+)(?::\d+)? )?"  # vhost_combined's "%v:%p "
+    rb"\S+ \S+ \S+ \[[^\]]*\] " + _QUOTED + rb" (?P<status>\d{3}) (?P<bytes>\d+|-)"
+    rb"(?: " + _QUOTED + rb" " + _QUOTED + rb")?"  # common has no referer and agent
+)
+FORMATS: dict[str, tuple[bytes, str]] = {
+    # $request_time, then $upstream_response_time ("0.010", "-", "0.01, 0.02 : 0.03")
+    "nginx_combined": (_PREFIX + rb"(?: (?P<seconds>\d+(?:\.\d*)?)(?: .*)?)?$", "seconds"),
+    "apache_combined": (_PREFIX + rb"(?: (?P<microseconds>\d+))?$", "microseconds"),
+}
+SCALES = {"seconds": 1.0, "milliseconds": 1e-3, "microseconds": 1e-6}
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+WINDOW_STEPS = 20  # buckets per window: the window slides in twentieths
+
+
+@dataclass(frozen=True)
+class Request:
+    status_class: str
+    bytes: int
+    seconds: float | None
+    vhost: str
+
+
+def compile_format(format: str, regex: str = "") -> re.Pattern[bytes]:
+    """The pattern of an access format (`regex`: the operator's, for "regex")."""
+    if format == "regex":
+        return re.compile(regex.encode())
+    return re.compile(FORMATS[format][0])
+
+
+def check_regex_groups(regex: str) -> str | None:
+    """Why a `format = "regex"` pattern cannot give requests, or None."""
+    groups = set(re.compile(regex).groupindex)
+    if "status" not in groups:
+        return "needs a named group status, e.g. (?P<status>\\d{3})"
+    durations = groups & set(SCALES)
+    if len(durations) > 1:
+        return (
+            f"has {len(durations)} duration groups; name one of seconds, milliseconds, microseconds"
+        )
+    return None
+
+
+def parse(pattern: re.Pattern[bytes], line: bytes) -> Request | None:
+    """One access-log line, or None when the format does not fit it."""
+    m = pattern.match(line)
+    if m is None:
+        return None
+    groups = m.groupdict()
+    status = groups.get("status")
+    if status is None or not status.isdigit() or not 100 <= int(status) <= 599:
+        return None
+    size = groups.get("bytes")
+    seconds = None
+    for name, scale in SCALES.items():
+        value = groups.get(name)
+        if value:
+            try:
+                seconds = float(value) * scale
+            except ValueError:
+                return None
+            break
+    vhost = groups.get("vhost") or b""
+    return Request(
+        f"{status[0:1].decode()}xx",
+        int(size) if size and size.isdigit() else 0,
+        seconds if seconds is None or seconds >= 0 else None,
+        vhost.decode("utf-8", "replace"),
+    )
+
+
+def lines(data: bytes | bytearray) -> Iterator[bytes]:
+    """The lines of a chunk (it ends with a newline), without it or a CR."""
+    for line in bytes(data).split(b"\n")[:-1]:
+        yield line[:-1] if line.endswith(b"\r") else line
+
+
+class AccessMetrics:
+    """One table's requests: counters shared with the tailer's committed
+    state, and the duration sketches."""
+
+    def __init__(
+        self,
+        pattern: re.Pattern[bytes],
+        window: float,
+        counts: dict[tuple[str, str, str], list[int]],
+        unparsed: dict[str, int],
+    ) -> None:
+        self.pattern = pattern
+        self.window = window
+        self.counts = counts  # (file, vhost, status class) -> [requests, bytes]
+        self.unparsed = unparsed  # file -> lines the format did not fit
+        self.sketches: dict[tuple[str, str], Window] = {}
+
+    def observe(self, label: str, data: bytes | bytearray, now: float) -> None:
+        for line in lines(data):
+            request = parse(self.pattern, line)
+            if request is None:
+                self.unparsed[label] = self.unparsed.get(label, 0) + 1
+                continue
+            key = (label, request.vhost, request.status_class)
+            counted = self.counts.get(key)
+            if counted is None:
+                counted = self.counts[key] = [0, 0]
+            counted[0] += 1
+            counted[1] += request.bytes
+            if request.seconds is not None:
+                sketch = self.sketches.get((label, request.vhost))
+                if sketch is None:
+                    sketch = Window(self.window, self.window / WINDOW_STEPS)
+                    self.sketches[(label, request.vhost)] = sketch
+                sketch.add(now, True, request.seconds)
+
+    def quantiles(self, now: float, qs: tuple[float, ...]) -> list[tuple[str, str, Any]]:
+        """(file, vhost, {quantile: seconds}) of every sketch with durations
+        in the window now; the emptied ones are dropped."""
+        out = []
+        for (label, vhost), sketch in list(self.sketches.items()):
+            sketch.expire(now)
+            if not sketch.ok:
+                del self.sketches[(label, vhost)]
+                continue
+            out.append((label, vhost, sketch.quantiles(qs)))
+        return out
