@@ -137,6 +137,16 @@ DEFAULT_ALERTS: tuple[AlertRuleConfig, ...] = (
         "critical",
         "the certificate of {check} expires in {duration}",
     ),
+    # Access logs ([[logs]] format = "nginx_combined"...): no series, no alert,
+    # until one is configured
+    _rule(
+        "HTTPLatencyHigh",
+        'http_request_duration_seconds{quantile="0.95"} > 0.5',
+        5 * M,
+        "medium",
+        "p95 latency of {file} is {value:.2f} s on {host}",
+        clear="< 0.4",
+    ),
     _rule(
         "CheckFailing",
         "check_up == 0",

@@ -47,7 +47,14 @@ FORMATS: dict[str, tuple[bytes, str]] = {
     "apache_combined": (_PREFIX + rb"(?: (?P<microseconds>\d+))?$", "microseconds"),
 }
 SCALES = {"seconds": 1.0, "milliseconds": 1e-3, "microseconds": 1e-6}
-STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# Bounds on what a line may claim: beyond them it is not an access-log line
+# (or a hostile one), and the figures must stay encodable (msgpack's 64 bits).
+MAX_BYTES = 10**15  # a petabyte in one response
+MAX_SECONDS = 86400.0 * 365  # a year in one request
+MAX_VHOST = 253  # a host name's longest
+MAX_VHOSTS = 100  # per file; further ones are counted under OTHER_VHOST
+OTHER_VHOST = "(other)"
+QUANTILES = (0.5, 0.9, 0.95, 0.99)  # of http_request_duration_seconds
 WINDOW_STEPS = 20  # buckets per window: the window slides in twentieths
 
 
@@ -89,6 +96,9 @@ def parse(pattern: re.Pattern[bytes], line: bytes) -> Request | None:
     if status is None or not status.isdigit() or not 100 <= int(status) <= 599:
         return None
     size = groups.get("bytes")
+    if size and len(size) > 16:  # past MAX_BYTES: no int() of a thousand digits either
+        return None
+    sent = int(size) if size and size.isdigit() else 0
     seconds = None
     for name, scale in SCALES.items():
         value = groups.get(name)
@@ -99,12 +109,11 @@ def parse(pattern: re.Pattern[bytes], line: bytes) -> Request | None:
                 return None
             break
     vhost = groups.get("vhost") or b""
-    return Request(
-        f"{status[0:1].decode()}xx",
-        int(size) if size and size.isdigit() else 0,
-        seconds if seconds is None or seconds >= 0 else None,
-        vhost.decode("utf-8", "replace"),
-    )
+    if sent > MAX_BYTES or len(vhost) > MAX_VHOST:
+        return None
+    if seconds is not None and not 0 <= seconds <= MAX_SECONDS:  # NaN too
+        return None
+    return Request(f"{status[0:1].decode()}xx", sent, seconds, vhost.decode("utf-8", "replace"))
 
 
 def lines(data: bytes | bytearray) -> Iterator[bytes]:
@@ -129,6 +138,10 @@ class AccessMetrics:
         self.counts = counts  # (file, vhost, status class) -> [requests, bytes]
         self.unparsed = unparsed  # file -> lines the format did not fit
         self.sketches: dict[tuple[str, str], Window] = {}
+        self.vhosts: set[tuple[str, str]] = {(f, v) for f, v, _ in counts if v}
+        self.vhosts_of: dict[str, set[str]] = {}
+        for label, vhost in self.vhosts:
+            self.vhosts_of.setdefault(label, set()).add(vhost)
 
     def observe(self, label: str, data: bytes | bytearray, now: float) -> None:
         for line in lines(data):
@@ -136,17 +149,24 @@ class AccessMetrics:
             if request is None:
                 self.unparsed[label] = self.unparsed.get(label, 0) + 1
                 continue
-            key = (label, request.vhost, request.status_class)
+            vhost = request.vhost
+            if vhost and (label, vhost) not in self.vhosts:
+                if len(self.vhosts_of.setdefault(label, set())) >= MAX_VHOSTS:
+                    vhost = OTHER_VHOST  # a Host header is the client's to choose
+                else:
+                    self.vhosts_of[label].add(vhost)
+                    self.vhosts.add((label, vhost))
+            key = (label, vhost, request.status_class)
             counted = self.counts.get(key)
             if counted is None:
                 counted = self.counts[key] = [0, 0]
             counted[0] += 1
             counted[1] += request.bytes
             if request.seconds is not None:
-                sketch = self.sketches.get((label, request.vhost))
+                sketch = self.sketches.get((label, vhost))
                 if sketch is None:
                     sketch = Window(self.window, self.window / WINDOW_STEPS)
-                    self.sketches[(label, request.vhost)] = sketch
+                    self.sketches[(label, vhost)] = sketch
                 sketch.add(now, True, request.seconds)
 
     def quantiles(self, now: float, qs: tuple[float, ...]) -> list[tuple[str, str, Any]]:

@@ -49,6 +49,16 @@ def _check_pattern(value: str) -> str | None:
     return None
 
 
+def _check_access_regex(value: str) -> str | None:
+    if not value:
+        return None
+    if err := _check_pattern(value):
+        return err
+    from collectors.logs.access import check_regex_groups
+
+    return check_regex_groups(value)
+
+
 def _check_match(values: dict[str, str]) -> str | None:
     for key, pattern in values.items():
         if err := check_regex(pattern):
@@ -85,7 +95,11 @@ class RuleConfig:
 class LogsConfig:
     paths: tuple[str, ...] = opt(each=_check_glob)
     exclude: tuple[str, ...] = COMPRESSED
-    format: Literal["text", "json"] = "text"
+    # text and json lines; or an access log whose lines also count requests
+    # (collectors/logs/access.py)
+    format: Literal["text", "json", "nginx_combined", "apache_combined", "regex"] = "text"
+    regex: str = opt("", check=_check_access_regex)  # format = "regex": its named groups
+    duration_window: Duration = opt(300.0, min=1.0)  # access logs' latency quantiles
     # Where to start in files that exist when this table is first used;
     # files that appear later are always read from their beginning.
     start_at: Literal["end", "beginning"] = "end"
@@ -109,6 +123,11 @@ class LogsConfig:
     def __post_init__(self) -> None:
         if not self.paths:
             raise Invalid("needs at least one path or glob", key="paths")
+        if (self.format == "regex") != bool(self.regex):
+            raise Invalid(
+                'format = "regex" and regex go together: the regex names the fields',
+                key="regex" if self.regex else "format",
+            )
         try:  # decoded as the tailer decodes: a bad byte becomes U+FFFD, never fatal
             b"\xff line".decode(self.encoding, "replace")
         except LookupError:
@@ -178,6 +197,8 @@ class JournalConfig(LogsConfig):
     paths: tuple[str, ...] = _hidden(())
     exclude: tuple[str, ...] = _hidden(())
     format: Any = _hidden("text")
+    regex: str = _hidden("")
+    duration_window: Any = _hidden(300.0)
     encoding: str = _hidden("utf-8")
     watch: Any = _hidden("auto")  # the journal's directories, for a prompt wake-up
     rotate_wait: Any = _hidden(0.0)

@@ -35,6 +35,7 @@ from typing import Any
 import structlog
 
 from agent.core.records import MAX_TEXT, Event, encodable, text_of, valid_text
+from collectors.logs.access import AccessMetrics
 from collectors.logs.config import SEVERITIES, LogsConfig, RuleConfig
 from collectors.logs.defaults import DEFAULT_RULES
 from collectors.logs.detectors.base import ERROR_LEVELS, ERROR_PATTERNS, Detector, Finding
@@ -147,8 +148,10 @@ class TableProcessor:
         matches: dict[tuple[str, str], int],
         limiter: RateLimiter,
         engine: str = "auto",
+        access: AccessMetrics | None = None,
     ) -> None:
         self.config = config
+        self.access = access  # an access log's request counters (access.py), or None
         self.detectors = detectors  # the host-wide ones, by name; the table feeds its own
         self.matches = matches  # (rule, file) -> lines matched, shared and persisted
         self.line_errors = 0  # lines whose processing raised (a bug): skipped, counted
@@ -205,6 +208,8 @@ class TableProcessor:
             self._process_json(chunk, now, emit)
         else:
             self._process_text(chunk, now, emit)
+        if self.access is not None:
+            self.access.observe(chunk.label, chunk.data, now)
         for detector in self.read_feeds:
             self._findings(detector, detector.observe(chunk.label, chunk.lines, now), now, emit)
         self._remember_tail(chunk)

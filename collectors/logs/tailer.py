@@ -47,9 +47,10 @@ from typing import Any, Protocol
 import structlog
 
 from agent.core.checkpoint import CheckpointStore
-from agent.core.records import Event, Metric, Record
+from agent.core.records import Event, Metric, Record, summary
 from agent.core.worker import Worker
 from collectors.base import Collector, counter, gauge
+from collectors.logs.access import QUANTILES, AccessMetrics, compile_format
 from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig
 from collectors.logs.detectors.base import DETECTORS, Detector, build_all
 from collectors.logs.files import BYTES, COUNTERS, LINES, MISSED, REREAD, TRUNCATED, Follower
@@ -105,6 +106,13 @@ class LogCollector(Collector):
         counter("log_commit_errors_total", "Commits of log state and events that failed."),
         counter("log_line_errors_total", "Lines whose processing raised an error: skipped."),
         gauge("log_files_watched", "Log files open for reading."),
+        counter("http_requests_total", "Requests in an access log, by status class."),
+        counter("http_request_bytes_total", "Response body bytes in an access log."),
+        summary(
+            "http_request_duration_seconds",
+            "Request durations in an access log over its duration_window, at each quantile.",
+        ),
+        counter("log_lines_unparsed_total", "Access-log lines its format did not fit: skipped."),
         *(spec for _, detector in DETECTORS.items() for spec in detector.specs),
     )
 
@@ -125,6 +133,10 @@ class LogCollector(Collector):
         self.processors: list[TableProcessor] = []
         self.counters: dict[str, list[int]] = {}
         self.matches: dict[tuple[str, str], int] = {}
+        # access logs: (file, vhost, status class) -> [requests, bytes]; file -> unparsed
+        self.requests: dict[tuple[str, str, str], list[int]] = {}
+        self.unparsed: dict[str, int] = {}
+        self.durations: list[tuple[str, str, Any]] = []  # the latest quantiles (access.py)
         self.limiter = RateLimiter(1)
         self.detectors: dict[str, Detector] = {}
         self.events: list[Event] = []  # produced, not yet committed
@@ -198,6 +210,8 @@ class LogCollector(Collector):
         now = time.time()
         self.counters = {k: list(v) for k, v in tail.get("counters", {}).items()}
         self.matches = {(r, f): n for r, f, n in tail.get("matches", [])}
+        self.requests = {(f, v, c): [n, b] for f, v, c, n, b in tail.get("requests", [])}
+        self.unparsed = dict(tail.get("unparsed", {}))
         states = {
             name: tail.get(name) if d.state_part is None else own.get(d.state_part)
             for name, d in DETECTORS.items()
@@ -212,8 +226,14 @@ class LogCollector(Collector):
                 self.followers.append(JournalFollower(table, saved, self.counters, now))
             else:
                 self.followers.append(Follower(table, saved, self.counters, now))
+            access = None
+            if table.format in ("nginx_combined", "apache_combined", "regex"):
+                pattern = compile_format(table.format, table.regex)
+                access = AccessMetrics(pattern, table.duration_window, self.requests, self.unparsed)
             self.processors.append(
-                TableProcessor(table, self.detectors, self.matches, self.limiter, self.engine)
+                TableProcessor(
+                    table, self.detectors, self.matches, self.limiter, self.engine, access
+                )
             )
 
     def _count_reread(self, saved: Any, discarded: Any) -> None:
@@ -284,7 +304,17 @@ class LogCollector(Collector):
                 self.heartbeat += 1  # alive: a long step of matching lines is no stall
             follower.recycle(chunks)
         self.events.extend(self.limiter.summaries(now))
+        self._take_durations(now)
         return more, self._parts() if commit else None
+
+    def _take_durations(self, now: float) -> None:
+        """The access logs' quantiles now, for collect() (the sketches are
+        this thread's; the list is handed over whole)."""
+        durations = []
+        for processor in self.processors:
+            if processor.access is not None:
+                durations += processor.access.quantiles(now, QUANTILES)
+        self.durations = durations
 
     def _commit_due(self) -> float | None:
         """0 when a commit is due now; else seconds until it will be (None: nothing to commit)."""
@@ -347,6 +377,8 @@ class LogCollector(Collector):
         view = {
             "counters": {k: tuple(v) for k, v in self.counters.items()},
             "matches": dict(self.matches),
+            "requests": {k: tuple(v) for k, v in self.requests.items()},
+            "unparsed": dict(self.unparsed),
             "detectors": [s for d in self.detectors.values() for s in d.samples()],
         }
         for follower in self.followers:
@@ -361,6 +393,8 @@ class LogCollector(Collector):
             "tables": {table_key(f.config): f.state() for f in self.followers},
             "counters": {k: list(v) for k, v in self.counters.items()},
             "matches": [[r, f, n] for (r, f), n in sorted(self.matches.items())],
+            "requests": [[*k, *v] for k, v in sorted(self.requests.items())],
+            "unparsed": dict(self.unparsed),
         }
         for name, detector in self.detectors.items():
             if detector.state_part is None:
@@ -537,6 +571,7 @@ class LogCollector(Collector):
                 self._counter(out, name, values[i], ts, file=label)
         for (rule, label), n in view.get("matches", {}).items():
             self._counter(out, "log_matches_total", n, ts, rule=rule, file=label)
+        self._requests(out, view, ts)
         for name, labels, value in view.get("detectors", ()):
             self._counter(out, name, value, ts, **labels)
         for rule, n in self.limiter.suppressed_total.items():
@@ -550,3 +585,23 @@ class LogCollector(Collector):
         out.append(Metric("log_files_watched", watched, ts))
         self._since = ts
         return out
+
+    def _requests(self, out: list[Record], view: dict[str, Any], ts: float) -> None:
+        """The access logs' figures: counters as committed, quantiles as last taken."""
+        sent: dict[tuple[str, str], int] = {}
+        for (label, vhost, status_class), (n, size) in view.get("requests", {}).items():
+            host = {"vhost": vhost} if vhost else {}
+            self._counter(
+                out, "http_requests_total", n, ts, file=label, status_class=status_class, **host
+            )
+            sent[(label, vhost)] = sent.get((label, vhost), 0) + size
+        for (label, vhost), size in sent.items():
+            host = {"vhost": vhost} if vhost else {}
+            self._counter(out, "http_request_bytes_total", size, ts, file=label, **host)
+        for label, n in view.get("unparsed", {}).items():
+            self._counter(out, "log_lines_unparsed_total", n, ts, file=label)
+        for label, vhost, quantiles in self.durations:
+            host = {"vhost": vhost} if vhost else {}
+            for q, seconds in quantiles.items():
+                labels = {"file": label, **host, "quantile": f"{q:g}"}
+                out.append(Metric("http_request_duration_seconds", seconds, ts, labels))

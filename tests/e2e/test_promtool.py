@@ -37,6 +37,11 @@ def every_feature(tmp: Path, nginx, ca: Path, hub: HubProcess, api: int, legacy:
         "Nov 28 10:00:00 h sshd[1]: Failed password for root from 10.0.0.9 port 22\n"
         "2026-11-28 10:00:01 ERROR database connection failed\n"
     )
+    access = tmp / "access.log"
+    access.write_text(
+        'www.example:443 ::1 - - [28/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "c"'
+        " 0.004 0.003\nnot an access line\n"
+    )
     https = nginx.https_url("valid")
     return agent_config(
         tmp,
@@ -44,6 +49,7 @@ def every_feature(tmp: Path, nginx, ca: Path, hub: HubProcess, api: int, legacy:
         f'[hub]\nurl = "http://127.0.0.1:{hub.port}"\ntoken = "{hub.token("lint-1")}"\n'
         '[buffer]\nflush_interval = "200ms"\n'
         f'[[logs]]\npaths = ["{log}"]\nstart_at = "beginning"\n'
+        f'[[logs]]\npaths = ["{access}"]\nstart_at = "beginning"\nformat = "nginx_combined"\n'
         f'[[notifiers]]\nname = "ledger"\ntype = "file"\npath = "{tmp / "alerts.jsonl"}"\n'
         f'[[checks]]\nname = "site"\ntype = "http"\nurl = "{https}"\nca_file = "{ca}"\n'
         'interval = "1s"\n'
@@ -85,6 +91,8 @@ def test_every_metric_passes_promtool_with_every_feature_on(tmp_path, legacy):
                 'check_latency_seconds{check="site"',
                 "check_perfdata{",
                 "log_matches_total{",
+                'http_request_duration_seconds{file="',
+                "log_lines_unparsed_total{",
                 "vigil_shipper_sent_records_total",
                 "vigil_alert_evaluations_total",
             )
@@ -101,6 +109,7 @@ def test_every_metric_passes_promtool_with_every_feature_on(tmp_path, legacy):
             except pytest.fail.Exception:
                 pytest.fail(f"never exposed: {missing}")
             assert "# TYPE check_latency_seconds summary" in text
+            assert "# TYPE http_request_duration_seconds summary" in text
             assert ("check_certificate_expiry_days{" in text) == legacy
             problems = lint(text)
             if legacy:  # the old name is not in base units: the switch is for one release
