@@ -54,7 +54,8 @@ apt_install = if [ -n "$$missing" ]; then \
 # (which, with systemd's journalctl, makes and reads journal files for the
 # [[journal]] tests; no systemd as PID 1 needed), PostgreSQL 15 (package
 # postgresql: the store suite and the two-hub tests start their own server
-# in a temporary directory). Installed only
+# in a temporary directory), node_exporter (prometheus-node-exporter: the
+# [[scrape]] tests run their own on a free port). Installed only
 # when missing and when we are root; otherwise those tests skip and say why.
 test-deps: deb-deps
 	@missing=""; \
@@ -69,6 +70,7 @@ test-deps: deb-deps
 	test -x /usr/bin/victoria-metrics || missing="$$missing victoria-metrics"; \
 	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	test -x /usr/bin/prometheus-node-exporter || missing="$$missing prometheus-node-exporter"; \
 	$(call apt_install,tests needing$$missing will skip)
 
 # The Debian package: dist/vigil_VERSION_ARCH.deb, built with debhelper and

@@ -44,6 +44,7 @@ from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
 from collectors import HOST_COLLECTORS
 from collectors.checks.config import CHECK_TYPES, CheckConfig, check_names_unique
 from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig, base_dir
+from collectors.scrape import ScrapeConfig, TextfileSection
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
 # What the agent keeps in its state directory: check-config asks each is usable
@@ -205,6 +206,8 @@ class Config:
     alerting: AlertingSection = field(default_factory=AlertingSection)
     notifiers: tuple[Annotated[NotifierConfig, OneOf(NOTIFIER_TYPES)], ...] = ()
     checks: tuple[Annotated[CheckConfig, OneOf(CHECK_TYPES)], ...] = ()
+    scrape: tuple[ScrapeConfig, ...] = ()  # local Prometheus endpoints (collectors/scrape.py)
+    textfile: TextfileSection = field(default_factory=TextfileSection)
     # Where this came from; not a TOML key.
     source: str = field(default="(built-in defaults)", init=False, compare=False)
     origins: Origins = field(default_factory=Origins, init=False, compare=False, repr=False)
@@ -216,6 +219,7 @@ class Config:
             + _disable_check(self.alerting.disable)
             + _renamed_check(self)
             + _unique_checks(self.checks)
+            + _unique_scrapes(self.scrape)
         )
 
     @staticmethod
@@ -304,6 +308,18 @@ def _renamed_check(config: Config) -> list[Invalid]:
         if renamed:
             out.append(Invalid(f"rule {rule.name!r}: {renamed}", key=f"alerts[{i}].expr"))
     return out
+
+
+def _unique_scrapes(scrapes: tuple[ScrapeConfig, ...]) -> list[Invalid]:
+    names = [s.name for s in scrapes]
+    return [
+        Invalid(
+            f"scrape name {name!r} is used twice (first by scrape[{names.index(name)}])",
+            key=f"scrape[{i}].name",
+        )
+        for i, name in enumerate(names)
+        if name in names[:i]
+    ]
 
 
 def _unique_checks(checks: tuple[CheckConfig, ...]) -> list[Invalid]:

@@ -103,6 +103,8 @@ def rules_on_nothing(config: Config) -> list[Problem]:
     test` said so."""
     from agent.alerts.expr import parse
 
+    if config.scrape or config.textfile.directory is not None:
+        return []  # what a scrape or a textfile will serve is not known before it does
     names = metric_names(config)
     out = []
     for i, rule in enumerate(config.alerts):

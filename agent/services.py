@@ -326,6 +326,38 @@ def _without_token(hub: Any) -> dict[str, Any]:
     return {f.name: getattr(hub, f.name) for f in dataclasses.fields(hub) if f.name != "token"}
 
 
+class ScrapeService(Service):
+    """[[scrape]] targets and the [textfile] directory: one schedule each
+    (collectors/scrape.py), nothing kept across restarts."""
+
+    name = "scrape"
+
+    async def start(self, agent: Agent) -> None:
+        pass
+
+    async def stop(self, deadline: float) -> None:
+        pass
+
+    def specs(self) -> Sequence[Spec]:
+        from collectors.scrape import SCRAPE_SPECS, TEXTFILE_SPECS
+
+        return (*SCRAPE_SPECS, *TEXTFILE_SPECS)
+
+    def schedules(self, agent: Agent) -> list[Schedule]:
+        from collectors.scrape import ScrapeCollector, TextfileCollector
+
+        out = []
+        for cfg in self.config.scrape:
+            interval = cfg.interval or self.config.agent.interval
+            timeout = cfg.timeout or min(interval, 10.0)
+            out.append(agent.schedule(ScrapeCollector(cfg), interval=interval, timeout=timeout))
+        textfile = self.config.textfile
+        if textfile.directory is not None:
+            interval = textfile.interval or self.config.agent.interval
+            out.append(agent.schedule(TextfileCollector(textfile), interval=interval))
+        return out
+
+
 def services_for(config: Config) -> list[Service]:
     """The parts `config` asks for, in start order."""
     out: list[Service] = []
@@ -336,6 +368,8 @@ def services_for(config: Config) -> list[Service]:
         out.append(LogsService(config))
     if config.checks:
         out.append(ChecksService(config))
+    if config.scrape or config.textfile.directory is not None:
+        out.append(ScrapeService(config))
     if config.api.listen:
         out.append(ApiService(config))
     return out

@@ -48,6 +48,7 @@ BASE: dict[str, dict[str, Any]] = {
     "journal.rules": {"name": "r", "pattern": "x"},
     "alerts": {"name": "r", "expr": "cpu_usage_percent > 1"},
     "hub.forward": {"name": "f", "url": "http://127.0.0.1:9/api/v1/write"},
+    "scrape": {"name": "s", "url": "http://127.0.0.1:9/metrics"},
 }
 BY_TYPE: dict[str, dict[str, Any]] = {
     "journal": {},

@@ -1,0 +1,203 @@
+"""`[[scrape]]`: local Prometheus endpoints (node_exporter, an application's
+/metrics), scraped on their own interval and shipped and alerted on like
+the host metrics. `[textfile]`: node_exporter's textfile collector, every
+`*.prom` file of a directory read each interval.
+
+Each scraped series keeps its name and labels, plus `scrape="NAME"` and
+the table's `labels`; a scraped label that one of those also sets becomes
+`exported_NAME` unless `honor_labels` (Prometheus' rule). At most
+`max_series` series per scrape: the rest are dropped and counted, so an
+exporter that suddenly serves a million series (a cardinality bomb) costs
+one counter. Each scrape reports `scrape_up` (1 when the answer was read
+and parsed whole), `scrape_duration_seconds`, `scrape_samples` and
+`scrape_series_dropped_total`; a failed scrape sends no series (they go
+stale, as in Prometheus) and says why in `vigil status`.
+
+A textfile that cannot be read or parsed is reported in
+`textfile_scrape_error{file}` (1) and skipped; the others are still read.
+Files should be written atomically (write elsewhere, then rename), as
+node_exporter expects: a half-written file is a parse error, counted and
+skipped until it is whole.
+
+Parsing: collectors/promtext.py (prometheus_client's parser, with a cache).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.core.records import Metric, Record, Spec, counter, gauge
+from agent.core.schema import Duration, Invalid, check_http_url, check_identifier, opt
+from collectors.base import Collector
+from collectors.promtext import ParseError, Parser, relabeler
+
+ACCEPT = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5"
+MAX_TEXTFILE = 16 << 20  # bytes in one *.prom file
+
+
+def _check_labels(labels: Mapping[str, str]) -> str | None:
+    for key in labels:
+        if check_identifier(key) or "." in key or "-" in key:
+            return f"label name {key!r} is not a Prometheus label name"
+    return None
+
+
+@dataclass(frozen=True)
+class ScrapeConfig:
+    name: str = opt(check=check_identifier)
+    url: str = opt(check=check_http_url)
+    interval: Duration | None = opt(None, min=1.0)  # default: [agent] interval
+    timeout: Duration | None = opt(None, min=0.1)  # default: the interval, at most 10 s
+    labels: dict[str, str] = opt(factory=dict, check=_check_labels)
+    honor_labels: bool = False
+    max_series: int = opt(10_000, min=1)
+
+    def __post_init__(self) -> None:
+        if self.interval and self.timeout and self.timeout > self.interval:
+            raise Invalid(
+                f"timeout ({self.timeout:g}s) must not exceed interval ({self.interval:g}s)",
+                key="timeout",
+            )
+
+
+@dataclass(frozen=True)
+class TextfileSection:
+    directory: Path | None = None  # off until set
+    interval: Duration | None = opt(None, min=1.0)  # default: [agent] interval
+    max_series: int = opt(10_000, min=1)  # over all the directory's files
+
+
+SCRAPE_SPECS: tuple[Spec, ...] = (
+    gauge("scrape_up", "1 if the last scrape of a target was read and parsed whole, else 0."),
+    gauge("scrape_duration_seconds", "How long the last scrape of a target took."),
+    gauge("scrape_samples", "Samples the last scrape of a target kept."),
+    counter("scrape_series_dropped_total", "Series a target served beyond max_series."),
+    counter("scrape_samples_not_finite_total", "Samples dropped for a NaN or infinite value."),
+)
+TEXTFILE_SPECS: tuple[Spec, ...] = (
+    gauge("textfile_scrape_error", "1 if a *.prom file could not be read or parsed, else 0."),
+    gauge("textfile_mtime_seconds", "When a *.prom file was last modified."),
+    counter("textfile_series_dropped_total", "Series beyond [textfile] max_series."),
+)
+
+
+def _records(samples: Sequence[tuple[Any, float]], ts: float) -> list[Record]:
+    return [Metric(s.name, value, ts, s.labels, s.type) for s, value in samples]
+
+
+class ScrapeCollector(Collector):
+    """One `[[scrape]]` target; collect() is one scrape."""
+
+    blocking = False
+    specs = SCRAPE_SPECS
+
+    def __init__(self, cfg: ScrapeConfig) -> None:
+        self.cfg = cfg
+        self.name = f"scrape:{cfg.name}"
+        self.parser = Parser(relabeler({**cfg.labels, "scrape": cfg.name}, cfg.honor_labels))
+        self.own = {"scrape": cfg.name}
+        self.dropped = 0
+        self.not_finite = 0
+        self.error: str | None = None
+
+    async def collect(self, ts: float, mono: float) -> Sequence[Record]:
+        from agent.core import h1
+
+        start = time.monotonic()
+        out: list[Record] = []
+        try:
+            response = await h1.fetch("GET", self.cfg.url, headers={"Accept": ACCEPT})
+            if response.status != 200:
+                raise ParseError(f"{self.cfg.url} answered {response.status}")
+            kind = response.header("content-type")
+            text = response.body.decode(response.charset or "utf-8", "replace")
+            parsed = self.parser.parse(text, self.cfg.max_series, openmetrics="openmetrics" in kind)
+        except (OSError, ValueError, h1.HttpError) as exc:  # ParseError is a ValueError
+            self.error = f"{type(exc).__name__}: {exc}"[:500]
+            up, kept = 0.0, 0
+        else:
+            self.error = None
+            out = _records(parsed.samples, ts)
+            self.dropped += parsed.dropped_series
+            self.not_finite += parsed.not_finite
+            up, kept = 1.0, len(parsed.samples)
+        took = time.monotonic() - start
+        out += [
+            Metric("scrape_up", up, ts, self.own),
+            Metric("scrape_duration_seconds", took, ts, self.own),
+            Metric("scrape_samples", kept, ts, self.own),
+            Metric("scrape_series_dropped_total", self.dropped, ts, self.own, "counter"),
+            Metric("scrape_samples_not_finite_total", self.not_finite, ts, self.own, "counter"),
+        ]
+        return out
+
+    def problem(self) -> str | None:
+        return self.error
+
+
+@dataclass
+class _File:
+    parser: Parser
+    mtime: float = 0.0
+    error: bool = False
+
+
+class TextfileCollector(Collector):
+    """`[textfile] directory`: every *.prom file, each interval (in a thread)."""
+
+    name = "textfile"
+    blocking = True
+    specs = TEXTFILE_SPECS
+
+    def __init__(self, cfg: TextfileSection) -> None:
+        assert cfg.directory is not None
+        self.cfg = cfg
+        self.directory = cfg.directory
+        self.files: dict[str, _File] = {}
+        self.dropped = 0
+        self.error: str | None = None
+
+    def collect(self, ts: float, mono: float) -> Sequence[Record]:
+        out: list[Record] = []
+        try:
+            names = sorted(n for n in os.listdir(self.directory) if n.endswith(".prom"))
+            self.error = None
+        except OSError as exc:
+            self.error = f"cannot list {self.directory}: {exc.strerror or exc}"
+            names = []
+        left = self.cfg.max_series
+        for name in names:
+            path = str(self.directory / name)
+            state = self.files.get(path) or _File(Parser(relabeler({}, True)))
+            self.files[path] = state
+            try:
+                with open(path, "rb") as f:
+                    state.mtime = os.fstat(f.fileno()).st_mtime
+                    data = f.read(MAX_TEXTFILE + 1)
+                if len(data) > MAX_TEXTFILE:
+                    raise ParseError(f"larger than {MAX_TEXTFILE >> 20} MiB")
+                parsed = state.parser.parse(data.decode("utf-8"), max(left, 0) or 1)
+            except (OSError, ValueError) as exc:  # UnicodeDecodeError, ParseError
+                state.error = True
+                out.append(Metric("textfile_scrape_error", 1, ts, {"file": path}))
+                self.error = f"{path}: {exc}"[:500]
+                continue
+            state.error = False
+            kept = parsed.samples if left > 0 else []
+            self.dropped += parsed.dropped_series + (len(parsed.samples) if left <= 0 else 0)
+            left -= len(kept)
+            out += _records(kept, ts)
+            out.append(Metric("textfile_scrape_error", 0, ts, {"file": path}))
+            out.append(Metric("textfile_mtime_seconds", state.mtime, ts, {"file": path}))
+        for gone in set(self.files) - {str(self.directory / n) for n in names}:
+            del self.files[gone]
+        out.append(Metric("textfile_series_dropped_total", self.dropped, ts, type="counter"))
+        return out
+
+    def problem(self) -> str | None:
+        return self.error
