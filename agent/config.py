@@ -44,6 +44,7 @@ from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
 from collectors import HOST_COLLECTORS
 from collectors.checks.config import CHECK_TYPES, CheckConfig, check_names_unique
 from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig, base_dir
+from collectors.processes import ProcessesConfig
 from collectors.scrape import ScrapeConfig, TextfileSection
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
@@ -208,6 +209,7 @@ class Config:
     checks: tuple[Annotated[CheckConfig, OneOf(CHECK_TYPES)], ...] = ()
     scrape: tuple[ScrapeConfig, ...] = ()  # local Prometheus endpoints (collectors/scrape.py)
     textfile: TextfileSection = field(default_factory=TextfileSection)
+    processes: tuple[ProcessesConfig, ...] = ()  # named process groups (collectors/processes.py)
     # Where this came from; not a TOML key.
     source: str = field(default="(built-in defaults)", init=False, compare=False)
     origins: Origins = field(default_factory=Origins, init=False, compare=False, repr=False)
@@ -219,7 +221,8 @@ class Config:
             + _disable_check(self.alerting.disable)
             + _renamed_check(self)
             + _unique_checks(self.checks)
-            + _unique_scrapes(self.scrape)
+            + _unique("scrape", [s.name for s in self.scrape])
+            + _unique("processes", [g.name for g in self.processes])
         )
 
     @staticmethod
@@ -310,12 +313,12 @@ def _renamed_check(config: Config) -> list[Invalid]:
     return out
 
 
-def _unique_scrapes(scrapes: tuple[ScrapeConfig, ...]) -> list[Invalid]:
-    names = [s.name for s in scrapes]
+def _unique(table: str, names: list[str]) -> list[Invalid]:
+    """A name used twice in an array of tables, named at its second use."""
     return [
         Invalid(
-            f"scrape name {name!r} is used twice (first by scrape[{names.index(name)}])",
-            key=f"scrape[{i}].name",
+            f"{table} name {name!r} is used twice (first by {table}[{names.index(name)}])",
+            key=f"{table}[{i}].name",
         )
         for i, name in enumerate(names)
         if name in names[:i]

@@ -358,6 +358,29 @@ class ScrapeService(Service):
         return out
 
 
+class ProcessesService(Service):
+    """[[processes]] groups: one collector for all of them (collectors/processes.py)."""
+
+    name = "processes"
+
+    async def start(self, agent: Agent) -> None:
+        pass
+
+    async def stop(self, deadline: float) -> None:
+        pass
+
+    def specs(self) -> Sequence[Spec]:
+        from collectors.processes import SPECS
+
+        return SPECS
+
+    def schedules(self, agent: Agent) -> list[Schedule]:
+        from collectors.processes import ProcessCollector
+
+        collector = ProcessCollector(self.config.processes, self.config.host.procfs)
+        return [agent.schedule(collector)]
+
+
 def services_for(config: Config) -> list[Service]:
     """The parts `config` asks for, in start order."""
     out: list[Service] = []
@@ -370,6 +393,8 @@ def services_for(config: Config) -> list[Service]:
         out.append(ChecksService(config))
     if config.scrape or config.textfile.directory is not None:
         out.append(ScrapeService(config))
+    if config.processes:
+        out.append(ProcessesService(config))
     if config.api.listen:
         out.append(ApiService(config))
     return out

@@ -147,6 +147,13 @@ DEFAULT_ALERTS: tuple[AlertRuleConfig, ...] = (
         "p95 latency of {file} is {value:.2f} s on {host}",
         clear="< 0.4",
     ),
+    _rule(  # [[processes]] groups: none configured, nothing to look at
+        "ProcessDown",
+        "process_group_up == 0",
+        10.0,
+        "high",
+        "no process of {group} runs on {host}",
+    ),
     _rule(
         "CheckFailing",
         "check_up == 0",
