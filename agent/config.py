@@ -267,7 +267,7 @@ def _names_check(
             message = f"notifier name {name!r} is used twice (first by {first})"
             out.append(Invalid(message, key=f"notifiers[{i}].name"))
         elif name == "journal" and notifiers[i].type != "journal":
-            message = "the notifier name 'journal' is the journal's: give this one another"
+            message = "notifier name 'journal' is the journal's own: give this one another name"
             out.append(Invalid(message, key=f"notifiers[{i}].name"))
     rule_names = [r.name for r in alerts]
     for i, rule in enumerate(alerts):

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -256,7 +257,7 @@ def test_upgrade_keeps_the_edited_conffile(debs: tuple[Path, Path], installed: P
     # Enrolment as docs/operations.md does it: the token file, the [hub] table.
     token = subprocess.run(
         ["install", "-m", "0640", "-g", "vigil", "/dev/stdin", "/etc/vigil/token"],
-        input="web-01.not-a-real-token\n",
+        input=f"{socket.gethostname()}.{'0' * 64}\n",  # HOST.MAC for this host, as the hub prints
         text=True,
         capture_output=True,
     )
