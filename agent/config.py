@@ -46,6 +46,7 @@ from collectors.checks.config import CHECK_TYPES, CheckConfig, check_names_uniqu
 from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig, base_dir
 from collectors.processes import ProcessesConfig
 from collectors.scrape import ScrapeConfig, TextfileSection
+from collectors.statsd import StatsdSection
 
 DEFAULT_CONFIG_PATH = Path("/etc/vigil/agent.toml")
 # What the agent keeps in its state directory: check-config asks each is usable
@@ -210,6 +211,7 @@ class Config:
     scrape: tuple[ScrapeConfig, ...] = ()  # local Prometheus endpoints (collectors/scrape.py)
     textfile: TextfileSection = field(default_factory=TextfileSection)
     processes: tuple[ProcessesConfig, ...] = ()  # named process groups (collectors/processes.py)
+    statsd: StatsdSection = field(default_factory=StatsdSection)  # a StatsD server on UDP
     # Where this came from; not a TOML key.
     source: str = field(default="(built-in defaults)", init=False, compare=False)
     origins: Origins = field(default_factory=Origins, init=False, compare=False, repr=False)
@@ -397,6 +399,8 @@ def read_files(config: Config) -> list[Problem]:
                 error(key, problem)
     if config.api.listen and (problem := listen_problem(config.api.listen)):
         error("api.listen", problem)
+    if config.statsd.listen and (problem := listen_problem(config.statsd.listen)):
+        error("statsd.listen", problem)
     if config.hub.ca_file is not None and (problem := ca_problem(config.hub.ca_file)):
         error("hub.ca_file", problem)
     for i, notifier in enumerate(config.notifiers):

@@ -381,6 +381,45 @@ class ProcessesService(Service):
         return [agent.schedule(collector)]
 
 
+class StatsdService(Service):
+    """`[statsd] listen`: the UDP server and its flush (collectors/statsd.py).
+    A port that cannot be bound is logged and collection goes on without it."""
+
+    name = "statsd"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.state: Any = None
+        self.transport: asyncio.DatagramTransport | None = None
+
+    async def start(self, agent: Agent) -> None:
+        from collectors.statsd import Statsd, listen
+
+        self.state = Statsd(self.config.statsd.max_keys)
+        try:
+            self.transport = await listen(self.config.statsd, self.state)
+        except OSError as exc:
+            log.error("statsd_listen_failed", listen=self.config.statsd.listen, error=str(exc))
+
+    async def stop(self, deadline: float) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def specs(self) -> Sequence[Spec]:
+        from collectors.statsd import SPECS
+
+        return SPECS
+
+    def schedules(self, agent: Agent) -> list[Schedule]:
+        from collectors.statsd import StatsdCollector
+
+        interval = self.config.statsd.interval or self.config.agent.interval
+        return [agent.schedule(StatsdCollector(self.state), interval=interval)]
+
+    def keeps_running(self, new: Config) -> bool:
+        return new.statsd == self.config.statsd  # its counters carry on
+
+
 def services_for(config: Config) -> list[Service]:
     """The parts `config` asks for, in start order."""
     out: list[Service] = []
@@ -395,6 +434,8 @@ def services_for(config: Config) -> list[Service]:
         out.append(ScrapeService(config))
     if config.processes:
         out.append(ProcessesService(config))
+    if config.statsd.listen:
+        out.append(StatsdService(config))
     if config.api.listen:
         out.append(ApiService(config))
     return out

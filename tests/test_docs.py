@@ -14,6 +14,7 @@ from collectors.checks.service import CheckCollector
 from collectors.logs.tailer import LogCollector
 from collectors.processes import SPECS as PROCESS_SPECS
 from collectors.scrape import SCRAPE_SPECS, TEXTFILE_SPECS
+from collectors.statsd import SPECS as STATSD_SPECS
 
 DOCS = Path(__file__).parents[1] / "docs"
 
@@ -25,7 +26,7 @@ def test_every_metric_is_documented_once_with_its_type():
     assert len(rows) == len(documented), "a metric is documented twice"
     specs = [s for cls in [*HOST_COLLECTORS.values(), SelfCollector] for s in cls.specs]
     specs += [*SHIPPER_SPECS, *LogCollector.specs, *ALERTING_SPECS, *CheckCollector.specs]
-    specs += [*SCRAPE_SPECS, *TEXTFILE_SPECS, *PROCESS_SPECS]
+    specs += [*SCRAPE_SPECS, *TEXTFILE_SPECS, *PROCESS_SPECS, *STATSD_SPECS]
     for spec in specs:
         assert documented.get(spec.name) == spec.type, spec.name
     assert set(documented) == {s.name for s in specs}, "documented metrics nobody emits"

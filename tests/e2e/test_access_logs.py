@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.e2e.harness import Agent, agent_config, free_port, http_get
 
-SAMPLE = re.compile(r"^([a-z_]+)\{([^}]*)\} (\S+)$", re.M)
+SAMPLE = re.compile(r"^([a-z_]+)(?:\{([^}]*)\})? (\S+)$", re.M)
 
 
 def samples(port: int, name: str) -> dict[frozenset, float]:
