@@ -91,6 +91,43 @@ class RuleConfig:
             )
 
 
+# What a stack trace's own lines look like: a record starts at a line that
+# is none of them (collectors/logs/files.py, multi-line events)
+MULTILINE_PRESETS = {
+    # blank lines, indented frames and code; "Traceback (most recent call last):"; the
+    # chained-exception headers; the exception line ("ValueError: ...")
+    "python_traceback": r"^(?!$|\s|Traceback \(most recent call last\)|During handling of the above"
+    r"|The above exception was|(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt"
+    r"|Warning)(?::|$))",
+    # "\tat ...", "... 12 more", "Caused by: ...", "Suppressed: ...", and the
+    # exception line ("java.lang.IllegalStateException: ...")
+    "java_stacktrace": r"^(?!$|\s|\.\.\. \d+ (?:more|common frames omitted)|Caused by: "
+    r"|Suppressed: |(?:[a-zA-Z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)(?::|$))",
+}
+
+
+def _check_preset(value: str) -> str | None:
+    if value and value not in MULTILINE_PRESETS:
+        return f"expected one of {', '.join(map(repr, MULTILINE_PRESETS))}, got {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class MultilineConfig:
+    """`multiline = { start = "REGEX" }` or `{ preset = "python_traceback" }`."""
+
+    start: str = opt("", check=lambda v: _check_pattern(v) if v else None)
+    preset: str = opt("", check=_check_preset)
+
+    def __post_init__(self) -> None:
+        if bool(self.start) == bool(self.preset):
+            raise Invalid("set start (a regex) or preset, one of them", key="start")
+
+    @property
+    def pattern(self) -> str:
+        return self.start or MULTILINE_PRESETS[self.preset]
+
+
 @dataclass(frozen=True)
 class LogsConfig:
     paths: tuple[str, ...] = opt(each=_check_glob)
@@ -100,6 +137,9 @@ class LogsConfig:
     format: Literal["text", "json", "nginx_combined", "apache_combined", "regex"] = "text"
     regex: str = opt("", check=_check_access_regex)  # format = "regex": its named groups
     duration_window: Duration = opt(300.0, min=1.0)  # access logs' latency quantiles
+    # lines that make one event (a stack trace): held for their continuation
+    multiline: MultilineConfig | None = None
+    multiline_timeout: Duration = opt(2.0, min=0.05)
     # Where to start in files that exist when this table is first used;
     # files that appear later are always read from their beginning.
     start_at: Literal["end", "beginning"] = "end"
@@ -123,6 +163,9 @@ class LogsConfig:
     def __post_init__(self) -> None:
         if not self.paths:
             raise Invalid("needs at least one path or glob", key="paths")
+        if self.multiline is not None and self.format == "json":
+            message = "a JSON line is one event already: multiline is for text"
+            raise Invalid(message, key="multiline")
         if (self.format == "regex") != bool(self.regex):
             raise Invalid(
                 'format = "regex" and regex go together: the regex names the fields',
@@ -199,6 +242,8 @@ class JournalConfig(LogsConfig):
     format: Any = _hidden("text")
     regex: str = _hidden("")
     duration_window: Any = _hidden(300.0)
+    multiline: Any = _hidden(None)
+    multiline_timeout: Any = _hidden(2.0)
     encoding: str = _hidden("utf-8")
     watch: Any = _hidden("auto")  # the journal's directories, for a prompt wake-up
     rotate_wait: Any = _hidden(0.0)

@@ -57,6 +57,7 @@ import fnmatch
 import glob
 import hashlib
 import os
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -72,6 +73,7 @@ log = structlog.get_logger("vigil.collectors.logs")
 
 FP_BYTES = 256
 READ_BYTES = 4 << 20  # per file per read: fair to other files, bounded memory
+RECORD_SEP = b"\x1e"  # multiline: joins a record's lines (ASCII's record separator)
 SPARE_BUFFERS = 4  # read buffers kept for reuse while a backlog is read (STEP_BYTES' worth)
 MAX_RESCUE = 64 << 20  # read at most this much from a copytruncate copy; the rest is missed
 # A rotation written this long before the last scan still counts as unseen:
@@ -117,6 +119,7 @@ class Followed:
     last_growth: float = 0.0
     fd: int = -1
     seen: tuple[int, int] = (-1, -1)  # (size, mtime) at the last read
+    held: tuple[int, float] | None = None  # multiline: (offset, since) of a record held back
 
     @property
     def key(self) -> tuple[int, int]:
@@ -170,6 +173,9 @@ class Follower:
         self._backlog = False  # the last read() filled a buffer: a backlog is being read
         self._turn = 0  # where the next read() starts among the files
         self._exclusions: dict[str, bool] = {}  # path -> excluded (fnmatch is not cheap)
+        multiline = config.multiline
+        self.record_start = re.compile(multiline.pattern.encode()) if multiline else None
+        self.holding = False  # a record was held back by the last read: look again soon
         since = self.scanned_at
         self.scan(now)
         self._restore_rotated(now)
@@ -385,6 +391,7 @@ class Follower:
         # Each read is big enough to hold a whole line of max_line_bytes, so a
         # line that long is always cut rather than waited for.
         size = max(READ_BYTES, self.config.max_line_bytes + 1)
+        self.holding = False
         if not self._backlog:
             self.spare = []  # idle since the last read: let the buffers go
         self._backlog = False
@@ -448,7 +455,7 @@ class Follower:
             return None, False
         f.last_growth = now
         full = len(data) == limit  # before _lines cuts the partial line off
-        chunk = self._lines(f, data)
+        chunk = self._lines(f, data, now)
         return chunk, f.offset < size and full
 
     def _buffer(self, size: int) -> bytearray:
@@ -472,8 +479,9 @@ class Follower:
             if big and len(self.spare) < SPARE_BUFFERS:
                 self.spare.append(data)  # type: ignore[arg-type]
 
-    def _lines(self, f: Followed, data: bytearray) -> Chunk | None:
-        """Consume the complete lines at the start of `data`; cut long lines."""
+    def _lines(self, f: Followed, data: bytearray, now: float) -> Chunk | None:
+        """Consume the complete lines at the start of `data`; cut long lines;
+        with multiline, hold back a record that may not be complete yet."""
         limit = self.config.max_line_bytes
         end = data.rfind(b"\n")
         if end < 0:  # no newline yet
@@ -495,7 +503,34 @@ class Follower:
             if not body:
                 return None
         body = self._cut_long_lines(f, body, limit)
+        if self.record_start is not None:
+            body = self._hold_last_record(f, body, now)
+            if not body:
+                return None
         return self._emit(f, body)
+
+    def _hold_last_record(self, f: Followed, body: Data, now: float) -> Data:
+        """The last record of `body` (from its last start line on) is held
+        back, its bytes read again next time, until a line that starts
+        another record comes, `multiline_timeout` passes or it reaches
+        max_line_bytes. The offset stops at its start, so a kill -9 reads
+        it again whole: a record is committed once, like a line."""
+        assert self.record_start is not None
+        last = body.rfind(b"\n", 0, len(body) - 1) + 1  # the start of the last line
+        while last > 0 and not self.record_start.match(body, last):
+            last = body.rfind(b"\n", 0, last - 1) + 1
+        if last == 0 and not self.record_start.match(body, 0):
+            return body  # continuations of a record already sent: on their own
+        pending = len(body) - last
+        at = f.offset - pending
+        since = f.held[1] if f.held is not None and f.held[0] == at else now
+        if now - since >= self.config.multiline_timeout or pending >= self.config.max_line_bytes:
+            f.held = None
+            return body
+        f.held = (at, since)
+        f.offset = at
+        self.holding = True
+        return body[:last]
 
     def _cut_long_lines(self, f: Followed, body: Data, limit: int) -> Data:
         # A line of `limit` bytes or more holds a whole newline-free window of
@@ -520,7 +555,21 @@ class Follower:
         lines = body.count(b"\n")
         self.count(f.path, LINES, lines)
         self.count(f.path, BYTES, len(body))
+        if self.record_start is not None:
+            body, lines = self._records(body)
         return Chunk(f.path, body, lines)
+
+    def _records(self, body: Data) -> tuple[bytes, int]:
+        """Multiline: each record's lines joined by RECORD_SEP, so the rules
+        and detectors take a record as one line (rules.py turns it back)."""
+        assert self.record_start is not None
+        records: list[bytes] = []
+        for line in bytes(body).split(b"\n")[:-1]:
+            if records and not self.record_start.match(line):
+                records[-1] += RECORD_SEP + line
+            else:
+                records.append(line)
+        return b"\n".join(records) + b"\n", len(records)
 
     def _truncated(self, f: Followed, size: int) -> None:
         """Same inode, shorter than our offset or with other first bytes:
@@ -578,7 +627,8 @@ class Follower:
         """Done with a rotated or deleted file: its partial last line is complete now."""
         rest = b""
         with contextlib.suppress(OSError):
-            rest = os.pread(f.fd, self.config.max_line_bytes, f.offset)
+            # a held record (up to max_line_bytes) and a partial last line
+            rest = os.pread(f.fd, 2 * self.config.max_line_bytes, f.offset)
         os.close(f.fd)
         del self.files[f.key]
         self.changed = True

@@ -125,6 +125,8 @@ class JournalFollower(Follower):
     `files`, `directories`, `config`). Called from the tailer's worker
     thread only; no call blocks on journalctl."""
 
+    holding = False  # no record is ever held back: the journal has no multiline
+
     def __init__(
         self,
         config: JournalConfig,

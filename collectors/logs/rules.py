@@ -39,7 +39,7 @@ from collectors.logs.access import AccessMetrics
 from collectors.logs.config import SEVERITIES, LogsConfig, RuleConfig
 from collectors.logs.defaults import DEFAULT_RULES
 from collectors.logs.detectors.base import ERROR_LEVELS, ERROR_PATTERNS, Detector, Finding
-from collectors.logs.files import Chunk
+from collectors.logs.files import RECORD_SEP, Chunk
 from collectors.logs.matcher import Data, build_matcher
 from collectors.logs.prefilter import (
     JsonPrefilter,
@@ -136,6 +136,9 @@ class RateLimiter:
                     )
                 )
         return out
+
+
+RECORD_TEXT = RECORD_SEP.decode()
 
 
 class TableProcessor:
@@ -235,6 +238,8 @@ class TableProcessor:
         encoding = self.config.encoding
         ids = {self.scanned[i] for i in found}
         line = _text(data[start:end], encoding)
+        if self.config.multiline is not None:  # a record: its lines, as they were
+            line = line.replace(RECORD_TEXT, "\n")
         hits = [self.rules[i] for i in sorted(ids) if i < len(self.rules)]
         fields = [rule.extract(line) for rule in hits]
         error = bool(self.error_feeds) and (hits or not self.error_ids.isdisjoint(ids))
@@ -347,7 +352,9 @@ class TableProcessor:
             out.append(data[begin:end])
             end = begin - 1
         encoding = self.config.encoding
-        lines = [_text(b, encoding)[:MAX_EVENT_LINE] for b in reversed(out)]
+        lines = [
+            _text(b, encoding).replace(RECORD_TEXT, "\n")[:MAX_EVENT_LINE] for b in reversed(out)
+        ]
         if len(lines) < want:  # the lines before came in an earlier chunk
             lines = self.tails.get(label, [])[len(lines) - want :] + lines
         return lines

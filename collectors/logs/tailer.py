@@ -62,6 +62,7 @@ log = structlog.get_logger("vigil.collectors.logs")
 STEP_BYTES = 16 << 20  # read at most this much per step before committing
 COMMIT_EVERY = 0.25  # seconds between commits while events wait
 STATE_EVERY = 1.0  # seconds between commits when only offsets moved
+HOLD_CHECK = 0.2  # seconds between looks while a multiline record is held back
 STALL_POLLS = 3  # polls a file may wait, with no progress, before it counts as stalled
 
 
@@ -287,6 +288,8 @@ class LogCollector(Collector):
                     follower.urgent = True
             due = 1.0 if self.commit_error is not None else self._commit_due()
             timeout = poll if due is None else min(poll, max(due, 0.01))
+            if any(f.holding for f in self.followers):  # a record waits for its timeout
+                timeout = min(timeout, HOLD_CHECK)
             waiter = asyncio.ensure_future(self.wake.wait())
             await asyncio.wait([waiter], timeout=timeout)
             waiter.cancel()
