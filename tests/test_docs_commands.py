@@ -486,3 +486,18 @@ def test_help_of_every_command(command):
     )
     assert done.returncode == 0, f"vigil {command} --help: exit {done.returncode}\n{done.stderr}"
     assert done.stdout.startswith(f"usage: vigil {command} "), done.stdout
+
+
+def test_the_readme_names_every_package_make_test_installs():
+    """README's `make test` paragraph lists what is really installed: each
+    package the Makefile's test-deps and deb-deps install (issue 19)."""
+    makefile = (ROOT / "Makefile").read_text()
+
+    def target(name: str) -> str:  # its recipe: up to the first blank line
+        return makefile.split(f"\n{name}:", 1)[1].split("\n\n", 1)[0]
+
+    packages = set(re.findall(r'missing="\$\$missing ([a-z0-9.+-]+)"', target("test-deps")))
+    packages |= set(re.search(r"for p in ([a-z0-9 .+-]+); do", target("deb-deps")).group(1).split())
+    assert len(packages) >= 14
+    readme = (ROOT / "README.md").read_text()
+    assert sorted(p for p in packages if f"`{p}`" not in readme) == []
