@@ -224,6 +224,7 @@ class Config:
             + _renamed_check(self)
             + _unique_checks(self.checks)
             + _unique("scrape", [s.name for s in self.scrape])
+            + _scrape_timeouts(self)
             + _unique("processes", [g.name for g in self.processes])
         )
 
@@ -312,6 +313,17 @@ def _renamed_check(config: Config) -> list[Invalid]:
         renamed = _renamed_metric(rule.expr)
         if renamed:
             out.append(Invalid(f"rule {rule.name!r}: {renamed}", key=f"alerts[{i}].expr"))
+    return out
+
+
+def _scrape_timeouts(config: Config) -> list[Invalid]:
+    """A scrape's timeout within its interval, the [agent] one if it has none."""
+    out = []
+    for i, scrape in enumerate(config.scrape):
+        interval = scrape.interval or config.agent.interval
+        if scrape.timeout is not None and scrape.timeout > interval:
+            message = f"timeout ({scrape.timeout:g}s) must not exceed the interval ({interval:g}s)"
+            out.append(Invalid(message, key=f"scrape[{i}].timeout"))
     return out
 
 
@@ -420,6 +432,9 @@ def read_files(config: Config) -> list[Problem]:
                     f"{kind}[{i}].command",
                     f"{command[0]} is not found {where}; it fails until it is there",
                 )
+    directory = config.textfile.directory
+    if directory is not None and not directory.is_dir():
+        warning("textfile.directory", f"no such directory {directory}; read once it appears")
     for i, journal in enumerate(config.journal):
         if journal.directory is not None and not journal.directory.is_dir():
             warning(f"journal[{i}].directory", f"no such directory {journal.directory}")

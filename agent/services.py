@@ -349,8 +349,10 @@ class ScrapeService(Service):
         out = []
         for cfg in self.config.scrape:
             interval = cfg.interval or self.config.agent.interval
-            timeout = cfg.timeout or min(interval, 10.0)
-            out.append(agent.schedule(ScrapeCollector(cfg), interval=interval, timeout=timeout))
+            timeout = min(cfg.timeout or 10.0, interval)
+            # the scrape keeps to `timeout` itself (scrape_up 0); this is the safety net
+            collector = ScrapeCollector(cfg, timeout)
+            out.append(agent.schedule(collector, interval=interval, timeout=timeout + 1.0))
         textfile = self.config.textfile
         if textfile.directory is not None:
             interval = textfile.interval or self.config.agent.interval

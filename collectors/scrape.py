@@ -24,7 +24,9 @@ Parsing: collectors/promtext.py (prometheus_client's parser, with a cache).
 
 from __future__ import annotations
 
+import asyncio
 import os
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +46,13 @@ def _check_labels(labels: Mapping[str, str]) -> str | None:
     for key in labels:
         if check_identifier(key) or "." in key or "-" in key:
             return f"label name {key!r} is not a Prometheus label name"
+        if key == "scrape":
+            return "the label scrape is the agent's: it holds the table's name"
     return None
+
+
+def _check_absolute(path: Path | None) -> str | None:
+    return None if path is None or path.is_absolute() else f"must be an absolute path, got {path}"
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ class ScrapeConfig:
 
 @dataclass(frozen=True)
 class TextfileSection:
-    directory: Path | None = None  # off until set
+    directory: Path | None = opt(None, check=_check_absolute)  # off until set
     interval: Duration | None = opt(None, min=1.0)  # default: [agent] interval
     max_series: int = opt(10_000, min=1)  # over all the directory's files
 
@@ -77,13 +85,36 @@ SCRAPE_SPECS: tuple[Spec, ...] = (
     gauge("scrape_duration_seconds", "How long the last scrape of a target took."),
     gauge("scrape_samples", "Samples the last scrape of a target kept."),
     counter("scrape_series_dropped_total", "Series a target served beyond max_series."),
-    counter("scrape_samples_not_finite_total", "Samples dropped for a NaN or infinite value."),
+    counter(
+        "scrape_samples_invalid_total",
+        "Samples dropped: a NaN or infinite value, or a name or label the hub would refuse.",
+    ),
 )
 TEXTFILE_SPECS: tuple[Spec, ...] = (
     gauge("textfile_scrape_error", "1 if a *.prom file could not be read or parsed, else 0."),
     gauge("textfile_mtime_seconds", "When a *.prom file was last modified."),
     counter("textfile_series_dropped_total", "Series beyond [textfile] max_series."),
+    counter(
+        "textfile_samples_invalid_total",
+        "Samples dropped: a NaN or infinite value, or a name or label the hub would refuse.",
+    ),
 )
+
+
+def _read_regular(path: str) -> tuple[bytes, float]:
+    """A *.prom file's bytes and mtime; ParseError for anything but a
+    regular file (a FIFO would block the read for good) or one too large."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ParseError("not a regular file")
+        if st.st_size > MAX_TEXTFILE:
+            raise ParseError(f"larger than {MAX_TEXTFILE >> 20} MiB")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(MAX_TEXTFILE + 1), st.st_mtime
+    finally:
+        os.close(fd)
 
 
 def _records(samples: Sequence[tuple[Any, float]], ts: float) -> list[Record]:
@@ -96,14 +127,15 @@ class ScrapeCollector(Collector):
     blocking = False
     specs = SCRAPE_SPECS
 
-    def __init__(self, cfg: ScrapeConfig) -> None:
+    def __init__(self, cfg: ScrapeConfig, timeout: float) -> None:
         self.cfg = cfg
         self.name = f"scrape:{cfg.name}"
         self.parser = Parser(relabeler({**cfg.labels, "scrape": cfg.name}, cfg.honor_labels))
         self.own = {"scrape": cfg.name}
         self.dropped = 0
-        self.not_finite = 0
+        self.invalid = 0
         self.error: str | None = None
+        self.timeout = timeout
 
     async def collect(self, ts: float, mono: float) -> Sequence[Record]:
         from agent.core import h1
@@ -111,12 +143,21 @@ class ScrapeCollector(Collector):
         start = time.monotonic()
         out: list[Record] = []
         try:
-            response = await h1.fetch("GET", self.cfg.url, headers={"Accept": ACCEPT})
+            # within the scheduler's timeout: a scrape that hangs is a failed
+            # scrape (scrape_up 0), not one whose records never come
+            async with h1.deadline(self.timeout):
+                response = await h1.fetch("GET", self.cfg.url, headers={"Accept": ACCEPT})
             if response.status != 200:
                 raise ParseError(f"{self.cfg.url} answered {response.status}")
-            kind = response.header("content-type")
+            openmetrics = "openmetrics" in response.header("content-type")
             text = response.body.decode(response.charset or "utf-8", "replace")
-            parsed = self.parser.parse(text, self.cfg.max_series, openmetrics="openmetrics" in kind)
+            # off the loop: a large answer takes a while to parse
+            parsed = await asyncio.get_running_loop().run_in_executor(
+                None, self.parser.parse, text, self.cfg.max_series, time.time(), openmetrics
+            )
+        except TimeoutError:
+            self.error = f"timed out after {self.timeout:g}s"
+            up, kept = 0.0, 0
         except (OSError, ValueError, h1.HttpError) as exc:  # ParseError is a ValueError
             self.error = f"{type(exc).__name__}: {exc}"[:500]
             up, kept = 0.0, 0
@@ -124,7 +165,7 @@ class ScrapeCollector(Collector):
             self.error = None
             out = _records(parsed.samples, ts)
             self.dropped += parsed.dropped_series
-            self.not_finite += parsed.not_finite
+            self.invalid += parsed.invalid
             up, kept = 1.0, len(parsed.samples)
         took = time.monotonic() - start
         out += [
@@ -132,7 +173,7 @@ class ScrapeCollector(Collector):
             Metric("scrape_duration_seconds", took, ts, self.own),
             Metric("scrape_samples", kept, ts, self.own),
             Metric("scrape_series_dropped_total", self.dropped, ts, self.own, "counter"),
-            Metric("scrape_samples_not_finite_total", self.not_finite, ts, self.own, "counter"),
+            Metric("scrape_samples_invalid_total", self.invalid, ts, self.own, "counter"),
         ]
         return out
 
@@ -160,6 +201,7 @@ class TextfileCollector(Collector):
         self.directory = cfg.directory
         self.files: dict[str, _File] = {}
         self.dropped = 0
+        self.invalid = 0
         self.error: str | None = None
 
     def collect(self, ts: float, mono: float) -> Sequence[Record]:
@@ -176,12 +218,8 @@ class TextfileCollector(Collector):
             state = self.files.get(path) or _File(Parser(relabeler({}, True)))
             self.files[path] = state
             try:
-                with open(path, "rb") as f:
-                    state.mtime = os.fstat(f.fileno()).st_mtime
-                    data = f.read(MAX_TEXTFILE + 1)
-                if len(data) > MAX_TEXTFILE:
-                    raise ParseError(f"larger than {MAX_TEXTFILE >> 20} MiB")
-                parsed = state.parser.parse(data.decode("utf-8"), max(left, 0) or 1)
+                data, state.mtime = _read_regular(path)
+                parsed = state.parser.parse(data.decode("utf-8"), max(left, 0) or 1, ts)
             except (OSError, ValueError) as exc:  # UnicodeDecodeError, ParseError
                 state.error = True
                 out.append(Metric("textfile_scrape_error", 1, ts, {"file": path}))
@@ -190,6 +228,7 @@ class TextfileCollector(Collector):
             state.error = False
             kept = parsed.samples if left > 0 else []
             self.dropped += parsed.dropped_series + (len(parsed.samples) if left <= 0 else 0)
+            self.invalid += parsed.invalid
             left -= len(kept)
             out += _records(kept, ts)
             out.append(Metric("textfile_scrape_error", 0, ts, {"file": path}))
@@ -197,6 +236,7 @@ class TextfileCollector(Collector):
         for gone in set(self.files) - {str(self.directory / n) for n in names}:
             del self.files[gone]
         out.append(Metric("textfile_series_dropped_total", self.dropped, ts, type="counter"))
+        out.append(Metric("textfile_samples_invalid_total", self.invalid, ts, type="counter"))
         return out
 
     def problem(self) -> str | None:

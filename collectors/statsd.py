@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.core.configfile import check_listen, is_loopback, split_host_port
+from agent.core.protocol import metric_problem
 from agent.core.records import Metric, Record, Spec, counter, gauge
 from agent.core.schema import Duration, Invalid, opt
 from agent.core.sketch import Window
@@ -138,6 +139,8 @@ class Statsd:
         key = (sanitize(name), labels)
         series = self.series.get(key)
         if series is None:
+            if metric_problem(key[0], dict(labels)):  # the hub would refuse the batch
+                return False
             if len(self.series) >= self.max_keys:
                 self.dropped["max_keys"] += 1
                 return True

@@ -261,6 +261,19 @@ def _num(data: Mapping[str, Any], key: str) -> float:
 _METRIC_KEYS = frozenset(("kind", "ts", "name", "labels", "value", "type"))
 
 
+def metric_problem(name: str, labels: Mapping[str, str]) -> str | None:
+    """Why the hub would refuse a metric of this name and labels, or None:
+    the same limits as `_check_whole`, for sources whose names come from
+    outside (a scraped endpoint, a textfile, StatsD), checked once per
+    series so that one such series never costs a batch."""
+    if not 0 < len(name) <= 200:
+        return f"a name of {len(name)} characters; 1 to 200"
+    for key, value in labels.items():
+        if len(key) + len(value) > MAX_STRING:
+            return f"label {key[:50]!r} over {MAX_STRING} characters"
+    return None
+
+
 def _plain_metric(record: dict[str, Any]) -> bool:
     """Whether `record` is a metric that passes every check below: a fast
     path for the records a batch is mostly made of (the hub validates a

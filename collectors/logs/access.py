@@ -5,8 +5,9 @@ and mtail's access-log inputs give them, without another program.
 Formats. `nginx_combined` is nginx's `combined` log_format; `apache_combined`
 Apache's `combined` (and `common`: the referer and user agent may be
 missing). Both accept what operators commonly put around them: a leading
-`vhost` or `vhost:port` (Apache's `vhost_combined`), and after the user
-agent nginx's `$request_time` (seconds) with optionally
+`vhost` or `vhost:port` (Apache's `vhost_combined`), nginx's default
+`main` format's `"$http_x_forwarded_for"` after the user agent, and after
+those nginx's `$request_time` (seconds) with optionally
 `$upstream_response_time`, or Apache's `%D` (microseconds). `regex` takes
 a pattern of the operator's with named groups: `status` (required),
 `bytes`, `vhost`, and one of `seconds`, `milliseconds`, `microseconds`.
@@ -37,9 +38,11 @@ from agent.core.sketch import Window
 # "..." with the escapes both servers write (\" and \xHH)
 _QUOTED = rb'"(?:[^"\\]|\\.)*"'
 _PREFIX = (
-    rb"^(?:(?P<vhost>[^\s:]+)(?::\d+)? )?"  # vhost_combined's "%v:%p "
+    # vhost_combined's "%v:%p ", an IPv6 server name in brackets
+    rb"^(?:(?P<vhost>\[[0-9A-Fa-f:.]+\]|[^\s:\[]+)(?::\d+)? )?"
     rb"\S+ \S+ \S+ \[[^\]]*\] " + _QUOTED + rb" (?P<status>\d{3}) (?P<bytes>\d+|-)"
-    rb"(?: " + _QUOTED + rb" " + _QUOTED + rb")?"  # common has no referer and agent
+    # common has no referer and agent; nginx's default `main` adds $http_x_forwarded_for
+    rb"(?: " + _QUOTED + rb" " + _QUOTED + rb"(?: " + _QUOTED + rb")?)?"
 )
 FORMATS: dict[str, tuple[bytes, str]] = {
     # $request_time, then $upstream_response_time ("0.010", "-", "0.01, 0.02 : 0.03")
@@ -130,7 +133,7 @@ class AccessMetrics:
         self,
         pattern: re.Pattern[bytes],
         window: float,
-        counts: dict[tuple[str, str, str], list[int]],
+        counts: dict[tuple[str, str, str], list[Any]],
         unparsed: dict[str, int],
     ) -> None:
         self.pattern = pattern
@@ -159,9 +162,9 @@ class AccessMetrics:
             key = (label, vhost, request.status_class)
             counted = self.counts.get(key)
             if counted is None:
-                counted = self.counts[key] = [0, 0]
+                counted = self.counts[key] = [0, 0.0]
             counted[0] += 1
-            counted[1] += request.bytes
+            counted[1] += float(request.bytes)  # a float: no sum can outgrow an encoder
             if request.seconds is not None:
                 sketch = self.sketches.get((label, vhost))
                 if sketch is None:

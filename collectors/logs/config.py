@@ -166,6 +166,9 @@ class LogsConfig:
         if self.multiline is not None and self.format == "json":
             message = "a JSON line is one event already: multiline is for text"
             raise Invalid(message, key="multiline")
+        if self.duration_window != 300.0 and self.format in ("text", "json"):
+            message = "only access-log formats (nginx_combined, apache_combined, regex) have it"
+            raise Invalid(message, key="duration_window")
         if (self.format == "regex") != bool(self.regex):
             raise Invalid(
                 'format = "regex" and regex go together: the regex names the fields',

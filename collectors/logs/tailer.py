@@ -135,7 +135,7 @@ class LogCollector(Collector):
         self.counters: dict[str, list[int]] = {}
         self.matches: dict[tuple[str, str], int] = {}
         # access logs: (file, vhost, status class) -> [requests, bytes]; file -> unparsed
-        self.requests: dict[tuple[str, str, str], list[int]] = {}
+        self.requests: dict[tuple[str, str, str], list[Any]] = {}  # [count, bytes as float]
         self.unparsed: dict[str, int] = {}
         self.durations: list[tuple[str, str, Any]] = []  # the latest quantiles (access.py)
         self.limiter = RateLimiter(1)

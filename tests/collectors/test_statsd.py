@@ -56,3 +56,11 @@ def test_what_does_not_parse_or_does_not_fit_is_counted_not_kept():
     assert (invalid, full) == (9, 1)
     assert got[("statsd_keys", frozenset())] == 2
     assert got[("statsd_lines_total", frozenset())] == 12
+
+
+def test_a_name_the_hub_would_refuse_is_invalid_not_a_lost_batch():
+    state = Statsd(max_keys=100)
+    state.feed(b"x" * 201 + b":1|c\nok:1|c\n")
+    got = flushed(state)
+    assert ("ok", frozenset()) in got and ("x" * 201, frozenset()) not in got
+    assert got[("statsd_dropped_total", frozenset({("reason", "invalid")}))] == 1

@@ -220,3 +220,43 @@ def test_a_cardinality_bomb_is_cut_at_max_series_and_counted(tmp_path):
             agent.stop()
         hub.stop()
         bomb.close()
+
+
+def test_a_target_that_hangs_is_down_and_one_the_hub_would_refuse_costs_nothing(tmp_path):
+    """The second read: a scrape that timed out left scrape_up at 1; a
+    series with a 201-character name made the hub refuse every batch, the
+    host's own metrics with it."""
+    import time as clock
+
+    def drip() -> bytes:
+        clock.sleep(5)  # past the 1 s timeout
+        return b"late 1\n"
+
+    slow = Recorder(body=drip)
+    odd = Recorder(body=lambda: ("x" * 201 + " 1\nfine 2\n").encode())
+    (tmp_path / "hubside").mkdir()
+    hub = HubProcess(tmp_path / "hubside")
+    agent = Agent(
+        tmp_path,
+        hub_config(
+            tmp_path,
+            hub,
+            f'[[scrape]]\nname = "slow"\nurl = "{slow.url}"\ninterval = "2s"\ntimeout = "1s"\n'
+            f'[[scrape]]\nname = "odd"\nurl = "{odd.url}"\ninterval = "1s"\n',
+        ),
+    )
+    try:
+        agent.notify.wait("READY=1")
+        down = frozenset({("scrape", "slow")})
+        wait_for(lambda: at_hub(hub, "scrape_up").get(down) == 0.0, 30, "the hung target down")
+        wait_for(lambda: at_hub(hub, "fine"), 30, "the odd target's good series")
+        invalid = at_hub(hub, "scrape_samples_invalid_total")[frozenset({("scrape", "odd")})]
+        assert invalid >= 1
+        assert at_hub(hub, "cpus_online"), "the host's own metrics still arrive"
+        assert list((tmp_path / "state").glob("deadletter/*")) == []
+    finally:
+        if agent.proc.poll() is None:
+            agent.stop()
+        hub.stop()
+        slow.close()
+        odd.close()

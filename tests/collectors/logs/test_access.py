@@ -57,6 +57,16 @@ COMBINED = (
             Request("3xx", 0, None, ""),
         ),
         (APACHE, b"www.example.org:80 " + COMBINED, Request("2xx", 612, None, "www.example.org")),
+        (  # nginx's own default `main`: $http_x_forwarded_for last
+            NGINX,
+            COMBINED + b' "198.51.100.7"',
+            Request("2xx", 612, None, ""),
+        ),
+        (
+            NGINX,
+            b"[2001:db8::5]:80 " + COMBINED + b" 0.2",
+            Request("2xx", 612, 0.2, "[2001:db8::5]"),
+        ),
         (NGINX, b"", None),
         (NGINX, b"Nov 29 07:00:01 host sshd[1]: Accepted publickey", None),
         (NGINX, COMBINED.replace(b" 200 ", b" 999 "), None),
@@ -131,3 +141,18 @@ def test_a_client_chosen_host_cannot_make_series_without_end():
     vhosts = {v for (_, v, _) in counts}
     assert len(vhosts) == MAX_VHOSTS + 1 and OTHER_VHOST in vhosts
     assert counts[("/a.log", OTHER_VHOST, "2xx")][0] == 50
+
+
+def test_a_bytes_sum_past_64_bits_stays_encodable():
+    """The second read: 20,000 lines of a petabyte each took the sum past
+    2**64, msgpack refused every commit of the log state after it, and all
+    log reading stopped for good."""
+    import msgpack
+
+    counts: dict = {}
+    metrics = AccessMetrics(NGINX, 300.0, counts, {})
+    line = COMBINED.replace(b" 612 ", b" 1000000000000000 ")
+    metrics.observe("/a.log", (line + b"\n") * 20_000, 0.0)
+    ((n, sent),) = counts.values()
+    assert n == 20_000 and sent == 2e19
+    msgpack.packb([[*k, *v] for k, v in counts.items()])
