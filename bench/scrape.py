@@ -101,12 +101,12 @@ def parse_alone(url: str) -> tuple[float, float, int]:
         text = answer.read().decode()
     parser = Parser(relabeler({"scrape": "node"}, False))
     t = time.process_time()
-    samples = len(parser.parse(text, 10_000).samples)
+    samples = len(parser.parse(text, 10_000, 0.0).samples)
     first = (time.process_time() - t) * 1000
     times = []
     for _ in range(200):
         t = time.process_time()
-        parser.parse(text, 10_000)
+        parser.parse(text, 10_000, 0.0)
         times.append((time.process_time() - t) * 1000)
     return first, statistics.median(times), samples
 

@@ -93,9 +93,10 @@ def problem(
             )
         for name in (*files, *dirs):
             entry = path / name
-            if entry.is_symlink():
-                return f"{entry} is a symbolic link; vigil keeps a {_kind(name, dirs)} there"
             if not entry.exists():
+                if entry.is_symlink():  # it would be followed and its target made
+                    kind = _kind(name, dirs)
+                    return f"{entry} is a symbolic link to nothing; vigil keeps a {kind} there"
                 continue
             if name in dirs and not entry.is_dir():
                 return f"{entry} is not a directory; vigil keeps a directory of that name"

@@ -251,7 +251,7 @@ STATE_ENTRIES = {
     "buffer is a file": (lambda s: (s / "buffer").write_text("x"), "buffer is not a directory"),
     "logs is a link to nothing": (
         lambda s: (s / "logs").symlink_to(s / "gone"),
-        "logs is a symbolic link; vigil keeps a directory there",
+        "logs is a symbolic link to nothing; vigil keeps a directory there",
     ),
     "alerts.series is a directory": (
         lambda s: (s / "alerts.series").mkdir(),
@@ -263,7 +263,7 @@ STATE_ENTRIES = {
     ),
     "agent.lock is a link": (
         lambda s: (s / "agent.lock").symlink_to("/nonexistent-vigil-test"),
-        "agent.lock is a symbolic link; vigil keeps a file there",
+        "agent.lock is a symbolic link to nothing; vigil keeps a file there",
     ),
 }
 

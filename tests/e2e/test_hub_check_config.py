@@ -78,7 +78,7 @@ BROKEN = {
     ),
     "hub.db a link to nothing": (
         'data_dir = "{tmp}/dblink"\n',
-        "hub.data_dir: {tmp}/dblink/hub.db is a symbolic link; vigil keeps a file there",
+        "hub.data_dir: {tmp}/dblink/hub.db is a symbolic link to nothing; vigil keeps a file there",
     ),
     "hub.db-wal a directory": (
         'data_dir = "{tmp}/waldir"\n',
