@@ -42,6 +42,7 @@ from types import MappingProxyType
 from agent.core.protocol import metric_problem
 
 FORGET_AFTER = 3600.0  # seconds a series not served any more still counts in max_series
+FORGET_EVERY = 60.0  # seconds between looks for such series
 _COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
 # the values the cached path takes itself; anything else goes to prometheus_client
 _VALUE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?Inf|NaN", re.ASCII)
@@ -62,8 +63,9 @@ class Series:
 @dataclass
 class _Known:
     series: Series
-    kind: str  # the family's # TYPE it was parsed with
-    seen: float  # when last served
+    identity: str  # name and sorted labels: two keys may be one series
+    refused: bool  # what the hub would refuse: dropped and counted
+    seen: float = 0.0  # when last served
 
 
 @dataclass
@@ -80,60 +82,71 @@ class Parser:
     def __init__(self, relabel: Callable[[dict[str, str]], dict[str, str]]) -> None:
         self.relabel = relabel
         self.known: dict[str, _Known] = {}
+        self.types: dict[str, str] = {}  # the # TYPE lines the verdicts were made with
+        self.forgot = 0.0
 
     def parse(self, text: str, max_series: int, now: float, openmetrics: bool = False) -> Parsed:
-        self._forget(now)
+        if now - self.forgot >= FORGET_EVERY:
+            self._forget(now)
         if openmetrics:
             return self._whole(text, max_series)
+        lines = text.split("\n")
+        types = {}
+        for line in lines:  # first: a changed # TYPE makes every verdict stale
+            if line.startswith("# TYPE "):
+                parts = line.split()
+                if len(parts) == 4:
+                    types[parts[2]] = parts[3]
+        if types != self.types:
+            self.known.clear()
+            self.types = types
         out = Parsed([])
-        types: dict[str, str] = {}
-        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
-        for raw in text.split("\n"):
-            line = raw.strip(" \t\r")
+        seen: set[str] = set()
+        for line in lines:
             if not line or line[0] == "#":
-                if line.startswith("# TYPE "):
-                    parts = line.split()
-                    if len(parts) == 4:
-                        types[parts[2]] = parts[3]
                 continue
+            if line[0] in " \t" or line[-1] in " \t\r":
+                line = line.strip(" \t\r")
+                if not line or line[0] == "#":
+                    continue
             end = line.rfind("}") + 1
             if not end:
                 m = _SPLIT.search(line)
                 end = m.start() if m else len(line)
-            key, rest = line[:end], _SPLIT.split(line[end:].strip(" \t"))
-            kind = _kind_of(key, types)
+            key = line[:end]
             known = self.known.get(key)
-            plain = 1 <= len(rest) <= 2 and _VALUE.fullmatch(rest[0]) is not None
-            if known is not None and known.kind == kind and plain:
-                series, value = known.series, float(rest[0])
+            rest = line[end:].split()
+            if known is not None and 1 <= len(rest) <= 2 and _VALUE.fullmatch(rest[0]):
+                value = float(rest[0])  # the plain case: the series as parsed before
             else:
                 if known is None and len(self.known) >= max_series:
                     out.dropped_series += 1  # a new series past the bound: not even parsed
                     continue
-                series, value = self._line(line, key, kind, types)
-                self.known[key] = _Known(series, kind, now)  # counts in max_series
-            self.known[key].seen = now
-            identity = (series.name, tuple(sorted(series.labels.items())))
-            if identity in seen:
+                series, value = self._line(line, key, types)
+                known = self.known[key] = _Known(series, _identity(series), _refused(series))
+            known.seen = now
+            if known.identity in seen:
                 raise ParseError(f"a series given twice: {key[:200]!r}")
-            seen.add(identity)
-            if not math.isfinite(value) or metric_problem(series.name, series.labels):
+            seen.add(known.identity)
+            if known.refused or not math.isfinite(value):
                 out.invalid += 1
                 continue
-            out.samples.append((series, value))
+            out.samples.append((known.series, value))
         return out
 
     def _forget(self, now: float) -> None:
+        self.forgot = now
         gone = [k for k, v in self.known.items() if now - v.seen > FORGET_AFTER]
         for key in gone:
             del self.known[key]
 
-    def _line(self, line: str, key: str, kind: str, types: dict[str, str]) -> tuple[Series, float]:
+    def _line(self, line: str, key: str, types: dict[str, str]) -> tuple[Series, float]:
         """One sample line through prometheus_client, with its family's TYPE."""
         from prometheus_client.parser import text_string_to_metric_families
 
         name = key.split("{", 1)[0]
         family = next((f for f in _families(name) if f in types), None)
+        kind = types[family] if family else "untyped"
         text = f"# TYPE {family} {kind}\n{line}\n" if family else f"{line}\n"
         try:
             samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
@@ -172,9 +185,14 @@ class Parser:
         return out
 
 
-def _kind_of(key: str, types: dict[str, str]) -> str:
-    name = key.split("{", 1)[0]
-    return next((types[f] for f in _families(name) if f in types), "untyped")
+def _identity(series: Series) -> str:
+    """Name and sorted labels, as a string: its hash is kept, where a
+    tuple's is computed again at every scrape."""
+    return repr((series.name, sorted(series.labels.items())))
+
+
+def _refused(series: Series) -> bool:
+    return metric_problem(series.name, series.labels) is not None
 
 
 def _families(name: str) -> list[str]:
