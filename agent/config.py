@@ -22,10 +22,9 @@ from agent.core.configfile import (
     Origins,
     check_listen,
     default_state_dir,
-    is_loopback,
     listen_problem,
     load_config,
-    split_host_port,
+    remote_problem,
 )
 from agent.core.schema import (
     ConfigError,
@@ -96,16 +95,10 @@ class ApiSection:
     allow_remote: bool = False  # listening beyond loopback must be asked for
 
     def __post_init__(self) -> None:
-        if (
-            self.listen
-            and not self.allow_remote
-            and not is_loopback(split_host_port(self.listen)[0])
+        if problem := remote_problem(
+            self.listen, self.allow_remote, "expose the endpoint beyond this host"
         ):
-            raise Invalid(
-                f"listen = {self.listen!r} is not a loopback address; set allow_remote = true "
-                "to expose the endpoint beyond this host",
-                key="listen",
-            )
+            raise Invalid(problem, key="listen")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.core.configfile import check_listen, is_loopback, split_host_port
+from agent.core.configfile import check_listen, remote_problem, split_host_port
 from agent.core.protocol import metric_problem
 from agent.core.records import Metric, Record, Spec, counter, gauge
 from agent.core.schema import Duration, Invalid, opt
@@ -54,16 +54,10 @@ class StatsdSection:
     max_keys: int = opt(10_000, min=1)
 
     def __post_init__(self) -> None:
-        if (
-            self.listen
-            and not self.allow_remote
-            and not is_loopback(split_host_port(self.listen)[0])
+        if problem := remote_problem(
+            self.listen, self.allow_remote, "take metrics from other hosts"
         ):
-            raise Invalid(
-                f"listen = {self.listen!r} is not a loopback address; set allow_remote = true "
-                "to take metrics from other hosts",
-                key="listen",
-            )
+            raise Invalid(problem, key="listen")
 
 
 SPECS: tuple[Spec, ...] = (

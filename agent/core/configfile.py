@@ -72,6 +72,17 @@ def listen_problem(listen: str) -> str | None:
     return None
 
 
+def remote_problem(listen: str | None, allow_remote: bool, exposes: str) -> str | None:
+    """The one rule for a listening socket with no authentication: beyond
+    loopback only when `allow_remote` asks for it. `exposes`: what it would
+    do for other hosts ("expose the endpoint beyond this host")."""
+    if listen and not allow_remote and not is_loopback(split_host_port(listen)[0]):
+        return (
+            f"listen = {listen!r} is not a loopback address; set allow_remote = true to {exposes}"
+        )
+    return None
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
