@@ -174,7 +174,9 @@ class Follower:
         self._turn = 0  # where the next read() starts among the files
         self._exclusions: dict[str, bool] = {}  # path -> excluded (fnmatch is not cheap)
         multiline = config.multiline
-        self.record_start = re.compile(multiline.pattern.encode()) if multiline else None
+        # MULTILINE: `^` must match at a line's start inside a chunk too
+        start = re.compile(multiline.pattern.encode(), re.MULTILINE) if multiline else None
+        self.record_start = start
         self.holding = False  # a record was held back by the last read: look again soon
         since = self.scanned_at
         self.scan(now)

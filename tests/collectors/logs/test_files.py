@@ -432,3 +432,30 @@ def test_one_files_backlog_does_not_keep_the_others_waiting(tmp_path):
             seen_at = step
             break
     assert seen_at is not None and seen_at <= 2
+
+
+def test_a_multiline_record_goes_out_when_the_next_starts_and_the_last_waits(tmp_path):
+    """Multi-line events: a record is complete when a line starts the next;
+    the file's last record is held (its offset not passed) until
+    multiline_timeout, then goes out whole."""
+    from collectors.logs.config import MultilineConfig
+    from collectors.logs.files import RECORD_SEP
+
+    log = tmp_path / "app.log"
+    log.write_text("A one\n  more\nB two\n  again\n")
+    f = follower(tmp_path, multiline=MultilineConfig(start=r"^\S"), multiline_timeout=2.0)
+    sep = RECORD_SEP.decode()
+
+    def drain(f, now):  # records: split at line breaks only (str.splitlines splits at \x1e)
+        f.scan(now)
+        chunks, _ = f.read(now, 1 << 20)
+        return [(c.label, r) for c in chunks for r in c.data.decode().split("\n")[:-1]]
+
+    assert drain(f, 1000.0) == [(str(log), f"A one{sep}  more")]
+    held = f.files[next(iter(f.files))].offset
+    assert held == len("A one\n  more\n")  # a kill now reads B again, whole
+    assert drain(f, 1001.0) == []  # within the timeout: still held
+    with open(log, "a") as out:
+        out.write("  and more\n")
+    assert drain(f, 1001.5) == []  # a continuation: the same record, still held
+    assert drain(f, 1002.1) == [(str(log), f"B two{sep}  again{sep}  and more")]
