@@ -41,7 +41,7 @@ from agent.core.schema import (
 )
 from agent.notifiers.base import NOTIFIER_TYPES, NotifierConfig
 from collectors import HOST_COLLECTORS
-from collectors.checks.config import CHECK_TYPES, CheckConfig, check_names_unique
+from collectors.checks.config import CHECK_TYPES, CheckConfig
 from collectors.logs.config import JournalConfig, LogDetectorsConfig, LogsConfig, base_dir
 from collectors.processes import ProcessesConfig
 from collectors.scrape import ScrapeConfig, TextfileSection
@@ -215,7 +215,7 @@ class Config:
             + _names_check(self.notifiers, self.alerts)
             + _disable_check(self.alerting.disable)
             + _renamed_check(self)
-            + _unique_checks(self.checks)
+            + _unique("checks", [c.name for c in self.checks], "check")
             + _unique("scrape", [s.name for s in self.scrape])
             + _scrape_timeouts(self)
             + _unique("processes", [g.name for g in self.processes])
@@ -231,7 +231,7 @@ class Config:
         if "alerting" not in failed and "alerting" in values:
             out += _disable_check(values["alerting"].disable)
         if "checks" not in failed:
-            out += _unique_checks(values.get("checks", ()))
+            out += _unique("checks", [c.name for c in values.get("checks", ())], "check")
         return out
 
     def interval_for(self, collector: str) -> float:
@@ -320,24 +320,17 @@ def _scrape_timeouts(config: Config) -> list[Invalid]:
     return out
 
 
-def _unique(table: str, names: list[str]) -> list[Invalid]:
-    """A name used twice in an array of tables, named at its second use."""
+def _unique(table: str, names: list[str], what: str = "") -> list[Invalid]:
+    """A name used twice in an array of tables, named at its second use
+    (`what`: the thing a table is, in the message; the table's name)."""
     return [
         Invalid(
-            f"{table} name {name!r} is used twice (first by {table}[{names.index(name)}])",
+            f"{what or table} name {name!r} is used twice (first by {table}[{names.index(name)}])",
             key=f"{table}[{i}].name",
         )
         for i, name in enumerate(names)
         if name in names[:i]
     ]
-
-
-def _unique_checks(checks: tuple[CheckConfig, ...]) -> list[Invalid]:
-    try:
-        check_names_unique(checks)
-    except Invalid as exc:
-        return [exc]
-    return []
 
 
 def _renamed_metric(expr: str) -> str | None:

@@ -146,10 +146,10 @@ def unused(config: Config) -> list[Problem]:
                 key = f"checks[{i}]"
                 problem = f"check {check.name!r}: its results go nowhere: {nowhere}"
                 out.append(Problem(config.origins.file_of(key), key, problem))
-    blind = [
-        (key, table)
+    blind = [  # the tables that look for nothing
+        f"{kind}[{i}]"
         for kind, tables in (("logs", config.logs), ("journal", config.journal))
-        for key, table in ((f"{kind}[{i}]", t) for i, t in enumerate(tables))
+        for i, table in enumerate(tables)
         if not (table.rules or table.default_rules or table.detectors)
     ]
     if blind:
@@ -157,7 +157,7 @@ def unused(config: Config) -> list[Problem]:
 
         metrics = {spec.name for spec in LogCollector.specs}
         if not any(s.metric in metrics for s in selectors):  # its files' labels are unknown here
-            for key, _ in blind:
+            for key in blind:
                 problem = f"no rules and no detectors, and its line counts go nowhere: {nowhere}"
                 out.append(Problem(config.origins.file_of(key), key, problem))
     return out

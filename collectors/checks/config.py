@@ -82,13 +82,3 @@ class CheckConfig:
     async def probe(self, ctx: ProbeContext) -> Outcome:
         """One attempt at the target; model.py says what a probe promises."""
         raise NotImplementedError(f"check type {self.type!r} has no probe")
-
-
-def check_names_unique(checks: tuple[CheckConfig, ...]) -> None:
-    names = [c.name for c in checks]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            first = f"checks[{names.index(name)}]"
-            raise Invalid(
-                f"check name {name!r} is used twice (first by {first})", key=f"checks[{i}].name"
-            )

@@ -141,10 +141,10 @@ class AccessMetrics:
         self.counts = counts  # (file, vhost, status class) -> [requests, bytes]
         self.unparsed = unparsed  # file -> lines the format did not fit
         self.sketches: dict[tuple[str, str], Window] = {}
-        self.vhosts: set[tuple[str, str]] = {(f, v) for f, v, _ in counts if v}
-        self.vhosts_of: dict[str, set[str]] = {}
-        for label, vhost in self.vhosts:
-            self.vhosts_of.setdefault(label, set()).add(vhost)
+        self.vhosts: dict[str, set[str]] = {}  # file -> vhosts with series of their own
+        for label, vhost, _ in counts:
+            if vhost and vhost != OTHER_VHOST:
+                self.vhosts.setdefault(label, set()).add(vhost)
 
     def observe(self, label: str, data: bytes | bytearray, now: float) -> None:
         for line in lines(data):
@@ -153,12 +153,12 @@ class AccessMetrics:
                 self.unparsed[label] = self.unparsed.get(label, 0) + 1
                 continue
             vhost = request.vhost
-            if vhost and (label, vhost) not in self.vhosts:
-                if len(self.vhosts_of.setdefault(label, set())) >= MAX_VHOSTS:
+            known = self.vhosts.setdefault(label, set()) if vhost else None
+            if known is not None and vhost not in known:
+                if len(known) >= MAX_VHOSTS:
                     vhost = OTHER_VHOST  # a Host header is the client's to choose
                 else:
-                    self.vhosts_of[label].add(vhost)
-                    self.vhosts.add((label, vhost))
+                    known.add(vhost)
             key = (label, vhost, request.status_class)
             counted = self.counts.get(key)
             if counted is None:
