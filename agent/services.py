@@ -415,11 +415,17 @@ class StatsdService(Service):
     def schedules(self, agent: Agent) -> list[Schedule]:
         from collectors.statsd import StatsdCollector
 
-        interval = self.config.statsd.interval or self.config.agent.interval
-        return [agent.schedule(StatsdCollector(self.state), interval=interval)]
+        return [agent.schedule(StatsdCollector(self.state), interval=self._flush_interval())]
 
     def keeps_running(self, new: Config) -> bool:
-        return new.statsd == self.config.statsd  # its counters carry on
+        """Its counters carry on while the table and the flush interval
+        (the [agent] one when it has none) are as they were: a kept service
+        schedules from the configuration it started with."""
+        flushes = new.statsd.interval or new.agent.interval
+        return new.statsd == self.config.statsd and flushes == self._flush_interval()
+
+    def _flush_interval(self) -> float:
+        return self.config.statsd.interval or self.config.agent.interval
 
 
 def services_for(config: Config) -> list[Service]:

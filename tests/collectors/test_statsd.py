@@ -64,3 +64,26 @@ def test_a_name_the_hub_would_refuse_is_invalid_not_a_lost_batch():
     got = flushed(state)
     assert ("ok", frozenset()) in got and ("x" * 201, frozenset()) not in got
     assert got[("statsd_dropped_total", frozenset({("reason", "invalid")}))] == 1
+
+
+def test_a_reload_keeps_the_server_only_while_its_flush_interval_stays():
+    """Found in the reread: a kept StatsD service scheduled its flush from
+    the configuration it started with, so an [agent] interval changed by
+    a reload never reached it."""
+    import dataclasses
+
+    from agent.config import Config
+    from agent.services import StatsdService
+    from collectors.statsd import StatsdSection
+
+    config = Config(statsd=StatsdSection(listen="127.0.0.1:8125"))
+    service = StatsdService(config)
+    assert service.keeps_running(dataclasses.replace(config))
+    faster = dataclasses.replace(config, agent=dataclasses.replace(config.agent, interval=5.0))
+    assert not service.keeps_running(faster)
+    pinned = dataclasses.replace(
+        config, statsd=StatsdSection(listen="127.0.0.1:8125", interval=10.0)
+    )
+    assert StatsdService(pinned).keeps_running(
+        dataclasses.replace(pinned, agent=dataclasses.replace(pinned.agent, interval=5.0))
+    )
