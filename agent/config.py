@@ -335,12 +335,12 @@ def _unique(table: str, names: list[str], what: str = "") -> list[Invalid]:
 
 def _renamed_metric(expr: str) -> str | None:
     """What to say of a rule on a metric that was renamed, if it is one."""
-    from agent.alerts.expr import parse
+    from agent.alerts.query import parse
     from agent.core.records import RENAMED
 
-    metric = parse(expr).selector.metric  # parsed already: the rule is valid
+    metrics = {leaf.selector.metric for leaf in parse(expr).leaves()}  # valid: parsed before
     for new, old in RENAMED.items():
-        if metric == old.old:
+        if old.old in metrics:
             return (
                 f"{old.old} was renamed {new} ({old.change}); change the rule, "
                 "or set [agent] legacy_metric_names = true for this release"

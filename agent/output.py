@@ -145,6 +145,9 @@ def status_text(status: Mapping[str, Any]) -> str:
                 for f in logs["files"]
             ],
         )
+    alerts = status.get("alerts") or {}
+    for rule, error in sorted((alerts.get("errors") or {}).items()):
+        text += f"alert rule {rule}: no answer: {error}\n"
     checks = status.get("checks")
     if checks:
         text += f"\nchecks: {len(checks)}\n" + checks_text(checks)
@@ -229,6 +232,9 @@ def alerts_text(listing: Mapping[str, Any]) -> str:
                 )
             )
     text = table(("RULE", "SEVERITY", "STATE", "LABELS", "VALUE", "EXPR"), rows)
+    for rule in listing["rules"]:
+        if rule.get("error"):
+            text += f"{rule['name']}: no answer: {rule['error']}\n"
     if listing.get("source"):
         text += f"({listing['source']})\n"
     return text
@@ -240,15 +246,21 @@ def alert_test_text(result: Mapping[str, Any]) -> str:
         f"{result['rule']}: {result['expr']}"
         + (f"  for {result['for']:g}s" if result["for"] else "")
     ]
+    if result.get("read_as") and result["read_as"] != result["expr"]:
+        lines.append(f"  read as: {result['read_as']}")
     if not result["series"]:
         lines.append("  no matching series: no samples of that metric with those labels")
     for s in result["series"]:
+        if s.get("error"):
+            lines.append(f"  no answer: {s['error']}")
+            continue
         labels = ",".join(f"{k}={v}" for k, v in sorted(s["labels"].items())) or "(no labels)"
         value = "no value (too few or stale samples)" if s["value"] is None else f"{s['value']:g}"
         verdict = "condition TRUE: fires" + (" once it has held for `for`" if result["for"] else "")
         if not s["condition"]:
             verdict = "condition false: would not fire"
-        lines.append(f"  {labels}: {value} from {s['samples']} samples -> {verdict}")
+        source = f" from {s['samples']} samples" if "samples" in s else ""
+        lines.append(f"  {labels}: {value}{source} -> {verdict}")
     if result.get("source"):
         lines.append(f"({result['source']})")
     return "\n".join(lines) + "\n"

@@ -101,24 +101,26 @@ def rules_on_nothing(config: Config) -> list[Problem]:
     """Rules whose metric nothing configured emits: they would never fire
     (`disk_usage_percent` for disk_used_percent), and only `vigil alerts
     test` said so."""
-    from agent.alerts.expr import parse
+    from agent.alerts.query import parse
 
     if config.scrape or config.textfile.directory is not None:
         return []  # what a scrape or a textfile will serve is not known before it does
     names = metric_names(config)
     out = []
     for i, rule in enumerate(config.alerts):
-        expr = parse(rule.expr)
-        metric = expr.selector.metric
-        if metric not in names and expr.func != "absent":  # absent(): fires on nothing
-            out.append(
-                Problem(
-                    config.origins.file_of(f"alerts[{i}].expr"),
-                    f"alerts[{i}].expr",
-                    f"rule {rule.name!r}: nothing configured emits {metric}"
-                    f"{did_you_mean(metric, names)}; the rule never fires",
+        leaves = parse(rule.expr).leaves()
+        outcome = "the rule never fires" if len(leaves) == 1 else "it never has a value"
+        for leaf in leaves:
+            metric = leaf.selector.metric
+            if metric not in names and leaf.func != "absent":  # absent(): fires on nothing
+                out.append(
+                    Problem(
+                        config.origins.file_of(f"alerts[{i}].expr"),
+                        f"alerts[{i}].expr",
+                        f"rule {rule.name!r}: nothing configured emits {metric}"
+                        f"{did_you_mean(metric, names)}; {outcome}",
+                    )
                 )
-            )
     return out
 
 
@@ -130,10 +132,12 @@ def unused(config: Config) -> list[Problem]:
     Legal, but a rule or an output was probably forgotten."""
     if config.hub.targets or config.api.listen:
         return []
-    from agent.alerts.expr import parse
+    from agent.alerts.query import parse
     from agent.alerts.service import rule_configs
 
-    selectors = [parse(rule.expr).selector for rule in rule_configs(config)]
+    selectors = [
+        leaf.selector for rule in rule_configs(config) for leaf in parse(rule.expr).leaves()
+    ]
     nowhere = "no hub, no [api] endpoint and no alert rule reads them"
     out = []
     if config.checks:

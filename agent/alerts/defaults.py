@@ -147,6 +147,14 @@ DEFAULT_ALERTS: tuple[AlertRuleConfig, ...] = (
         "p95 latency of {file} is {value:.2f} s on {host}",
         clear="< 0.4",
     ),
+    _rule(  # the 5xx share per file and vhost: query.py reads this subset ratio
+        "HTTPErrorRatioHigh",
+        'rate(http_requests_total{status_class="5xx"}[5m]) / rate(http_requests_total[5m]) > 0.05',
+        5 * M,
+        "high",
+        "{value:.1%} of the requests in {file} were answered 5xx on {host}",
+        clear="< 0.04",
+    ),
     _rule(  # [[processes]] groups: none configured, nothing to look at
         "ProcessDown",
         "process_group_up == 0",

@@ -52,6 +52,7 @@ evaluation after the start.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -75,9 +76,10 @@ from agent.alerts.expr import (
     compare,
     evaluate_arrays,
     evaluator,
-    parse,
     parse_clear,
 )
+from agent.alerts.query import CompoundExpr, QueryError, absent_vector, parse
+from agent.alerts.query import evaluate as evaluate_query
 from agent.alerts.window import Bound, Coverage, bound, coverage, covered_fraction, series_evaluator
 from agent.core.alert import Alert
 from agent.core.atomic import Snapshot, set_aside, write_atomically
@@ -112,12 +114,14 @@ class Rule:
     band: tuple[Evaluator, Evaluator] | None = field(default=None, compare=False, repr=False)
 
     def firing_condition(self, value: float | None) -> bool:
+        if not self.expr.op:  # a compound rule's series fire by being in its result
+            return value is not None
         return value is not None and COMPARE[self.expr.op](value, self.expr.threshold)
 
     def still_firing(self, value: float | None) -> bool:
         if value is None:
             return False
-        if self.clear is None:
+        if self.clear is None or not self.expr.op:
             return compare(self.expr.op, value, self.expr.threshold)
         return not compare(self.clear[0], value, self.clear[1])
 
@@ -247,16 +251,24 @@ class AlertEngine:
         self.state_path = state_path
         self.notify = notify  # (alert, the rule's notify list): routing is the caller's
         self.emit = emit
-        self.by_metric: dict[str, list[Rule]] = {}
+        self.by_metric: dict[str, list[Rule]] = {}  # one-selector rules, by their metric
+        self.by_query_metric: dict[str, list[Rule]] = {}  # compound rules, by each metric read
         self.rule_by_name = {rule.name: rule for rule in self.rules}
         self.keep: dict[str, float] = {}  # metric -> how much history the rules need
         for rule in self.rules:
-            metric = rule.expr.selector.metric
-            self.by_metric.setdefault(metric, []).append(rule)
-            self.keep[metric] = max(self.keep.get(metric, 0.0), rule.expr.lookback())
-        self.series: dict[str, dict[LabelsKey, Series]] = {m: {} for m in self.by_metric}
+            for leaf in rule.expr.leaves():
+                metric = leaf.selector.metric
+                compound = isinstance(rule.expr, CompoundExpr)
+                index = self.by_query_metric if compound else self.by_metric
+                if rule not in index.setdefault(metric, []):
+                    index[metric].append(rule)
+                self.keep[metric] = max(self.keep.get(metric, 0.0), leaf.lookback())
+        self.series: dict[str, dict[LabelsKey, Series]] = {m: {} for m in self.keep}
         # metric -> labels in any order seen -> series: `observe` skips sorting
-        self._lookup: dict[str, dict[LabelsKey, Series]] = {m: {} for m in self.by_metric}
+        self._lookup: dict[str, dict[LabelsKey, Series]] = {m: {} for m in self.keep}
+        # a compound rule's last evaluation error (query.QueryError), until one succeeds
+        self.errors: dict[str, str] = {}
+        self.error_count = 0
         self.instances: dict[str, Instance] = {}  # fingerprint -> state
         self.evaluations = 0
         self.bounded = 0  # evaluations a window.Bound decided without reading the window
@@ -359,12 +371,16 @@ class AlertEngine:
         lookup = self._lookup
         instances = self.instances
         evaluations = bounded = 0
+        compound = self.by_query_metric
+        touched: set[str] = set()  # metrics compound rules read that got samples
         for r in records:
             if not isinstance(r, Metric):
                 continue
             store = lookup.get(r.name)
             if store is None:
                 continue
+            if compound and r.name in compound:
+                touched.add(r.name)
             series = store.get(tuple(r.labels.items()))  # as the collector ordered them
             if series is None:
                 series = self._find_series(r.name, r.labels)
@@ -394,6 +410,10 @@ class AlertEngine:
                     self._step(rule, fp, series.key, value, now, series, evaluate)
         self.evaluations += evaluations
         self.bounded += bounded
+        if touched:
+            due = {id(rule): rule for m in touched for rule in compound[m]}
+            for rule in due.values():
+                self._evaluate_query(rule, now)
 
     def _find_series(self, metric: str, labels: Mapping[str, str]) -> Series:
         """The series for these labels, created if new. Series are kept under
@@ -424,7 +444,7 @@ class AlertEngine:
                 bound(rule.expr),
                 coverage(rule.expr, rule.min_coverage, MAX_SAMPLES),
             )
-            for rule in self.by_metric[metric]
+            for rule in self.by_metric.get(metric, ())
             if rule.expr.func != "absent" and rule.expr.selector.matches(metric, labels)
         ]
         return series
@@ -455,9 +475,11 @@ class AlertEngine:
         for rule in self.rules:
             if rule.expr.func == "absent":
                 self._evaluate_absent(rule, now)
+            elif isinstance(rule.expr, CompoundExpr):
+                self._evaluate_query(rule, now)
         for fp, inst in list(self.instances.items()):
             found = self.rule_by_name.get(inst.rule)
-            if found is None or found.expr.func == "absent":
+            if found is None or found.expr.func in ("absent", "query"):
                 continue
             rule = found
             series = self.series[rule.expr.selector.metric].get(tuple(sorted(inst.labels.items())))
@@ -475,6 +497,59 @@ class AlertEngine:
             self.evaluations += 1
             fit = entry[2] if entry is not None else None
             self._step(rule, fp, inst.labels, value, now, series, fit)
+
+    def _evaluate_query(self, rule: Rule, now: float) -> None:
+        """A compound rule over everything the engine keeps: a step for each
+        series in its result, and one with no value for each instance that
+        left it. NaN (0/0: no requests at all) counts as no value."""
+        assert isinstance(rule.expr, CompoundExpr)
+        try:
+            result = evaluate_query(
+                rule.expr.query.node, functools.partial(self.vector, now=now, rule=rule)
+            )
+        except QueryError as exc:  # no verdict: states are kept, the error shown
+            self.error_count += 1
+            if self.errors.get(rule.name) != str(exc):
+                log.error("alert_evaluation_failed", rule=rule.name, error=str(exc))
+            self.errors[rule.name] = str(exc)
+            return
+        self.errors.pop(rule.name, None)
+        assert isinstance(result, dict)  # the parser refuses an expression of numbers
+        seen = set()
+        for key, value in result.items():
+            fp = fingerprint(rule.name, dict(key))
+            seen.add(fp)
+            self.evaluations += 1
+            self._step(rule, fp, key, None if math.isnan(value) else value, now)
+        for fp, inst in list(self.instances.items()):
+            if inst.rule == rule.name and fp not in seen:
+                self.evaluations += 1
+                self._step(rule, fp, inst.labels, None, now)
+
+    def vector(self, leaf: Expr, now: float, rule: Rule) -> dict[LabelsKey, float]:
+        """A compound rule's leaf at `now`: each kept series it selects that
+        has a value (a window function's once its window is covered)."""
+        metric, selector = leaf.selector.metric, leaf.selector
+        store = self.series.get(metric, {})
+        if leaf.func == "absent":
+            window = leaf.window or leaf.lookback()
+            present = any(
+                s.ts and s.ts[-1] > now - window and selector.matches(metric, s.labels)
+                for s in store.values()
+            )
+            return absent_vector(leaf, present)
+        evaluate = evaluator(leaf)
+        out = {}
+        for key, series in store.items():
+            if not selector.matches(metric, series.labels):
+                continue
+            cover = coverage(leaf, rule.min_coverage, MAX_SAMPLES)
+            if cover is not None and not cover(series.ts, now):
+                continue
+            value = evaluate(series.ts, series.values, now)
+            if value is not None:
+                out[key] = value
+        return out
 
     def _evaluate_absent(self, rule: Rule, now: float) -> None:
         store = self.series[rule.expr.selector.metric]
@@ -621,19 +696,22 @@ class AlertEngine:
                 for i in self.instances.values()
                 if i.rule == rule.name
             ]
-            out.append(
-                {
-                    "name": rule.name,
-                    "expr": rule.expr.text,
-                    "for": rule.for_,
-                    "severity": rule.severity,
-                    "instances": instances,
-                }
-            )
+            row = {
+                "name": rule.name,
+                "expr": rule.expr.text,
+                "for": rule.for_,
+                "severity": rule.severity,
+                "instances": instances,
+            }
+            if rule.name in self.errors:
+                row["error"] = self.errors[rule.name]
+            out.append(row)
         return out
 
     def explain(self, rule: Rule, now: float) -> list[dict[str, Any]]:
         """Why each matching series would or would not fire, right now."""
+        if isinstance(rule.expr, CompoundExpr):
+            return self._explain_query(rule, now)
         store = self.series.get(rule.expr.selector.metric, {})
         out = []
         if rule.expr.func == "absent":
@@ -667,6 +745,23 @@ class AlertEngine:
                 row["condition"] = row["condition"] and cover(series.ts, now)
             out.append(row)
         return out
+
+    def _explain_query(self, rule: Rule, now: float) -> list[dict[str, Any]]:
+        assert isinstance(rule.expr, CompoundExpr)
+        source = functools.partial(self.vector, now=now, rule=rule)
+        try:
+            result = evaluate_query(rule.expr.query.node, source)
+        except QueryError as exc:
+            return [{"labels": {}, "value": None, "condition": False, "error": str(exc)}]
+        assert isinstance(result, dict)
+        return [
+            {
+                "labels": dict(key),
+                "value": _finite(value),
+                "condition": rule.firing_condition(None if math.isnan(value) else value),
+            }
+            for key, value in result.items()
+        ]
 
 
 def _finite(value: float | None) -> float | None:

@@ -133,12 +133,16 @@ class Expr:
     selector: Selector
     window: float | None  # seconds, the [..] range
     arg: float | None  # predict_linear's horizon in seconds
-    op: str
+    op: str  # "" for a compound rule that fires on every series in its result
     threshold: float
 
     def lookback(self) -> float:
         """Seconds of history evaluation needs."""
         return self.window if self.window is not None else STALE
+
+    def leaves(self) -> tuple[Expr, ...]:
+        """The selectors (inside their functions) the expression reads."""
+        return (self,)
 
 
 def _quote(s: str) -> str:
@@ -304,14 +308,9 @@ class _Parser:
         return window
 
 
-def parse(text: str) -> Expr:
-    """Parse a rule's expression; ExprError names what was expected, and where."""
-    p = _Parser(text)
-    p.ws()
-    start = p.pos
-    name = p.match(_METRIC)
-    if name is None:
-        p.fail(f"expected a metric name or a function like avg_over_time(, found {p.found()}")
+def leaf_call(p: _Parser, name: str, start: int) -> Expr:
+    """What follows a name: a function over a selector, or the selector
+    itself; an Expr with no comparison (op "")."""
     window: float | None = None
     arg: float | None = None
     func: str | None = None
@@ -338,16 +337,29 @@ def parse(text: str) -> Expr:
         p.expect(")", f"to close {func}(")
     else:
         selector = p.selector(name)
-        if p.peek("["):
-            p.fail(f"a range needs a function around it, like avg_over_time({name}[5m])")
-    if func == "absent" and p.at_end():
+    return Expr(p.text[start : p.pos], func, selector, window, arg, "", 0.0)
+
+
+def parse(text: str) -> Expr:
+    """Parse a one-selector expression; ExprError names what was expected,
+    and where. query.parse reads compound ones too: rules go through it."""
+    p = _Parser(text)
+    p.ws()
+    start = p.pos
+    name = p.match(_METRIC)
+    if name is None:
+        p.fail(f"expected a metric name or a function like avg_over_time(, found {p.found()}")
+    leaf = leaf_call(p, name, start)
+    if leaf.func is None and p.peek("["):
+        p.fail(f"a range needs a function around it, like avg_over_time({name}[5m])")
+    if leaf.func == "absent" and p.at_end():
         op, threshold = "==", 1.0
     else:
         op = p.comparison()
         threshold = p.number("a number to compare with")
     if not p.at_end():
         p.fail(f"unexpected {p.found()} after the expression")
-    return Expr(text, func, selector, window, arg, op, threshold)
+    return Expr(text, leaf.func, leaf.selector, leaf.window, leaf.arg, op, threshold)
 
 
 _UP, _DOWN = (">", ">="), ("<", "<=")

@@ -20,6 +20,7 @@ import structlog
 from agent.alerts.config import AlertRuleConfig
 from agent.alerts.defaults import DEFAULT_ALERTS
 from agent.alerts.engine import AlertEngine, Rule, build_rule
+from agent.alerts.query import CompoundExpr
 from agent.config import Config
 from agent.core.alert import Alert
 from agent.core.atomic import write_snapshot
@@ -35,6 +36,10 @@ SPECS: tuple[Spec, ...] = (
     gauge("vigil_alerts_firing", "Alert instances firing now."),
     gauge("vigil_alerts_pending", "Alert instances pending (condition true, `for` not yet over)."),
     counter("vigil_alert_evaluations_total", "Rule evaluations, one per rule and series."),
+    counter(
+        "vigil_alert_evaluation_errors_total",
+        "Compound rule evaluations with no answer (duplicate series on a side of a match).",
+    ),
     counter(
         "vigil_alert_evaluations_bounded_total",
         "Evaluations a bound decided without reading the window (docs/alerts.md).",
@@ -163,6 +168,9 @@ class Alerting:
             Metric(
                 "vigil_alert_evaluations_bounded_total", self.engine.bounded, ts, type="counter"
             ),
+            Metric(
+                "vigil_alert_evaluation_errors_total", self.engine.error_count, ts, type="counter"
+            ),
             *notifier_base.metrics(self.notifiers, ts),
         ]
 
@@ -171,15 +179,21 @@ class Alerting:
             "rules": self.engine.status(),
             "notifiers": {n: x.status() for n, x in self.notifiers.items()},
             "evaluations": self.engine.evaluations,
+            "errors": dict(self.engine.errors),
         }
 
     def explain(self, name: str) -> dict[str, Any] | None:
         for rule in self.engine.rules:
             if rule.name == name:
-                return {
-                    "rule": name,
-                    "expr": rule.expr.text,
-                    "for": rule.for_,
-                    "series": self.engine.explain(rule, time.time()),
-                }
+                return explanation(rule, self.engine.explain(rule, time.time()))
         return None
+
+
+def explanation(rule: Rule, series: list[dict[str, Any]]) -> dict[str, Any]:
+    """`vigil alerts test`'s answer; a compound rule also says how it is
+    read (query.Query.shown: its PromQL, the subset ratio spelt out)."""
+    out: dict[str, Any] = {"rule": rule.name, "expr": rule.expr.text, "for": rule.for_}
+    if isinstance(rule.expr, CompoundExpr):
+        out["read_as"] = rule.expr.query.shown
+    out["series"] = series
+    return out

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from agent.alerts.engine import AlertEngine
-from agent.alerts.service import build_rules
+from agent.alerts.service import build_rules, explanation
 from agent.config import Config
 
 
@@ -44,10 +44,7 @@ async def explain_once(config: Config, name: str) -> dict[str, Any] | None:
     engine.observe(records, now)
     rule = rules[0]
     return {
-        "rule": rule.name,
-        "expr": rule.expr.text,
-        "for": rule.for_,
-        "series": engine.explain(rule, now),
+        **explanation(rule, engine.explain(rule, now)),
         "source": "one collection now (no agent endpoint answered): window functions "
         "see a single sample, and log and check metrics are not collected",
     }
