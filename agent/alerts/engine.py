@@ -121,8 +121,8 @@ class Rule:
     def still_firing(self, value: float | None) -> bool:
         if value is None:
             return False
-        if self.clear is None or not self.expr.op:
-            return compare(self.expr.op, value, self.expr.threshold)
+        if self.clear is None:
+            return self.firing_condition(value)
         return not compare(self.clear[0], value, self.clear[1])
 
     def in_band(self, ts: Sequence[float], values: Sequence[float], now: float) -> bool:

@@ -84,11 +84,12 @@ _WORD = re.compile(r"[a-zA-Z0-9_:.]+")
 class ExprError(ValueError):
     """A bad expression: what was expected, at a 1-based column of `text`."""
 
-    def __init__(self, message: str, column: int, text: str) -> None:
+    def __init__(self, message: str, column: int, text: str, reached: int = 0) -> None:
         super().__init__(f"col {column}: {message}")
         self.message = message
         self.column = column
         self.text = text
+        self.reached = max(reached, column - 1)  # how far the parser read before failing
 
     def pretty(self) -> str:
         """The message, the expression, and a caret under the column."""
@@ -155,7 +156,7 @@ class _Parser:
         self.pos = 0
 
     def fail(self, message: str, pos: int | None = None) -> NoReturn:
-        raise ExprError(message, (self.pos if pos is None else pos) + 1, self.text)
+        raise ExprError(message, (self.pos if pos is None else pos) + 1, self.text, self.pos)
 
     def found(self) -> str:
         if self.pos >= len(self.text):
@@ -337,7 +338,7 @@ def leaf_call(p: _Parser, name: str, start: int) -> Expr:
         p.expect(")", f"to close {func}(")
     else:
         selector = p.selector(name)
-    return Expr(p.text[start : p.pos], func, selector, window, arg, "", 0.0)
+    return Expr(p.text[start : p.pos].strip(), func, selector, window, arg, "", 0.0)
 
 
 def parse(text: str) -> Expr:

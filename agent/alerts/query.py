@@ -364,11 +364,17 @@ class Query:
         return f"{text} {self.op} {self.threshold:g}" if self.op else text
 
 
-def parse_query(text: str) -> Query:
+def parse_tree(text: str) -> tuple[Node, _QueryParser]:
+    """The whole expression as a tree (and its parser, for errors about it)."""
     p = _QueryParser(text)
     node = p.expr()
     if not p.at_end():
         p.fail(f"unexpected {p.found()} after the expression")
+    return node, p
+
+
+def parse_query(text: str) -> Query:
+    node, p = parse_tree(text)
     if not is_vector(node):
         p.fail("an alert expression must select series; this one is only numbers", 0)
     if isinstance(node, Bin) and node.op in COMPARISONS and node.bool_:
@@ -403,16 +409,16 @@ class CompoundExpr(Expr):
 
 def parse(text: str) -> Expr:
     """A rule's expression: the one-selector shape (expr.parse), else a
-    compound one. When neither reads it, the error that got further into
-    the text is the one reported (the one-selector one on a tie: its
-    messages are the more specific)."""
+    compound one. When neither reads it, the error of the parser that read
+    further into the text is the one reported (the one-selector one on a
+    tie: its messages are the more specific)."""
     try:
         return parse_simple(text)
     except ExprError as simple:
         try:
             query = parse_query(text)
         except ExprError as compound:
-            raise compound if compound.column > simple.column else simple from None
+            raise compound if compound.reached > simple.reached else simple from None
         first = query.leaves()[0]
         return CompoundExpr(
             text, "query", first.selector, None, None, query.op, query.threshold, query

@@ -7,6 +7,7 @@ what the client saw."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -214,3 +215,95 @@ def _status(url: str) -> int:
         return int(exc.code)
     except OSError:
         return 0
+
+
+CASCADE_RULE = """
+[alerting]
+min_coverage = 0.0
+evaluate_every = "250ms"
+[[alerts]]
+name = "ErrorsWithACheckDown"
+expr = '''
+  (rate(http_requests_total{status_class="5xx"}[5m]) / rate(http_requests_total[5m]) > 0.05)
+  and on() (min_over_time(check_up[5m]) == 0)'''
+severity = "critical"
+summary = "{value:.0%} of {file} failed while a check was down"
+notify = ["ledger"]
+[[checks]]
+name = "health"
+type = "http"
+url = "http://127.0.0.1:{port}/health"
+interval = "1s"
+timeout = "1s"
+retries = 0
+[[notifiers]]
+name = "ledger"
+type = "file"
+path = "{ledger}"
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("nginx") is None, reason="nginx is not installed: make test installs nginx-light"
+)
+def test_the_5xx_share_and_the_cascade_rule_on_a_real_nginx(tmp_path):
+    """The default HTTPErrorRatioHigh reads the share of 5xx answers a real
+    nginx logged; the playbook's cascade rule (that share high and a check
+    down) fires only once the health check fails too: nginx stops."""
+    nginx_port, api = free_port(), free_port()
+    conf = tmp_path / "nginx.conf"
+    # /health is not logged: the log holds the client's requests only
+    health = 'location = /health { access_log off; return 200 "ok\\n"; }'
+    conf.write_text(
+        NGINX_CONF.format(tmp=tmp_path, port=nginx_port).replace(
+            "location = /moved", f"{health}\n        location = /moved"
+        )
+    )
+    (tmp_path / "access.log").touch()
+    ledger = tmp_path / "alerts.jsonl"
+    extra = CASCADE_RULE.replace("{port}", str(nginx_port)).replace("{ledger}", str(ledger))
+    cfg = access_config(tmp_path, api, tmp_path / "access.log") + extra
+    server = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp_path)])
+    agent = Agent(tmp_path, cfg)
+    try:
+        agent.notify.wait("READY=1")
+        wait_for(lambda: _status(f"http://127.0.0.1:{nginx_port}/health") == 200, 15, "nginx")
+        rng = random.Random(18)
+        seen: dict[str, int] = {}
+        for _ in range(300):  # about a fifth of the answers are 503s
+            path = rng.choices(["/", "/fail"], [80, 20])[0]
+            status = _status(f"http://127.0.0.1:{nginx_port}{path}")
+            seen[f"{status // 100}xx"] = seen.get(f"{status // 100}xx", 0) + 1
+
+        exact = seen["5xx"] / (seen["2xx"] + seen["5xx"])
+
+        def share():
+            url = f"http://127.0.0.1:{api}/alerts/test?rule=HTTPErrorRatioHigh"
+            found = json.loads(http_get(url)[2])
+            rows = [s for s in found["series"] if s["value"] is not None and s["condition"]]
+            # each class's rate has its own first sample: as the counters
+            # stand still their spans grow alike and the share nears the logged one
+            close = rows and rows[0]["value"] == pytest.approx(exact, rel=0.05)
+            return (found, rows[0]) if close else None
+
+        found, row = wait_for(share, 60, "the default 5xx-share rule at the logged share")
+        assert "sum without (status_class)" in found["read_as"]
+        assert row["labels"] == {"file": str(tmp_path / "access.log")}
+        url = f"http://127.0.0.1:{api}/alerts/test?rule=ErrorsWithACheckDown"
+        cascade = json.loads(http_get(url)[2])
+        assert cascade["series"] == [] and not ledger.exists()  # every check up: no cascade
+
+        server.send_signal(signal.SIGQUIT)  # the service goes down: its check fails
+        server.wait(15)
+        fired = wait_for(
+            lambda: ledger.exists() and [json.loads(x) for x in ledger.read_text().splitlines()],
+            30,
+            "the cascade alert",
+        )
+        assert fired[0]["rule"] == "ErrorsWithACheckDown" and fired[0]["state"] == "firing"
+        assert fired[0]["labels"]["file"] == str(tmp_path / "access.log")
+        assert fired[0]["summary"].endswith("failed while a check was down")
+    finally:
+        server.send_signal(signal.SIGQUIT)
+        server.wait(15)
+        assert agent.stop() == 0
