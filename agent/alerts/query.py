@@ -203,7 +203,22 @@ def _wrap(child: Node, parent: Bin, right: bool) -> str:
 # -- parsing --------------------------------------------------------------------------------
 
 
+MAX_NESTING = 32  # parentheses and aggregations inside one another
+MAX_OPERATORS = 64  # binary operators in one expression
+
+
 class _QueryParser(_Parser):
+    """Bounded: a rule is written by hand, and the parser and evaluation
+    recurse, so nesting and length have limits far past any real rule."""
+
+    nesting = 0
+    operators = 0
+
+    def nest(self) -> None:
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            self.fail(f"more than {MAX_NESTING} levels of parentheses and aggregations")
+
     def binary_op(self) -> str | None:
         """The binary operator at the cursor, not consumed."""
         self.ws()
@@ -248,6 +263,9 @@ class _QueryParser(_Parser):
             if op is None or PRECEDENCE[op] < loosest:
                 return lhs
             at = self.pos
+            self.operators += 1
+            if self.operators > MAX_OPERATORS:
+                self.fail(f"more than {MAX_OPERATORS} operators in one expression")
             self.pos += len(op)
             bool_ = op in COMPARISONS and self.keyword("bool")
             matching: str = ""
@@ -291,8 +309,10 @@ class _QueryParser(_Parser):
         self.ws()
         start = self.pos
         if self.take("("):
+            self.nest()
             inner = self.expr()
             self.expect(")", "to close the parenthesis")
+            self.nesting -= 1
             return inner
         if _NUMBER.match(self.text, start) or _NOT_FINITE.match(self.text, start):
             return Num(self.number("a number"))
@@ -315,8 +335,10 @@ class _QueryParser(_Parser):
             if self.keyword(word):
                 grouping, labels = word, self.label_list(word)
         self.expect("(", f"after {op}")
+        self.nest()
         at = self.pos
         arg = self.expr()
+        self.nesting -= 1
         if not is_vector(arg):
             self.fail(f"{op}() aggregates series; found a number", at)
         self.expect(")", f"to close {op}(")

@@ -11,6 +11,8 @@ import subprocess
 from array import array
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.alerts.engine import AlertEngine, build_rule
 from agent.alerts.expr import ExprError, evaluator
@@ -135,6 +137,31 @@ def test_compound_errors_name_what_was_expected_and_where(text, column, message)
         parse(text)
     assert message in info.value.message
     assert info.value.column == column, info.value.pretty()
+
+
+def test_deep_and_long_expressions_are_refused_not_a_recursion_error():
+    with pytest.raises(ExprError, match="more than 32 levels"):
+        parse("(" * 5000 + "a" + ")" * 5000 + " > 1")
+    with pytest.raises(ExprError, match="more than 32 levels"):
+        parse("sum(" * 5000 + "a" + ")" * 5000 + " > 1")
+    with pytest.raises(ExprError, match="more than 64 operators"):
+        parse(" + ".join(["a"] * 5000) + " > 1")
+    deep = "(" * 30 + "a" + ")" * 30 + " > 1"
+    assert parse(deep).query.op == ">"
+
+
+TOKENS = [*"ab(){}[]=!~<>+-*/%,.\"'0123456789 \t5mé", "sum", "by", "on", "and", "or"]
+TOKENS += ["unless", "bool", "rate(", "absent(", "ignoring(", "Inf", "x{a=", "[5m]"]
+
+
+@given(st.lists(st.sampled_from(TOKENS), max_size=40).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_any_text_parses_or_is_an_expr_error(text):
+    try:
+        e = parse(text)
+    except ExprError:
+        return
+    assert e.leaves()
 
 
 def test_clear_works_on_a_compound_comparison_and_is_refused_without_one():
