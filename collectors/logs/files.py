@@ -22,7 +22,13 @@ What each rotation looks like here:
   would be lost, so first we look in the same directory for the copy (same
   fingerprint) and read the rest from it; what still cannot be read is
   counted in `log_bytes_missed_total`. A copy that matches the glob is
-  recognised by its fingerprint and read only from where we were.
+  recognised by its fingerprint and read only from where we were (after a
+  restart too: by the fingerprint the state saved). A second truncation
+  before we looked again left a copy of lines we never saw: the rotation
+  search below reads it, as it does when a file that was empty when we
+  last looked has changed (no fingerprint tells a truncation there). A
+  file remembered while empty identifies nothing: its inode, reused, may
+  hold a copy.
 - delete: like rename; the open file is read to its end.
 - inode reuse: the fingerprint differs from the one remembered, so the
   file is new and read from 0.
@@ -120,6 +126,7 @@ class Followed:
     fd: int = -1
     seen: tuple[int, int] = (-1, -1)  # (size, mtime) at the last read
     held: tuple[int, float] | None = None  # multiline: (offset, since) of a record held back
+    looked_at: float = 0.0  # when a read last looked at its size
 
     @property
     def key(self) -> tuple[int, int]:
@@ -253,6 +260,11 @@ class Follower:
         f = Followed(label, st.st_dev, st.st_ino, fingerprint(fd, fp_len), fp_len, 0, fd=fd)
         f.rotated, f.last_growth = bool(rotated_from), now
         saved = self.saved.get(f.key)
+        if saved is not None and not saved["fp_len"]:
+            # empty when last seen (so nothing was read from it): that says
+            # nothing of what the inode holds now, which may be a copy
+            del self.saved[f.key]
+            saved = None
         if saved is not None and self._same(fd, saved):
             del self.saved[f.key]
             self._resume(f, saved, size)
@@ -264,6 +276,12 @@ class Follower:
             f.offset = min(original.offset, size)
             original.offset = max(original.offset, size)
             log.info("log_file_copy_recognised", file=path, copy_of=original.path)
+        elif (was := self._saved_copy_of(f.key, fd, size)) is not None:
+            # the same, for a file we followed before a restart whose inode
+            # holds other lines now (copytruncate while we were stopped)
+            f.offset = min(was["offset"], size)
+            del self.saved[(was["dev"], was["ino"])]
+            log.info("log_file_copy_recognised", file=path, copy_of=was["path"])
         elif self.first_use and self.config.start_at == "end":
             f.offset = _last_line_end(fd, size)
         if rotated_from:
@@ -281,7 +299,9 @@ class Follower:
         if closed is None:
             return None
         fp, fp_len, offset, _ = closed
-        if fp_len and (size < fp_len or fingerprint(fd, fp_len) != fp):
+        if not fp_len:
+            return None  # closed empty: the inode, reused, may hold a copy now
+        if size < fp_len or fingerprint(fd, fp_len) != fp:
             return None  # the inode holds another file now
         return min(offset, size)
 
@@ -315,6 +335,26 @@ class Follower:
                 continue
             if other.fp_len == FP_BYTES or _same_start(other, fd, size):
                 return other
+        return None
+
+    def _saved_copy_of(self, key: tuple[int, int], fd: int, size: int) -> dict[str, Any] | None:
+        """The saved file (state from before a restart) `fd` is a copy of: its
+        first bytes, while the saved inode no longer holds them (truncated and
+        written again, or gone). Not the saved file itself."""
+        for other, saved in self.saved.items():
+            fp_len = saved["fp_len"]
+            if other == key or not 0 < fp_len <= size or fingerprint(fd, fp_len) != saved["fp"]:
+                continue
+            found = _find_in_dir(os.path.dirname(saved["path"]) or ".", other)
+            held = _open_quietly(found[0]) if found is not None else None
+            if held is not None:
+                try:
+                    same = self._same(held, saved)
+                finally:
+                    os.close(held)
+                if same:
+                    continue  # the original still holds these bytes: it is resumed itself
+            return saved
         return None
 
     def _restore_rotated(self, now: float) -> None:
@@ -437,8 +477,19 @@ class Follower:
             return None, False  # untouched since last time: an idle file costs one fstat
         f.seen = (size, st.st_mtime_ns)
         self.changed = True
+        before, f.looked_at = f.looked_at, now
         if size < f.offset or (f.fp_len and fingerprint(f.fd, f.fp_len) != f.fp):
             self._truncated(f, size)
+            if before:
+                # truncated twice since we looked: the copy of the first
+                # truncation was rescued; later ones hold only unseen lines
+                self._adopt_unseen_rotations(before, now)
+        elif before and (size <= f.offset or not f.fp_len):
+            # changed, yet no longer than what we read, or empty when we
+            # last looked: maybe written and truncated between two looks
+            # (an empty file has no fingerprint to tell), and a copy holds
+            # what was written. Rare: after each rotation, once.
+            self._adopt_unseen_rotations(before, now)
         if size > f.size_seen:
             f.size_seen = size
         if f.fp_len < FP_BYTES and size > f.fp_len:
@@ -608,7 +659,8 @@ class Follower:
                 continue
             finally:
                 os.close(fd)
-            self.rescued.append(self._whole(f, rest))
+            if rest:
+                self.rescued.append(self._whole(f, rest))
             # read to its end: a glob or the rotation search that finds the
             # copy later starts there, after a restart too
             self.closed[key] = (copy_fp, copy_fp_len, st.st_size, time.time())

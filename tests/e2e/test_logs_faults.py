@@ -141,8 +141,17 @@ def test_rotations_and_kills_during_a_hub_outage(tmp_path, run):
         ("create", "app.log", (601, 1201, 2401)),
         ("create\n    compress\n    delaycompress", "app.log*", (900, 2100)),
         ("copytruncate", "app.log", (900, 2100)),
+        # the copies in the glob: a kill counted lines twice (issue 18's second read)
+        ("copytruncate", "app.log*", (601, 1201, 2401)),
     ],
-    ids=["create", "create-3kills", "kills-at-rotations", "compress-delaycompress", "copytruncate"],
+    ids=[
+        "create",
+        "create-3kills",
+        "kills-at-rotations",
+        "compress-delaycompress",
+        "copytruncate",
+        "copytruncate-copies-in-glob",
+    ],
 )
 def test_rotations_and_kills_with_the_default_rate_limit(tmp_path, directives, glob, kills, run):
     run_scenario(tmp_path, directives, glob, kills)

@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from collectors.logs.config import LogsConfig
 from collectors.logs.files import BYTES, LINES, MISSED, READ_BYTES, TRUNCATED, Follower
 
@@ -459,3 +461,116 @@ def test_a_multiline_record_goes_out_when_the_next_starts_and_the_last_waits(tmp
         out.write("  and more\n")
     assert drain(f, 1001.5) == []  # a continuation: the same record, still held
     assert drain(f, 1002.1) == [(str(log), f"B two{sep}  again{sep}  and more")]
+
+
+# --- copytruncate, found by a randomized run (issue 18's second read) ----------------
+
+
+def copytruncate(tmp: Path, log: Path, keep: int = 10) -> None:
+    """What logrotate's copytruncate does: shift the numbered copies, copy, truncate."""
+    for k in range(keep - 1, 0, -1):
+        if (tmp / f"{log.name}.{k}").exists():
+            os.rename(tmp / f"{log.name}.{k}", tmp / f"{log.name}.{k + 1}")
+    (tmp / f"{log.name}.1").write_bytes(log.read_bytes())
+    os.truncate(log, 0)
+
+
+def test_a_copy_on_the_inode_of_a_file_closed_empty_is_still_a_copy(tmp_path):
+    """An inode freed by a file closed while empty (fingerprint of nothing)
+    and reused by copytruncate's copy: the copy was read from 0 again."""
+    log = tmp_path / "app.log"
+    write(log, "1", "2")
+    f = follower(tmp_path, paths=(str(tmp_path / "app.log*"),))
+    assert lines_of(drain(f)) == ["1", "2"]
+    write(log, "3")
+    copy = tmp_path / "app.log.1"
+    copy.write_bytes(log.read_bytes())
+    st = os.stat(copy)
+    f.closed[(st.st_dev, st.st_ino)] = (0, 0, 0, time.time())  # as if closed empty once
+    os.truncate(log, 0)
+    write(log, "4")
+    assert sorted(lines_of(drain(f))) == ["3", "4"]
+
+
+def test_copytruncate_while_stopped_with_the_copy_in_the_glob_reads_it_from_the_offset(tmp_path):
+    """The copy is in the glob; the original holds other lines now: the
+    copy is resumed where the original was, not read from 0."""
+    log = tmp_path / "app.log"
+    now = time.time()
+    write(log, "a 1", "a 2")
+    f = follower(tmp_path, now=now, paths=(str(tmp_path / "app.log*"),))
+    assert lines_of(drain(f, now)) == ["a 1", "a 2"]
+    write(log, "a 3")
+    state = f.state()
+    f.close()
+    copytruncate(tmp_path, log)  # stopped meanwhile
+    write(log, "b 1")
+    g = follower(
+        tmp_path, saved=state, counters={}, now=now + 1, paths=(str(tmp_path / "app.log*"),)
+    )
+    assert sorted(lines_of(drain(g, now + 1))) == ["a 3", "b 1"]
+
+
+def test_two_copytruncates_between_two_reads_lose_nothing(tmp_path):
+    """The first copy is found by the original's fingerprint; the second
+    holds lines written after the first truncation, never seen."""
+    log = tmp_path / "app.log"
+    now = time.time()
+    write(log, "a 1")
+    f = follower(tmp_path, now=now, paths=(str(log),))
+    assert lines_of(drain(f, now)) == ["a 1"]
+    write(log, "a 2")
+    copytruncate(tmp_path, log)
+    write(log, "b 1")
+    copytruncate(tmp_path, log)
+    write(log, "c 1")
+    got = []
+    for _ in range(2):  # a copy found by a read is read at the next one
+        got += lines_of(drain(f, time.time()))
+    assert sorted(got) == ["a 2", "b 1", "c 1"]
+
+
+def test_an_empty_file_written_and_truncated_between_two_looks_loses_nothing(tmp_path):
+    log = tmp_path / "app.log"
+    now = time.time()
+    log.touch()
+    f = follower(tmp_path, now=now, paths=(str(log),))
+    assert drain(f, now) == []
+    write(log, "a 1", "a 2")
+    copytruncate(tmp_path, log)  # before the agent looked: no fingerprint tells
+    write(log, "b 1")
+    got = []
+    for _ in range(2):
+        got += lines_of(drain(f, time.time()))
+    assert sorted(got) == ["a 1", "a 2", "b 1"]
+
+
+@pytest.mark.parametrize("glob", ["app.log", "app.log*"])
+def test_random_writes_reads_and_copytruncates_count_every_line_once(tmp_path, glob):
+    """Writes, reads and copytruncate rotations (10 kept) in a random order,
+    rotations far more often than any logrotate runs: every line once."""
+    import random
+
+    for seed in range(15):
+        rng = random.Random(seed)
+        tmp = tmp_path / str(seed)
+        tmp.mkdir()
+        log = tmp / "app.log"
+        log.touch()
+        f = follower(tmp, now=time.time(), paths=(str(tmp / glob),))
+        seen: list[str] = []
+        n = 0
+        for _ in range(300):
+            act = rng.random()
+            if act < 0.55:
+                for _ in range(rng.randint(1, 5)):
+                    n += 1
+                    write(log, f"seq={n}")
+            elif act < 0.85:
+                seen += lines_of(drain(f, time.time()))
+            else:
+                copytruncate(tmp, log)
+        for _ in range(3):
+            seen += lines_of(drain(f, time.time()))
+        f.close()
+        assert sorted(seen, key=lambda s: int(s[4:])) == [f"seq={i}" for i in range(1, n + 1)], seed
