@@ -248,7 +248,9 @@ def alert_test_text(result: Mapping[str, Any]) -> str:
     ]
     if result.get("read_as") and result["read_as"] != result["expr"]:
         lines.append(f"  read as: {result['read_as']}")
-    if not result["series"]:
+    if not result["series"] and result.get("read_as"):
+        lines.append("  no series in the result: the condition holds for none")
+    elif not result["series"]:
         lines.append("  no matching series: no samples of that metric with those labels")
     for s in result["series"]:
         if s.get("error"):

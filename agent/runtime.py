@@ -109,7 +109,7 @@ def rules_on_nothing(config: Config) -> list[Problem]:
     out = []
     for i, rule in enumerate(config.alerts):
         leaves = parse(rule.expr).leaves()
-        outcome = "the rule never fires" if len(leaves) == 1 else "it never has a value"
+        outcome = "the rule never fires" if len(leaves) == 1 else "that part of it is always empty"
         for leaf in leaves:
             metric = leaf.selector.metric
             if metric not in names and leaf.func != "absent":  # absent(): fires on nothing

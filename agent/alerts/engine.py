@@ -8,7 +8,10 @@ by (rules' lookback / interval) x series, 16 bytes a sample.
 Evaluation. A batch re-evaluates the rules on the metrics it carried, for
 the series it carried; a periodic `tick()` re-evaluates everything, which
 advances `for` timers, resolves alerts whose series went stale and fires
-`absent()` rules (absence brings no samples).
+`absent()` rules (absence brings no samples). Compound rules (query.py)
+read every series of their metrics at once, so they are evaluated at the
+tick only: once per `evaluate_every`, not once per batch (each check is a
+batch of its own).
 
 States, per instance (rule + the series' labels)::
 
@@ -252,16 +255,13 @@ class AlertEngine:
         self.notify = notify  # (alert, the rule's notify list): routing is the caller's
         self.emit = emit
         self.by_metric: dict[str, list[Rule]] = {}  # one-selector rules, by their metric
-        self.by_query_metric: dict[str, list[Rule]] = {}  # compound rules, by each metric read
         self.rule_by_name = {rule.name: rule for rule in self.rules}
         self.keep: dict[str, float] = {}  # metric -> how much history the rules need
         for rule in self.rules:
-            for leaf in rule.expr.leaves():
+            for leaf in rule.expr.leaves():  # a compound rule reads several metrics
                 metric = leaf.selector.metric
-                compound = isinstance(rule.expr, CompoundExpr)
-                index = self.by_query_metric if compound else self.by_metric
-                if rule not in index.setdefault(metric, []):
-                    index[metric].append(rule)
+                if not isinstance(rule.expr, CompoundExpr):
+                    self.by_metric.setdefault(metric, []).append(rule)
                 self.keep[metric] = max(self.keep.get(metric, 0.0), leaf.lookback())
         self.series: dict[str, dict[LabelsKey, Series]] = {m: {} for m in self.keep}
         # metric -> labels in any order seen -> series: `observe` skips sorting
@@ -269,6 +269,8 @@ class AlertEngine:
         # a compound rule's last evaluation error (query.QueryError), until one succeeds
         self.errors: dict[str, str] = {}
         self.error_count = 0
+        # a compound rule's leaf -> the series it selects (cleared when series come or go)
+        self._selected: dict[Expr, list[tuple[LabelsKey, Series]]] = {}
         self.instances: dict[str, Instance] = {}  # fingerprint -> state
         self.evaluations = 0
         self.bounded = 0  # evaluations a window.Bound decided without reading the window
@@ -371,16 +373,12 @@ class AlertEngine:
         lookup = self._lookup
         instances = self.instances
         evaluations = bounded = 0
-        compound = self.by_query_metric
-        touched: set[str] = set()  # metrics compound rules read that got samples
         for r in records:
             if not isinstance(r, Metric):
                 continue
             store = lookup.get(r.name)
             if store is None:
                 continue
-            if compound and r.name in compound:
-                touched.add(r.name)
             series = store.get(tuple(r.labels.items()))  # as the collector ordered them
             if series is None:
                 series = self._find_series(r.name, r.labels)
@@ -410,10 +408,6 @@ class AlertEngine:
                     self._step(rule, fp, series.key, value, now, series, evaluate)
         self.evaluations += evaluations
         self.bounded += bounded
-        if touched:
-            due = {id(rule): rule for m in touched for rule in compound[m]}
-            for rule in due.values():
-                self._evaluate_query(rule, now)
 
     def _find_series(self, metric: str, labels: Mapping[str, str]) -> Series:
         """The series for these labels, created if new. Series are kept under
@@ -425,6 +419,7 @@ class AlertEngine:
             series = self.series[metric][key] = self._lookup[metric][key] = self._new_series(
                 metric, key
             )
+            self._selected.clear()  # compound rules' leaves select anew
         order = tuple(labels.items())
         if order != key:
             self._lookup[metric][order] = series
@@ -461,6 +456,7 @@ class AlertEngine:
                 continue
             for key in dead:
                 del store[key]
+            self._selected.clear()
             alive = set(map(id, store.values()))
             lookup = self._lookup[metric]
             for key in [k for k, s in lookup.items() if id(s) not in alive]:
@@ -504,9 +500,7 @@ class AlertEngine:
         left it. NaN (0/0: no requests at all) counts as no value."""
         assert isinstance(rule.expr, CompoundExpr)
         try:
-            result = evaluate_query(
-                rule.expr.query.node, functools.partial(self.vector, now=now, rule=rule)
-            )
+            result = evaluate_query(rule.expr.query.node, functools.partial(self.vector, now=now))
         except QueryError as exc:  # no verdict: states are kept, the error shown
             self.error_count += 1
             if self.errors.get(rule.name) != str(exc):
@@ -526,26 +520,26 @@ class AlertEngine:
                 self.evaluations += 1
                 self._step(rule, fp, inst.labels, None, now)
 
-    def vector(self, leaf: Expr, now: float, rule: Rule) -> dict[LabelsKey, float]:
+    def vector(self, leaf: Expr, now: float) -> dict[LabelsKey, float]:
         """A compound rule's leaf at `now`: each kept series it selects that
-        has a value (a window function's once its window is covered)."""
-        metric, selector = leaf.selector.metric, leaf.selector
-        store = self.series.get(metric, {})
+        has a value. No coverage wait, as in Prometheus: a series missing
+        from a result resolves its instance, so a wait would resolve an
+        alert whenever a slow check's window held one sample."""
+        selected = self._selected.get(leaf)
+        if selected is None:
+            metric, selector = leaf.selector.metric, leaf.selector
+            selected = self._selected[leaf] = [
+                (key, s)
+                for key, s in self.series.get(metric, {}).items()
+                if selector.matches(metric, dict(key))
+            ]
         if leaf.func == "absent":
             window = leaf.window or leaf.lookback()
-            present = any(
-                s.ts and s.ts[-1] > now - window and selector.matches(metric, s.labels)
-                for s in store.values()
-            )
+            present = any(s.ts and s.ts[-1] > now - window for _, s in selected)
             return absent_vector(leaf, present)
         evaluate = evaluator(leaf)
         out = {}
-        for key, series in store.items():
-            if not selector.matches(metric, series.labels):
-                continue
-            cover = coverage(leaf, rule.min_coverage, MAX_SAMPLES)
-            if cover is not None and not cover(series.ts, now):
-                continue
+        for key, series in selected:
             value = evaluate(series.ts, series.values, now)
             if value is not None:
                 out[key] = value
@@ -748,7 +742,7 @@ class AlertEngine:
 
     def _explain_query(self, rule: Rule, now: float) -> list[dict[str, Any]]:
         assert isinstance(rule.expr, CompoundExpr)
-        source = functools.partial(self.vector, now=now, rule=rule)
+        source = functools.partial(self.vector, now=now)
         try:
             result = evaluate_query(rule.expr.query.node, source)
         except QueryError as exc:

@@ -319,8 +319,14 @@ def leaf_call(p: _Parser, name: str, start: int) -> Expr:
         if name not in FUNCTIONS:
             close = difflib.get_close_matches(name, FUNCTIONS, n=1)
             hint = f'did you mean "{close[0]}"? ' if close else ""
-            p.fail(
-                f'unknown function "{name}"; {hint}expected one of {", ".join(FUNCTIONS)}', start
+            # reached: the name only, so the compound parser's word wins when
+            # it read further (an aggregation such as sum( is its to judge)
+            raise ExprError(
+                f'unknown function "{name}"; {hint}expected one of {", ".join(FUNCTIONS)}, '
+                "or an aggregation: sum, count, avg, min, max",
+                start + 1,
+                p.text,
+                start,
             )
         func = name
         metric = p.match(_METRIC)
@@ -387,6 +393,12 @@ def parse_clear(text: str, expr: Expr) -> tuple[str, float]:
     value = p.number("a number")
     if not p.at_end():
         p.fail(f"unexpected {p.found()} after the number")
+    if not expr.op:
+        p.fail(
+            "clear needs an expr compared with a number at its top (... > 0.05); this one "
+            "fires on every series its and/or/unless keeps, so only `for` can steady it",
+            0,
+        )
     if expr.op not in _UP + _DOWN:
         p.fail(f'clear needs an expr compared with >, >=, < or <=, not "{expr.op}"', 0)
     want = _DOWN if expr.op in _UP else _UP

@@ -34,15 +34,16 @@ Semantics, as PromQL's unless said otherwise:
 One difference, a subset over its whole: `rate(x{status_class="5xx"}[5m])
 / rate(x[5m])` divides each series by itself in PromQL (one-to-one on all
 labels: the 5xx series by the 5xx series, always 1). When both sides of
-`/` are the same function of the same metric and carry no `on` or
-`ignoring`, the labels one side pins with `=` (and the other does not pin
-to the same value) are summed away on both sides first, so it reads as
+`/` are the same function of the same metric (maybe scaled by a number)
+and carry no `on` or `ignoring`, the labels whose matchers differ between
+the sides are summed away on both sides first, so it reads as
 `sum without(status_class) (rate(x{status_class="5xx"}[5m])) /
 sum without(status_class) (rate(x[5m]))`: the 5xx share, per the labels
-left. `Query.shown` is that PromQL; `vigil alerts explain` prints it.
+left. `Query.shown` is that PromQL; `vigil alerts test` prints it.
 
-Window functions in a compound expression wait for coverage (window.py)
-whatever the comparison: a window with too little of its span has no value.
+Window functions here do not wait for coverage (window.py), as in
+Prometheus: the engine evaluates a compound rule at its tick, and a
+series missing from the result resolves its instance.
 """
 
 from __future__ import annotations
@@ -167,10 +168,17 @@ def _duration(seconds: float) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
+def number(value: float) -> str:
+    """A number as PromQL reads it back exactly: 1234567, 0.1234567, 1e+300."""
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
 def show(node: Node) -> str:
     """The node as PromQL (fully parenthesised where precedence could mislead)."""
     if isinstance(node, Num):
-        return f"{node.value:g}"
+        return number(node.value)
     if isinstance(node, Leaf):
         e = node.expr
         sel = _selector(e.selector)
@@ -178,7 +186,7 @@ def show(node: Node) -> str:
             return sel
         inner = sel + (f"[{_duration(e.window)}]" if e.window is not None else "")
         if e.func == "predict_linear":
-            inner += f", {e.arg:g}"
+            inner += f", {number(e.arg or 0.0)}"
         return f"{e.func}({inner})"
     if isinstance(node, Agg):
         by = f" {node.grouping} {_labels(node.labels)}" if node.grouping else ""
@@ -301,7 +309,7 @@ class _QueryParser(_Parser):
             self.fail(f"{matching}(...) matches two series expressions; one side is a number", at)
         if op in COMPARISONS and not any(vectors) and not bool_:
             self.fail("comparing two numbers needs bool, as in 1 > bool 0", at)
-        if op == "/" and not matching and isinstance(lhs, Leaf) and isinstance(rhs, Leaf):
+        if op == "/" and not matching:
             return subset_ratio(lhs, rhs)
         return Bin(op, lhs, rhs, matching, labels, bool_)
 
@@ -349,22 +357,55 @@ class _QueryParser(_Parser):
         return Agg(op, grouping, labels, arg)
 
 
-def subset_ratio(lhs: Leaf, rhs: Leaf) -> Node:
-    """`x{a="v"} / x` as the share it means: see the module's docstring."""
-    a, b = lhs.expr, rhs.expr
+def subset_ratio(lhs: Node, rhs: Node) -> Node:
+    """`x{a="v"} / x` as the share it means: see the module's docstring.
+    Either side may be scaled by a number (`100 * x{a="v"} / x`)."""
+    left, right = _scaled_leaf(lhs), _scaled_leaf(rhs)
+    if left is None or right is None:
+        return Bin("/", lhs, rhs)
+    a, b = left.expr, right.expr
     if (a.selector.metric, a.func, a.window, a.arg) != (b.selector.metric, b.func, b.window, b.arg):
         return Bin("/", lhs, rhs)
-    pinned_a = {m.name: m for m in a.selector.matchers if m.op == "="}
-    pinned_b = {m.name: m for m in b.selector.matchers if m.op == "="}
-    differ = {
-        name
-        for name in pinned_a.keys() | pinned_b.keys()
-        if pinned_a.get(name) != pinned_b.get(name)
-    }
+    if a.func == "absent":
+        return Bin("/", lhs, rhs)
+
+    def restricted(leaf: Expr) -> dict[str, set[tuple[str, str]]]:
+        out: dict[str, set[tuple[str, str]]] = {}
+        for m in leaf.selector.matchers:
+            out.setdefault(m.name, set()).add((m.op, m.value))
+        return out
+
+    ra, rb = restricted(a), restricted(b)
+    differ = {name for name in ra.keys() | rb.keys() if ra.get(name) != rb.get(name)}
     if not differ:
         return Bin("/", lhs, rhs)
     names = tuple(sorted(differ))
-    return Bin("/", Agg("sum", "without", names, lhs), Agg("sum", "without", names, rhs))
+    return Bin(
+        "/",
+        _replace_leaf(lhs, Agg("sum", "without", names, left)),
+        _replace_leaf(rhs, Agg("sum", "without", names, right)),
+    )
+
+
+def _scaled_leaf(node: Node) -> Leaf | None:
+    """The leaf of `node` if it is one, or one multiplied or divided by a number."""
+    if isinstance(node, Leaf):
+        return node
+    if isinstance(node, Bin) and node.op in ("*", "/") and not node.matching:
+        if isinstance(node.rhs, Num):
+            return _scaled_leaf(node.lhs)
+        if isinstance(node.lhs, Num) and node.op == "*":
+            return _scaled_leaf(node.rhs)
+    return None
+
+
+def _replace_leaf(node: Node, new: Node) -> Node:
+    if isinstance(node, Leaf):
+        return new
+    assert isinstance(node, Bin)  # _scaled_leaf found the leaf under it
+    if isinstance(node.rhs, Num):
+        return Bin(node.op, _replace_leaf(node.lhs, new), node.rhs)
+    return Bin(node.op, node.lhs, _replace_leaf(node.rhs, new))
 
 
 @dataclass(frozen=True)
@@ -383,7 +424,7 @@ class Query:
     @property
     def shown(self) -> str:
         text = show(self.node)
-        return f"{text} {self.op} {self.threshold:g}" if self.op else text
+        return f"{text} {self.op} {number(self.threshold)}" if self.op else text
 
 
 def parse_tree(text: str) -> tuple[Node, _QueryParser]:
@@ -552,15 +593,29 @@ def _unique(
 
 
 def _vector_op(node: Bin, lhs: Vector, rhs: Vector) -> Vector:
+    """One to one: the right side's match labels must be unique; the left's
+    only among the results (a comparison may filter a duplicate out), as in
+    Prometheus."""
     sig = _signature(node)
     right = _unique(rhs, sig, node, "right")
-    left = _unique({k: v for k, v in lhs.items() if sig(k) in right}, sig, node, "left")
     out: Vector = {}
-    for s, (key, a) in left.items():
+    first: dict[LabelsKey, LabelsKey] = {}
+    for key, a in lhs.items():
+        s = sig(key)
+        if s not in right:
+            continue
         result = _apply(node.op, a, right[s][1], node.bool_)
         if result is None:
             continue
-        out[sig(key) if node.matching else key] = result
+        out_key = s if node.matching == "on" else key if not node.matching else s
+        if out_key in out:
+            raise QueryError(
+                f"several series on the left of {node.op!r} match on {dict(s)}: "
+                f"{dict(first[out_key])} and {dict(key)}; aggregate them (sum by ...) or "
+                "match on labels that tell them apart (on/ignoring)"
+            )
+        first[out_key] = key
+        out[out_key] = result
     return out
 
 
@@ -604,10 +659,17 @@ def _sum(values: list[float]) -> float:
         return sum(values)
 
 
+def _mean(values: list[float]) -> float:
+    mean = _sum(values) / len(values)
+    if math.isinf(mean) and all(math.isfinite(v) for v in values):
+        return _sum([v / len(values) for v in values])  # the sum overflowed, the mean need not
+    return mean
+
+
 _REDUCE: dict[str, Callable[[list[float]], float]] = {
     "sum": _sum,
     "count": lambda values: float(len(values)),
-    "avg": lambda values: _sum(values) / len(values),
+    "avg": lambda values: _mean(values),
     "min": _min_max(min),
     "max": _min_max(max),
 }
