@@ -316,6 +316,9 @@ def leaf_call(p: _Parser, name: str, start: int) -> Expr:
     arg: float | None = None
     func: str | None = None
     if p.take("("):
+        over_time = name == "absent_over_time"  # PromQL's name for absent() over a range
+        if over_time:
+            name = "absent"
         if name not in FUNCTIONS:
             close = difflib.get_close_matches(name, FUNCTIONS, n=1)
             hint = f'did you mean "{close[0]}"? ' if close else ""
@@ -335,7 +338,7 @@ def leaf_call(p: _Parser, name: str, start: int) -> Expr:
         selector = p.selector(metric)
         if p.peek("["):
             window = p.range()
-        elif func != "absent":
+        elif func != "absent" or over_time:
             example = f"{func}({metric}[5m]{', 3600' if func == 'predict_linear' else ''})"
             p.fail(f'{func}() needs a range: expected "[" as in {example}, found {p.found()}')
         if func == "predict_linear":

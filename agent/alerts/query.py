@@ -185,6 +185,8 @@ def show(node: Node) -> str:
         if e.func is None:
             return sel
         inner = sel + (f"[{_duration(e.window)}]" if e.window is not None else "")
+        if e.func == "absent" and e.window is not None:
+            return f"absent_over_time({inner})"  # PromQL's name for absent over a range
         if e.func == "predict_linear":
             inner += f", {number(e.arg or 0.0)}"
         return f"{e.func}({inner})"
