@@ -694,6 +694,10 @@ class Follower:
         chunk = self._whole(f, rest)
         return chunk if chunk.lines else None
 
+    def labels(self) -> set[str]:
+        """The `file` labels of what is followed now."""
+        return {f.path for f in self.files.values()}
+
     def take_rescued(self) -> list[Chunk]:
         out, self.rescued = self.rescued, []
         return out

@@ -166,6 +166,9 @@ class JournalFollower(Follower):
             args.append(f"--directory={self.journal.directory}")
         return args
 
+    def labels(self) -> set[str]:
+        return {self.label}
+
     def scan(self, now: float) -> None:
         """Keep journalctl running; note the directories to watch."""
         self.directories = self._journal_dirs()

@@ -63,6 +63,8 @@ STEP_BYTES = 16 << 20  # read at most this much per step before committing
 COMMIT_EVERY = 0.25  # seconds between commits while events wait
 STATE_EVERY = 1.0  # seconds between commits when only offsets moved
 HOLD_CHECK = 0.2  # seconds between looks while a multiline record is held back
+LABEL_IDLE = 3600.0  # seconds a file label may have no file before its series are dropped
+LABELS_CHECK_EVERY = 60.0  # seconds between looks for such labels
 STALL_POLLS = 3  # polls a file may wait, with no progress, before it counts as stalled
 
 
@@ -158,7 +160,12 @@ class LogCollector(Collector):
         self.tasks: list[asyncio.Task[None]] = []
         # counter series already reported, and when collect() last ran
         self._known: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        self._reported: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self._since: float | None = None
+        # file label -> when a follower last had a file under it (worker thread)
+        self.label_seen: dict[str, float] = {}
+        self._labels_checked = 0.0
+        self.forgotten = False  # labels were dropped since the last commit
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -308,7 +315,39 @@ class LogCollector(Collector):
             follower.recycle(chunks)
         self.events.extend(self.limiter.summaries(now))
         self._take_durations(now)
+        if now - self._labels_checked >= LABELS_CHECK_EVERY:
+            self._labels_checked = now
+            self._forget_idle_labels(now)
         return more, self._parts() if commit else None
+
+    def _forget_idle_labels(self, now: float) -> None:
+        """Drop the per-file series of labels no follower has had a file
+        under for LABEL_IDLE: files named by date (`app-2026-11-28.log`,
+        dateext rotations in the glob) would add series every day for ever.
+        A label that comes back starts again from 0, as a counter may."""
+        for follower in self.followers:
+            for label in follower.labels():
+                self.label_seen[label] = now
+        labels = {*self.counters, *self.unparsed, *self.stalled_total}
+        labels |= {label for _, label in self.matches} | {k[0] for k in self.requests}
+        idle = {
+            label for label in labels if now - self.label_seen.setdefault(label, now) > LABEL_IDLE
+        }
+        if not idle:
+            return
+        for table in (self.counters, self.unparsed, self.stalled_total, self.label_seen):
+            for label in idle:
+                table.pop(label, None)
+        for match in [k for k in self.matches if k[1] in idle]:
+            del self.matches[match]
+        for request in [k for k in self.requests if k[0] in idle]:
+            del self.requests[request]
+        for processor in self.processors:
+            if processor.access is not None:
+                for label in idle:
+                    processor.access.vhosts.pop(label, None)
+        self.forgotten = True  # a commit is due: the dropped counters leave the state
+        log.info("log_file_series_forgotten", files=len(idle), idle_seconds=LABEL_IDLE)
 
     def _take_durations(self, now: float) -> None:
         """The access logs' quantiles now, for collect() (the sketches are
@@ -328,7 +367,7 @@ class LogCollector(Collector):
             return max(0.0, COMMIT_EVERY - since)
         if any(f.urgent for f in self.followers):  # a file appeared or rotated
             return 0.0
-        if self._moved():  # a flag read: no need for the thread
+        if self._moved() or self.forgotten:  # flags read: no need for the thread
             return max(0.0, STATE_EVERY - since)
         return None
 
@@ -386,6 +425,7 @@ class LogCollector(Collector):
         }
         for follower in self.followers:
             follower.changed = follower.urgent = False
+        self.forgotten = False
         own = {
             d.state_part: d.snapshot() for d in self.detectors.values() if d.state_part is not None
         }
@@ -553,15 +593,16 @@ class LogCollector(Collector):
         previous collection first (it did not exist, so nothing had been
         counted), so increase() and rate() see its first matches."""
         key = (name, tuple(sorted(labels.items())))
-        if key not in self._known:
-            self._known.add(key)
-            if self._since is not None:
-                out.append(Metric(name, 0, self._since, labels, "counter"))
+        if key not in self._reported and key not in self._known and self._since is not None:
+            out.append(Metric(name, 0, self._since, labels, "counter"))
+        self._known.add(key)
         out.append(Metric(name, value, ts, labels, "counter"))
 
     def collect(self, ts: float, mono: float) -> list[Record]:
         view = self.view
         out: list[Record] = []
+        # what this collection reports: a forgotten series leaves the set
+        self._reported, self._known = self._known, set()
         names = (
             ("log_lines_read_total", LINES),
             ("log_bytes_read_total", BYTES),

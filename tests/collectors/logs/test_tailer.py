@@ -250,3 +250,46 @@ def test_a_long_step_of_matching_lines_is_busy_not_stalled(tmp_path, monkeypatch
         return stalled
 
     assert run(scenario()) == {}  # the limit is 3 s; the reader made progress all along
+
+
+def test_the_series_of_files_gone_for_an_hour_are_dropped(tmp_path, monkeypatch):
+    """Files named by date (app-2026-11-28.log) would add per-file series
+    every day for ever: a label no file has had for LABEL_IDLE loses its
+    counters, matches and access-log series, and no longer appears."""
+    from collectors.logs import tailer
+
+    monkeypatch.setattr(tailer, "LABEL_IDLE", 0.5)
+    monkeypatch.setattr(tailer, "LABELS_CHECK_EVERY", 0.0)
+    old, new = tmp_path / "app-1.log", tmp_path / "app-2.log"
+    old.write_text(
+        'boom 192.0.2.1 - - [29/Nov/2026:07:00:00 +0000] "GET / HTTP/1.1" 500 5 "-" "x"\n'
+    )
+    sink = Committer()
+
+    async def scenario():
+        logs = collector(
+            tmp_path,
+            old,
+            paths=(str(tmp_path / "app-*.log"),),
+            rotate_wait=0.0,
+            format="nginx_combined",
+        )
+        await logs.start(sink)
+        await wait_until(lambda: logs.view.get("matches") and logs.view.get("requests"))
+        got = logs.collect(time.time(), 0.0)
+        before = {m.labels.get("file") for m in got}
+        assert {m.labels["file"] for m in got if m.name == "http_requests_total"} == {str(old)}
+        old.unlink()  # the day is over: the next day's file
+        new.write_text("boom\n")
+        labels = lambda: {m.labels.get("file") for m in logs.collect(time.time(), 0.0)}  # noqa: E731
+        await wait_until(lambda: str(old) not in labels() and str(new) in labels())
+        after = labels()
+        await logs.stop()
+        return before, after, logs
+
+    before, after, logs = run(scenario())
+    assert str(old) in before
+    assert str(old) not in after and str(new) in after
+    assert all(label != str(old) for _, label in logs.matches)
+    assert str(old) not in logs.counters
+    assert all(label != str(old) for label, _, _ in logs.requests)
