@@ -271,6 +271,8 @@ class AlertEngine:
         self.error_count = 0
         # a compound rule's leaf -> the series it selects (cleared when series come or go)
         self._selected: dict[Expr, list[tuple[LabelsKey, Series]]] = {}
+        self._vectors: dict[tuple[Any, ...], dict[LabelsKey, float]] | None = None
+        self._fingerprints: dict[tuple[str, LabelsKey], str] = {}  # compound instances'
         self.instances: dict[str, Instance] = {}  # fingerprint -> state
         self.evaluations = 0
         self.bounded = 0  # evaluations a window.Bound decided without reading the window
@@ -468,11 +470,15 @@ class AlertEngine:
         """What time alone changes: `for` timers and staleness of the pending
         and firing instances, and absent() rules. Series with no instance
         change only with new samples, which `observe` evaluates."""
-        for rule in self.rules:
-            if rule.expr.func == "absent":
-                self._evaluate_absent(rule, now)
-            elif isinstance(rule.expr, CompoundExpr):
-                self._evaluate_query(rule, now)
+        self._vectors = {}  # compound rules often share leaves: each is evaluated once a tick
+        try:
+            for rule in self.rules:
+                if rule.expr.func == "absent":
+                    self._evaluate_absent(rule, now)
+                elif isinstance(rule.expr, CompoundExpr):
+                    self._evaluate_query(rule, now)
+        finally:
+            self._vectors = None
         for fp, inst in list(self.instances.items()):
             found = self.rule_by_name.get(inst.rule)
             if found is None or found.expr.func in ("absent", "query"):
@@ -510,8 +516,13 @@ class AlertEngine:
         self.errors.pop(rule.name, None)
         assert isinstance(result, dict)  # the parser refuses an expression of numbers
         seen = set()
+        known = self._fingerprints
+        if len(known) > 100_000:  # series come and go: bounded, rebuilt as needed
+            known.clear()
         for key, value in result.items():
-            fp = fingerprint(rule.name, dict(key))
+            fp = known.get((rule.name, key))
+            if fp is None:
+                fp = known[(rule.name, key)] = fingerprint(rule.name, dict(key))
             seen.add(fp)
             self.evaluations += 1
             self._step(rule, fp, key, None if math.isnan(value) else value, now)
@@ -525,6 +536,9 @@ class AlertEngine:
         has a value. No coverage wait, as in Prometheus: a series missing
         from a result resolves its instance, so a wait would resolve an
         alert whenever a slow check's window held one sample."""
+        same = (leaf.func, leaf.selector, leaf.window, leaf.arg, now)
+        if self._vectors is not None and same in self._vectors:
+            return self._vectors[same]  # nothing downstream changes a vector in place
         selected = self._selected.get(leaf)
         if selected is None:
             metric, selector = leaf.selector.metric, leaf.selector
@@ -543,6 +557,8 @@ class AlertEngine:
             value = evaluate(series.ts, series.values, now)
             if value is not None:
                 out[key] = value
+        if self._vectors is not None:
+            self._vectors[same] = out
         return out
 
     def _evaluate_absent(self, rule: Rule, now: float) -> None:

@@ -632,18 +632,38 @@ def _set_op(node: Bin, lhs: Vector, rhs: Vector) -> Vector:
     return {**lhs, **{k: v for k, v in rhs.items() if sig(k) not in left}}
 
 
+_GROUPS: dict[tuple[str, frozenset[str], LabelsKey], LabelsKey] = {}
+"""(grouping, labels, a series' labels) -> its group: the same every tick."""
+
+
+def _group_of(grouping: str, names: frozenset[str], key: LabelsKey) -> LabelsKey:
+    memo = (grouping, names, key)
+    group = _GROUPS.get(memo)
+    if group is None:
+        if len(_GROUPS) > 200_000:  # series come and go: bounded, rebuilt as needed
+            _GROUPS.clear()
+        if grouping == "by":
+            group = tuple(kv for kv in key if kv[0] in names)
+        elif grouping == "without":
+            group = tuple(kv for kv in key if kv[0] not in names)
+        else:
+            group = ()
+        _GROUPS[memo] = group
+    return group
+
+
 def _aggregate(node: Agg, vector: Vector) -> Vector:
     names = frozenset(node.labels)
     groups: dict[LabelsKey, list[float]] = {}
     for key, value in vector.items():
-        if node.grouping == "by":
-            group = tuple(kv for kv in key if kv[0] in names)
-        elif node.grouping == "without":
-            group = tuple(kv for kv in key if kv[0] not in names)
+        group = _group_of(node.grouping, names, key)
+        values = groups.get(group)
+        if values is None:
+            groups[group] = [value]
         else:
-            group = ()
-        groups.setdefault(group, []).append(value)
-    return {group: _REDUCE[node.op](values) for group, values in groups.items()}
+            values.append(value)
+    reduce = _REDUCE[node.op]
+    return {group: reduce(values) for group, values in groups.items()}
 
 
 def _min_max(pick: Callable[..., float]) -> Callable[[list[float]], float]:
