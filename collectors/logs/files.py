@@ -23,12 +23,16 @@ What each rotation looks like here:
   fingerprint) and read the rest from it; what still cannot be read is
   counted in `log_bytes_missed_total`. A copy that matches the glob is
   recognised by its fingerprint and read only from where we were (after a
-  restart too: by the fingerprint the state saved). A second truncation
-  before we looked again left a copy of lines we never saw: the rotation
-  search below reads it, as it does when a file that was empty when we
-  last looked has changed (no fingerprint tells a truncation there). A
-  file remembered while empty identifies nothing: its inode, reused, may
-  hold a copy.
+  restart too: by the fingerprint the state saved, when the saved inode is
+  still there, emptied; one that is gone was renamed or deleted, and a new
+  file that starts alike is new). A second truncation before we looked
+  again left a copy of lines we never saw: the rotations of that file's
+  own name written since we last looked (each poll) are read from their
+  beginning, in the listing the copy search made; the same when a file
+  that was empty when we last looked has changed (no fingerprint tells a
+  truncation there), if a file appeared in its directory since (one
+  stat). A file remembered while empty identifies nothing: its inode,
+  reused, may hold a copy.
 - delete: like rename; the open file is read to its end.
 - inode reuse: the fingerprint differs from the one remembered, so the
   file is new and read from 0.
@@ -258,7 +262,7 @@ class Follower:
         fp_len = min(size, FP_BYTES)
         label = rotated_from or path
         f = Followed(label, st.st_dev, st.st_ino, fingerprint(fd, fp_len), fp_len, 0, fd=fd)
-        f.rotated, f.last_growth = bool(rotated_from), now
+        f.rotated, f.last_growth, f.looked_at = bool(rotated_from), now, now
         saved = self.saved.get(f.key)
         if saved is not None and not saved["fp_len"]:
             # empty when last seen (so nothing was read from it): that says
@@ -343,18 +347,23 @@ class Follower:
         written again, or gone). Not the saved file itself."""
         for other, saved in self.saved.items():
             fp_len = saved["fp_len"]
-            if other == key or not 0 < fp_len <= size or fingerprint(fd, fp_len) != saved["fp"]:
+            if other == key or not 0 < fp_len <= size or size < saved["offset"]:
+                continue  # a copy holds at least what we had read of the original
+            if fingerprint(fd, fp_len) != saved["fp"]:
                 continue
+            # copytruncate keeps the original's inode, emptied: one that is
+            # gone was renamed away or deleted, and a file that merely starts
+            # alike (a fixed header) is a new one
             found = _find_in_dir(os.path.dirname(saved["path"]) or ".", other)
             held = _open_quietly(found[0]) if found is not None else None
-            if held is not None:
-                try:
-                    same = self._same(held, saved)
-                finally:
-                    os.close(held)
-                if same:
-                    continue  # the original still holds these bytes: it is resumed itself
-            return saved
+            if held is None:
+                continue
+            try:
+                truncated = not self._same(held, saved)
+            finally:
+                os.close(held)
+            if truncated:
+                return saved
         return None
 
     def _restore_rotated(self, now: float) -> None:
@@ -410,6 +419,27 @@ class Follower:
                 if (st.st_dev, st.st_ino) in self.files or st.st_mtime < horizon:
                     continue
                 self._open(entry.path, st, now, label or _rotated_from(entry.path, base))
+
+    def _adopt_rotations_of(
+        self,
+        f: Followed,
+        entries: list[tuple[os.DirEntry[str], os.stat_result]],
+        since: float,
+        now: float,
+    ) -> None:
+        """`_adopt_unseen_rotations` for one followed file, among its
+        directory's `entries`: rotations of its own name written since we
+        last looked at it (`since`; nothing if we never had)."""
+        if not since:
+            return
+        base = glob.escape(os.path.basename(f.path)) + "[-._]*"
+        horizon = since - SEEN_MARGIN
+        for entry, st in entries:
+            if not fnmatch.fnmatch(entry.name, base) or self._excluded(entry.path):
+                continue
+            if (st.st_dev, st.st_ino) in self.files or st.st_mtime < horizon:
+                continue
+            self._open(entry.path, st, now, f.path)
 
     def _rotation_names(self) -> set[tuple[str, str, str]]:
         """(directory, file name pattern, label) for each glob whose rotations
@@ -473,23 +503,24 @@ class Follower:
     def _read_one(self, f: Followed, now: float, limit: int) -> tuple[Chunk | None, bool]:
         st = os.fstat(f.fd)
         size = st.st_size
+        before, f.looked_at = f.looked_at, now
         if (size, st.st_mtime_ns) == f.seen and size <= f.offset:
             return None, False  # untouched since last time: an idle file costs one fstat
         f.seen = (size, st.st_mtime_ns)
         self.changed = True
-        before, f.looked_at = f.looked_at, now
         if size < f.offset or (f.fp_len and fingerprint(f.fd, f.fp_len) != f.fp):
-            self._truncated(f, size)
-            if before:
-                # truncated twice since we looked: the copy of the first
-                # truncation was rescued; later ones hold only unseen lines
-                self._adopt_unseen_rotations(before, now)
-        elif before and (size <= f.offset or not f.fp_len):
+            # truncated: the copy of this truncation is rescued; copies of
+            # later ones since we looked hold only lines we never saw
+            self._truncated(f, size, before, now)
+        elif size <= f.offset or not f.fp_len:
             # changed, yet no longer than what we read, or empty when we
-            # last looked: maybe written and truncated between two looks
-            # (an empty file has no fingerprint to tell), and a copy holds
-            # what was written. Rare: after each rotation, once.
-            self._adopt_unseen_rotations(before, now)
+            # last looked: maybe written and truncated since (an empty file
+            # has no fingerprint to tell), and a copy holds what was written.
+            # Only if a file appeared in the directory since: one stat.
+            directory = os.path.dirname(f.path) or "."
+            with contextlib.suppress(OSError):
+                if os.stat(directory).st_mtime >= before - SEEN_MARGIN:
+                    self._adopt_rotations_of(f, _entries(directory), before, now)
         if size > f.size_seen:
             f.size_seen = size
         if f.fp_len < FP_BYTES and size > f.fp_len:
@@ -624,10 +655,13 @@ class Follower:
                 records.append(line)
         return b"\n".join(records) + b"\n", len(records)
 
-    def _truncated(self, f: Followed, size: int) -> None:
+    def _truncated(self, f: Followed, size: int, before: float, now: float) -> None:
         """Same inode, shorter than our offset or with other first bytes:
-        copytruncate (or a rewrite). Read what we can from the copy first."""
-        rescued = self._read_from_copy(f)
+        copytruncate (or a rewrite). Read what we can from the copy first,
+        then any later copy (one directory listing for both)."""
+        entries = _entries(os.path.dirname(f.path) or ".")
+        rescued = self._read_from_copy(f, entries)
+        self._adopt_rotations_of(f, entries, before, now)
         lost = max(0, f.size_seen - max(f.offset, rescued))
         if lost:
             self.count(f.path, MISSED, lost)
@@ -636,13 +670,15 @@ class Follower:
         f.fp_len = min(size, FP_BYTES)
         f.fp = fingerprint(f.fd, f.fp_len)
 
-    def _read_from_copy(self, f: Followed) -> int:
-        """The rest of `f` from a copy next to it; returns how far the copy
-        went (0 if none). Its lines are handed out with f's label."""
+    def _read_from_copy(
+        self, f: Followed, entries: list[tuple[os.DirEntry[str], os.stat_result]]
+    ) -> int:
+        """The rest of `f` from a copy next to it (among `entries`, its
+        directory's files); returns how far the copy went (0 if none). Its
+        lines are handed out with f's label."""
         if not f.fp_len:
             return 0
-        directory = os.path.dirname(f.path) or "."
-        for entry, st in _files_in(directory):
+        for entry, st in entries:
             key = (st.st_dev, st.st_ino)
             if key == f.key or key in self.files or st.st_size < max(f.offset, f.fp_len):
                 continue
@@ -720,6 +756,10 @@ class Follower:
             with contextlib.suppress(OSError):
                 os.close(f.fd)
         self.files.clear()
+
+
+def _entries(directory: str) -> list[tuple[os.DirEntry[str], os.stat_result]]:
+    return list(_files_in(directory))
 
 
 def _files_in(directory: str) -> Iterator[tuple[os.DirEntry[str], os.stat_result]]:

@@ -141,8 +141,10 @@ def test_rotations_and_kills_during_a_hub_outage(tmp_path, run):
         ("create", "app.log", (601, 1201, 2401)),
         ("create\n    compress\n    delaycompress", "app.log*", (900, 2100)),
         ("copytruncate", "app.log", (900, 2100)),
-        # the copies in the glob: a kill counted lines twice (issue 18's second read)
+        # the copies in the glob: a kill counted lines twice (issue 18's second read),
+        # 3,850 of 3,000 with delaycompress
         ("copytruncate", "app.log*", (601, 1201, 2401)),
+        ("copytruncate\n    compress\n    delaycompress", "app.log*", (601, 1201, 2401)),
     ],
     ids=[
         "create",
@@ -151,6 +153,7 @@ def test_rotations_and_kills_during_a_hub_outage(tmp_path, run):
         "compress-delaycompress",
         "copytruncate",
         "copytruncate-copies-in-glob",
+        "copytruncate-delaycompress-copies-in-glob",
     ],
 )
 def test_rotations_and_kills_with_the_default_rate_limit(tmp_path, directives, glob, kills, run):
