@@ -120,10 +120,6 @@ def _read_regular(path: str) -> tuple[bytes, float]:
         os.close(fd)
 
 
-def _records(samples: Sequence[tuple[Any, float]], ts: float) -> list[Record]:
-    return [Metric(s.name, value, ts, s.labels, s.type) for s, value in samples]
-
-
 class ScrapeCollector(Collector):
     """One `[[scrape]]` target; collect() is one scrape."""
 
@@ -166,7 +162,7 @@ class ScrapeCollector(Collector):
             up, kept = 0.0, 0
         else:
             self.error = None
-            out = _records(parsed.samples, ts)
+            out = parsed.records(ts)
             self.dropped += parsed.dropped_series
             self.invalid += parsed.invalid
             up, kept = 1.0, len(parsed.samples)
@@ -234,11 +230,12 @@ class TextfileCollector(Collector):
                 self.error = f"{path}: {exc}"[:500]
                 continue
             state.error = False
-            kept = parsed.samples if left > 0 else []
-            self.dropped += parsed.dropped_series + (len(parsed.samples) if left <= 0 else 0)
+            kept = len(parsed.samples) if left > 0 else 0
+            self.dropped += parsed.dropped_series + (len(parsed.samples) - kept)
             self.invalid += parsed.invalid
-            left -= len(kept)
-            out += _records(kept, ts)
+            left -= kept
+            if kept:
+                out += parsed.records(ts)
             out.append(Metric("textfile_scrape_error", 0, ts, {"file": path}))
             out.append(Metric("textfile_mtime_seconds", state.mtime, ts, {"file": path}))
         for gone in set(self.files) - {str(self.directory / n) for n in names}:
