@@ -97,6 +97,12 @@ class Schedule:
         return self._abandoned is not None and not self._abandoned.done()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.collector.close()
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         slot = loop.time()
         first_slot = True

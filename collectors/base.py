@@ -48,6 +48,10 @@ class Collector:
         that cannot commit or is stuck): shown as the collector failing."""
         return None
 
+    def close(self) -> None:
+        """Let go of what `collect` keeps open between runs (a scrape's
+        connection). Called when its schedule ends: a stop or a reload."""
+
 
 # Host metric groups by name, in the order `vigil once` shows them (the
 # import order in collectors/__init__.py). Their names are what `[host]

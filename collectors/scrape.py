@@ -11,7 +11,10 @@ exporter that suddenly serves a million series (a cardinality bomb) costs
 one counter. Each scrape reports `scrape_up` (1 when the answer was read
 and parsed whole), `scrape_duration_seconds`, `scrape_samples` and
 `scrape_series_dropped_total`; a failed scrape sends no series (they go
-stale, as in Prometheus) and says why in `vigil status`.
+stale, as in Prometheus) and says why in `vigil status`. The connection to
+a target is kept from one scrape to the next (agent/core/h1.py's Client),
+as Prometheus keeps it; one the target closes, or that a timeout cut in
+the middle of an answer, is replaced at the next scrape.
 
 A textfile that cannot be read or parsed is reported in
 `textfile_scrape_error{file}` (1) and skipped; the others are still read.
@@ -31,12 +34,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.core.records import Metric, Record, Spec, counter, gauge
 from agent.core.schema import Duration, Invalid, check_http_url, check_identifier, opt
 from collectors.base import Collector
 from collectors.promtext import ParseError, Parser, relabeler
+
+if TYPE_CHECKING:
+    from agent.core.h1 import Client
 
 ACCEPT = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5"
 MAX_TEXTFILE = 16 << 20  # bytes in one *.prom file
@@ -120,10 +126,6 @@ def _read_regular(path: str) -> tuple[bytes, float]:
         os.close(fd)
 
 
-def _records(samples: Sequence[tuple[Any, float]], ts: float) -> list[Record]:
-    return [Metric(s.name, value, ts, s.labels, s.type) for s, value in samples]
-
-
 class ScrapeCollector(Collector):
     """One `[[scrape]]` target; collect() is one scrape."""
 
@@ -135,21 +137,25 @@ class ScrapeCollector(Collector):
         self.name = f"scrape:{cfg.name}"
         self.parser = Parser(relabeler({**cfg.labels, "scrape": cfg.name}, cfg.honor_labels))
         self.own = {"scrape": cfg.name}
+        self.headers = {"Accept": ACCEPT}
         self.dropped = 0
         self.invalid = 0
         self.error: str | None = None
         self.timeout = timeout
+        self.client: Client | None = None  # the connection kept between scrapes
 
     async def collect(self, ts: float, mono: float) -> Sequence[Record]:
         from agent.core import h1
 
         start = time.monotonic()
         out: list[Record] = []
+        if self.client is None:
+            self.client = h1.Client()
         try:
             # within the scheduler's timeout: a scrape that hangs is a failed
             # scrape (scrape_up 0), not one whose records never come
             async with h1.deadline(self.timeout):
-                response = await h1.fetch("GET", self.cfg.url, headers={"Accept": ACCEPT})
+                response = await self.client.fetch("GET", self.cfg.url, headers=self.headers)
             if response.status != 200:
                 raise ParseError(f"{self.cfg.url} answered {response.status}")
             if len(response.body) <= INLINE_BYTES:  # a thread handoff costs more
@@ -166,7 +172,7 @@ class ScrapeCollector(Collector):
             up, kept = 0.0, 0
         else:
             self.error = None
-            out = _records(parsed.samples, ts)
+            out = parsed.records(ts)
             self.dropped += parsed.dropped_series
             self.invalid += parsed.invalid
             up, kept = 1.0, len(parsed.samples)
@@ -187,6 +193,10 @@ class ScrapeCollector(Collector):
 
     def problem(self) -> str | None:
         return self.error
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
 
 
 @dataclass
@@ -234,11 +244,12 @@ class TextfileCollector(Collector):
                 self.error = f"{path}: {exc}"[:500]
                 continue
             state.error = False
-            kept = parsed.samples if left > 0 else []
-            self.dropped += parsed.dropped_series + (len(parsed.samples) if left <= 0 else 0)
+            kept = len(parsed.samples) if left > 0 else 0
+            self.dropped += parsed.dropped_series + (len(parsed.samples) - kept)
             self.invalid += parsed.invalid
-            left -= len(kept)
-            out += _records(kept, ts)
+            left -= kept
+            if kept:
+                out += parsed.records(ts)
             out.append(Metric("textfile_scrape_error", 0, ts, {"file": path}))
             out.append(Metric("textfile_mtime_seconds", state.mtime, ts, {"file": path}))
         for gone in set(self.files) - {str(self.directory / n) for n in names}:

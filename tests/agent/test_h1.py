@@ -5,6 +5,7 @@ answers cut short, garbage, bombs, redirects and their credentials."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import zlib
 from collections.abc import Awaitable, Callable
@@ -385,3 +386,162 @@ def test_header_values_go_as_utf8() -> None:
 
     assert serve(handler, scenario) == 200
     assert b"\r\nAuthorization: Bearer h\xc3\xa4st.1\r\n" in got[0]
+
+
+# -- Client: the connection kept between requests (the scrape) ----------------
+
+
+def keep_alive(answers: Callable[[int, str], bytes | None]) -> Handler:
+    """A handler that answers requests on a connection until the client
+    closes it, or `answers(connection, path)` gives None: then it closes
+    without answering."""
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            line, _, _ = await read_request(r)
+            raw = answers(n, line.split()[1])
+            if raw is None:
+                return
+            w.write(raw)
+            await w.drain()
+
+    return handler
+
+
+def test_a_client_keeps_its_connection_and_leaves_it_when_the_server_says_close() -> None:
+    def answers(n: int, path: str) -> bytes:
+        close = "Connection: close\r\n" if path == "/close" else ""
+        return answer("200 OK", f"conn {n} {path}".encode(), close)
+
+    async def scenario(url: str) -> list[bytes]:
+        client = h1.Client()
+        paths = ["/a", "/b", "/close", "/c", "/d"]
+        bodies = [(await client.fetch("GET", url + path)).body for path in paths]
+        client.close()
+        return bodies
+
+    assert serve(keep_alive(answers), scenario) == [
+        b"conn 1 /a",
+        b"conn 1 /b",
+        b"conn 1 /close",
+        b"conn 2 /c",
+        b"conn 2 /d",
+    ]
+
+
+def test_a_kept_connection_the_server_closed_is_replaced_and_the_request_made_again() -> None:
+    """Closed while idle, or as the next request came (an idle timeout's
+    race): the request goes (again) on a new connection, and succeeds."""
+    closed = asyncio.Event()
+
+    def answers(n: int, path: str) -> bytes | None:
+        if (n, path) == (1, "/b") or (n, path) == (2, "/c"):
+            return None  # conn 1: read the request, closed without answering
+        return answer("200 OK", f"conn {n} {path}".encode())
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        try:
+            await keep_alive(answers)(r, w, n)
+        finally:
+            w.close()
+            closed.set()
+
+    async def scenario(url: str) -> list[bytes]:
+        client = h1.Client()
+        bodies = [(await client.fetch("GET", url + "/a")).body]
+        bodies.append((await client.fetch("GET", url + "/b")).body)  # conn 1 closes: conn 2
+        closed.clear()
+        bodies.append((await client.fetch("GET", url + "/c")).body)  # conn 2 closes: conn 3
+        await closed.wait()
+        bodies.append((await client.fetch("GET", url + "/d")).body)
+        client.close()
+        return bodies
+
+    assert serve(handler, scenario) == [b"conn 1 /a", b"conn 2 /b", b"conn 3 /c", b"conn 3 /d"]
+
+
+def test_a_timeout_mid_body_closes_the_connection_and_the_next_request_reads_a_whole_answer() -> (
+    None
+):
+    client_closed = asyncio.Event()
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        if n == 1:
+            await read_request(r)
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nfirst half")
+            await w.drain()
+            # the rest would come now, were the client still there
+            if await r.read(100) == b"":
+                client_closed.set()
+            w.write(b", late half")
+            return
+        await keep_alive(lambda n, path: answer("200 OK", f"conn {n} {path}".encode()))(r, w, n)
+
+    async def scenario(url: str) -> list[object]:
+        client = h1.Client()
+        with pytest.raises(TimeoutError):
+            async with h1.deadline(0.3):
+                await client.fetch("GET", url + "/slow")
+        await client_closed.wait()  # the half-read connection was closed, not kept
+        body = (await client.fetch("GET", url + "/next")).body
+        client.close()
+        return [client.conn, body]
+
+    assert serve(handler, scenario) == [None, b"conn 2 /next"]
+
+
+def test_bytes_past_an_answer_end_its_connection() -> None:
+    """A server that sends more than its answer: what follows is nobody's
+    answer, and must not be read as the next one's."""
+
+    def answers(n: int, path: str) -> bytes:
+        extra = answer("200 OK", b"forged") if n == 1 else b""
+        return answer("200 OK", f"conn {n} {path}".encode()) + extra
+
+    async def scenario(url: str) -> list[bytes]:
+        client = h1.Client()
+        bodies = [(await client.fetch("GET", url + path)).body for path in ("/a", "/b")]
+        client.close()
+        return bodies
+
+    assert serve(keep_alive(answers), scenario) == [b"conn 1 /a", b"conn 2 /b"]
+
+
+def test_a_client_follows_a_restarted_server_and_redirects_on_its_connection() -> None:
+    async def main() -> list[bytes]:
+        conns: list[asyncio.StreamWriter] = []
+        handlers: list[asyncio.Task[object]] = []
+
+        async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            conns.append(w)
+            handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+            n = len(conns)
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                while True:
+                    line, _, _ = await read_request(r)
+                    path = line.split()[1]
+                    if path == "/old":
+                        w.write(answer("301 Moved Permanently", headers="Location: /new\r\n"))
+                    else:
+                        w.write(answer("200 OK", f"conn {n} {path}".encode()))
+                    await w.drain()
+            w.close()
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        client = h1.Client()
+        bodies = [(await client.fetch("GET", url + "/old")).body]
+        server.close()  # the target restarts: its connections go
+        for w in conns:
+            w.close()
+        await server.wait_closed()
+        server = await asyncio.start_server(on_connect, "127.0.0.1", port)
+        bodies.append((await client.fetch("GET", url + "/a")).body)
+        client.close()
+        await asyncio.gather(*handlers)  # each saw its connection end, and closed it
+        server.close()
+        await server.wait_closed()
+        return bodies
+
+    assert asyncio.run(main()) == [b"conn 1 /new", b"conn 2 /a"]

@@ -264,3 +264,20 @@ def test_disk_runs_on_the_loop_for_memory_file_systems_and_in_a_thread_with_its_
 
     uvloop.run(scenario())
     assert disk.stats.errors == 0
+
+
+def test_a_schedule_that_ends_closes_its_collector():
+    """A stop or a reload cancels the schedules: each collector lets go of
+    what it keeps open (a scrape's connection), once, after its last run."""
+
+    class Closing(Recorder):
+        def __init__(self):
+            super().__init__()
+            self.closed: list[int] = []
+
+        def close(self):
+            self.closed.append(len(self.calls))
+
+    s = make(Closing())
+    uvloop.run(run_until([s], lambda: len(s.received) >= 2))
+    assert s.collector.closed == [len(s.collector.calls)]
