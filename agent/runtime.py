@@ -554,6 +554,9 @@ class Agent:
         alerting = self.alerting
         return alerting.explain(rule) if alerting is not None else None
 
+    def metric_names(self) -> set[str]:
+        return metric_names(self.config)
+
     def status_line(self) -> str:
         failing = [
             s.name

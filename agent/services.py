@@ -55,6 +55,8 @@ class Agent(Protocol):
 
     def explain_alert(self, rule: str) -> dict[str, Any] | None: ...
 
+    def metric_names(self) -> set[str]: ...
+
     async def token(self) -> str: ...
 
     def on_alert_event(self, event: Event) -> None: ...
@@ -356,7 +358,9 @@ class ScrapeService(Service):
         textfile = self.config.textfile
         if textfile.directory is not None:
             interval = textfile.interval or self.config.agent.interval
-            out.append(agent.schedule(TextfileCollector(textfile), interval=interval))
+            reserved = frozenset(agent.metric_names())
+            files = TextfileCollector(textfile, reserved)
+            out.append(agent.schedule(files, interval=interval))
         return out
 
 

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from agent.core.records import Metric, Record, Spec, counter, gauge
 from agent.core.schema import Duration, Invalid, check_http_url, check_identifier, opt
 from collectors.base import Collector
@@ -43,6 +45,8 @@ from collectors.promtext import ParseError, Parser, relabeler
 
 if TYPE_CHECKING:
     from agent.core.h1 import Client
+
+log = structlog.get_logger("vigil.collectors.scrape")
 
 ACCEPT = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5"
 MAX_TEXTFILE = 16 << 20  # bytes in one *.prom file
@@ -96,7 +100,8 @@ SCRAPE_SPECS: tuple[Spec, ...] = (
     counter("scrape_series_dropped_total", "Series a target served beyond max_series."),
     counter(
         "scrape_samples_invalid_total",
-        "Samples dropped: a NaN or infinite value, or a name or label the hub would refuse.",
+        "Samples dropped: a NaN or infinite value, a name or label the hub would refuse,"
+        " or a metric name the agent reports itself.",
     ),
 )
 TEXTFILE_SPECS: tuple[Spec, ...] = (
@@ -105,7 +110,8 @@ TEXTFILE_SPECS: tuple[Spec, ...] = (
     counter("textfile_series_dropped_total", "Series beyond [textfile] max_series."),
     counter(
         "textfile_samples_invalid_total",
-        "Samples dropped: a NaN or infinite value, or a name or label the hub would refuse.",
+        "Samples dropped: a NaN or infinite value, a name or label the hub would refuse,"
+        " or a metric name the agent reports itself.",
     ),
 )
 
@@ -213,10 +219,15 @@ class TextfileCollector(Collector):
     blocking = True
     specs = TEXTFILE_SPECS
 
-    def __init__(self, cfg: TextfileSection) -> None:
+    def __init__(self, cfg: TextfileSection, reserved: frozenset[str] = frozenset()) -> None:
         assert cfg.directory is not None
         self.cfg = cfg
         self.directory = cfg.directory
+        # the agent's own metric names: a textfile series of one would stand
+        # beside the agent's, same name and maybe same labels, and rules on
+        # it would see both (node_exporter refuses such a collision too)
+        self.reserved = reserved
+        self.taken: set[str] = set()  # reserved names already logged
         self.files: dict[str, _File] = {}
         self.dropped = 0
         self.invalid = 0
@@ -249,7 +260,7 @@ class TextfileCollector(Collector):
             self.invalid += parsed.invalid
             left -= kept
             if kept:
-                out += parsed.records(ts)
+                out += self._own_names_dropped(path, parsed.records(ts))
             out.append(Metric("textfile_scrape_error", 0, ts, {"file": path}))
             out.append(Metric("textfile_mtime_seconds", state.mtime, ts, {"file": path}))
         for gone in set(self.files) - {str(self.directory / n) for n in names}:
@@ -257,6 +268,18 @@ class TextfileCollector(Collector):
         out.append(Metric("textfile_series_dropped_total", self.dropped, ts, type="counter"))
         out.append(Metric("textfile_samples_invalid_total", self.invalid, ts, type="counter"))
         return out
+
+    def _own_names_dropped(self, path: str, records: list[Metric]) -> list[Metric]:
+        if not self.reserved or not any(r.name in self.reserved for r in records):
+            return records
+        kept = [r for r in records if r.name not in self.reserved]
+        self.invalid += len(records) - len(kept)
+        for name in {r.name for r in records if r.name in self.reserved} - self.taken:
+            self.taken.add(name)
+            log.warning("textfile_metric_name_taken", file=path, metric=name)
+        taken = sorted({r.name for r in records} & self.reserved)
+        self.error = f"{path}: {', '.join(taken)[:200]} is the agent's own: dropped"
+        return kept
 
     def problem(self) -> str | None:
         return self.error

@@ -21,3 +21,19 @@ def test_a_fifo_or_a_directory_is_an_error_not_a_hang_and_the_rest_is_read(tmp_p
     }
     assert errors == {"a.prom": 1, "b.prom": 0, "c.prom": 1, "d.prom": 1}
     assert records[("ok", ())] == 1
+
+
+def test_a_metric_the_agent_reports_itself_is_dropped_counted_and_named(tmp_path):
+    """A textfile series named as one of the agent's own (cpu_usage_percent)
+    would stand beside the agent's, and rules on it would see both."""
+    (tmp_path / "a.prom").write_text(
+        '# TYPE cpu_usage_percent gauge\ncpu_usage_percent{cpu="all"} 99\n'
+        "# TYPE backup_ok gauge\nbackup_ok 1\n"
+    )
+    collector = TextfileCollector(
+        TextfileSection(directory=tmp_path), frozenset({"cpu_usage_percent"})
+    )
+    records = {r.name: r.value for r in collector.collect(1.0, 0.0)}
+    assert "cpu_usage_percent" not in records and records["backup_ok"] == 1
+    assert records["textfile_samples_invalid_total"] == 1
+    assert "cpu_usage_percent is the agent's own" in (collector.problem() or "")

@@ -165,6 +165,8 @@ def test_a_broken_textfile_is_reported_and_the_good_ones_still_arrive(tmp_path):
 
     write("backup.prom", '# TYPE backup_ok gauge\nbackup_ok{db="main"} 1\n')
     write("jobs.prom", "# TYPE jobs_done_total counter\njobs_done_total 41\n")
+    # a name the agent reports itself: dropped, the agent's own series alone
+    write("own.prom", "# TYPE memory_used_percent gauge\nmemory_used_percent 123\n")
     (tmp_path / "hubside").mkdir()
     hub = HubProcess(tmp_path / "hubside")
     agent = Agent(
@@ -189,6 +191,11 @@ def test_a_broken_textfile_is_reported_and_the_good_ones_still_arrive(tmp_path):
             == 0.0
         )
         wait_for(lambda: at_hub(hub, "jobs_done_total") == {frozenset(): 42.0}, 30, "42")
+        query = "/v1/metrics?host=scraper-1&name=memory_used_percent&since=0&limit=10000"
+        points = [v for s in hub.get(query)["series"] for _, v in s["points"]]
+        assert points and 123.0 not in points  # the agent's own, only
+        invalid = at_hub(hub, "textfile_samples_invalid_total")
+        assert invalid and max(invalid.values()) >= 1
     finally:
         assert agent.stop() == 0
         hub.stop()
