@@ -45,6 +45,7 @@ from collectors.promtext import ParseError, Parser, relabeler
 
 if TYPE_CHECKING:
     from agent.core.h1 import Client
+    from agent.core.keptget import KeptGet
 
 log = structlog.get_logger("vigil.collectors.scrape")
 
@@ -148,20 +149,26 @@ class ScrapeCollector(Collector):
         self.invalid = 0
         self.error: str | None = None
         self.timeout = timeout
-        self.client: Client | None = None  # the connection kept between scrapes
+        self.kept: KeptGet | None = None  # the connection kept between scrapes
+        self.client: Client | None = None  # for a target that redirects
 
     async def collect(self, ts: float, mono: float) -> Sequence[Record]:
         from agent.core import h1
+        from agent.core.keptget import KeptGet
 
         start = time.monotonic()
         out: list[Record] = []
-        if self.client is None:
-            self.client = h1.Client()
         try:
+            if self.kept is None:
+                self.kept = KeptGet(self.cfg.url, self.headers)
             # within the scheduler's timeout: a scrape that hangs is a failed
             # scrape (scrape_up 0), not one whose records never come
             async with h1.deadline(self.timeout):
-                response = await self.client.fetch("GET", self.cfg.url, headers=self.headers)
+                response = await self.kept.get()
+                if response.status in h1.REDIRECTS:  # rare: h1 follows them
+                    if self.client is None:
+                        self.client = h1.Client()
+                    response = await self.client.fetch("GET", self.cfg.url, headers=self.headers)
             if response.status != 200:
                 raise ParseError(f"{self.cfg.url} answered {response.status}")
             if len(response.body) <= INLINE_BYTES:  # a thread handoff costs more
@@ -201,6 +208,8 @@ class ScrapeCollector(Collector):
         return self.error
 
     def close(self) -> None:
+        if self.kept is not None:
+            self.kept.close()
         if self.client is not None:
             self.client.close()
 

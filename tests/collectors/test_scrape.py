@@ -95,3 +95,26 @@ def test_closing_the_collector_closes_its_connection() -> None:
         return got["up_here"]
 
     assert serve(handler, scenario) == 1
+
+
+def test_a_target_that_redirects_is_followed() -> None:
+    """The kept GET returns a redirect as it came; the scrape follows it
+    with h1 (Prometheus follows a scrape's redirects too)."""
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            line, _, _ = await read_request(r)
+            if line.split()[1] == "/metrics":
+                w.write(answer("301 Moved Permanently", b"", "Location: /real\r\n"))
+            else:
+                w.write(answer("200 OK", b"# TYPE moved gauge\nmoved 7\n"))
+            await w.drain()
+
+    async def scenario(url: str) -> dict[str, float]:
+        collector = ScrapeCollector(ScrapeConfig(name="t", url=url + "/metrics"), 5.0)
+        got = await values(collector, 1.0)
+        collector.close()
+        return got
+
+    got = serve(handler, scenario)
+    assert got["scrape_up"] == 1 and got["moved"] == 7
