@@ -281,9 +281,9 @@ class Agent:
             log.info("agent_ready", collectors=[s.name for s in self.schedules])
             watchdog = asyncio.create_task(self.watchdog())
             # What start-up made (modules, config, the engines' tables) lives
-            # as long as the agent: out of the collector's way, so a full
-            # collection no longer walks it (a scrape's records made one
-            # about every dozen scrapes walk the whole heap)
+            # as long as the agent: out of the garbage collector's way, so a
+            # full collection, which the records of each interval bring on
+            # now and then, no longer walks it
             gc.collect()
             gc.freeze()
         await stopping
