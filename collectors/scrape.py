@@ -12,7 +12,7 @@ one counter. Each scrape reports `scrape_up` (1 when the answer was read
 and parsed whole), `scrape_duration_seconds`, `scrape_samples` and
 `scrape_series_dropped_total`; a failed scrape sends no series (they go
 stale, as in Prometheus) and says why in `vigil status`. The connection to
-a target is kept from one scrape to the next (agent/core/h1.py's Client),
+a target is kept from one scrape to the next (agent/core/keptget.py),
 as Prometheus keeps it; one the target closes, or that a timeout cut in
 the middle of an answer, is replaced at the next scrape.
 
@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
 
 import structlog
 
@@ -165,10 +166,12 @@ class ScrapeCollector(Collector):
             # scrape (scrape_up 0), not one whose records never come
             async with h1.deadline(self.timeout):
                 response = await self.kept.get()
-                if response.status in h1.REDIRECTS:  # rare: h1 follows them
+                location = response.header("location")
+                if response.status in h1.REDIRECTS and location:  # rare: h1 follows them
                     if self.client is None:
                         self.client = h1.Client()
-                    response = await self.client.fetch("GET", self.cfg.url, headers=self.headers)
+                    url = urljoin(self.cfg.url, location)
+                    response = await self.client.fetch("GET", url, headers=self.headers)
             if response.status != 200:
                 raise ParseError(f"{self.cfg.url} answered {response.status}")
             if len(response.body) <= INLINE_BYTES:  # a thread handoff costs more

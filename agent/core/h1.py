@@ -14,11 +14,12 @@ imports it.
 keep it alive (the shipper). `fetch` makes a request on a new connection
 for every hop and follows redirects (the http check). A `Client` does the
 same on the connection its last request left open, when that is to the
-same origin and still good (a scrape, every interval): it saves the
-connect and the new connection's setup, about a third of a small GET's
-CPU on loopback. None of them bounds time: callers wrap them in their
-timeout; a timeout, like any error, closes the connection it hit, so an
-answer read in part is never taken for the next one.
+same origin and still good (a scrape's redirects: the scrape's own GET
+is agent/core/keptget.py, cheaper still): it saves the connect and the
+new connection's setup, about a third of a small GET's CPU on loopback.
+None of them bounds time: callers wrap them in their timeout; a
+timeout, like any error, closes the connection it hit, so an answer
+read in part is never taken for the next one.
 """
 
 from __future__ import annotations

@@ -10,9 +10,13 @@ Scope, kept small on purpose: GET of one URL with fixed headers, on one
 connection kept alive between requests. Anything else is the caller's
 to do with h1.fetch: `get` returns a redirect's status and Location as
 it came (the scrape then follows it with h1.fetch, redirects are rare).
-What the server says is checked as h1 checks it: the body is capped at
-h1.MAX_BODY, gzip/deflate undone (h1._decoded), a malformed answer is an
-HttpError, a close before a whole answer Disconnected. Any error, and a
+What the server says is checked as h1 checks it: the headers are capped
+at MAX_HEAD and the body at h1.MAX_BODY, gzip/deflate undone
+(h1._decoded), a chunked body's trailers ignored, a malformed answer is
+an HttpError (lines ending in a bare LF are read, as h11 read them; two
+Content-Lengths, or one beside Transfer-Encoding, or a folded header are
+refused, as llhttp refuses them), a close or reset before a whole answer
+Disconnected. No compression is asked of a loopback target. Any error, and a
 cancellation (the caller's timeout), closes the connection, so half an
 answer is never taken for the next; so do bytes that come with no request
 waiting. A request on a kept connection the server closed while idle is
@@ -22,6 +26,7 @@ made once more on a new one (a GET may be made twice).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
 from typing import cast
 
@@ -30,6 +35,8 @@ import httptools
 from agent.core import h1
 from agent.core.http import USER_AGENT, tls_context
 
+MAX_HEAD = 64 * 1024  # an answer's status line and headers
+
 
 class _Answer(asyncio.Protocol):
     """One connection: httptools fed as data arrives; one request at a time."""
@@ -37,6 +44,8 @@ class _Answer(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # bare LF line ends (an exporter written with printf), as h11 read them
+        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.waiter: asyncio.Future[None] | None = None
         self.closed = False
         self._reset()
@@ -49,6 +58,7 @@ class _Answer(asyncio.Protocol):
         self.got_headers = False
         self.complete = False
         self.started = False  # any byte of this answer came
+        self.head_bytes = 0  # bytes received before the headers were complete
         self.extra = False  # bytes past the answer: no telling whose they are
         self.keep_alive = False  # what the complete answer said
         self.error: h1.HttpError | None = None  # what a callback found wrong
@@ -62,19 +72,26 @@ class _Answer(asyncio.Protocol):
             self._fail(h1.HttpError("bytes from the server with no request waiting"))
             return
         self.started = True
+        if not self.got_headers:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(h1.HttpError("the server switched protocols"))
         except httptools.HttpParserError as err:  # a callback's too: the body cap
             self._fail(self.error or h1.HttpError(f"invalid HTTP answer: {err}"))
+            return
+        if not self.got_headers and self.head_bytes > MAX_HEAD:
+            # httptools bounds no header block (h11 stopped at 16 KiB)
+            self._fail(h1.HttpError(f"answer headers over {MAX_HEAD // 1024} KiB"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.waiter is None or self.waiter.done():
             return
         framed = any(k in ("content-length", "transfer-encoding") for k, _ in self.headers)
-        if self.got_headers and not framed:  # the body ends with the connection (HTTP/1.0)
+        if self.got_headers and not framed and exc is None:
+            # the body ends with the connection (HTTP/1.0); a reset cuts it
             self.complete = True
             self.waiter.set_result(None)
         else:
@@ -89,7 +106,7 @@ class _Answer(asyncio.Protocol):
             self.extra = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.complete:
+        if not self.complete and not self.got_headers:  # not a chunked body's trailers
             self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -127,6 +144,7 @@ class _Answer(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self.body = []  # not held until a full collection breaks the parser's cycle
         if self.transport is not None:
             self.transport.close()
 
@@ -142,9 +160,10 @@ class _Answer(asyncio.Protocol):
             raise
         finally:
             self.waiter = None
+        body, self.body = b"".join(self.body), []  # not held until the next scrape
         if self.extra or not self.keep_alive:
             self.close()
-        return self.status, self.headers, b"".join(self.body)
+        return self.status, self.headers, body
 
 
 class KeptGet:
@@ -159,8 +178,8 @@ class KeptGet:
         fields = {
             "Host": h1._host_header(self.scheme, self.host, self.port),
             "User-Agent": USER_AGENT,
-            # loopback is the common case: inflating costs more CPU than the bytes
-            "Accept-Encoding": "identity",
+            # on loopback, inflating costs more CPU than the bytes; elsewhere not
+            "Accept-Encoding": "identity" if _loopback(self.host) else "gzip",
             **headers,
         }
         lines = [f"GET {h1.target(url)} HTTP/1.1"] + [f"{k}: {v}" for k, v in fields.items()]
@@ -168,6 +187,7 @@ class KeptGet:
             raise ValueError(f"cannot send this request: a line break in {fields!r}")
         self.request = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
         self.conn: _Answer | None = None
+        self.closing = False  # close() came while a GET was in flight
 
     async def _connect(self) -> _Answer:
         ctx = None
@@ -196,12 +216,22 @@ class KeptGet:
             conn = await self._connect()
             answer = await conn.exchange(self.request)
         assert conn is not None
-        if not conn.closed:
+        if self.closing:
+            conn.close()
+        elif not conn.closed:
             self.conn = conn
         status, headers, body = answer
         return h1.Response(status, headers, h1._decoded(headers, body), self.url)
 
     def close(self) -> None:
+        self.closing = True
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
