@@ -29,9 +29,12 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str
     return lines[0], headers, body
 
 
-def serve(handler: Handler, scenario: Callable[[str], Awaitable[object]]) -> object:
+def serve(
+    handler: Handler, scenario: Callable[[str], Awaitable[object]], loop: str = "asyncio"
+) -> object:
     """Run `scenario(base_url)` against a server calling `handler` for each
-    connection (with its number, from 1)."""
+    connection (with its number, from 1); on asyncio's loop, or on uvloop
+    (`loop="uvloop"`: the agent's loop in production, agent/cli.py)."""
 
     async def main() -> object:
         count = 0
@@ -53,6 +56,10 @@ def serve(handler: Handler, scenario: Callable[[str], Awaitable[object]]) -> obj
         finally:
             server.close()
 
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main())
     return asyncio.run(main())
 
 

@@ -15,7 +15,6 @@ import gc
 import socket
 import struct
 import tracemalloc
-from collections.abc import Awaitable, Callable
 
 # imported here, not on the loop in the first scrape (see tests/collectors/test_scrape.py)
 import prometheus_client.parser  # noqa: F401
@@ -24,7 +23,7 @@ import pytest
 from agent.core import h1
 from agent.core.keptget import KeptGet
 from collectors.scrape import ScrapeCollector, ScrapeConfig
-from tests.agent.test_h1 import Handler, answer, read_request
+from tests.agent.test_h1 import Handler, answer, read_request, serve
 
 try:
     import uvloop
@@ -32,37 +31,6 @@ except ImportError:  # pragma: no cover
     uvloop = None  # type: ignore[assignment]
 
 LOOPS = ["asyncio"] + (["uvloop"] if uvloop is not None else [])
-
-
-def serve(
-    handler: Handler, scenario: Callable[[str], Awaitable[object]], loop: str = "asyncio"
-) -> object:
-    """tests/agent/test_h1.py's serve, on asyncio's loop or on uvloop (the
-    agent's loop in production: agent/cli.py)."""
-
-    async def main() -> object:
-        count = 0
-
-        async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            nonlocal count
-            count += 1
-            try:
-                await handler(r, w, count)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                w.close()
-
-        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            return await asyncio.wait_for(scenario(f"http://127.0.0.1:{port}"), 10)
-        finally:
-            server.close()
-
-    if loop == "uvloop":
-        return uvloop.run(main())
-    return asyncio.run(main())
 
 
 async def both(url: str) -> list[str]:

@@ -27,7 +27,8 @@ from agent.alerts.query import (
     parse_query,
     parse_tree,
 )
-from agent.core.records import Event, Metric
+from agent.core.records import Metric
+from tests.agent.alerts.test_engine import Harness as EngineHarness
 
 T0 = 1_800_000_000.0
 RATIO = 'rate(http_requests_total{status_class="5xx"}[5m]) / rate(http_requests_total[5m]) > 0.05'
@@ -318,15 +319,8 @@ def test_division_by_zero_and_overflow_follow_ieee():
 # --- the engine on recorded series -------------------------------------------------
 
 
-class Harness:
-    def __init__(self, *rules, state_path=None):
-        self.sent = []
-        self.events: list[Event] = []
-        self.engine = AlertEngine(
-            list(rules), "h1", state_path, lambda a, n: self.sent.append(a), self.events.append
-        )
-
-    def feed(self, t, records):
+class Harness(EngineHarness):
+    def feed(self, t, records):  # type: ignore[override]  # whole batches here
         """A batch, then the tick: compound rules are evaluated at the tick."""
         self.engine.observe(records, T0 + t)
         self.engine.tick(T0 + t)
